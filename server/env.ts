@@ -1,0 +1,35 @@
+// Environment, validated once with zod. Read lazily (serverEnv()) so `next build` and the CLI
+// scripts can import server modules without a configured environment.
+import { z } from "zod";
+
+const ZServerEnv = z.object({
+  DATABASE_URL: z
+    .string({ error: "DATABASE_URL is not set: point it at the control-plane PostgreSQL, or run `npm run demo`." })
+    .url("DATABASE_URL must be a postgresql:// URL"),
+  SHARDSHIFT_SECRET_KEY: z
+    .string({
+      error:
+        "SHARDSHIFT_SECRET_KEY is not set: it encrypts database passwords at rest. Generate one with `openssl rand -base64 32`.",
+    })
+    .refine((value) => Buffer.from(value, "base64").length === 32, {
+      message: "SHARDSHIFT_SECRET_KEY must be 32 bytes, base64-encoded (openssl rand -base64 32)",
+    }),
+  BETTER_AUTH_SECRET: z.string().min(32, "BETTER_AUTH_SECRET must be at least 32 characters"),
+  BETTER_AUTH_URL: z.string().url().default("http://localhost:3000"),
+  NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
+});
+
+export type ServerEnv = z.infer<typeof ZServerEnv>;
+
+let cached: ServerEnv | undefined;
+
+export function serverEnv(): ServerEnv {
+  if (cached) return cached;
+  const parsed = ZServerEnv.safeParse(process.env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `  - ${issue.message}`).join("\n");
+    throw new Error(`Shardshift's environment is incomplete:\n${problems}`);
+  }
+  cached = parsed.data;
+  return cached;
+}

@@ -1,0 +1,34 @@
+// Starts the real PostgreSQL server that integration tests use, unless TEST_PG_URL names one.
+// Each test then creates its own database on it (server/testing/databases.ts).
+import crypto from "node:crypto";
+import os from "node:os";
+import path from "node:path";
+import type { TestProject } from "vitest/node";
+import { type EmbeddedServer, startEmbeddedServer } from "../embedded/embedded-server";
+
+let server: EmbeddedServer | undefined;
+
+export async function setup(project: TestProject) {
+  let url = process.env.TEST_PG_URL;
+  if (!url) {
+    server = await startEmbeddedServer({
+      name: `vitest-${process.pid}`,
+      port: Number(process.env.TEST_PG_PORT ?? 56_400),
+      rootDir: path.join(os.tmpdir(), "shardshift-test"),
+      password: crypto.randomBytes(12).toString("hex"),
+      ephemeral: true,
+    });
+    url = server.url();
+  }
+  project.provide("pgAdminUrl", url);
+}
+
+export async function teardown() {
+  await server?.stop();
+}
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    pgAdminUrl: string;
+  }
+}

@@ -1,0 +1,16 @@
+import path from "node:path";
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  resolve: { alias: { "@": path.resolve(import.meta.dirname) } },
+  test: {
+    include: ["server/**/*.test.ts", "scripts/**/*.test.ts"],
+    globalSetup: ["server/testing/global-setup.ts"],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    // Integration tests share servers; files run in parallel on 2 cores, each owning its databases.
+    fileParallelism: true,
+    maxWorkers: 2,
+    allowOnly: !process.env.CI,
+  },
+});
