@@ -6,7 +6,7 @@ import { PrismaClient } from "./generated/prisma/client";
 
 export type { Prisma } from "./generated/prisma/client";
 
-const globalForPrisma = globalThis as unknown as { shardshiftPrisma?: PrismaClient };
+let client: PrismaClient | undefined;
 
 export function createPrismaClient(connectionString: string): PrismaClient {
   return new PrismaClient({ adapter: new PrismaPg({ connectionString, max: 10 }) });
@@ -14,6 +14,11 @@ export function createPrismaClient(connectionString: string): PrismaClient {
 
 /** Lazily created so that importing this module never needs a database (e.g. during `next build`). */
 export function db(): PrismaClient {
-  globalForPrisma.shardshiftPrisma ??= createPrismaClient(serverEnv().DATABASE_URL);
-  return globalForPrisma.shardshiftPrisma;
+  client ??= createPrismaClient(serverEnv().DATABASE_URL);
+  return client;
+}
+
+export async function disconnectDb(): Promise<void> {
+  await client?.$disconnect();
+  client = undefined;
 }

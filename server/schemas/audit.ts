@@ -1,0 +1,20 @@
+import { z } from "zod";
+
+export const ZAuditFilter = z
+  .object({
+    actorEmail: z.string().trim().max(200).optional(),
+    action: z.string().trim().max(100).optional(),
+    planId: z.uuid("Not a plan id").optional(),
+    from: z.coerce.date({ error: "Not a date" }).optional(),
+    to: z.coerce.date({ error: "Not a date" }).optional(),
+  })
+  .refine((f) => !f.from || !f.to || f.from <= f.to, { message: "'From' must be before 'to'", path: ["to"] });
+export type TAuditFilter = z.infer<typeof ZAuditFilter>;
+
+export const ZAuditListInput = z.object({
+  filter: ZAuditFilter.default({}),
+  /** Events older than this seq (exclusive): the page after the last one shown. */
+  cursor: z.string().regex(/^\d+$/).optional(),
+  limit: z.number().int().min(1).max(200).default(50),
+});
+export type TAuditListInput = z.infer<typeof ZAuditListInput>;

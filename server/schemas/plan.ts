@@ -1,0 +1,165 @@
+// Shared by the API and the forms: the browser imports this file, so it holds only zod and data.
+import { z } from "zod";
+
+export const PLAN_PHASES = [
+  "define_key",
+  "application_router",
+  "two_way_cdc",
+  "async_backfill",
+  "bit_by_bit_routing",
+  "automated_parity",
+  "live_rollback",
+  "native_cleanup",
+  "complete",
+] as const;
+export type PlanPhase = (typeof PLAN_PHASES)[number];
+export const ZPlanPhase = z.enum(PLAN_PHASES);
+
+/** The DATA-BALANCE steps, in order, as the timeline shows them. */
+export const PHASE_INFO: Record<PlanPhase, { letter: string; title: string; summary: string }> = {
+  define_key: {
+    letter: "D",
+    title: "Define the key",
+    summary: "Analyse the shard key, reference tables, id collisions and placement.",
+  },
+  application_router: {
+    letter: "A",
+    title: "Application router",
+    summary: "Publish the versioned routing map; applications route through the SDK.",
+  },
+  two_way_cdc: {
+    letter: "T",
+    title: "Two-way CDC",
+    summary: "Logical replication legacy → shards, and back for tenants that cut over.",
+  },
+  async_backfill: {
+    letter: "A",
+    title: "Asynchronous backfill",
+    summary: "Chunked copy of historical rows with checkpoints, throttle and back-off.",
+  },
+  bit_by_bit_routing: {
+    letter: "B",
+    title: "Bit-by-bit routing",
+    summary: "Promote tenant cohorts 1% → 5% → 25% → 100% as gates pass.",
+  },
+  automated_parity: {
+    letter: "A",
+    title: "Automated parity",
+    summary: "In-database chunk hashes on both sides; drift located and repaired.",
+  },
+  live_rollback: {
+    letter: "L",
+    title: "Live rollback breaker",
+    summary: "Soak with the breaker armed: one click moves tenants back to legacy.",
+  },
+  native_cleanup: {
+    letter: "N",
+    title: "Native clean-up",
+    summary: "Stop reverse replication, drop slots and publications, final report.",
+  },
+  complete: { letter: "✓", title: "Complete", summary: "Migration finished; nothing left running." },
+};
+
+const cohortPercents = z
+  .array(z.number().int().min(1).max(100))
+  .min(1, "Add at least one cohort step")
+  .max(10, "At most 10 cohort steps")
+  .refine((steps) => steps.every((p, i) => i === 0 || p > (steps[i - 1] ?? 0)), {
+    message: "Cohort steps must increase (e.g. 1, 5, 25, 100)",
+  })
+  .refine((steps) => steps.at(-1) === 100, { message: "The last cohort step must be 100%" });
+
+export const ZPlanSettings = z.object({
+  backfillRowsPerSecond: z
+    .number({ error: "Enter a number of rows per second" })
+    .int("Use a whole number")
+    .min(100, "At least 100 rows/s")
+    .max(1_000_000, "At most 1,000,000 rows/s"),
+  cdcLagThresholdMs: z
+    .number({ error: "Enter a lag in milliseconds" })
+    .int("Use a whole number")
+    .min(100, "At least 100 ms")
+    .max(600_000, "At most 600,000 ms (10 min)"),
+  gateSoakMinutes: z
+    .number({ error: "Enter a soak time in minutes" })
+    .int("Use a whole number")
+    .min(0, "Cannot be negative")
+    .max(10_080, "At most 10,080 min (7 days)"),
+  requireCleanParity: z.boolean(),
+  freezeBudgetMs: z
+    .number({ error: "Enter a freeze budget in milliseconds" })
+    .int("Use a whole number")
+    .min(100, "At least 100 ms")
+    .max(10_000, "At most 10,000 ms: longer freezes are outages"),
+  soakDays: z
+    .number({ error: "Enter a number of days" })
+    .int("Use a whole number")
+    .min(7, "Soak at least 7 days before clean-up")
+    .max(90, "At most 90 days"),
+  cohortPercents,
+});
+export type TPlanSettings = z.infer<typeof ZPlanSettings>;
+
+export const DEFAULT_PLAN_SETTINGS: TPlanSettings = {
+  backfillRowsPerSecond: 20_000,
+  cdcLagThresholdMs: 5_000,
+  gateSoakMinutes: 30,
+  requireCleanParity: true,
+  freezeBudgetMs: 2_000,
+  soakDays: 14,
+  cohortPercents: [1, 5, 25, 100],
+};
+
+export const ZPlanName = z
+  .string()
+  .trim()
+  .min(3, "Name must be at least 3 characters")
+  .max(64, "Name must be at most 64 characters")
+  .regex(/^[\p{L}\p{N}][\p{L}\p{N} _.-]*$/u, "Use letters, digits, spaces, dots, dashes and underscores");
+
+export const ZIdentifier = z
+  .string()
+  .trim()
+  .min(1, "Enter a column name")
+  .max(63, "PostgreSQL identifiers are at most 63 characters")
+  .regex(/^[a-z_][a-z0-9_$]*$/, "Use a lower-case column name such as tenant_id");
+
+export const ZReason = z.string().trim().max(500, "Keep the reason under 500 characters");
+export const ZRequiredReason = ZReason.min(3, "Say why (at least 3 characters): it goes into the audit log");
+
+export const ZCreatePlanInput = z
+  .object({
+    name: ZPlanName,
+    sourceDatabaseId: z.uuid("Choose the legacy database"),
+    shardDatabaseIds: z
+      .array(z.uuid())
+      .min(1, "Choose at least one shard")
+      .max(64, "At most 64 shards")
+      .refine((ids) => new Set(ids).size === ids.length, { message: "Each shard can be chosen once" }),
+    shardKeyColumn: ZIdentifier,
+    settings: ZPlanSettings.optional(),
+  })
+  .refine((input) => !input.shardDatabaseIds.includes(input.sourceDatabaseId), {
+    message: "The legacy database cannot also be a shard",
+    path: ["shardDatabaseIds"],
+  });
+export type TCreatePlanInput = z.infer<typeof ZCreatePlanInput>;
+
+export const ZUpdatePlanSettingsInput = z.object({
+  planId: z.uuid(),
+  /** The plan version the form was filled from: a stale form is refused, not merged. */
+  expectedVersion: z.number().int().min(1),
+  settings: ZPlanSettings,
+  reason: ZReason.optional(),
+});
+export type TUpdatePlanSettingsInput = z.infer<typeof ZUpdatePlanSettingsInput>;
+
+export const ZPlanTransitionInput = z.object({
+  planId: z.uuid(),
+  expectedVersion: z.number().int().min(1),
+  event: z.enum(["advance", "revert", "archive"]),
+  reason: ZRequiredReason,
+});
+export type TPlanTransitionInput = z.infer<typeof ZPlanTransitionInput>;
+
+export const ZPlanIdInput = z.object({ planId: z.uuid("Not a plan id") });

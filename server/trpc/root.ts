@@ -1,0 +1,15 @@
+import { createCallerFactory, router } from "./init";
+import { auditRouter } from "./routers/audit";
+import { databasesRouter } from "./routers/databases";
+import { plansRouter } from "./routers/plans";
+import { usersRouter } from "./routers/users";
+
+export const appRouter = router({
+  plans: plansRouter,
+  databases: databasesRouter,
+  audit: auditRouter,
+  users: usersRouter,
+});
+
+export type AppRouter = typeof appRouter;
+export const createCaller = createCallerFactory(appRouter);
