@@ -1,0 +1,19 @@
+import type { Metadata } from "next";
+import type { ReactNode } from "react";
+import { Providers } from "@/components/providers/trpc";
+import "./globals.css";
+
+export const metadata: Metadata = {
+  title: { default: "Shardshift", template: "%s · Shardshift" },
+  description: "Split a PostgreSQL monolith into tenant shards with no downtime and no lost writes.",
+};
+
+export default function RootLayout({ children }: { children: ReactNode }) {
+  return (
+    <html lang="en">
+      <body className="min-h-screen text-sm">
+        <Providers>{children}</Providers>
+      </body>
+    </html>
+  );
+}

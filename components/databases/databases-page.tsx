@@ -1,0 +1,204 @@
+"use client";
+
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useState } from "react";
+import { useRoleBlock } from "@/components/providers/user";
+import { useTRPC } from "@/components/providers/trpc";
+import { Alert } from "@/components/ui/alert";
+import { Badge } from "@/components/ui/badge";
+import { Button } from "@/components/ui/button";
+import { Card, PageTitle } from "@/components/ui/card";
+import { ConfirmDialog } from "@/components/ui/confirm-dialog";
+import { Field, SelectInput, TextInput } from "@/components/ui/field";
+import { type FieldErrors, fieldErrorsFromServer, fieldErrorsFromZod, messageOf } from "@/components/ui/field-errors";
+import { QueryState } from "@/components/ui/query-state";
+import { ZConnectionUrl, ZRegisterDatabaseInput } from "@/server/schemas/database";
+
+interface Report {
+  ok: boolean;
+  message: string;
+  latencyMs?: number;
+  warnings: string[];
+}
+
+function ReportLine({ report }: { report: Report }) {
+  return (
+    <div className="space-y-1">
+      <Alert tone={report.ok ? "ok" : "error"} title={report.message}>
+        {report.ok && report.latencyMs !== undefined ? `Answered in ${report.latencyMs} ms.` : null}
+      </Alert>
+      {report.warnings.map((w) => (
+        <Alert key={w} tone="warn" title={w} />
+      ))}
+    </div>
+  );
+}
+
+export function DatabasesPage() {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  const blocked = useRoleBlock("admin");
+  const databases = useQuery(trpc.databases.list.queryOptions());
+  const test = useMutation(trpc.databases.testConnection.mutationOptions());
+  const remove = useMutation(trpc.databases.remove.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }));
+  const [tested, setTested] = useState<{ id: string; report: Report } | null>(null);
+
+  return (
+    <>
+      <PageTitle
+        title="Databases"
+        subtitle="The legacy monolith and the shards Shardshift may read and write. Connection URLs are encrypted at rest (AES-256-GCM) and never shown again after registration."
+      />
+      <Card title="Registered">
+        <QueryState isLoading={databases.isLoading} error={databases.error} what="databases" />
+        {databases.data?.length === 0 ? <p className="py-6 text-center text-slate-600">No databases registered yet.</p> : null}
+        {databases.data?.length ? (
+          <table className="w-full text-left text-sm">
+            <thead className="text-xs text-slate-500">
+              <tr>
+                <th className="py-1.5 font-medium">Name</th>
+                <th className="py-1.5 font-medium">Role</th>
+                <th className="py-1.5 font-medium">Server</th>
+                <th className="py-1.5 font-medium">User</th>
+                <th className="py-1.5 font-medium">Plans</th>
+                <th className="py-1.5 font-medium">
+                  <span className="sr-only">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody className="divide-y divide-slate-100">
+              {databases.data.map((d) => (
+                <tr key={d.id} className="align-top">
+                  <td className="py-2 font-medium">{d.name}</td>
+                  <td className="py-2">
+                    <Badge tone={d.kind === "legacy" ? "warn" : "info"}>{d.kind === "legacy" ? "Legacy (source)" : "Shard"}</Badge>
+                  </td>
+                  <td className="py-2 font-mono text-xs">
+                    {d.host}:{d.port}/{d.databaseName}
+                  </td>
+                  <td className="py-2 font-mono text-xs">{d.username}</td>
+                  <td className="py-2 text-xs">{d.usedByPlans}</td>
+                  <td className="py-2">
+                    <div className="flex flex-wrap justify-end gap-2">
+                      <Button
+                        disabledReason={blocked}
+                        busy={test.isPending && test.variables && "databaseId" in test.variables && test.variables.databaseId === d.id}
+                        onClick={async () => setTested({ id: d.id, report: await test.mutateAsync({ databaseId: d.id }) })}
+                      >
+                        Test connection
+                      </Button>
+                      {blocked ? null : (
+                        <ConfirmDialog
+                          trigger={<Button variant="ghost">Remove</Button>}
+                          title={`Remove ${d.name}?`}
+                          scope={`Unregister “${d.name}” (${d.host}:${d.port}/${d.databaseName}). The database itself is not touched. Refused while a plan uses it.`}
+                          confirmLabel={`Remove ${d.name}`}
+                          tone="danger"
+                          busy={remove.isPending}
+                          error={remove.error ? messageOf(remove.error) : null}
+                          onConfirm={(reason) => remove.mutateAsync({ databaseId: d.id, reason })}
+                        />
+                      )}
+                    </div>
+                    {tested?.id === d.id ? (
+                      <div className="mt-2">
+                        <ReportLine report={tested.report} />
+                      </div>
+                    ) : null}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        ) : null}
+      </Card>
+      <RegisterDatabase blocked={blocked} />
+    </>
+  );
+}
+
+function RegisterDatabase({ blocked }: { blocked: string | null }) {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  const [name, setName] = useState("");
+  const [kind, setKind] = useState<"legacy" | "shard">("shard");
+  const [url, setUrl] = useState("");
+  const [errors, setErrors] = useState<FieldErrors>({});
+  const [report, setReport] = useState<Report | null>(null);
+  const [done, setDone] = useState<string | null>(null);
+  const test = useMutation(trpc.databases.testConnection.mutationOptions({ onSuccess: setReport }));
+  const register = useMutation(
+    trpc.databases.register.mutationOptions({
+      onSuccess: async (created) => {
+        setDone(`Registered ${created.name}.`);
+        setName("");
+        setUrl("");
+        setReport(null);
+        await queryClient.invalidateQueries();
+      },
+      onError: (error) => setErrors(fieldErrorsFromServer(error)),
+    }),
+  );
+
+  return (
+    <Card className="mt-4" title="Register a database" description={blocked ?? "Shardshift connects once to check the URL before saving it."}>
+      <form
+        noValidate
+        className="grid grid-cols-4 items-start gap-3"
+        onSubmit={(event) => {
+          event.preventDefault();
+          setDone(null);
+          const parsed = ZRegisterDatabaseInput.safeParse({ name, kind, url });
+          if (!parsed.success) {
+            setErrors(fieldErrorsFromZod(parsed.error));
+            return;
+          }
+          setErrors({});
+          register.mutate(parsed.data);
+        }}
+      >
+        <fieldset disabled={Boolean(blocked)} className="contents">
+          <Field id="db-name" label="Name" hint="e.g. shard-5" errors={errors.name}>
+            <TextInput id="db-name" value={name} onChange={(e) => setName(e.target.value)} invalid={Boolean(errors.name)} />
+          </Field>
+          <Field id="db-kind" label="Role" errors={errors.kind}>
+            <SelectInput id="db-kind" value={kind} onChange={(e) => setKind(e.target.value as "legacy" | "shard")}>
+              <option value="shard">Shard (target)</option>
+              <option value="legacy">Legacy (source)</option>
+            </SelectInput>
+          </Field>
+          <div className="col-span-2">
+            <Field id="db-url" label="Connection URL" hint="postgresql://user:password@host:5432/database — stored encrypted" errors={errors.url}>
+              <TextInput id="db-url" type="password" autoComplete="off" value={url} onChange={(e) => setUrl(e.target.value)} invalid={Boolean(errors.url)} className="font-mono" />
+            </Field>
+          </div>
+        </fieldset>
+        <div className="col-span-4 flex gap-2">
+          <Button
+            disabledReason={blocked}
+            busy={test.isPending}
+            onClick={() => {
+              const parsed = ZConnectionUrl.safeParse(url);
+              if (!parsed.success) {
+                setErrors({ url: parsed.error.issues.map((i) => i.message) });
+                return;
+              }
+              setErrors({});
+              test.mutate({ url: parsed.data });
+            }}
+          >
+            Test connection
+          </Button>
+          <Button type="submit" variant="primary" disabledReason={blocked} busy={register.isPending}>
+            Register
+          </Button>
+        </div>
+        <div className="col-span-4 space-y-2" aria-live="polite">
+          {report ? <ReportLine report={report} /> : null}
+          {register.error && !Object.keys(fieldErrorsFromServer(register.error)).length ? <Alert tone="error" title={messageOf(register.error)} /> : null}
+          {done ? <Alert tone="ok" title={done} /> : null}
+        </div>
+      </form>
+    </Card>
+  );
+}

@@ -1,0 +1,155 @@
+"use client";
+
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useRoleBlock } from "@/components/providers/user";
+import { useTRPC } from "@/components/providers/trpc";
+import { AuditTable } from "@/components/audit/audit-table";
+import { Button } from "@/components/ui/button";
+import { Card } from "@/components/ui/card";
+import { ConfirmDialog } from "@/components/ui/confirm-dialog";
+import { messageOf } from "@/components/ui/field-errors";
+import { QueryState } from "@/components/ui/query-state";
+import { PHASE_INFO, PLAN_PHASES, type PlanPhase } from "@/server/schemas/plan";
+import { PhaseTimeline } from "./phase-timeline";
+import { PlanHeader } from "./plan-header";
+import { usePlan } from "./use-plan";
+
+const nf = new Intl.NumberFormat();
+
+export function PlanOverview({ planId }: { planId: string }) {
+  const plan = usePlan(planId);
+  if (!plan.data) return <QueryState isLoading={plan.isLoading} error={plan.error} what="the plan" />;
+  const p = plan.data;
+  return (
+    <>
+      <PlanHeader plan={p} />
+      <div className="space-y-4">
+        <Card title="DATA-BALANCE timeline" description="Where this plan is in the method, and since when.">
+          <PhaseTimeline phase={p.phase} transitions={p.transitions} />
+        </Card>
+        <div className="grid grid-cols-3 gap-4">
+          <PhaseActions plan={p} />
+          <Card title="Settings" className="col-span-1">
+            <dl className="grid grid-cols-2 gap-x-3 gap-y-1.5 text-xs">
+              <dt className="text-slate-500">Backfill limit</dt>
+              <dd>{nf.format(p.settings.backfillRowsPerSecond)} rows/s</dd>
+              <dt className="text-slate-500">CDC lag threshold</dt>
+              <dd>{nf.format(p.settings.cdcLagThresholdMs)} ms</dd>
+              <dt className="text-slate-500">Freeze budget</dt>
+              <dd>{nf.format(p.settings.freezeBudgetMs)} ms</dd>
+              <dt className="text-slate-500">Cohort steps</dt>
+              <dd>{p.settings.cohortPercents.map((c) => `${c}%`).join(" → ")}</dd>
+              <dt className="text-slate-500">Cohort soak</dt>
+              <dd>{p.settings.gateSoakMinutes} min</dd>
+              <dt className="text-slate-500">Parity gate</dt>
+              <dd>{p.settings.requireCleanParity ? "Clean parity required" : "Not required"}</dd>
+              <dt className="text-slate-500">Soak before clean-up</dt>
+              <dd>{p.settings.soakDays} days</dd>
+            </dl>
+          </Card>
+          <Card title="Topology">
+            <ul className="space-y-1 text-xs">
+              <li>
+                <span className="text-slate-500">Source:</span> {p.source.name}
+              </li>
+              {p.shards.map((s) => (
+                <li key={s.id}>
+                  <span className="text-slate-500">Shard {s.ordinal}:</span> {s.name}
+                </li>
+              ))}
+            </ul>
+          </Card>
+        </div>
+        <RecentPlanAudit planId={planId} />
+      </div>
+    </>
+  );
+}
+
+type Plan = NonNullable<ReturnType<typeof usePlan>["data"]>;
+
+function PhaseActions({ plan }: { plan: Plan }) {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  const roleBlock = useRoleBlock("operator");
+  const transition = useMutation(
+    trpc.plans.transition.mutationOptions({
+      onSuccess: () => queryClient.invalidateQueries(),
+    }),
+  );
+  const index = PLAN_PHASES.indexOf(plan.phase);
+  const next = PLAN_PHASES[index + 1] as PlanPhase | undefined;
+  const previous = PLAN_PHASES[index - 1] as PlanPhase | undefined;
+  const reasonFor = (event: "advance" | "revert" | "archive") => {
+    const outcome = plan.available[event];
+    return roleBlock ?? (outcome.allowed ? null : outcome.reason);
+  };
+  const run = (event: "advance" | "revert" | "archive") => (reason: string) =>
+    transition.mutateAsync({ planId: plan.id, expectedVersion: plan.version, event, reason });
+  const error = transition.error ? messageOf(transition.error) : null;
+
+  const actions: { event: "advance" | "revert" | "archive"; label: string; title: string; scope: string; tone: "primary" | "danger" }[] = [
+    {
+      event: "advance",
+      label: next ? `Advance to “${PHASE_INFO[next].title}”` : "Advance",
+      title: "Advance the plan",
+      scope: next ? `Move plan “${plan.name}” from “${PHASE_INFO[plan.phase].title}” to “${PHASE_INFO[next].title}”.` : "",
+      tone: "primary",
+    },
+    {
+      event: "revert",
+      label: previous ? `Revert to “${PHASE_INFO[previous].title}”` : "Revert",
+      title: "Revert the plan",
+      scope: previous ? `Move plan “${plan.name}” back from “${PHASE_INFO[plan.phase].title}” to “${PHASE_INFO[previous].title}”.` : "",
+      tone: "danger",
+    },
+    {
+      event: "archive",
+      label: "Archive plan",
+      title: "Archive the plan",
+      scope: `Archive “${plan.name}”: it becomes read-only, its history is kept.`,
+      tone: "danger",
+    },
+  ];
+
+  return (
+    <Card title="Phase" description={plan.status === "archived" ? "Archived plans are read-only." : "Every move is checked by the plan's state machine and audited."}>
+      <div className="flex flex-col items-start gap-3">
+        {actions.map((action) => {
+          const blocked = reasonFor(action.event);
+          if (blocked) {
+            return (
+              <Button key={action.event} variant={action.tone === "danger" ? "secondary" : "primary"} disabledReason={blocked}>
+                {action.label}
+              </Button>
+            );
+          }
+          return (
+            <ConfirmDialog
+              key={action.event}
+              trigger={<Button variant={action.tone === "danger" ? "secondary" : "primary"}>{action.label}</Button>}
+              title={action.title}
+              scope={action.scope}
+              confirmLabel={action.label}
+              tone={action.tone}
+              busy={transition.isPending}
+              error={error}
+              onConfirm={run(action.event)}
+            />
+          );
+        })}
+      </div>
+    </Card>
+  );
+}
+
+function RecentPlanAudit({ planId }: { planId: string }) {
+  const trpc = useTRPC();
+  const events = useQuery(trpc.audit.list.queryOptions({ filter: { planId }, limit: 10 }));
+  return (
+    <Card title="Recent changes" description="The latest audit events for this plan.">
+      <QueryState isLoading={events.isLoading} error={events.error} what="audit events" />
+      {events.data ? <AuditTable events={events.data.events} compact /> : null}
+    </Card>
+  );
+}

@@ -1,0 +1,96 @@
+"use client";
+
+// The plan settings inputs, shared by "new plan" and "settings". Values are kept as text while
+// typing and parsed by ZPlanSettings on submit, so the form and the API refuse the same things.
+import { Field, TextInput } from "@/components/ui/field";
+import type { FieldErrors } from "@/components/ui/field-errors";
+import type { TPlanSettings } from "@/server/schemas/plan";
+
+export type SettingsDraft = Record<Exclude<keyof TPlanSettings, "requireCleanParity">, string> & {
+  requireCleanParity: boolean;
+};
+
+export function toDraft(settings: TPlanSettings): SettingsDraft {
+  return {
+    backfillRowsPerSecond: String(settings.backfillRowsPerSecond),
+    cdcLagThresholdMs: String(settings.cdcLagThresholdMs),
+    gateSoakMinutes: String(settings.gateSoakMinutes),
+    requireCleanParity: settings.requireCleanParity,
+    freezeBudgetMs: String(settings.freezeBudgetMs),
+    soakDays: String(settings.soakDays),
+    cohortPercents: settings.cohortPercents.join(", "),
+  };
+}
+
+const num = (text: string) => (text.trim() === "" ? Number.NaN : Number(text.replaceAll(",", "").replaceAll("_", "")));
+
+/** Draft → candidate settings object; zod decides whether it is valid. */
+export function fromDraft(draft: SettingsDraft): unknown {
+  return {
+    backfillRowsPerSecond: num(draft.backfillRowsPerSecond),
+    cdcLagThresholdMs: num(draft.cdcLagThresholdMs),
+    gateSoakMinutes: num(draft.gateSoakMinutes),
+    requireCleanParity: draft.requireCleanParity,
+    freezeBudgetMs: num(draft.freezeBudgetMs),
+    soakDays: num(draft.soakDays),
+    cohortPercents: draft.cohortPercents
+      .split(/[,\s]+/)
+      .filter(Boolean)
+      .map((p) => Number(p.replace("%", ""))),
+  };
+}
+
+const numericFields: { key: keyof Omit<SettingsDraft, "requireCleanParity" | "cohortPercents">; label: string; hint: string }[] = [
+  { key: "backfillRowsPerSecond", label: "Backfill rate limit (rows/s)", hint: "Token-bucket limit for the historical copy; changeable while it runs." },
+  { key: "cdcLagThresholdMs", label: "CDC lag threshold (ms)", hint: "Above this, backfill backs off and cohort gates stay closed." },
+  { key: "gateSoakMinutes", label: "Cohort soak (min)", hint: "How long a cohort runs on its shard before the next may be promoted." },
+  { key: "freezeBudgetMs", label: "Freeze budget (ms)", hint: "Longest a cutover or rollback may block a tenant's writes; over it, the step aborts." },
+  { key: "soakDays", label: "Soak before clean-up (days)", hint: "At least 7. Replication is kept for rollback until then." },
+];
+
+export function SettingsFields({
+  draft,
+  onChange,
+  errors,
+  prefix = "settings.",
+}: {
+  draft: SettingsDraft;
+  onChange: (draft: SettingsDraft) => void;
+  errors: FieldErrors;
+  prefix?: string;
+}) {
+  const err = (key: string) => errors[`${prefix}${key}`];
+  return (
+    <div className="grid grid-cols-2 gap-4 lg:grid-cols-3">
+      {numericFields.map((f) => (
+        <Field key={f.key} id={f.key} label={f.label} hint={f.hint} errors={err(f.key)}>
+          <TextInput
+            id={f.key}
+            inputMode="numeric"
+            value={draft[f.key]}
+            invalid={Boolean(err(f.key))}
+            onChange={(e) => onChange({ ...draft, [f.key]: e.target.value })}
+          />
+        </Field>
+      ))}
+      <Field id="cohortPercents" label="Cohort steps (% of tenants)" hint="Increasing, ending at 100, e.g. 1, 5, 25, 100." errors={err("cohortPercents")}>
+        <TextInput
+          id="cohortPercents"
+          value={draft.cohortPercents}
+          invalid={Boolean(err("cohortPercents"))}
+          onChange={(e) => onChange({ ...draft, cohortPercents: e.target.value })}
+        />
+      </Field>
+      <div className="col-span-full">
+        <label className="flex items-center gap-2 text-sm">
+          <input
+            type="checkbox"
+            checked={draft.requireCleanParity}
+            onChange={(e) => onChange({ ...draft, requireCleanParity: e.target.checked })}
+          />
+          Promote a cohort only when parity is clean
+        </label>
+      </div>
+    </div>
+  );
+}

@@ -1,0 +1,25 @@
+// One shape for field errors, whether zod found them in the browser or the server sent them back.
+import type { ZodError } from "zod";
+
+export type FieldErrors = Record<string, string[]>;
+
+export function fieldErrorsFromZod(error: ZodError): FieldErrors {
+  const out: FieldErrors = {};
+  for (const issue of error.issues) {
+    const key = issue.path.join(".") || "_form";
+    (out[key] ??= []).push(issue.message);
+  }
+  return out;
+}
+
+/** Field errors from a tRPC error (see the error formatter in server/trpc/init.ts). */
+export function fieldErrorsFromServer(error: unknown): FieldErrors {
+  const data = (error as { data?: { fieldErrors?: FieldErrors | null } } | null)?.data;
+  return data?.fieldErrors ?? {};
+}
+
+export function messageOf(error: unknown): string {
+  if (!error) return "";
+  const message = (error as { message?: string }).message ?? String(error);
+  return message;
+}
