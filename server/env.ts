@@ -4,7 +4,9 @@ import { z } from "zod";
 
 const ZServerEnv = z.object({
   DATABASE_URL: z
-    .string({ error: "DATABASE_URL is not set: point it at the control-plane PostgreSQL, or run `npm run demo`." })
+    .string({
+      error: "DATABASE_URL is not set: point it at the control-plane PostgreSQL, or run `npm run demo`.",
+    })
     .url("DATABASE_URL must be a postgresql:// URL"),
   SHARDSHIFT_SECRET_KEY: z
     .string({

@@ -13,14 +13,21 @@ export default function SignInPage() {
     <main className="grid min-h-screen place-items-center px-4">
       <div className="w-full max-w-sm">
         <div className="mb-6 text-center">
-          <div aria-hidden className="mx-auto mb-3 grid size-10 place-items-center rounded-lg bg-sky-700 font-semibold text-white">
+          <div
+            aria-hidden
+            className="mx-auto mb-3 grid size-10 place-items-center rounded-lg bg-sky-700 font-semibold text-white"
+          >
             S
           </div>
           <h1 className="text-lg font-semibold">Sign in to Shardshift</h1>
-          <p className="mt-1 text-sm text-slate-600">Tenant-keyed sharding with no downtime and no lost writes.</p>
+          <p className="mt-1 text-sm text-slate-600">
+            Tenant-keyed sharding with no downtime and no lost writes.
+          </p>
         </div>
         <Suspense>
-          <SignInForm demoAccounts={demoAccounts.map(({ email, password, role }) => ({ email, password, role }))} />
+          <SignInForm
+            demoAccounts={demoAccounts.map(({ email, password, role }) => ({ email, password, role }))}
+          />
         </Suspense>
       </div>
     </main>

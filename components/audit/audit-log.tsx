@@ -44,7 +44,10 @@ export function AuditLog() {
   // Cursors of the pages before this one, so "Newer" can go back.
   const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
   const cursor = cursors.at(-1);
-  const events = useQuery({ ...trpc.audit.list.queryOptions({ filter, cursor, limit: PAGE_SIZE }), refetchInterval: 15_000 });
+  const events = useQuery({
+    ...trpc.audit.list.queryOptions({ filter, cursor, limit: PAGE_SIZE }),
+    refetchInterval: 15_000,
+  });
   const actions = useQuery(trpc.audit.actions.queryOptions());
   const plans = useQuery(trpc.plans.list.queryOptions({ includeArchived: true }));
   const verify = useMutation(trpc.audit.verify.mutationOptions());
@@ -81,10 +84,18 @@ export function AuditLog() {
         subtitle="Every change to the control plane: who, in which role, what, on which target, before and after, and why. Append-only and hash-chained: verification recomputes every link."
         actions={
           <>
-            <a className="rounded-md border border-slate-300 bg-white px-3 py-1.5 text-sm font-medium hover:bg-slate-100" href={`/api/audit/export?format=csv&${exportQuery}`} download>
+            <a
+              className="rounded-md border border-slate-300 bg-white px-3 py-1.5 text-sm font-medium hover:bg-slate-100"
+              href={`/api/audit/export?format=csv&${exportQuery}`}
+              download
+            >
               Export CSV
             </a>
-            <a className="rounded-md border border-slate-300 bg-white px-3 py-1.5 text-sm font-medium hover:bg-slate-100" href={`/api/audit/export?format=json&${exportQuery}`} download>
+            <a
+              className="rounded-md border border-slate-300 bg-white px-3 py-1.5 text-sm font-medium hover:bg-slate-100"
+              href={`/api/audit/export?format=json&${exportQuery}`}
+              download
+            >
               Export JSON
             </a>
             <Button variant="primary" busy={verify.isPending} onClick={() => verify.mutate()}>
@@ -96,12 +107,20 @@ export function AuditLog() {
       <div className="mb-4" aria-live="polite">
         {verify.data ? (
           verify.data.ok ? (
-            <Alert tone="ok" title={`Chain verified: all ${verify.data.checked.toLocaleString()} events match their hashes.`}>
+            <Alert
+              tone="ok"
+              title={`Chain verified: all ${verify.data.checked.toLocaleString()} events match their hashes.`}
+            >
               <span className="font-mono text-xs">head {verify.data.headHash}</span>
             </Alert>
           ) : (
-            <Alert tone="error" title={`Chain broken at event #${verify.data.brokenAt?.seq}: ${verify.data.brokenAt?.problem}.`}>
-              {verify.data.checked.toLocaleString()} events before it verified. Events from #{verify.data.brokenAt?.seq} on cannot be trusted; restore the audit table from a backup and investigate who had superuser access.
+            <Alert
+              tone="error"
+              title={`Chain broken at event #${verify.data.brokenAt?.seq}: ${verify.data.brokenAt?.problem}.`}
+            >
+              {verify.data.checked.toLocaleString()} events before it verified. Events from #
+              {verify.data.brokenAt?.seq} on cannot be trusted; restore the audit table from a backup and
+              investigate who had superuser access.
             </Alert>
           )
         ) : null}
@@ -110,10 +129,18 @@ export function AuditLog() {
       <Card title="Filter">
         <form onSubmit={apply} noValidate className="grid grid-cols-6 items-end gap-3">
           <Field id="f-actor" label="Actor (email contains)" errors={errors.actorEmail}>
-            <TextInput id="f-actor" value={draft.actorEmail} onChange={(e) => setDraft({ ...draft, actorEmail: e.target.value })} />
+            <TextInput
+              id="f-actor"
+              value={draft.actorEmail}
+              onChange={(e) => setDraft({ ...draft, actorEmail: e.target.value })}
+            />
           </Field>
           <Field id="f-action" label="Action" errors={errors.action}>
-            <SelectInput id="f-action" value={draft.action} onChange={(e) => setDraft({ ...draft, action: e.target.value })}>
+            <SelectInput
+              id="f-action"
+              value={draft.action}
+              onChange={(e) => setDraft({ ...draft, action: e.target.value })}
+            >
               <option value="">Any</option>
               {(actions.data ?? []).map((a) => (
                 <option key={a} value={a}>
@@ -123,7 +150,11 @@ export function AuditLog() {
             </SelectInput>
           </Field>
           <Field id="f-plan" label="Plan" errors={errors.planId}>
-            <SelectInput id="f-plan" value={draft.planId} onChange={(e) => setDraft({ ...draft, planId: e.target.value })}>
+            <SelectInput
+              id="f-plan"
+              value={draft.planId}
+              onChange={(e) => setDraft({ ...draft, planId: e.target.value })}
+            >
               <option value="">Any</option>
               {(plans.data ?? []).map((p) => (
                 <option key={p.id} value={p.id}>
@@ -133,10 +164,21 @@ export function AuditLog() {
             </SelectInput>
           </Field>
           <Field id="f-from" label="From (your time zone)" errors={errors.from}>
-            <TextInput id="f-from" type="datetime-local" value={draft.from} onChange={(e) => setDraft({ ...draft, from: e.target.value })} />
+            <TextInput
+              id="f-from"
+              type="datetime-local"
+              value={draft.from}
+              onChange={(e) => setDraft({ ...draft, from: e.target.value })}
+            />
           </Field>
           <Field id="f-to" label="To" errors={errors.to}>
-            <TextInput id="f-to" type="datetime-local" value={draft.to} onChange={(e) => setDraft({ ...draft, to: e.target.value })} invalid={Boolean(errors.to)} />
+            <TextInput
+              id="f-to"
+              type="datetime-local"
+              value={draft.to}
+              onChange={(e) => setDraft({ ...draft, to: e.target.value })}
+              invalid={Boolean(errors.to)}
+            />
           </Field>
           <div className="flex gap-2">
             <Button type="submit" variant="primary">

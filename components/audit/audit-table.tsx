@@ -20,7 +20,8 @@ export interface AuditRow {
 
 export function AuditTable({ events, compact = false }: { events: AuditRow[]; compact?: boolean }) {
   const [open, setOpen] = useState<string | null>(null);
-  if (events.length === 0) return <p className="py-6 text-center text-sm text-slate-600">No audit events match.</p>;
+  if (events.length === 0)
+    return <p className="py-6 text-center text-sm text-slate-600">No audit events match.</p>;
   return (
     <table className="w-full text-left text-xs">
       <thead className="text-slate-500">
@@ -48,9 +49,13 @@ export function AuditTable({ events, compact = false }: { events: AuditRow[]; co
               <td className="py-1.5 pr-2 font-mono">{event.action}</td>
               <td className="py-1.5 pr-2">
                 {event.targetType}
-                {event.targetId ? <span className="block font-mono text-[0.65rem] text-slate-500">{event.targetId}</span> : null}
+                {event.targetId ? (
+                  <span className="block font-mono text-[0.65rem] text-slate-500">{event.targetId}</span>
+                ) : null}
               </td>
-              <td className="py-1.5 pr-2 text-slate-700">{event.reason ?? <span className="text-slate-400">—</span>}</td>
+              <td className="py-1.5 pr-2 text-slate-700">
+                {event.reason ?? <span className="text-slate-400">—</span>}
+              </td>
               {compact ? null : (
                 <td className="py-1.5">
                   <button

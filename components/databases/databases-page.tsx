@@ -2,15 +2,20 @@
 
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
-import { useRoleBlock } from "@/components/providers/user";
 import { useTRPC } from "@/components/providers/trpc";
+import { useRoleBlock } from "@/components/providers/user";
 import { Alert } from "@/components/ui/alert";
 import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Card, PageTitle } from "@/components/ui/card";
 import { ConfirmDialog } from "@/components/ui/confirm-dialog";
 import { Field, SelectInput, TextInput } from "@/components/ui/field";
-import { type FieldErrors, fieldErrorsFromServer, fieldErrorsFromZod, messageOf } from "@/components/ui/field-errors";
+import {
+  type FieldErrors,
+  fieldErrorsFromServer,
+  fieldErrorsFromZod,
+  messageOf,
+} from "@/components/ui/field-errors";
 import { QueryState } from "@/components/ui/query-state";
 import { ZConnectionUrl, ZRegisterDatabaseInput } from "@/server/schemas/database";
 
@@ -40,7 +45,9 @@ export function DatabasesPage() {
   const blocked = useRoleBlock("admin");
   const databases = useQuery(trpc.databases.list.queryOptions());
   const test = useMutation(trpc.databases.testConnection.mutationOptions());
-  const remove = useMutation(trpc.databases.remove.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }));
+  const remove = useMutation(
+    trpc.databases.remove.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }),
+  );
   const [tested, setTested] = useState<{ id: string; report: Report } | null>(null);
 
   return (
@@ -51,7 +58,9 @@ export function DatabasesPage() {
       />
       <Card title="Registered">
         <QueryState isLoading={databases.isLoading} error={databases.error} what="databases" />
-        {databases.data?.length === 0 ? <p className="py-6 text-center text-slate-600">No databases registered yet.</p> : null}
+        {databases.data?.length === 0 ? (
+          <p className="py-6 text-center text-slate-600">No databases registered yet.</p>
+        ) : null}
         {databases.data?.length ? (
           <table className="w-full text-left text-sm">
             <thead className="text-xs text-slate-500">
@@ -71,7 +80,9 @@ export function DatabasesPage() {
                 <tr key={d.id} className="align-top">
                   <td className="py-2 font-medium">{d.name}</td>
                   <td className="py-2">
-                    <Badge tone={d.kind === "legacy" ? "warn" : "info"}>{d.kind === "legacy" ? "Legacy (source)" : "Shard"}</Badge>
+                    <Badge tone={d.kind === "legacy" ? "warn" : "info"}>
+                      {d.kind === "legacy" ? "Legacy (source)" : "Shard"}
+                    </Badge>
                   </td>
                   <td className="py-2 font-mono text-xs">
                     {d.host}:{d.port}/{d.databaseName}
@@ -82,8 +93,15 @@ export function DatabasesPage() {
                     <div className="flex flex-wrap justify-end gap-2">
                       <Button
                         disabledReason={blocked}
-                        busy={test.isPending && test.variables && "databaseId" in test.variables && test.variables.databaseId === d.id}
-                        onClick={async () => setTested({ id: d.id, report: await test.mutateAsync({ databaseId: d.id }) })}
+                        busy={
+                          test.isPending &&
+                          test.variables &&
+                          "databaseId" in test.variables &&
+                          test.variables.databaseId === d.id
+                        }
+                        onClick={async () =>
+                          setTested({ id: d.id, report: await test.mutateAsync({ databaseId: d.id }) })
+                        }
                       >
                         Test connection
                       </Button>
@@ -141,7 +159,11 @@ function RegisterDatabase({ blocked }: { blocked: string | null }) {
   );
 
   return (
-    <Card className="mt-4" title="Register a database" description={blocked ?? "Shardshift connects once to check the URL before saving it."}>
+    <Card
+      className="mt-4"
+      title="Register a database"
+      description={blocked ?? "Shardshift connects once to check the URL before saving it."}
+    >
       <form
         noValidate
         className="grid grid-cols-4 items-start gap-3"
@@ -159,17 +181,39 @@ function RegisterDatabase({ blocked }: { blocked: string | null }) {
       >
         <fieldset disabled={Boolean(blocked)} className="contents">
           <Field id="db-name" label="Name" hint="e.g. shard-5" errors={errors.name}>
-            <TextInput id="db-name" value={name} onChange={(e) => setName(e.target.value)} invalid={Boolean(errors.name)} />
+            <TextInput
+              id="db-name"
+              value={name}
+              onChange={(e) => setName(e.target.value)}
+              invalid={Boolean(errors.name)}
+            />
           </Field>
           <Field id="db-kind" label="Role" errors={errors.kind}>
-            <SelectInput id="db-kind" value={kind} onChange={(e) => setKind(e.target.value as "legacy" | "shard")}>
+            <SelectInput
+              id="db-kind"
+              value={kind}
+              onChange={(e) => setKind(e.target.value as "legacy" | "shard")}
+            >
               <option value="shard">Shard (target)</option>
               <option value="legacy">Legacy (source)</option>
             </SelectInput>
           </Field>
           <div className="col-span-2">
-            <Field id="db-url" label="Connection URL" hint="postgresql://user:password@host:5432/database — stored encrypted" errors={errors.url}>
-              <TextInput id="db-url" type="password" autoComplete="off" value={url} onChange={(e) => setUrl(e.target.value)} invalid={Boolean(errors.url)} className="font-mono" />
+            <Field
+              id="db-url"
+              label="Connection URL"
+              hint="postgresql://user:password@host:5432/database — stored encrypted"
+              errors={errors.url}
+            >
+              <TextInput
+                id="db-url"
+                type="password"
+                autoComplete="off"
+                value={url}
+                onChange={(e) => setUrl(e.target.value)}
+                invalid={Boolean(errors.url)}
+                className="font-mono"
+              />
             </Field>
           </div>
         </fieldset>
@@ -195,7 +239,9 @@ function RegisterDatabase({ blocked }: { blocked: string | null }) {
         </div>
         <div className="col-span-4 space-y-2" aria-live="polite">
           {report ? <ReportLine report={report} /> : null}
-          {register.error && !Object.keys(fieldErrorsFromServer(register.error)).length ? <Alert tone="error" title={messageOf(register.error)} /> : null}
+          {register.error && !Object.keys(fieldErrorsFromServer(register.error)).length ? (
+            <Alert tone="error" title={messageOf(register.error)} />
+          ) : null}
           {done ? <Alert tone="ok" title={done} /> : null}
         </div>
       </form>

@@ -9,7 +9,11 @@ import { Field, TextInput } from "@/components/ui/field";
 import { type FieldErrors, fieldErrorsFromZod } from "@/components/ui/field-errors";
 import { ZSignInInput } from "@/server/schemas/user";
 
-export function SignInForm({ demoAccounts }: { demoAccounts: { email: string; password: string; role: string }[] }) {
+export function SignInForm({
+  demoAccounts,
+}: {
+  demoAccounts: { email: string; password: string; role: string }[];
+}) {
   const router = useRouter();
   const next = useSearchParams().get("next");
   const [email, setEmail] = useState("");
@@ -44,9 +48,20 @@ export function SignInForm({ demoAccounts }: { demoAccounts: { email: string; pa
 
   return (
     <div className="space-y-4">
-      <form onSubmit={submit} noValidate className="space-y-3 rounded-lg border border-slate-200 bg-white p-5 shadow-xs">
+      <form
+        onSubmit={submit}
+        noValidate
+        className="space-y-3 rounded-lg border border-slate-200 bg-white p-5 shadow-xs"
+      >
         <Field id="email" label="Email" errors={errors.email}>
-          <TextInput id="email" type="email" autoComplete="username" value={email} onChange={(e) => setEmail(e.target.value)} invalid={Boolean(errors.email)} />
+          <TextInput
+            id="email"
+            type="email"
+            autoComplete="username"
+            value={email}
+            onChange={(e) => setEmail(e.target.value)}
+            invalid={Boolean(errors.email)}
+          />
         </Field>
         <Field id="password" label="Password" errors={errors.password}>
           <TextInput

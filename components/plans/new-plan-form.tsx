@@ -4,13 +4,18 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import Link from "next/link";
 import { useRouter } from "next/navigation";
 import { useState } from "react";
-import { useRoleBlock } from "@/components/providers/user";
 import { useTRPC } from "@/components/providers/trpc";
+import { useRoleBlock } from "@/components/providers/user";
 import { Alert } from "@/components/ui/alert";
 import { Button } from "@/components/ui/button";
 import { Card, PageTitle } from "@/components/ui/card";
 import { Field, SelectInput, TextInput } from "@/components/ui/field";
-import { type FieldErrors, fieldErrorsFromServer, fieldErrorsFromZod, messageOf } from "@/components/ui/field-errors";
+import {
+  type FieldErrors,
+  fieldErrorsFromServer,
+  fieldErrorsFromZod,
+  messageOf,
+} from "@/components/ui/field-errors";
 import { QueryState } from "@/components/ui/query-state";
 import { DEFAULT_PLAN_SETTINGS, ZCreatePlanInput } from "@/server/schemas/plan";
 import { fromDraft, SettingsFields, toDraft } from "./settings-fields";
@@ -42,7 +47,13 @@ export function NewPlanForm() {
 
   function submit(event: React.FormEvent) {
     event.preventDefault();
-    const parsed = ZCreatePlanInput.safeParse({ name, sourceDatabaseId, shardDatabaseIds, shardKeyColumn, settings: fromDraft(draft) });
+    const parsed = ZCreatePlanInput.safeParse({
+      name,
+      sourceDatabaseId,
+      shardDatabaseIds,
+      shardKeyColumn,
+      settings: fromDraft(draft),
+    });
     if (!parsed.success) {
       setErrors(fieldErrorsFromZod(parsed.error));
       return;
@@ -69,13 +80,34 @@ export function NewPlanForm() {
         <Card title="Plan">
           <div className="grid grid-cols-2 gap-4">
             <Field id="name" label="Name" hint="e.g. “EU tenants to shards”" errors={errors.name}>
-              <TextInput id="name" value={name} onChange={(e) => setName(e.target.value)} invalid={Boolean(errors.name)} />
+              <TextInput
+                id="name"
+                value={name}
+                onChange={(e) => setName(e.target.value)}
+                invalid={Boolean(errors.name)}
+              />
             </Field>
-            <Field id="shardKeyColumn" label="Shard key column" hint="The column that identifies the tenant in every sharded table." errors={errors.shardKeyColumn}>
-              <TextInput id="shardKeyColumn" value={shardKeyColumn} onChange={(e) => setKey(e.target.value)} invalid={Boolean(errors.shardKeyColumn)} className="font-mono" />
+            <Field
+              id="shardKeyColumn"
+              label="Shard key column"
+              hint="The column that identifies the tenant in every sharded table."
+              errors={errors.shardKeyColumn}
+            >
+              <TextInput
+                id="shardKeyColumn"
+                value={shardKeyColumn}
+                onChange={(e) => setKey(e.target.value)}
+                invalid={Boolean(errors.shardKeyColumn)}
+                className="font-mono"
+              />
             </Field>
             <Field id="sourceDatabaseId" label="Legacy database (source)" errors={errors.sourceDatabaseId}>
-              <SelectInput id="sourceDatabaseId" value={sourceDatabaseId} onChange={(e) => setSource(e.target.value)} invalid={Boolean(errors.sourceDatabaseId)}>
+              <SelectInput
+                id="sourceDatabaseId"
+                value={sourceDatabaseId}
+                onChange={(e) => setSource(e.target.value)}
+                invalid={Boolean(errors.sourceDatabaseId)}
+              >
                 <option value="">Choose…</option>
                 {legacies.map((d) => (
                   <option key={d.id} value={d.id}>
@@ -84,7 +116,10 @@ export function NewPlanForm() {
                 ))}
               </SelectInput>
             </Field>
-            <fieldset className="space-y-1" aria-describedby={errors.shardDatabaseIds ? "shards-error" : undefined}>
+            <fieldset
+              className="space-y-1"
+              aria-describedby={errors.shardDatabaseIds ? "shards-error" : undefined}
+            >
               <legend className="text-xs font-medium text-slate-700">Shards (targets)</legend>
               <div className="grid grid-cols-2 gap-1">
                 {shards.map((d) => (
@@ -92,9 +127,18 @@ export function NewPlanForm() {
                     <input
                       type="checkbox"
                       checked={shardDatabaseIds.includes(d.id)}
-                      onChange={(e) => setShards(e.target.checked ? [...shardDatabaseIds, d.id] : shardDatabaseIds.filter((id) => id !== d.id))}
+                      onChange={(e) =>
+                        setShards(
+                          e.target.checked
+                            ? [...shardDatabaseIds, d.id]
+                            : shardDatabaseIds.filter((id) => id !== d.id),
+                        )
+                      }
                     />
-                    {d.name} <span className="text-xs text-slate-500">{d.host}:{d.port}</span>
+                    {d.name}{" "}
+                    <span className="text-xs text-slate-500">
+                      {d.host}:{d.port}
+                    </span>
                   </label>
                 ))}
               </div>
@@ -104,7 +148,11 @@ export function NewPlanForm() {
                 </p>
               ) : null}
               {shards.length > 1 ? (
-                <button type="button" className="text-xs text-sky-700 hover:underline" onClick={() => setShards(shards.map((s) => s.id))}>
+                <button
+                  type="button"
+                  className="text-xs text-sky-700 hover:underline"
+                  onClick={() => setShards(shards.map((s) => s.id))}
+                >
                   Select all {shards.length}
                 </button>
               ) : null}
@@ -114,8 +162,12 @@ export function NewPlanForm() {
         <Card title="Settings" description="Defaults suit most migrations; every value can be changed later.">
           <SettingsFields draft={draft} onChange={setDraft} errors={errors} />
         </Card>
-        {create.error && !Object.keys(fieldErrorsFromServer(create.error)).length ? <Alert tone="error" title={messageOf(create.error)} /> : null}
-        {Object.keys(errors).length ? <Alert tone="error" title="Some fields need attention: see the messages beside them." /> : null}
+        {create.error && !Object.keys(fieldErrorsFromServer(create.error)).length ? (
+          <Alert tone="error" title={messageOf(create.error)} />
+        ) : null}
+        {Object.keys(errors).length ? (
+          <Alert tone="error" title="Some fields need attention: see the messages beside them." />
+        ) : null}
         <div className="flex gap-2">
           <Button type="submit" variant="primary" busy={create.isPending} disabledReason={blocked}>
             Create plan

@@ -36,7 +36,11 @@ export function PhaseTimeline({ phase, transitions }: { phase: PlanPhase; transi
               <span
                 aria-hidden
                 className={`grid size-6 shrink-0 place-items-center rounded-full text-xs font-bold ${
-                  state === "current" ? "bg-sky-700 text-white" : state === "done" ? "bg-emerald-600 text-white" : "bg-slate-200 text-slate-600"
+                  state === "current"
+                    ? "bg-sky-700 text-white"
+                    : state === "done"
+                      ? "bg-emerald-600 text-white"
+                      : "bg-slate-200 text-slate-600"
                 }`}
               >
                 {state === "done" ? "✓" : info.letter}

@@ -9,7 +9,15 @@ import type { PlanPhase } from "@/server/schemas/plan";
 import { PhaseBadge } from "./phase";
 
 interface PlanHeaderProps {
-  plan: { id: string; name: string; phase: PlanPhase; status: string; source: { name: string }; shards: { name: string }[]; shardKeyColumn: string };
+  plan: {
+    id: string;
+    name: string;
+    phase: PlanPhase;
+    status: string;
+    source: { name: string };
+    shards: { name: string }[];
+    shardKeyColumn: string;
+  };
 }
 
 export function PlanHeader({ plan }: PlanHeaderProps) {
@@ -32,7 +40,8 @@ export function PlanHeader({ plan }: PlanHeaderProps) {
           <h1 className="text-xl font-semibold tracking-tight">{plan.name}</h1>
           <p className="text-xs text-slate-600">
             {plan.source.name} → {plan.shards.length} shard{plan.shards.length === 1 ? "" : "s"} (
-            {plan.shards.map((s) => s.name).join(", ")}) · key <code className="font-mono">{plan.shardKeyColumn}</code>
+            {plan.shards.map((s) => s.name).join(", ")}) · key{" "}
+            <code className="font-mono">{plan.shardKeyColumn}</code>
           </p>
         </div>
         <dl className="grid grid-cols-4 gap-2 text-xs" aria-label="Plan status">

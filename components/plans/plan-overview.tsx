@@ -1,9 +1,9 @@
 "use client";
 
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { useRoleBlock } from "@/components/providers/user";
-import { useTRPC } from "@/components/providers/trpc";
 import { AuditTable } from "@/components/audit/audit-table";
+import { useTRPC } from "@/components/providers/trpc";
+import { useRoleBlock } from "@/components/providers/user";
 import { Button } from "@/components/ui/button";
 import { Card } from "@/components/ui/card";
 import { ConfirmDialog } from "@/components/ui/confirm-dialog";
@@ -88,19 +88,29 @@ function PhaseActions({ plan }: { plan: Plan }) {
     transition.mutateAsync({ planId: plan.id, expectedVersion: plan.version, event, reason });
   const error = transition.error ? messageOf(transition.error) : null;
 
-  const actions: { event: "advance" | "revert" | "archive"; label: string; title: string; scope: string; tone: "primary" | "danger" }[] = [
+  const actions: {
+    event: "advance" | "revert" | "archive";
+    label: string;
+    title: string;
+    scope: string;
+    tone: "primary" | "danger";
+  }[] = [
     {
       event: "advance",
       label: next ? `Advance to “${PHASE_INFO[next].title}”` : "Advance",
       title: "Advance the plan",
-      scope: next ? `Move plan “${plan.name}” from “${PHASE_INFO[plan.phase].title}” to “${PHASE_INFO[next].title}”.` : "",
+      scope: next
+        ? `Move plan “${plan.name}” from “${PHASE_INFO[plan.phase].title}” to “${PHASE_INFO[next].title}”.`
+        : "",
       tone: "primary",
     },
     {
       event: "revert",
       label: previous ? `Revert to “${PHASE_INFO[previous].title}”` : "Revert",
       title: "Revert the plan",
-      scope: previous ? `Move plan “${plan.name}” back from “${PHASE_INFO[plan.phase].title}” to “${PHASE_INFO[previous].title}”.` : "",
+      scope: previous
+        ? `Move plan “${plan.name}” back from “${PHASE_INFO[plan.phase].title}” to “${PHASE_INFO[previous].title}”.`
+        : "",
       tone: "danger",
     },
     {
@@ -113,13 +123,24 @@ function PhaseActions({ plan }: { plan: Plan }) {
   ];
 
   return (
-    <Card title="Phase" description={plan.status === "archived" ? "Archived plans are read-only." : "Every move is checked by the plan's state machine and audited."}>
+    <Card
+      title="Phase"
+      description={
+        plan.status === "archived"
+          ? "Archived plans are read-only."
+          : "Every move is checked by the plan's state machine and audited."
+      }
+    >
       <div className="flex flex-col items-start gap-3">
         {actions.map((action) => {
           const blocked = reasonFor(action.event);
           if (blocked) {
             return (
-              <Button key={action.event} variant={action.tone === "danger" ? "secondary" : "primary"} disabledReason={blocked}>
+              <Button
+                key={action.event}
+                variant={action.tone === "danger" ? "secondary" : "primary"}
+                disabledReason={blocked}
+              >
                 {action.label}
               </Button>
             );
@@ -127,7 +148,9 @@ function PhaseActions({ plan }: { plan: Plan }) {
           return (
             <ConfirmDialog
               key={action.event}
-              trigger={<Button variant={action.tone === "danger" ? "secondary" : "primary"}>{action.label}</Button>}
+              trigger={
+                <Button variant={action.tone === "danger" ? "secondary" : "primary"}>{action.label}</Button>
+              }
               title={action.title}
               scope={action.scope}
               confirmLabel={action.label}

@@ -2,17 +2,22 @@
 
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
-import { useRoleBlock } from "@/components/providers/user";
 import { useTRPC } from "@/components/providers/trpc";
+import { useRoleBlock } from "@/components/providers/user";
 import { Alert } from "@/components/ui/alert";
 import { Button } from "@/components/ui/button";
 import { Card } from "@/components/ui/card";
 import { Field, TextInput } from "@/components/ui/field";
-import { type FieldErrors, fieldErrorsFromServer, fieldErrorsFromZod, messageOf } from "@/components/ui/field-errors";
+import {
+  type FieldErrors,
+  fieldErrorsFromServer,
+  fieldErrorsFromZod,
+  messageOf,
+} from "@/components/ui/field-errors";
 import { QueryState } from "@/components/ui/query-state";
 import { ZUpdatePlanSettingsInput } from "@/server/schemas/plan";
 import { PlanHeader } from "./plan-header";
-import { fromDraft, SettingsFields, type SettingsDraft, toDraft } from "./settings-fields";
+import { fromDraft, type SettingsDraft, SettingsFields, toDraft } from "./settings-fields";
 import { usePlan } from "./use-plan";
 
 export function PlanSettingsForm({ planId }: { planId: string }) {
@@ -56,7 +61,12 @@ export function PlanSettingsForm({ planId }: { planId: string }) {
     event.preventDefault();
     setSaved(false);
     if (!draft || version === null) return;
-    const parsed = ZUpdatePlanSettingsInput.safeParse({ planId, expectedVersion: version, settings: fromDraft(draft), reason: reason || undefined });
+    const parsed = ZUpdatePlanSettingsInput.safeParse({
+      planId,
+      expectedVersion: version,
+      settings: fromDraft(draft),
+      reason: reason || undefined,
+    });
     if (!parsed.success) {
       setErrors(fieldErrorsFromZod(parsed.error));
       return;
@@ -70,11 +80,18 @@ export function PlanSettingsForm({ planId }: { planId: string }) {
     <>
       <PlanHeader plan={plan.data} />
       <form onSubmit={submit} noValidate className="space-y-4">
-        <Card title="Settings" description="Throttle, gates, freeze budget and soak. Changes apply to the next step the engine takes and are audited with before and after.">
+        <Card
+          title="Settings"
+          description="Throttle, gates, freeze budget and soak. Changes apply to the next step the engine takes and are audited with before and after."
+        >
           <fieldset disabled={Boolean(blocked)}>
             <SettingsFields draft={draft} onChange={setDraft} errors={errors} />
             <div className="mt-4 max-w-xl">
-              <Field id="settings-reason" label="Reason (optional, recorded in the audit log)" errors={errors.reason}>
+              <Field
+                id="settings-reason"
+                label="Reason (optional, recorded in the audit log)"
+                errors={errors.reason}
+              >
                 <TextInput id="settings-reason" value={reason} onChange={(e) => setReason(e.target.value)} />
               </Field>
             </div>
@@ -82,11 +99,25 @@ export function PlanSettingsForm({ planId }: { planId: string }) {
         </Card>
         {stale ? (
           <Alert tone="warn" title="Someone changed this plan since you opened the form.">
-            Saving will be refused. <button type="button" className="underline" onClick={() => { setDraft(toDraft(plan.data.settings)); setVersion(plan.data.version); }}>Load the current settings</button>
+            Saving will be refused.{" "}
+            <button
+              type="button"
+              className="underline"
+              onClick={() => {
+                setDraft(toDraft(plan.data.settings));
+                setVersion(plan.data.version);
+              }}
+            >
+              Load the current settings
+            </button>
           </Alert>
         ) : null}
-        {Object.keys(errors).length ? <Alert tone="error" title="Some fields need attention: see the messages beside them." /> : null}
-        {save.error && !Object.keys(fieldErrorsFromServer(save.error)).length ? <Alert tone="error" title={messageOf(save.error)} /> : null}
+        {Object.keys(errors).length ? (
+          <Alert tone="error" title="Some fields need attention: see the messages beside them." />
+        ) : null}
+        {save.error && !Object.keys(fieldErrorsFromServer(save.error)).length ? (
+          <Alert tone="error" title={messageOf(save.error)} />
+        ) : null}
         {saved ? <Alert tone="ok" title="Settings saved." /> : null}
         <Button type="submit" variant="primary" busy={save.isPending} disabledReason={blocked}>
           Save settings

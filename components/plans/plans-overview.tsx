@@ -3,8 +3,8 @@
 import { useQuery } from "@tanstack/react-query";
 import Link from "next/link";
 import { useMemo, useState } from "react";
-import { useRoleBlock } from "@/components/providers/user";
 import { useTRPC } from "@/components/providers/trpc";
+import { useRoleBlock } from "@/components/providers/user";
 import { Button } from "@/components/ui/button";
 import { Card, PageTitle } from "@/components/ui/card";
 import { TextInput } from "@/components/ui/field";
@@ -34,7 +34,10 @@ export function PlansOverview() {
               New plan
             </Button>
           ) : (
-            <Link href="/plans/new" className="rounded-md border border-sky-700 bg-sky-700 px-3 py-1.5 text-sm font-medium text-white hover:bg-sky-800">
+            <Link
+              href="/plans/new"
+              className="rounded-md border border-sky-700 bg-sky-700 px-3 py-1.5 text-sm font-medium text-white hover:bg-sky-800"
+            >
               New plan
             </Link>
           )
@@ -47,9 +50,19 @@ export function PlansOverview() {
             <label className="sr-only" htmlFor="plan-filter">
               Filter plans by name
             </label>
-            <TextInput id="plan-filter" placeholder="Filter by name" value={filter} onChange={(e) => setFilter(e.target.value)} className="w-48" />
+            <TextInput
+              id="plan-filter"
+              placeholder="Filter by name"
+              value={filter}
+              onChange={(e) => setFilter(e.target.value)}
+              className="w-48"
+            />
             <label className="flex items-center gap-1.5 text-xs text-slate-600">
-              <input type="checkbox" checked={includeArchived} onChange={(e) => setIncludeArchived(e.target.checked)} />
+              <input
+                type="checkbox"
+                checked={includeArchived}
+                onChange={(e) => setIncludeArchived(e.target.checked)}
+              />
               Show archived
             </label>
           </>

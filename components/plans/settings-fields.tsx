@@ -22,7 +22,8 @@ export function toDraft(settings: TPlanSettings): SettingsDraft {
   };
 }
 
-const num = (text: string) => (text.trim() === "" ? Number.NaN : Number(text.replaceAll(",", "").replaceAll("_", "")));
+const num = (text: string) =>
+  text.trim() === "" ? Number.NaN : Number(text.replaceAll(",", "").replaceAll("_", ""));
 
 /** Draft → candidate settings object; zod decides whether it is valid. */
 export function fromDraft(draft: SettingsDraft): unknown {
@@ -40,12 +41,36 @@ export function fromDraft(draft: SettingsDraft): unknown {
   };
 }
 
-const numericFields: { key: keyof Omit<SettingsDraft, "requireCleanParity" | "cohortPercents">; label: string; hint: string }[] = [
-  { key: "backfillRowsPerSecond", label: "Backfill rate limit (rows/s)", hint: "Token-bucket limit for the historical copy; changeable while it runs." },
-  { key: "cdcLagThresholdMs", label: "CDC lag threshold (ms)", hint: "Above this, backfill backs off and cohort gates stay closed." },
-  { key: "gateSoakMinutes", label: "Cohort soak (min)", hint: "How long a cohort runs on its shard before the next may be promoted." },
-  { key: "freezeBudgetMs", label: "Freeze budget (ms)", hint: "Longest a cutover or rollback may block a tenant's writes; over it, the step aborts." },
-  { key: "soakDays", label: "Soak before clean-up (days)", hint: "At least 7. Replication is kept for rollback until then." },
+const numericFields: {
+  key: keyof Omit<SettingsDraft, "requireCleanParity" | "cohortPercents">;
+  label: string;
+  hint: string;
+}[] = [
+  {
+    key: "backfillRowsPerSecond",
+    label: "Backfill rate limit (rows/s)",
+    hint: "Token-bucket limit for the historical copy; changeable while it runs.",
+  },
+  {
+    key: "cdcLagThresholdMs",
+    label: "CDC lag threshold (ms)",
+    hint: "Above this, backfill backs off and cohort gates stay closed.",
+  },
+  {
+    key: "gateSoakMinutes",
+    label: "Cohort soak (min)",
+    hint: "How long a cohort runs on its shard before the next may be promoted.",
+  },
+  {
+    key: "freezeBudgetMs",
+    label: "Freeze budget (ms)",
+    hint: "Longest a cutover or rollback may block a tenant's writes; over it, the step aborts.",
+  },
+  {
+    key: "soakDays",
+    label: "Soak before clean-up (days)",
+    hint: "At least 7. Replication is kept for rollback until then.",
+  },
 ];
 
 export function SettingsFields({
@@ -73,7 +98,12 @@ export function SettingsFields({
           />
         </Field>
       ))}
-      <Field id="cohortPercents" label="Cohort steps (% of tenants)" hint="Increasing, ending at 100, e.g. 1, 5, 25, 100." errors={err("cohortPercents")}>
+      <Field
+        id="cohortPercents"
+        label="Cohort steps (% of tenants)"
+        hint="Increasing, ending at 100, e.g. 1, 5, 25, 100."
+        errors={err("cohortPercents")}
+      >
         <TextInput
           id="cohortPercents"
           value={draft.cohortPercents}

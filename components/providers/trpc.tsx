@@ -17,7 +17,8 @@ export function Providers({ children }: { children: ReactNode }) {
           queries: {
             staleTime: 5_000,
             // A 4xx will not fix itself by retrying; say so at once.
-            retry: (count, error) => count < 2 && !/UNAUTHORIZED|FORBIDDEN|NOT_FOUND|BAD_REQUEST/.test(String(error)),
+            retry: (count, error) =>
+              count < 2 && !/UNAUTHORIZED|FORBIDDEN|NOT_FOUND|BAD_REQUEST/.test(String(error)),
           },
         },
       }),

@@ -9,9 +9,20 @@ const tones = {
 
 const labels = { error: "Error", warn: "Warning", ok: "Done", info: "Note" } as const;
 
-export function Alert({ tone, title, children }: { tone: keyof typeof tones; title?: ReactNode; children?: ReactNode }) {
+export function Alert({
+  tone,
+  title,
+  children,
+}: {
+  tone: keyof typeof tones;
+  title?: ReactNode;
+  children?: ReactNode;
+}) {
   return (
-    <div role={tone === "error" ? "alert" : "status"} className={`rounded-md border px-3 py-2 text-sm ${tones[tone]}`}>
+    <div
+      role={tone === "error" ? "alert" : "status"}
+      className={`rounded-md border px-3 py-2 text-sm ${tones[tone]}`}
+    >
       <p className="font-medium">
         <span className="sr-only">{labels[tone]}: </span>
         {title}

@@ -12,7 +12,9 @@ export type Tone = keyof typeof tones;
 export function Badge({ tone = "neutral", children }: { tone?: Tone; children: React.ReactNode }) {
   const t = tones[tone];
   return (
-    <span className={`inline-flex items-center gap-1 rounded-full px-2 py-0.5 text-xs font-medium ring-1 ring-inset ${t.className}`}>
+    <span
+      className={`inline-flex items-center gap-1 rounded-full px-2 py-0.5 text-xs font-medium ring-1 ring-inset ${t.className}`}
+    >
       <span aria-hidden className="text-[0.6rem] leading-none">
         {t.symbol}
       </span>

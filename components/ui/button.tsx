@@ -16,7 +16,14 @@ export interface ButtonProps extends ButtonHTMLAttributes<HTMLButtonElement> {
   busy?: boolean;
 }
 
-export function Button({ variant = "secondary", disabledReason, busy, className = "", children, ...rest }: ButtonProps) {
+export function Button({
+  variant = "secondary",
+  disabledReason,
+  busy,
+  className = "",
+  children,
+  ...rest
+}: ButtonProps) {
   const disabled = Boolean(disabledReason) || busy || rest.disabled;
   return (
     <span className="inline-flex flex-col items-start gap-0.5">
@@ -28,7 +35,12 @@ export function Button({ variant = "secondary", disabledReason, busy, className 
         aria-busy={busy || undefined}
         className={`inline-flex items-center gap-1.5 rounded-md border px-3 py-1.5 text-sm font-medium shadow-xs transition-colors disabled:cursor-not-allowed disabled:opacity-50 ${variants[variant]} ${className}`}
       >
-        {busy ? <span aria-hidden className="size-3 animate-spin rounded-full border-2 border-current border-t-transparent" /> : null}
+        {busy ? (
+          <span
+            aria-hidden
+            className="size-3 animate-spin rounded-full border-2 border-current border-t-transparent"
+          />
+        ) : null}
         {children}
       </button>
       {disabledReason ? <span className="max-w-72 text-xs text-slate-500">{disabledReason}</span> : null}

@@ -30,7 +30,8 @@ export function ConfirmDialog({
   const [open, setOpen] = useState(false);
   const [reason, setReason] = useState("");
   const [touched, setTouched] = useState(false);
-  const reasonError = reason.trim().length < 3 ? "Say why (at least 3 characters): it goes into the audit log" : null;
+  const reasonError =
+    reason.trim().length < 3 ? "Say why (at least 3 characters): it goes into the audit log" : null;
 
   return (
     <Dialog.Root
@@ -67,7 +68,11 @@ export function ConfirmDialog({
               }
             }}
           >
-            <Field id="confirm-reason" label="Reason (recorded in the audit log)" errors={touched && reasonError ? [reasonError] : undefined}>
+            <Field
+              id="confirm-reason"
+              label="Reason (recorded in the audit log)"
+              errors={touched && reasonError ? [reasonError] : undefined}
+            >
               <textarea
                 id="confirm-reason"
                 value={reason}

@@ -1,16 +1,8 @@
 // One shape for field errors, whether zod found them in the browser or the server sent them back.
-import type { ZodError } from "zod";
+import { type FieldErrors, zodFieldErrors } from "@/server/schemas/field-errors";
 
-export type FieldErrors = Record<string, string[]>;
-
-export function fieldErrorsFromZod(error: ZodError): FieldErrors {
-  const out: FieldErrors = {};
-  for (const issue of error.issues) {
-    const key = issue.path.join(".") || "_form";
-    (out[key] ??= []).push(issue.message);
-  }
-  return out;
-}
+export type { FieldErrors };
+export const fieldErrorsFromZod = zodFieldErrors;
 
 /** Field errors from a tRPC error (see the error formatter in server/trpc/init.ts). */
 export function fieldErrorsFromServer(error: unknown): FieldErrors {

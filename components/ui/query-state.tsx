@@ -6,7 +6,11 @@ import { Alert } from "./alert";
 export function QueryState({ isLoading, error, what }: { isLoading: boolean; error: unknown; what: string }) {
   if (error) {
     const message = (error as { message?: string }).message ?? String(error);
-    return <Alert tone="error" title={`Could not load ${what}`}>{message}</Alert>;
+    return (
+      <Alert tone="error" title={`Could not load ${what}`}>
+        {message}
+      </Alert>
+    );
   }
   if (isLoading) {
     return (

@@ -2,15 +2,20 @@
 
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
-import { useRoleBlock, useUser } from "@/components/providers/user";
 import { useTRPC } from "@/components/providers/trpc";
+import { useRoleBlock, useUser } from "@/components/providers/user";
 import { Alert } from "@/components/ui/alert";
 import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Card, PageTitle } from "@/components/ui/card";
 import { ConfirmDialog } from "@/components/ui/confirm-dialog";
 import { Field, SelectInput, TextInput } from "@/components/ui/field";
-import { type FieldErrors, fieldErrorsFromServer, fieldErrorsFromZod, messageOf } from "@/components/ui/field-errors";
+import {
+  type FieldErrors,
+  fieldErrorsFromServer,
+  fieldErrorsFromZod,
+  messageOf,
+} from "@/components/ui/field-errors";
 import { QueryState } from "@/components/ui/query-state";
 import { Time } from "@/components/ui/time";
 import { ROLE_INFO, ROLES, type TRole, ZCreateUserInput } from "@/server/schemas/user";
@@ -19,7 +24,10 @@ export function UsersPage() {
   const blocked = useRoleBlock("admin");
   return (
     <>
-      <PageTitle title="Users and roles" subtitle="Viewers read everything; operators run and promote; admins also manage databases and people." />
+      <PageTitle
+        title="Users and roles"
+        subtitle="Viewers read everything; operators run and promote; admins also manage databases and people."
+      />
       <Card title="Roles">
         <ul className="grid grid-cols-3 gap-3 text-xs">
           {ROLES.map((role) => (
@@ -51,7 +59,9 @@ function UserList() {
   const me = useUser();
   const queryClient = useQueryClient();
   const users = useQuery(trpc.users.list.queryOptions());
-  const setRole = useMutation(trpc.users.setRole.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }));
+  const setRole = useMutation(
+    trpc.users.setRole.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }),
+  );
   const [pending, setPending] = useState<Record<string, TRole>>({});
   return (
     <Card className="mt-4" title="Accounts">
@@ -75,7 +85,9 @@ function UserList() {
                   <td className="py-2">{u.name}</td>
                   <td className="py-2 font-mono text-xs">{u.email}</td>
                   <td className="py-2">
-                    <Badge tone={u.role === "admin" ? "warn" : u.role === "operator" ? "info" : "neutral"}>{ROLE_INFO[u.role].title}</Badge>
+                    <Badge tone={u.role === "admin" ? "warn" : u.role === "operator" ? "info" : "neutral"}>
+                      {ROLE_INFO[u.role].title}
+                    </Badge>
                   </td>
                   <td className="py-2 text-xs">
                     <Time value={u.createdAt} />
@@ -88,7 +100,12 @@ function UserList() {
                         <label className="sr-only" htmlFor={`role-${u.id}`}>
                           Role for {u.email}
                         </label>
-                        <SelectInput id={`role-${u.id}`} value={chosen} onChange={(e) => setPending({ ...pending, [u.id]: e.target.value as TRole })} className="w-32">
+                        <SelectInput
+                          id={`role-${u.id}`}
+                          value={chosen}
+                          onChange={(e) => setPending({ ...pending, [u.id]: e.target.value as TRole })}
+                          className="w-32"
+                        >
                           {ROLES.map((r) => (
                             <option key={r} value={r}>
                               {ROLE_INFO[r].title}
@@ -103,7 +120,9 @@ function UserList() {
                             confirmLabel="Change role"
                             busy={setRole.isPending}
                             error={setRole.error ? messageOf(setRole.error) : null}
-                            onConfirm={(reason) => setRole.mutateAsync({ userId: u.id, role: chosen, reason })}
+                            onConfirm={(reason) =>
+                              setRole.mutateAsync({ userId: u.id, role: chosen, reason })
+                            }
                           />
                         ) : null}
                       </div>
@@ -153,13 +172,28 @@ function CreateUser() {
         }}
       >
         <Field id="u-name" label="Name" errors={errors.name}>
-          <TextInput id="u-name" value={draft.name} onChange={(e) => setDraft({ ...draft, name: e.target.value })} invalid={Boolean(errors.name)} />
+          <TextInput
+            id="u-name"
+            value={draft.name}
+            onChange={(e) => setDraft({ ...draft, name: e.target.value })}
+            invalid={Boolean(errors.name)}
+          />
         </Field>
         <Field id="u-email" label="Email" errors={errors.email}>
-          <TextInput id="u-email" type="email" value={draft.email} onChange={(e) => setDraft({ ...draft, email: e.target.value })} invalid={Boolean(errors.email)} />
+          <TextInput
+            id="u-email"
+            type="email"
+            value={draft.email}
+            onChange={(e) => setDraft({ ...draft, email: e.target.value })}
+            invalid={Boolean(errors.email)}
+          />
         </Field>
         <Field id="u-role" label="Role" errors={errors.role}>
-          <SelectInput id="u-role" value={draft.role} onChange={(e) => setDraft({ ...draft, role: e.target.value as TRole })}>
+          <SelectInput
+            id="u-role"
+            value={draft.role}
+            onChange={(e) => setDraft({ ...draft, role: e.target.value as TRole })}
+          >
             {ROLES.map((r) => (
               <option key={r} value={r}>
                 {ROLE_INFO[r].title}
@@ -167,8 +201,20 @@ function CreateUser() {
             ))}
           </SelectInput>
         </Field>
-        <Field id="u-password" label="Initial password" hint="At least 10 characters" errors={errors.password}>
-          <TextInput id="u-password" type="password" autoComplete="new-password" value={draft.password} onChange={(e) => setDraft({ ...draft, password: e.target.value })} invalid={Boolean(errors.password)} />
+        <Field
+          id="u-password"
+          label="Initial password"
+          hint="At least 10 characters"
+          errors={errors.password}
+        >
+          <TextInput
+            id="u-password"
+            type="password"
+            autoComplete="new-password"
+            value={draft.password}
+            onChange={(e) => setDraft({ ...draft, password: e.target.value })}
+            invalid={Boolean(errors.password)}
+          />
         </Field>
         <div className="pt-5">
           <Button type="submit" variant="primary" busy={create.isPending}>
@@ -176,7 +222,9 @@ function CreateUser() {
           </Button>
         </div>
         <div className="col-span-5" aria-live="polite">
-          {create.error && !Object.keys(fieldErrorsFromServer(create.error)).length ? <Alert tone="error" title={messageOf(create.error)} /> : null}
+          {create.error && !Object.keys(fieldErrorsFromServer(create.error)).length ? (
+            <Alert tone="error" title={messageOf(create.error)} />
+          ) : null}
           {done ? <Alert tone="ok" title={done} /> : null}
         </div>
       </form>

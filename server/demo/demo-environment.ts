@@ -67,11 +67,16 @@ export async function startDemo(config: DemoConfig, log: (line: string) => void)
     const specs = [
       ...(config.controlPlaneUrl ? [] : [{ name: "control", port: config.pgPortBase }]),
       { name: "legacy", port: config.pgPortBase + 1 },
-      ...Array.from({ length: config.shards }, (_, i) => ({ name: `shard-${i + 1}`, port: config.pgPortBase + 2 + i })),
+      ...Array.from({ length: config.shards }, (_, i) => ({
+        name: `shard-${i + 1}`,
+        port: config.pgPortBase + 2 + i,
+      })),
     ];
     await step(`2/7 PostgreSQL servers (${specs.map((s) => `${s.name}:${s.port}`).join(", ")})`, async () => {
       const results = await Promise.allSettled(
-        specs.map((spec) => startEmbeddedServer({ ...spec, rootDir: config.dataDir, password: secrets.pgPassword })),
+        specs.map((spec) =>
+          startEmbeddedServer({ ...spec, rootDir: config.dataDir, password: secrets.pgPassword }),
+        ),
       );
       for (const r of results) if (r.status === "fulfilled") servers.push(r.value);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
@@ -112,19 +117,34 @@ export async function startDemo(config: DemoConfig, log: (line: string) => void)
       }
     });
 
-    legacyPool = new pg.Pool({ connectionString: legacy.url(LEGACY_DB), max: 6, application_name: "shardshift-demo" });
+    legacyPool = new pg.Pool({
+      connectionString: legacy.url(LEGACY_DB),
+      max: 6,
+      application_name: "shardshift-demo",
+    });
     legacyPool.on("error", () => {});
     const pool = legacyPool;
-    const summary = await step(`4/7 demo dataset (${config.tenants.toLocaleString()} tenants, ~${config.rows.toLocaleString()} rows)`, async () =>
-      (await isDemoDatasetLoaded(pool))
-        ? summarizeDemoDataset(pool)
-        : loadDemoDataset(pool, { tenants: config.tenants, rows: config.rows, onProgress: (m) => log(`    ${m}`) }),
+    const summary = await step(
+      `4/7 demo dataset (${config.tenants.toLocaleString()} tenants, ~${config.rows.toLocaleString()} rows)`,
+      async () =>
+        (await isDemoDatasetLoaded(pool))
+          ? summarizeDemoDataset(pool)
+          : loadDemoDataset(pool, {
+              tenants: config.tenants,
+              rows: config.rows,
+              onProgress: (m) => log(`    ${m}`),
+            }),
     );
-    log(`    ${summary.tenants.toLocaleString()} tenants, ${summary.totalRows.toLocaleString()} rows in ${summary.tables.length} tables`);
+    log(
+      `    ${summary.tenants.toLocaleString()} tenants, ${summary.totalRows.toLocaleString()} rows in ${summary.tables.length} tables`,
+    );
 
     if (config.writesPerSecond > 0) {
       workload = await step(`5/7 write workload (${config.writesPerSecond} writes/s)`, async () =>
-        startWriteWorkload(pool, { writesPerSecond: config.writesPerSecond, onError: (e) => log(`    workload: ${String(e)}`) }),
+        startWriteWorkload(pool, {
+          writesPerSecond: config.writesPerSecond,
+          onError: (e) => log(`    workload: ${String(e)}`),
+        }),
       );
     } else {
       log("- 5/7 write workload disabled (SHARDSHIFT_WORKLOAD_RATE=0)");

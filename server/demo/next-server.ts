@@ -8,7 +8,15 @@ import path from "node:path";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const NEXT_BIN = path.join(ROOT, "node_modules", ".bin", "next");
-const SOURCES = ["app", "components", "server", "next.config.ts", "package.json", "postcss.config.mjs", "tsconfig.json"];
+const SOURCES = [
+  "app",
+  "components",
+  "server",
+  "next.config.ts",
+  "package.json",
+  "postcss.config.mjs",
+  "tsconfig.json",
+];
 
 async function newestSourceMtime(entry: string): Promise<number> {
   const full = path.join(ROOT, entry);
@@ -36,7 +44,9 @@ function run(args: string[], env: NodeJS.ProcessEnv, log: (line: string) => void
     const child = spawn(NEXT_BIN, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
     child.stdout?.on("data", (d: Buffer) => log(d.toString().trimEnd()));
     child.stderr?.on("data", (d: Buffer) => log(d.toString().trimEnd()));
-    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`next ${args[0]} exited with code ${code}`))));
+    child.on("exit", (code) =>
+      code === 0 ? resolve() : reject(new Error(`next ${args[0]} exited with code ${code}`)),
+    );
   });
 }
 
@@ -49,7 +59,11 @@ export interface DashboardServer {
   stop(): Promise<void>;
 }
 
-export async function serveDashboard(port: number, env: Record<string, string>, log: (line: string) => void): Promise<DashboardServer> {
+export async function serveDashboard(
+  port: number,
+  env: Record<string, string>,
+  log: (line: string) => void,
+): Promise<DashboardServer> {
   const child: ChildProcess = spawn(NEXT_BIN, ["start", "--port", String(port), "--hostname", "0.0.0.0"], {
     cwd: ROOT,
     env: { ...process.env, ...env, NEXT_TELEMETRY_DISABLED: "1", NODE_ENV: "production" },
@@ -62,7 +76,10 @@ export async function serveDashboard(port: number, env: Record<string, string>, 
   // Ready when it answers; a deadline instead of a guess.
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`The dashboard server exited (code ${child.exitCode}) before it answered on port ${port}.`);
+    if (child.exitCode !== null)
+      throw new Error(
+        `The dashboard server exited (code ${child.exitCode}) before it answered on port ${port}.`,
+      );
     try {
       const response = await fetch(`${url}/sign-in`);
       if (response.ok) break;

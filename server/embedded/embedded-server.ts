@@ -106,7 +106,8 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions): Promi
     "-c",
     "TimeZone=UTC",
   ];
-  if (options.ephemeral) flags.push("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off");
+  if (options.ephemeral)
+    flags.push("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off");
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,

@@ -23,7 +23,8 @@ export const ZConnectionUrl = z
       ctx.addIssue({ code: "custom", message: "The URL must start with postgresql://" });
     }
     if (!url.hostname) ctx.addIssue({ code: "custom", message: "The URL names no host" });
-    if (!url.username) ctx.addIssue({ code: "custom", message: "The URL names no user (postgresql://user@host/db)" });
+    if (!url.username)
+      ctx.addIssue({ code: "custom", message: "The URL names no user (postgresql://user@host/db)" });
     if (url.pathname.replace(/^\//, "") === "") {
       ctx.addIssue({ code: "custom", message: "The URL names no database (…:5432/database)" });
     }
@@ -52,4 +53,7 @@ export const ZTestConnectionInput = z.union([
 ]);
 export type TTestConnectionInput = z.infer<typeof ZTestConnectionInput>;
 
-export const ZRemoveDatabaseInput = z.object({ databaseId: z.uuid(), reason: z.string().trim().max(500).optional() });
+export const ZRemoveDatabaseInput = z.object({
+  databaseId: z.uuid(),
+  reason: z.string().trim().max(500).optional(),
+});

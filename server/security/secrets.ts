@@ -12,7 +12,9 @@ const ASSOCIATED_DATA = Buffer.from("shardshift:secret:v1");
 function keyBytes(key: string): Buffer {
   const bytes = Buffer.from(key, "base64");
   if (bytes.length !== 32) {
-    throw new Error("The secret key must be 32 bytes, base64-encoded (generate one with `openssl rand -base64 32`).");
+    throw new Error(
+      "The secret key must be 32 bytes, base64-encoded (generate one with `openssl rand -base64 32`).",
+    );
   }
   return bytes;
 }
@@ -36,7 +38,9 @@ export function decryptSecret(sealed: string, key: string): string {
   decipher.setAAD(ASSOCIATED_DATA);
   decipher.setAuthTag(Buffer.from(tag, "base64url"));
   try {
-    return Buffer.concat([decipher.update(Buffer.from(ciphertext, "base64url")), decipher.final()]).toString("utf8");
+    return Buffer.concat([decipher.update(Buffer.from(ciphertext, "base64url")), decipher.final()]).toString(
+      "utf8",
+    );
   } catch {
     throw new Error(
       "A stored secret could not be decrypted: SHARDSHIFT_SECRET_KEY is not the key it was encrypted with, " +

@@ -5,8 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { db } from "../db";
 import { AppError } from "../errors";
 import { DEFAULT_PLAN_SETTINGS } from "../schemas/plan";
-import { createTestDatabase, type TestDatabase } from "../testing/databases";
 import { useControlPlane } from "../testing/control-plane";
+import { createTestDatabase, type TestDatabase } from "../testing/databases";
 import { createCaller } from "../trpc/root";
 import { type Actor, systemActor } from "./actor";
 import { appendAuditEvent, verifyAuditChain } from "./audit/audit-log";
@@ -24,7 +24,10 @@ function callerFor(role: "viewer" | "operator" | "admin") {
   return db()
     .user.findUniqueOrThrow({ where: { email: demo.email } })
     .then((user) =>
-      createCaller({ user: { id: user.id, email: user.email, name: user.name, role }, requestId: `test-${role}` }),
+      createCaller({
+        user: { id: user.id, email: user.email, name: user.name, role },
+        requestId: `test-${role}`,
+      }),
     );
 }
 
@@ -69,7 +72,9 @@ describe("topology", () => {
   it("refuses an unreachable database with a clear message and changes nothing", async () => {
     const before = await auditCount();
     const unreachable = legacy.url.replace(/:(\d+)\//, ":1/");
-    const error = await registerDatabase(admin, { name: "nowhere", kind: "shard", url: unreachable }).catch((e) => e);
+    const error = await registerDatabase(admin, { name: "nowhere", kind: "shard", url: unreachable }).catch(
+      (e) => e,
+    );
     expect(error).toBeInstanceOf(AppError);
     expect(error.field).toBe("url");
     expect(error.message).toMatch(/Nothing is listening at 127\.0\.0\.1:1.*Nothing was registered/);
@@ -184,9 +189,9 @@ describe("plans", () => {
     }).catch((e) => e);
     expect(afterArchive.message).toMatch(/archived/);
 
-    const actions = (await db().auditEvent.findMany({ where: { planId: plan.id }, orderBy: { seq: "asc" } })).map(
-      (e) => e.action,
-    );
+    const actions = (
+      await db().auditEvent.findMany({ where: { planId: plan.id }, orderBy: { seq: "asc" } })
+    ).map((e) => e.action);
     expect(actions).toEqual([
       "plan.create",
       "plan.settings.update",
@@ -236,7 +241,9 @@ describe("roles, enforced by the API", () => {
 
   it("invalid input is refused as BAD_REQUEST before any service runs", async () => {
     const admin = await callerFor("admin");
-    const error = await admin.databases.register({ name: "X!", kind: "shard", url: "mysql://nope" }).catch((e) => e);
+    const error = await admin.databases
+      .register({ name: "X!", kind: "shard", url: "mysql://nope" })
+      .catch((e) => e);
     expect(error).toBeInstanceOf(TRPCError);
     expect(error.code).toBe("BAD_REQUEST");
   });
@@ -267,7 +274,9 @@ describe("audit chain", () => {
   });
 
   it("the database refuses UPDATE, DELETE and TRUNCATE", async () => {
-    await expect(control.pool.query("update audit_event set reason = 'edited'")).rejects.toThrow(/append-only/);
+    await expect(control.pool.query("update audit_event set reason = 'edited'")).rejects.toThrow(
+      /append-only/,
+    );
     await expect(control.pool.query("delete from audit_event")).rejects.toThrow(/append-only/);
     await expect(control.pool.query("truncate audit_event")).rejects.toThrow(/append-only/);
   });
@@ -278,7 +287,9 @@ describe("audit chain", () => {
     try {
       // A superuser can bypass the trigger; the chain is what catches it.
       await client.query("set session_replication_role = replica");
-      await client.query("update audit_event set reason = 'nothing to see here' where seq = $1", [victim.seq]);
+      await client.query("update audit_event set reason = 'nothing to see here' where seq = $1", [
+        victim.seq,
+      ]);
       await client.query("set session_replication_role = origin");
     } finally {
       client.release();

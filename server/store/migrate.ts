@@ -62,9 +62,11 @@ export async function migrateControlPlane(connectionString: string): Promise<Mig
   try {
     await client.query("select pg_advisory_lock($1)", [LOCK_KEY]);
     await client.query(CREATE_BOOKKEEPING);
-    const { rows } = await client.query<{ migration_name: string; checksum: string; finished_at: Date | null }>(
-      `select migration_name, checksum, finished_at from "_prisma_migrations" where rolled_back_at is null`,
-    );
+    const { rows } = await client.query<{
+      migration_name: string;
+      checksum: string;
+      finished_at: Date | null;
+    }>(`select migration_name, checksum, finished_at from "_prisma_migrations" where rolled_back_at is null`);
     const done = new Map(rows.map((r) => [r.migration_name, r]));
     const result: MigrateResult = { applied: [], alreadyApplied: [] };
     for (const migration of migrations) {
@@ -96,7 +98,9 @@ export async function migrateControlPlane(connectionString: string): Promise<Mig
         await client.query("commit");
       } catch (error) {
         await client.query("rollback");
-        throw new Error(`Migration ${migration.name} failed and was rolled back: ${(error as Error).message}`);
+        throw new Error(
+          `Migration ${migration.name} failed and was rolled back: ${(error as Error).message}`,
+        );
       }
       result.applied.push(migration.name);
     }

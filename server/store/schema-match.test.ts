@@ -87,7 +87,9 @@ function schemaFacts(): string[] {
         }
         continue;
       }
-      facts.push(`column ${tableOf(m)}.${f.dbName ?? f.name} ${sqlType(f)}${f.isRequired ? " not null" : ""}`);
+      facts.push(
+        `column ${tableOf(m)}.${f.dbName ?? f.name} ${sqlType(f)}${f.isRequired ? " not null" : ""}`,
+      );
     }
   }
   for (const index of dmmf.datamodel.indexes) {
@@ -140,7 +142,13 @@ async function catalogFacts(pool: pg.Pool): Promise<string[]> {
     const kind = i.primary ? "primary key" : i.unique ? "unique index" : "index";
     facts.push(`${kind} ${i.table}(${i.columns.join(",")})`);
   }
-  const fks = await pool.query<{ table: string; columns: string[]; target: string; target_columns: string[]; del: string }>(`
+  const fks = await pool.query<{
+    table: string;
+    columns: string[];
+    target: string;
+    target_columns: string[];
+    del: string;
+  }>(`
     select c.relname as table, t.relname as target, con.confdeltype as del,
       array(select a.attname from unnest(con.conkey) with ordinality k(n, ord)
             join pg_attribute a on a.attrelid = con.conrelid and a.attnum = k.n order by k.ord)::text[] as columns,
@@ -148,7 +156,13 @@ async function catalogFacts(pool: pg.Pool): Promise<string[]> {
             join pg_attribute a on a.attrelid = con.confrelid and a.attnum = k.n order by k.ord)::text[] as target_columns
     from pg_constraint con join pg_class c on c.oid = con.conrelid join pg_class t on t.oid = con.confrelid
     join pg_namespace n on n.oid = c.relnamespace where con.contype = 'f' and n.nspname = 'public'`);
-  const action: Record<string, string> = { a: "noaction", r: "restrict", c: "cascade", n: "setnull", d: "setdefault" };
+  const action: Record<string, string> = {
+    a: "noaction",
+    r: "restrict",
+    c: "cascade",
+    n: "setnull",
+    d: "setdefault",
+  };
   for (const fk of fks.rows) {
     facts.push(
       `fk ${fk.table}(${fk.columns.join(",")}) -> ${fk.target}(${fk.target_columns.join(",")}) on delete ${action[fk.del]}`,
@@ -171,7 +185,9 @@ describe("control-plane migrations", () => {
     expect(result.applied.length).toBeGreaterThan(0);
     const expected = schemaFacts();
     const actual = await catalogFacts(database.pool);
-    expect({ missingFromDatabase: expected.filter((f) => !actual.includes(f)) }).toEqual({ missingFromDatabase: [] });
+    expect({ missingFromDatabase: expected.filter((f) => !actual.includes(f)) }).toEqual({
+      missingFromDatabase: [],
+    });
     expect({ notInSchema: actual.filter((f) => !expected.includes(f)) }).toEqual({ notInSchema: [] });
   });
 

@@ -7,6 +7,7 @@ import superjson from "superjson";
 import { ZodError } from "zod";
 import { type SessionUser, sessionUser } from "../auth/auth";
 import { AppError } from "../errors";
+import { zodFieldErrors } from "../schemas/field-errors";
 import { ROLE_INFO, roleAtLeast, type TRole } from "../schemas/user";
 import type { Actor } from "../services/actor";
 
@@ -19,14 +20,7 @@ export type Context = Awaited<ReturnType<typeof createContext>>;
 /** Field path → messages, from zod issues or from an AppError that names its field. */
 function fieldErrorsOf(error: TRPCError): Record<string, string[]> | null {
   const cause = error.cause;
-  if (cause instanceof ZodError) {
-    const out: Record<string, string[]> = {};
-    for (const issue of cause.issues) {
-      const key = issue.path.join(".") || "_form";
-      (out[key] ??= []).push(issue.message);
-    }
-    return out;
-  }
+  if (cause instanceof ZodError) return zodFieldErrors(cause);
   if (cause instanceof AppError && cause.field) return { [cause.field]: [cause.message] };
   return null;
 }
@@ -37,7 +31,10 @@ const t = initTRPC.context<Context>().create({
     const fieldErrors = fieldErrorsOf(error);
     return {
       ...shape,
-      message: error.cause instanceof ZodError ? "Some fields are not valid: see the messages beside them." : shape.message,
+      message:
+        error.cause instanceof ZodError
+          ? "Some fields are not valid: see the messages beside them."
+          : shape.message,
       data: { ...shape.data, stack: undefined, fieldErrors },
     };
   },

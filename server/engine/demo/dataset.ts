@@ -339,10 +339,15 @@ cross join lateral generate_series(1, p.projects_n) g
 order by created_at
 `;
 
-// Project ids are identity values, so tasks find "the n-th project of a tenant" through this map.
-const PROJECT_PICK_SQL = `
+// "The n-th project (user) of a tenant", so later rows pick a random one with a hash join. Project
+// ids are identity values and cannot be derived; user ids could be, but hashing one per event costs
+// more than the join.
+const PICK_MAPS_SQL = `
 create temp table demo_project_pick on commit drop as
-select tenant_id, id, row_number() over (partition by tenant_id order by id)::int as n from projects
+select tenant_id, id, row_number() over (partition by tenant_id order by id)::int as n from projects;
+create temp table demo_user_pick on commit drop as
+select tenant_id, id, row_number() over (partition by tenant_id order by id)::int as n from users;
+analyze demo_project_pick, demo_user_pick;
 `;
 
 // About 1% of descriptions are 5–13 kB of random hex: incompressible, so PostgreSQL stores them out
@@ -353,23 +358,27 @@ select s.tenant_id, ${hashedUuidSql("$1::text || ':task:' || s.tenant_id || ':' 
   (array['Fix', 'Add', 'Review', 'Document', 'Refactor', 'Investigate', 'Ship', 'Test'])[1 + floor(random() * 8)::int]
     || ' ' || (array['login flow', 'export', 'invoice PDF', 'search', 'dashboard', 'webhooks', 'rate limits', 'onboarding email'])[1 + floor(random() * 8)::int],
   case when random() < $2::float8
-    then (select string_agg(md5(random()::text || piece), '') from generate_series(1, 150 + floor(random() * 250)::int + 0 * s.g) piece)
-    else 'Steps: ' || md5(random()::text) || '. Expected: it works. Actual: ' || md5(random()::text) || '.' end,
+    then (select string_agg(md5($1::text || s.tenant_id || ':' || s.g || ':' || piece), '')
+          from generate_series(1, 150 + floor(random() * 250)::int + 0 * s.g) piece)
+    else 'Steps: open ' || to_hex(floor(random() * 4503599627370496)::bigint) || ', then ' || to_hex(floor(random() * 4503599627370496)::bigint)
+      || '. Expected: it works. Actual: error ' || floor(random() * 1000)::int || '.' end,
   s.status,
   1 + floor(random() * 4)::smallint,
-  case when random() < 0.8 then ${userIdSql("s.tenant_id", "(1 + floor(random() * s.users_n))::int")} end,
+  ua.id,
   case when s.status <> 'done' and random() < 0.5 then (now() + interval '60 days' * (random() - 0.3))::date end,
   s.created_at,
   s.created_at + (now() - s.created_at) * random()
 from (
   select p.tenant_id, p.users_n, g,
     1 + floor(random() * p.projects_n)::int as project_n,
+    case when random() < 0.8 then 1 + floor(random() * p.users_n)::int end as assignee_n,
     (array['done', 'done', 'done', 'done', 'todo', 'todo', 'in_progress', 'in_progress', 'review'])[1 + floor(random() * 9)::int] as status,
     now() - interval '2 years' * power(random(), 2) as created_at
   from demo_tenant_plan p
   cross join lateral generate_series(1, p.tasks_n) g
 ) s
 join demo_project_pick pp on pp.tenant_id = s.tenant_id and pp.n = s.project_n
+left join demo_user_pick ua on ua.tenant_id = s.tenant_id and ua.n = s.assignee_n
 order by s.created_at
 `;
 
@@ -421,7 +430,7 @@ const EVENTS_COUNTS_SQL = `update demo_tenant_plan set events_n = ${apportionSql
 // on disk the way a real monolith does (a backfill cannot assume a tenant's rows are contiguous).
 const EVENTS_SQL = `
 insert into events (tenant_id, id, kind, actor_id, payload, created_at)
-select e.tenant_id, row_number() over (order by e.created_at, e.tenant_id, e.g), e.kind, e.actor_id,
+select e.tenant_id, row_number() over (order by e.created_at, e.tenant_id, e.g), e.kind, ua.id,
   jsonb_build_object('source', e.source, 'ip', '10.' || (e.ip >> 16) || '.' || ((e.ip >> 8) & 255) || '.' || (e.ip & 255),
     'duration_ms', e.duration_ms, 'request_id', e.request_id),
   e.created_at
@@ -429,7 +438,7 @@ from (
   select p.tenant_id, g,
     (array['user.login', 'user.login', 'task.created', 'task.updated', 'task.updated', 'task.completed',
            'project.viewed', 'project.viewed', 'invoice.issued', 'comment.added', 'file.uploaded', 'api.call'])[1 + floor(random() * 12)::int] as kind,
-    case when random() < 0.9 then ${userIdSql("p.tenant_id", "(1 + floor(random() * p.users_n))::int")} end as actor_id,
+    case when random() < 0.9 then 1 + floor(random() * p.users_n)::int end as actor_n,
     (array['web', 'web', 'web', 'api', 'mobile'])[1 + floor(random() * 5)::int] as source,
     floor(random() * 16777216)::int as ip,
     floor(5 + random() * random() * 2000)::int as duration_ms,
@@ -438,6 +447,7 @@ from (
   from demo_tenant_plan p
   cross join lateral generate_series(1, p.events_n) g
 ) e
+left join demo_user_pick ua on ua.tenant_id = e.tenant_id and ua.n = e.actor_n
 -- The same order as the window's, so one sort serves both.
 order by e.created_at, e.tenant_id, e.g
 `;
@@ -567,8 +577,7 @@ export async function loadDemoDataset(
     loaded += await load("tenants", TENANTS_SQL, [tenants]);
     loaded += await load("users", USERS_SQL, [seed]);
     loaded += await load("projects", PROJECTS_SQL, [seed]);
-    await client.query(PROJECT_PICK_SQL);
-    await client.query("analyze demo_project_pick");
+    await client.query(PICK_MAPS_SQL);
     loaded += await load("tasks", TASKS_SQL, [seed, LARGE_DESCRIPTION_SHARE]);
     await client.query(INVOICE_PLAN_SQL);
     await client.query("analyze demo_invoice_plan");
@@ -576,7 +585,7 @@ export async function loadDemoDataset(
     loaded += await load("invoices", INVOICES_SQL);
     // Events absorb the rounding of every other table, so the total lands on `rows` exactly.
     await client.query(EVENTS_COUNTS_SQL, [Math.max(0, rows - loaded)]);
-    await load("events", EVENTS_SQL, [seed]);
+    await load("events", EVENTS_SQL);
     await client.query(SYNC_SEQUENCES_SQL);
 
     begin("adding primary keys, indexes and foreign keys");

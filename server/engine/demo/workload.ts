@@ -333,7 +333,7 @@ export function startWriteWorkload(pool: pg.Pool, options: WriteWorkloadOptions)
     }
   };
 
-  const useTenants = (ids: string[]) => {
+  const adoptTenants = (ids: string[]) => {
     if (ids.length === 0) {
       throw new Error(
         "The tenants table is empty: load the demo dataset before starting the write workload.",
@@ -346,7 +346,7 @@ export function startWriteWorkload(pool: pg.Pool, options: WriteWorkloadOptions)
   const loadTenants = async () => {
     try {
       const result = await pool.query<{ tenant_id: string }>(TENANTS_BY_SIZE_SQL);
-      useTenants(result.rows.map((row) => row.tenant_id));
+      adoptTenants(result.rows.map((row) => row.tenant_id));
     } catch (error) {
       tenantsRetryAt = performance.now() + TENANT_RELOAD_DELAY_MS;
       reportError(
@@ -409,7 +409,7 @@ export function startWriteWorkload(pool: pg.Pool, options: WriteWorkloadOptions)
   };
 
   if (options.tenants !== undefined) {
-    useTenants(Array.from({ length: options.tenants }, (_, index) => String(index + 1)));
+    adoptTenants(Array.from({ length: options.tenants }, (_, index) => String(index + 1)));
   }
   const timer = setInterval(tick, TICK_MS);
 

@@ -6,7 +6,12 @@ export interface ConnectOptions {
   applicationName?: string;
 }
 
-function describeTarget(connectionString: string): { host: string; port: string; user: string; database: string } {
+function describeTarget(connectionString: string): {
+  host: string;
+  port: string;
+  user: string;
+  database: string;
+} {
   try {
     const url = new URL(connectionString);
     return {
@@ -72,7 +77,9 @@ export async function withClient<T>(
     await client.connect();
   } catch (error) {
     await client.end().catch(() => {});
-    throw new ConnectionFailedError(describeConnectionError(error, connectionString, timeoutMs), { cause: error });
+    throw new ConnectionFailedError(describeConnectionError(error, connectionString, timeoutMs), {
+      cause: error,
+    });
   }
   try {
     return await fn(client);

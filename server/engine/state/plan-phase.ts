@@ -60,7 +60,10 @@ export function phaseIndex(phase: PlanPhase): number {
 
 export function decideTransition(facts: PlanFacts, event: PlanEvent): TransitionOutcome {
   if (facts.status === "archived") {
-    return { allowed: false, reason: "This plan is archived and read-only. Create a new plan to migrate again." };
+    return {
+      allowed: false,
+      reason: "This plan is archived and read-only. Create a new plan to migrate again.",
+    };
   }
   const index = phaseIndex(facts.phase);
   const title = PHASE_INFO[facts.phase].title;

@@ -104,7 +104,10 @@ export async function verifyAuditChain(store: AuditReader, pageSize = 1000): Pro
         return {
           ok: false,
           checked,
-          brokenAt: { seq, problem: "its link to the previous event does not match (an event was removed or reordered)" },
+          brokenAt: {
+            seq,
+            problem: "its link to the previous event does not match (an event was removed or reordered)",
+          },
           headHash: prevHash,
         };
       }

@@ -10,7 +10,9 @@ function whereOf(filter: TAuditFilter): Prisma.AuditEventWhereInput {
     ...(filter.actorEmail ? { actorEmail: { contains: filter.actorEmail, mode: "insensitive" } } : {}),
     ...(filter.action ? { action: filter.action } : {}),
     ...(filter.planId ? { planId: filter.planId } : {}),
-    ...(filter.from || filter.to ? { at: { ...(filter.from ? { gte: filter.from } : {}), ...(filter.to ? { lte: filter.to } : {}) } } : {}),
+    ...(filter.from || filter.to
+      ? { at: { ...(filter.from ? { gte: filter.from } : {}), ...(filter.to ? { lte: filter.to } : {}) } }
+      : {}),
   };
 }
 
@@ -49,7 +51,11 @@ export async function listAuditEvents(input: TAuditListInput) {
 }
 
 export async function listAuditActions(): Promise<string[]> {
-  const rows = await db().auditEvent.findMany({ distinct: ["action"], select: { action: true }, orderBy: { action: "asc" } });
+  const rows = await db().auditEvent.findMany({
+    distinct: ["action"],
+    select: { action: true },
+    orderBy: { action: "asc" },
+  });
   return rows.map((r) => r.action);
 }
 
@@ -58,7 +64,10 @@ export function verifyChain() {
 }
 
 /** All matching events, oldest first, in pages: exports stream instead of loading everything. */
-export async function* exportAuditEvents(filter: TAuditFilter, pageSize = 1000): AsyncGenerator<AuditEventView> {
+export async function* exportAuditEvents(
+  filter: TAuditFilter,
+  pageSize = 1000,
+): AsyncGenerator<AuditEventView> {
   const where = whereOf(filter);
   let cursor: bigint | undefined;
   for (;;) {
@@ -92,7 +101,12 @@ const CSV_COLUMNS: (keyof AuditEventView)[] = [
 
 function csvCell(value: unknown): string {
   if (value === null || value === undefined) return "";
-  const text = value instanceof Date ? value.toISOString() : typeof value === "object" ? JSON.stringify(value) : String(value);
+  const text =
+    value instanceof Date
+      ? value.toISOString()
+      : typeof value === "object"
+        ? JSON.stringify(value)
+        : String(value);
   // Quote always; neutralise spreadsheet formulas so an exported reason cannot execute.
   const safe = /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
   return `"${safe.replaceAll('"', '""')}"`;

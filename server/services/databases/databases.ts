@@ -98,13 +98,18 @@ export async function testConnection(input: TTestConnectionInput): Promise<Conne
 export async function registerDatabase(actor: Actor, input: TRegisterDatabaseInput): Promise<DatabaseView> {
   const existing = await db().database.findUnique({ where: { name: input.name } });
   if (existing) {
-    throw new AppError("CONFLICT", `A database named "${input.name}" is already registered. Choose another name.`, {
-      field: "name",
-    });
+    throw new AppError(
+      "CONFLICT",
+      `A database named "${input.name}" is already registered. Choose another name.`,
+      {
+        field: "name",
+      },
+    );
   }
   // Refuse what cannot be reached now: a plan built on it would fail later, far from the cause.
   const report = await probeConnection(input.url);
-  if (!report.ok) throw new AppError("BAD_REQUEST", `${report.message} Nothing was registered.`, { field: "url" });
+  if (!report.ok)
+    throw new AppError("BAD_REQUEST", `${report.message} Nothing was registered.`, { field: "url" });
 
   const url = new URL(input.url);
   const sealed = encryptSecret(input.url, serverEnv().SHARDSHIFT_SECRET_KEY);
@@ -131,13 +136,17 @@ export async function registerDatabase(actor: Actor, input: TRegisterDatabaseInp
   return toView(row);
 }
 
-export async function removeDatabase(actor: Actor, input: { databaseId: string; reason?: string }): Promise<void> {
+export async function removeDatabase(
+  actor: Actor,
+  input: { databaseId: string; reason?: string },
+): Promise<void> {
   await db().$transaction(async (tx) => {
     const row = await tx.database.findUnique({
       where: { id: input.databaseId },
       include: { _count: { select: { sourceOf: true, shardOf: true } } },
     });
-    if (!row) throw new AppError("NOT_FOUND", "That database is not registered (it may have been removed already).");
+    if (!row)
+      throw new AppError("NOT_FOUND", "That database is not registered (it may have been removed already).");
     const uses = row._count.sourceOf + row._count.shardOf;
     if (uses > 0) {
       throw new AppError(

@@ -99,19 +99,31 @@ async function loadDatabases(input: TCreatePlanInput) {
   const rows = await db().database.findMany({ where: { id: { in: ids } } });
   const byId = new Map(rows.map((r) => [r.id, r]));
   const source = byId.get(input.sourceDatabaseId);
-  if (!source) throw new AppError("BAD_REQUEST", "The chosen legacy database is not registered.", { field: "sourceDatabaseId" });
-  if (source.kind !== "legacy") {
-    throw new AppError("BAD_REQUEST", `"${source.name}" is registered as a shard, not as a legacy database.`, {
+  if (!source)
+    throw new AppError("BAD_REQUEST", "The chosen legacy database is not registered.", {
       field: "sourceDatabaseId",
     });
+  if (source.kind !== "legacy") {
+    throw new AppError(
+      "BAD_REQUEST",
+      `"${source.name}" is registered as a shard, not as a legacy database.`,
+      {
+        field: "sourceDatabaseId",
+      },
+    );
   }
   const shards = input.shardDatabaseIds.map((id) => {
     const shard = byId.get(id);
-    if (!shard) throw new AppError("BAD_REQUEST", "A chosen shard is not registered.", { field: "shardDatabaseIds" });
+    if (!shard)
+      throw new AppError("BAD_REQUEST", "A chosen shard is not registered.", { field: "shardDatabaseIds" });
     if (shard.kind !== "shard") {
-      throw new AppError("BAD_REQUEST", `"${shard.name}" is registered as a legacy database, not as a shard.`, {
-        field: "shardDatabaseIds",
-      });
+      throw new AppError(
+        "BAD_REQUEST",
+        `"${shard.name}" is registered as a legacy database, not as a shard.`,
+        {
+          field: "shardDatabaseIds",
+        },
+      );
     }
     return shard;
   });
@@ -120,7 +132,9 @@ async function loadDatabases(input: TCreatePlanInput) {
 
 export async function createPlan(actor: Actor, input: TCreatePlanInput): Promise<PlanDetail> {
   if (await db().plan.findUnique({ where: { name: input.name } })) {
-    throw new AppError("CONFLICT", `A plan named "${input.name}" already exists. Choose another name.`, { field: "name" });
+    throw new AppError("CONFLICT", `A plan named "${input.name}" already exists. Choose another name.`, {
+      field: "name",
+    });
   }
   const { source, shards } = await loadDatabases(input);
 
@@ -133,9 +147,13 @@ export async function createPlan(actor: Actor, input: TCreatePlanInput): Promise
     tablesWithKey = report.tablesWithKey;
   } catch (error) {
     if (error instanceof ConnectionFailedError) {
-      throw new AppError("BAD_REQUEST", `The legacy database "${source.name}" is unreachable: ${error.message} No plan was created.`, {
-        field: "sourceDatabaseId",
-      });
+      throw new AppError(
+        "BAD_REQUEST",
+        `The legacy database "${source.name}" is unreachable: ${error.message} No plan was created.`,
+        {
+          field: "sourceDatabaseId",
+        },
+      );
     }
     throw error;
   }
@@ -157,7 +175,14 @@ export async function createPlan(actor: Actor, input: TCreatePlanInput): Promise
         settings,
         createdById: actor.id ?? actor.email,
         shards: { create: shards.map((shard, ordinal) => ({ ordinal, databaseId: shard.id })) },
-        transitions: { create: { fromPhase: null, toPhase: "define_key", actorId: actor.id ?? actor.email, reason: "created" } },
+        transitions: {
+          create: {
+            fromPhase: null,
+            toPhase: "define_key",
+            actorId: actor.id ?? actor.email,
+            reason: "created",
+          },
+        },
       },
     });
     await appendAuditEvent(tx, {
@@ -191,7 +216,10 @@ export async function updatePlanSettings(actor: Actor, input: TUpdatePlanSetting
     const plan = await tx.plan.findUnique({ where: { id: input.planId } });
     if (!plan) throw new AppError("NOT_FOUND", "No such plan.");
     if (plan.status === "archived") {
-      throw new AppError("PRECONDITION_FAILED", `"${plan.name}" is archived and read-only; its settings cannot change.`);
+      throw new AppError(
+        "PRECONDITION_FAILED",
+        `"${plan.name}" is archived and read-only; its settings cannot change.`,
+      );
     }
     if (plan.version !== input.expectedVersion) throw staleVersion(plan.name, plan.version);
     const updated = await tx.plan.updateMany({

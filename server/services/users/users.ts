@@ -10,7 +10,12 @@ import { appendAuditEvent } from "../audit/audit-log";
 
 export const DEMO_USERS: { email: string; name: string; role: TRole; password: string }[] = [
   { email: "admin@shardshift.local", name: "Ada Admin", role: "admin", password: "shardshift-admin" },
-  { email: "operator@shardshift.local", name: "Oskar Operator", role: "operator", password: "shardshift-operator" },
+  {
+    email: "operator@shardshift.local",
+    name: "Oskar Operator",
+    role: "operator",
+    password: "shardshift-operator",
+  },
   { email: "viewer@shardshift.local", name: "Vera Viewer", role: "viewer", password: "shardshift-viewer" },
 ];
 
@@ -39,7 +44,9 @@ export async function createUser(
         email,
         role: input.role,
         emailVerified: true,
-        accounts: { create: { id: crypto.randomUUID(), accountId: id, providerId: "credential", password: hash } },
+        accounts: {
+          create: { id: crypto.randomUUID(), accountId: id, providerId: "credential", password: hash },
+        },
       },
     });
     await appendAuditEvent(tx, {
@@ -54,7 +61,9 @@ export async function createUser(
 
 export async function setUserRole(actor: Actor, input: { userId: string; role: TRole; reason: string }) {
   if (input.userId === actor.id) {
-    throw new AppError("PRECONDITION_FAILED", "You cannot change your own role: ask another admin.", { field: "role" });
+    throw new AppError("PRECONDITION_FAILED", "You cannot change your own role: ask another admin.", {
+      field: "role",
+    });
   }
   await db().$transaction(async (tx) => {
     const user = await tx.user.findUnique({ where: { id: input.userId } });

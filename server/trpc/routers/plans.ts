@@ -5,7 +5,13 @@ import {
   ZPlanTransitionInput,
   ZUpdatePlanSettingsInput,
 } from "../../schemas/plan";
-import { createPlan, getPlan, listPlans, transitionPlan, updatePlanSettings } from "../../services/plans/plans";
+import {
+  createPlan,
+  getPlan,
+  listPlans,
+  transitionPlan,
+  updatePlanSettings,
+} from "../../services/plans/plans";
 import { operatorProcedure, router, viewerProcedure } from "../init";
 
 export const plansRouter = router({
@@ -13,7 +19,9 @@ export const plansRouter = router({
     .input(z.object({ includeArchived: z.boolean().default(false) }).default({ includeArchived: false }))
     .query(({ input }) => listPlans(input)),
   byId: viewerProcedure.input(ZPlanIdInput).query(({ input }) => getPlan(input.planId)),
-  create: operatorProcedure.input(ZCreatePlanInput).mutation(({ ctx, input }) => createPlan(ctx.actor, input)),
+  create: operatorProcedure
+    .input(ZCreatePlanInput)
+    .mutation(({ ctx, input }) => createPlan(ctx.actor, input)),
   updateSettings: operatorProcedure
     .input(ZUpdatePlanSettingsInput)
     .mutation(({ ctx, input }) => updatePlanSettings(ctx.actor, input)),

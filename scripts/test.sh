@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# `npm test`: every test. Unit and integration tests (Vitest, real PostgreSQL), then the browser
+# tests (Playwright in Debian's Chromium) against a fresh production build of the app.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export NEXT_TELEMETRY_DISABLED=1 CHECKPOINT_DISABLE=1 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+
+started=$SECONDS
+echo "== unit and integration tests (vitest)"
+node_modules/.bin/vitest run
+
+echo "== production build (next build)"
+node_modules/.bin/next build
+
+echo "== browser tests (playwright, ${CHROMIUM_PATH:-/usr/bin/chromium})"
+if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
+  echo "Chromium is missing: install it with 'apt-get install -y chromium' (or set CHROMIUM_PATH)." >&2
+  exit 1
+fi
+node_modules/.bin/playwright test
+
+echo "== all tests passed in $((SECONDS - started)) s"
