@@ -21,6 +21,10 @@ export default defineConfig({
   timeout: 60_000,
   expect: { timeout: 15_000 },
   reporter: [["list"]],
+  projects: [
+    { name: "setup", testMatch: /auth\.setup\.ts/ },
+    { name: "chromium", dependencies: ["setup"], testIgnore: /auth\.setup\.ts/ },
+  ],
   use: {
     baseURL: `http://localhost:${E2E.port}`,
     viewport: { width: 1280, height: 900 },

@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { expect, type Page } from "@playwright/test";
+import { type BrowserContext, expect, type Page } from "@playwright/test";
 import pg from "pg";
 import { E2E } from "../playwright.config";
 
@@ -10,11 +10,30 @@ export const ACCOUNTS = {
   viewer: { email: "viewer@shardshift.local", password: "shardshift-viewer" },
 } as const;
 
-export async function signIn(page: Page, role: keyof typeof ACCOUNTS) {
+export type Role = keyof typeof ACCOUNTS;
+
+export const storageStatePath = (role: Role) => path.join("test-results", ".auth", `${role}.json`);
+
+/** Signs in through the real form (used once per role by auth.setup.ts). */
+export async function signInWithForm(page: Page, role: Role) {
   await page.goto("/sign-in");
   await page.getByLabel("Email").fill(ACCOUNTS[role].email);
   await page.getByLabel("Password").fill(ACCOUNTS[role].password);
   await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByTestId("signed-in-as")).toContainText(ACCOUNTS[role].email);
+}
+
+/**
+ * Reuses the session that auth.setup.ts made for this role: sign-in is rate limited (as it should
+ * be), so tests do not sign in through the form again and again.
+ */
+export async function signIn(page: Page, role: Role) {
+  const state = JSON.parse(fs.readFileSync(storageStatePath(role), "utf8")) as {
+    cookies: Parameters<BrowserContext["addCookies"]>[0];
+  };
+  await page.context().clearCookies();
+  await page.context().addCookies(state.cookies);
+  await page.goto("/");
   await expect(page.getByTestId("signed-in-as")).toContainText(ACCOUNTS[role].email);
 }
 

@@ -25,6 +25,6 @@ test("an admin tests connections and cannot register an unreachable database", a
   await screenshot(page, "09-databases");
 
   await page.getByRole("link", { name: "Users" }).click();
-  await expect(page.getByRole("cell", { name: "viewer@shardshift.local" })).toBeVisible();
+  await expect(page.getByRole("cell", { name: "viewer@shardshift.local", exact: true })).toBeVisible();
   await screenshot(page, "10-users");
 });

@@ -38,7 +38,9 @@ export function SignInForm({
       setFailure(
         result.error.status === 401
           ? "That email and password do not match an account. Check both, or ask an admin to add you."
-          : (result.error.message ?? "Sign-in failed. Try again."),
+          : result.error.status === 429
+            ? "Too many sign-in attempts from here. Wait a minute, then try again."
+            : (result.error.message ?? "Sign-in failed. Try again."),
       );
       return;
     }

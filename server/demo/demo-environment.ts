@@ -41,8 +41,10 @@ export async function startDemo(config: DemoConfig, log: (line: string) => void)
   let workload: WriteWorkload | undefined;
   let worker: Worker | undefined;
   let web: DashboardServer | undefined;
+  let stopping = false;
 
   const stop = async () => {
+    stopping = true;
     await web?.stop().catch(() => {});
     await workload?.stop().catch(() => {});
     await worker?.stop().catch(() => {});
@@ -143,7 +145,10 @@ export async function startDemo(config: DemoConfig, log: (line: string) => void)
       workload = await step(`5/7 write workload (${config.writesPerSecond} writes/s)`, async () =>
         startWriteWorkload(pool, {
           writesPerSecond: config.writesPerSecond,
-          onError: (e) => log(`    workload: ${String(e)}`),
+          onError: (e) => {
+            // On Ctrl-C the servers get the signal too; writes failing then are expected.
+            if (!stopping) log(`    workload: ${String(e)}`);
+          },
         }),
       );
     } else {

@@ -128,6 +128,7 @@ describe("demo dataset", () => {
     expect(stats.inserts).toBeGreaterThan(0);
     expect(stats.updates).toBeGreaterThan(0);
     expect(stats.writesPerSecondObserved).toBeGreaterThan(0);
+    expect(() => workload.setRate(-1)).toThrow(/≥ 0/);
 
     // After stop() nothing is in flight: the counts hold still.
     const after = await summarizeDemoDataset(pool);
@@ -160,6 +161,22 @@ describe("demo dataset", () => {
     expect(second.tables).toEqual(first.tables);
     const secondFingerprint = await pool.query<{ hash: string }>(FINGERPRINT_SQL);
     expect(secondFingerprint.rows[0]?.hash).toBe(firstFingerprint.rows[0]?.hash);
+  });
+
+  it("counts workload errors without crashing when there is nothing to write to", async () => {
+    const { pool } = await freshDatabase("demo_workload_empty");
+    const errors: unknown[] = [];
+    const workload = startWriteWorkload(pool, {
+      writesPerSecond: 50,
+      onError: (error) => errors.push(error),
+    });
+    try {
+      await waitFor("a reported error", 10_000, () => (workload.stats().errors > 0 ? true : undefined));
+    } finally {
+      await workload.stop();
+    }
+    expect(String(errors[0])).toMatch(/Load the demo dataset/);
+    expect(workload.stats().inserts + workload.stats().updates + workload.stats().deletes).toBe(0);
   });
 
   it("refuses a size it cannot fill, saying what to change", async () => {

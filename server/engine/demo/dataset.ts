@@ -4,8 +4,10 @@
 // - Every row is generated inside PostgreSQL (generate_series + INSERT … SELECT): a million rows
 //   sent one by one from Node would take minutes, in-database generation takes seconds.
 // - Tables are created bare, bulk loaded, and only then given primary keys, indexes and foreign keys
-//   (one sort per index instead of index upkeep per row), then ANALYZEd. Tables stay LOGGED: the
-//   migration later reads them through logical replication, which never sees unlogged tables.
+//   (one sort per index instead of index upkeep per row). Each table is ANALYZEd as soon as it is
+//   loaded, because the next steps join on it; indexes on plain columns need no second pass. Tables
+//   stay LOGGED: the migration later reads them through logical replication, which never sees
+//   unlogged tables.
 // - Tenant sizes follow a Zipf law over a seeded shuffle of tenant ids, so the biggest tenant is not
 //   simply tenant 1. Every per-table count is apportioned by cumulative rounding, which makes the
 //   total exactly `rows` (bar the one user and one project every tenant needs).
@@ -508,6 +510,7 @@ export async function loadDemoDataset(
   const startedAt = performance.now();
   const client = await pool.connect();
   let step = "starting the load transaction";
+  let broken: Error | undefined;
   let stepStartedAt = performance.now();
   // Each step reports when it begins, so a slow step is visible while it runs, and how long it took.
   const begin = (next: string) => {
@@ -519,10 +522,6 @@ export async function loadDemoDataset(
     progress(
       `${step}: done in ${Math.round(performance.now() - stepStartedAt)} ms${detail ? ` (${detail})` : ""}`,
     );
-  };
-  const count = async (table: string) => {
-    const result = await client.query<{ n: number }>(`select count(*)::int as n from ${table}`);
-    return result.rows[0]?.n ?? 0;
   };
   try {
     await client.query("begin");
@@ -552,9 +551,11 @@ export async function loadDemoDataset(
     await client.query("select setseed($1)", [seedFraction(seed)]);
     await client.query(TENANT_PLAN_SQL, [tenants, DEMO_ZIPF_EXPONENT]);
     await client.query("analyze demo_tenant_plan");
-    const referenceRows = await count("currencies");
-    const planRows = await count("billing_plans");
-    const budget = rows - tenants - referenceRows - planRows;
+    const referenceRows = await client.query<{ n: number }>(
+      "select (select count(*) from currencies) + (select count(*) from billing_plans) as n",
+    );
+    let loaded = Number(referenceRows.rows[0]?.n ?? 0);
+    const budget = rows - tenants - loaded;
     await client.query(TENANT_COUNTS_SQL, [
       Math.round(budget * ROW_SHARES.users),
       Math.round(budget * ROW_SHARES.projects),
@@ -565,15 +566,13 @@ export async function loadDemoDataset(
 
     const load = async (table: string, sql: string, values: unknown[] = []) => {
       begin(`loading ${table}`);
-      await client.query(sql, values);
+      const n = (await client.query(sql, values)).rowCount ?? 0;
       // Later steps join on what was just loaded; without statistics the planner picks nested loops
       // over unindexed tables (quadratic: half a second for a few thousand users).
       await client.query(`analyze ${table}`);
-      const n = await count(table);
       done(`${n.toLocaleString("en-US")} rows`);
       return n;
     };
-    let loaded = referenceRows + planRows;
     loaded += await load("tenants", TENANTS_SQL, [tenants]);
     loaded += await load("users", USERS_SQL, [seed]);
     loaded += await load("projects", PROJECTS_SQL, [seed]);
@@ -595,17 +594,18 @@ export async function loadDemoDataset(
     }
     done();
 
-    begin("analyzing");
-    await client.query(`analyze ${tableListSql()}`);
-    done();
-
     const marker = `${MARKER_PREFIX}${JSON.stringify({ tenants, rows, seed, loadedAt: new Date().toISOString() })}`;
     await client.query(`comment on schema public is ${client.escapeLiteral(marker)}`);
     begin("committing");
     await client.query("commit");
     done();
   } catch (error) {
-    await client.query("rollback").catch(() => {});
+    // A connection that cannot even roll back is broken: destroy it rather than return it to the pool.
+    broken = await client.query("rollback").then(
+      () => undefined,
+      (rollbackError: unknown) =>
+        rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError)),
+    );
     const reason = error instanceof Error ? error.message : String(error);
     throw new Error(
       `Loading the demo dataset failed while ${step}: ${reason}. The load runs in one transaction, so ` +
@@ -613,7 +613,7 @@ export async function loadDemoDataset(
       { cause: error },
     );
   } finally {
-    client.release();
+    client.release(broken);
   }
   const summary = await countDemoTables(pool);
   const ms = Math.round(performance.now() - startedAt);

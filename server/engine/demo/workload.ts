@@ -396,7 +396,9 @@ export function startWriteWorkload(pool: pg.Pool, options: WriteWorkloadOptions)
 
   const tick = () => {
     const now = performance.now();
-    owed = Math.min(owed + (rate * (now - lastTickAt)) / 1000, Math.max(1, rate * MAX_BACKLOG_SECONDS));
+    // At least one whole write must fit in the bucket, or a rate below 2/s would never write.
+    const capacity = rate > 0 ? Math.max(1, rate * MAX_BACKLOG_SECONDS) : 0;
+    owed = Math.min(owed + (rate * (now - lastTickAt)) / 1000, capacity);
     lastTickAt = now;
     samples.push({ at: now, completed: completed() });
     while (samples.length > 1 && (samples[0]?.at ?? now) < now - RATE_WINDOW_MS) samples.shift();
