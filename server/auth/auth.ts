@@ -27,7 +27,12 @@ function buildAuth() {
     session: { expiresIn: 60 * 60 * 12, updateAge: 60 * 60 },
     advanced: { database: { generateId: () => crypto.randomUUID() } },
     // Throttle password guessing per client address: 10 sign-in attempts a minute.
-    rateLimit: { enabled: true, window: 60, max: 300, customRules: { "/sign-in/email": { window: 60, max: 10 } } },
+    rateLimit: {
+      enabled: true,
+      window: 60,
+      max: 300,
+      customRules: { "/sign-in/email": { window: 60, max: 10 } },
+    },
     telemetry: { enabled: false },
     plugins: [nextCookies()],
   });
