@@ -52,7 +52,7 @@ export function PhaseTimeline({ phase, transitions }: { phase: PlanPhase; transi
               {state === "done" ? "Done" : state === "current" ? "Current" : "To come"}
               {state !== "todo" && at ? (
                 <span className="block font-normal text-slate-500">
-                  since <Time value={at} />
+                  since <Time value={at} compact />
                 </span>
               ) : null}
             </p>

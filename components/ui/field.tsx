@@ -31,7 +31,7 @@ export function Field({
       ) : null}
       {errors?.length ? (
         <p id={`${id}-error`} role="alert" className="text-xs font-medium text-red-700">
-          {errors.join(" ")}
+          {errors.join(" · ")}
         </p>
       ) : null}
     </div>

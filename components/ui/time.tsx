@@ -19,7 +19,7 @@ export function relative(date: Date, now = Date.now()): string {
 }
 
 /** A time in the viewer's zone with a relative hint ("3 min ago"); the exact UTC time on hover. */
-export function Time({ value }: { value: Date | string }) {
+export function Time({ value, compact = false }: { value: Date | string; compact?: boolean }) {
   const date = typeof value === "string" ? new Date(value) : value;
   const [now, setNow] = useState<number | null>(null);
   useEffect(() => {
@@ -27,18 +27,18 @@ export function Time({ value }: { value: Date | string }) {
     const timer = setInterval(() => setNow(Date.now()), 30_000);
     return () => clearInterval(timer);
   }, []);
-  const local = date.toLocaleString(undefined, {
-    year: "numeric",
-    month: "short",
-    day: "numeric",
-    hour: "2-digit",
-    minute: "2-digit",
-    second: "2-digit",
-  });
+  const local = date.toLocaleString(
+    undefined,
+    compact
+      ? { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" }
+      : { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" },
+  );
   return (
-    <time dateTime={date.toISOString()} title={date.toISOString()} className="whitespace-nowrap">
+    <time dateTime={date.toISOString()} title={date.toISOString()} className={compact ? "" : "whitespace-nowrap"}>
       {local}
-      {now !== null ? <span className="ml-1 text-slate-500">({relative(date, now)})</span> : null}
+      {now !== null ? (
+        <span className={compact ? "block text-slate-500" : "ml-1 text-slate-500"}>({relative(date, now)})</span>
+      ) : null}
     </time>
   );
 }
