@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# `npm test`: every test. Unit and integration tests (Vitest, real PostgreSQL), then the browser
+# `npm test`: every test. Lint, format and types; unit and integration tests (Vitest, real PostgreSQL), then the browser
 # tests (Playwright in Debian's Chromium) against a fresh production build of the app.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export NEXT_TELEMETRY_DISABLED=1 CHECKPOINT_DISABLE=1 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 
 started=$SECONDS
+echo "== lint, format and types (biome, tsc)"
+node_modules/.bin/biome check .
+node_modules/.bin/tsc --noEmit
+
 echo "== unit and integration tests (vitest)"
 node_modules/.bin/vitest run
 

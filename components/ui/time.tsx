@@ -31,13 +31,26 @@ export function Time({ value, compact = false }: { value: Date | string; compact
     undefined,
     compact
       ? { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" }
-      : { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" },
+      : {
+          year: "numeric",
+          month: "short",
+          day: "numeric",
+          hour: "2-digit",
+          minute: "2-digit",
+          second: "2-digit",
+        },
   );
   return (
-    <time dateTime={date.toISOString()} title={date.toISOString()} className={compact ? "" : "whitespace-nowrap"}>
+    <time
+      dateTime={date.toISOString()}
+      title={date.toISOString()}
+      className={compact ? "" : "whitespace-nowrap"}
+    >
       {local}
       {now !== null ? (
-        <span className={compact ? "block text-slate-500" : "ml-1 text-slate-500"}>({relative(date, now)})</span>
+        <span className={compact ? "block text-slate-500" : "ml-1 text-slate-500"}>
+          ({relative(date, now)})
+        </span>
       ) : null}
     </time>
   );
