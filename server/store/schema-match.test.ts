@@ -60,6 +60,8 @@ function schemaFacts(): string[] {
         return "boolean";
       case "Json":
         return "jsonb";
+      case "Float":
+        return "double precision";
       case "DateTime":
         return native === "Timestamptz"
           ? `timestamptz(${f.nativeType?.[1][0] ?? 6})`
