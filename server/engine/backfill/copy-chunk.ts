@@ -174,12 +174,13 @@ export async function copyChunk(
       return { rows: 0, lastKey: null, perShard: shards.map(() => 0) };
     }
     // 2. read exactly those rows, in the same snapshot
-    const routeBy = plan.table.kind === "sharded" ? `${quoteIdent(plan.keyColumns[0] ?? "")}::text` : "''";
+    const routeBy = plan.table.kind === "sharded" ? `src.${quoteIdent(plan.keyColumns[0] ?? "")}::text` : "''";
+    const srcKeys = plan.keyColumns.map((c) => `src.${quoteIdent(c)}`).join(", ");
     const lower = afterKey ? `${keyPredicate(plan, ">", 1)} and ` : "";
     const upperParam = afterKey ? afterKey.length + 1 : 1;
     const text =
-      `COPY (select ${routeBy}, ${plan.copyColumns.map(quoteIdent).join(", ")} from ${plan.table.qualified} ` +
-      `where ${lower}${keyPredicate(plan, "<=", upperParam)} order by ${keyList}) TO STDOUT`;
+      `COPY (select ${routeBy} as ss_route, ${plan.copyColumns.map((c) => `src.${quoteIdent(c)}`).join(", ")} ` +
+      `from ${plan.table.qualified} src where ${lower}${keyPredicate(plan, "<=", upperParam)} order by ${srcKeys}) TO STDOUT`;
     // COPY takes no bind parameters: render the key values as literals, quoted by the server's rules.
     const literalText = await renderParams(source, text, [...(afterKey ?? []), ...lastKey]);
     const data = (await readAll(source.query(copyTo(literalText)))).toString("utf8");
