@@ -1,10 +1,15 @@
 // The engine process (`npm run worker`). It works durable jobs from the queue on the control-plane
-// database; start as many as you like, on any machine that reaches it. `npm run demo` runs one
-// in-process. Stops cleanly on SIGINT/SIGTERM: in-flight jobs finish or go back to the queue.
+// database and runs the supervisor that keeps each plan's backfill slices queued and its CDC
+// stream running; start as many as you like, on any machine that reaches the control plane and the
+// databases. `npm run demo` runs one in-process. SIGINT/SIGTERM stop it cleanly: the current chunk
+// or CDC batch finishes, unconfirmed work is redone by the next worker.
 import { pathToFileURL } from "node:url";
 import type PgBoss from "pg-boss";
+import { runBackfillSlice } from "./engine/backfill/run-slice";
+import { type Supervisor, startSupervisor } from "./engine/runtime/supervisor";
+import { closeEnginePools } from "./engine/sql/pools";
 import { serverEnv } from "./env";
-import { QUEUES, startQueue } from "./jobs/queue";
+import { type BackfillSliceJob, QUEUES, startQueue } from "./jobs/queue";
 import { migrateControlPlane } from "./store/migrate";
 
 export interface Worker {
@@ -12,14 +17,31 @@ export interface Worker {
   stop(): Promise<void>;
 }
 
-export async function startWorker(connectionString: string): Promise<Worker> {
+export async function startWorker(
+  connectionString: string,
+  options: { log?: (m: string) => void } = {},
+): Promise<Worker> {
+  const log = options.log ?? ((m: string) => console.log(m));
   const boss = await startQueue(connectionString);
-  await boss.work(QUEUES.heartbeat, async () => {
-    // Proves a worker is alive and consuming; engine jobs arrive with the backfill issue.
-  });
+  await boss.work(QUEUES.heartbeat, async () => {});
+  // Two slices at a time per worker: copying is I/O bound, and two cores serve two copiers well.
+  for (let i = 0; i < 2; i++) {
+    await boss.work<BackfillSliceJob>(
+      QUEUES.backfillSlice,
+      { pollingIntervalSeconds: 0.5 },
+      async ([job]) => {
+        if (job) await runBackfillSlice(BigInt(job.data.taskId));
+      },
+    );
+  }
+  const supervisor: Supervisor = startSupervisor(boss, { log });
   return {
     boss,
-    stop: () => boss.stop({ graceful: true, timeout: 10_000 }),
+    async stop() {
+      await supervisor.stop();
+      await boss.stop({ graceful: true, timeout: 10_000 });
+      await closeEnginePools();
+    },
   };
 }
 
@@ -27,11 +49,14 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const url = serverEnv().DATABASE_URL;
   await migrateControlPlane(url);
   const worker = await startWorker(url);
-  console.log("Shardshift worker is running. Ctrl-C stops it.");
+  console.log(`Shardshift worker ${process.pid} is running. Ctrl-C stops it.`);
+  let stopping = false;
   const stop = async () => {
+    if (stopping) return;
+    stopping = true;
     await worker.stop();
     process.exit(0);
   };
-  process.once("SIGINT", stop);
-  process.once("SIGTERM", stop);
+  process.once("SIGINT", () => void stop());
+  process.once("SIGTERM", () => void stop());
 }

@@ -24,6 +24,7 @@ export function PlanHeader({ plan }: PlanHeaderProps) {
   const pathname = usePathname();
   const tabs = [
     { href: `/plans/${plan.id}`, label: "Overview" },
+    { href: `/plans/${plan.id}/backfill`, label: "Backfill & CDC" },
     { href: `/plans/${plan.id}/settings`, label: "Settings" },
     { href: `/audit?planId=${plan.id}`, label: "Audit" },
   ];

@@ -1,20 +1,34 @@
 // The durable job queue: pg-boss on the control-plane database, so any number of worker processes
-// on any machines share it. Job definitions register here as the engine grows (backfill chunks,
-// CDC streams, parity checks); each names its queue and a handler that is safe to run twice.
+// on any machines share it. Each queue names its policy and retry rules; handlers live in
+// server/jobs/handlers.ts and are safe to run twice (they resume from stored checkpoints).
 import PgBoss from "pg-boss";
 
 export const QUEUE_SCHEMA = "pgboss";
 
-/** Queues that exist from the first release on; handlers are attached in server/worker.ts. */
 export const QUEUES = {
   heartbeat: "engine.heartbeat",
+  /** One bounded slice of one table's backfill; `short` keeps at most one queued per task. */
+  backfillSlice: "backfill.slice",
 } as const;
+
+const QUEUE_OPTIONS: Record<(typeof QUEUES)[keyof typeof QUEUES], Omit<PgBoss.Queue, "name">> = {
+  [QUEUES.heartbeat]: { policy: "standard" },
+  // A slice runs ≤ 15 s; a worker killed mid-slice leaves its job active until it expires, but the
+  // task's advisory lock dies with the worker, so the next queued slice resumes at once.
+  [QUEUES.backfillSlice]: { policy: "short", retryLimit: 1000, retryDelay: 2, expireInSeconds: 120 },
+};
+
+export interface BackfillSliceJob {
+  taskId: string;
+}
 
 export async function startQueue(connectionString: string): Promise<PgBoss> {
   const boss = new PgBoss({ connectionString, schema: QUEUE_SCHEMA, application_name: "shardshift-worker" });
   // An error event without a listener would crash the process; log it and let pg-boss retry.
   boss.on("error", (error) => console.error("[queue]", error));
   await boss.start();
-  for (const name of Object.values(QUEUES)) await boss.createQueue(name);
+  for (const [name, options] of Object.entries(QUEUE_OPTIONS)) {
+    if (!(await boss.getQueue(name))) await boss.createQueue(name, { name, ...options });
+  }
   return boss;
 }

@@ -53,12 +53,28 @@ export async function compareShards(
       for (const row of await readRows(pool, table, schema.shardKeyColumn)) {
         seen.add(row.k);
         const legacyRow = want.get(row.k);
-        if (legacyRow === undefined) differences.push({ table: table.qualified, shard: ordinal, key: row.k, problem: "extra", shardValue: row.row });
+        if (legacyRow === undefined)
+          differences.push({
+            table: table.qualified,
+            shard: ordinal,
+            key: row.k,
+            problem: "extra",
+            shardValue: row.row,
+          });
         else if (legacyRow !== row.row) {
-          differences.push({ table: table.qualified, shard: ordinal, key: row.k, problem: "changed", legacy: legacyRow, shardValue: row.row });
+          differences.push({
+            table: table.qualified,
+            shard: ordinal,
+            key: row.k,
+            problem: "changed",
+            legacy: legacyRow,
+            shardValue: row.row,
+          });
         }
       }
-      for (const [k, v] of want) if (!seen.has(k)) differences.push({ table: table.qualified, shard: ordinal, key: k, problem: "missing", legacy: v });
+      for (const [k, v] of want)
+        if (!seen.has(k))
+          differences.push({ table: table.qualified, shard: ordinal, key: k, problem: "missing", legacy: v });
       if (differences.length >= limit) return differences.slice(0, limit);
     }
   }

@@ -1,12 +1,14 @@
 import { createCallerFactory, router } from "./init";
 import { auditRouter } from "./routers/audit";
 import { databasesRouter } from "./routers/databases";
+import { movementRouter } from "./routers/movement";
 import { plansRouter } from "./routers/plans";
 import { usersRouter } from "./routers/users";
 
 export const appRouter = router({
   plans: plansRouter,
   databases: databasesRouter,
+  movement: movementRouter,
   audit: auditRouter,
   users: usersRouter,
 });

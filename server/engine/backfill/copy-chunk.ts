@@ -157,6 +157,8 @@ export async function copyChunk(
   plan: TablePlan,
   afterKey: string[] | null,
   limit: number,
+  /** Test seam: runs while the chunk's rows are locked on legacy, before the shard writes. */
+  whileLocked?: () => Promise<void>,
 ): Promise<ChunkResult> {
   const keyList = plan.keyColumns.map(quoteIdent).join(", ");
   await source.query("begin isolation level repeatable read");
@@ -174,7 +176,8 @@ export async function copyChunk(
       return { rows: 0, lastKey: null, perShard: shards.map(() => 0) };
     }
     // 2. read exactly those rows, in the same snapshot
-    const routeBy = plan.table.kind === "sharded" ? `src.${quoteIdent(plan.keyColumns[0] ?? "")}::text` : "''";
+    const routeBy =
+      plan.table.kind === "sharded" ? `src.${quoteIdent(plan.keyColumns[0] ?? "")}::text` : "''";
     const srcKeys = plan.keyColumns.map((c) => `src.${quoteIdent(c)}`).join(", ");
     const lower = afterKey ? `${keyPredicate(plan, ">", 1)} and ` : "";
     const upperParam = afterKey ? afterKey.length + 1 : 1;
@@ -205,6 +208,7 @@ export async function copyChunk(
         perShardLines[placement.shardFor(key)]?.push(rest);
       }
     }
+    await whileLocked?.();
     // 4. write to every shard, then release the legacy locks
     for (const [ordinal, lines] of perShardLines.entries()) {
       const client = shards[ordinal];

@@ -1,0 +1,167 @@
+// One slice of one table's backfill: chunks until the slice's time is up, the table is done, or
+// the movement stops running. Slices are the unit of work on the queue; a task is resumed by the
+// next slice from its checkpoint, by whichever worker takes it.
+//
+// Invariants:
+// - One copier per task at a time: a session advisory lock on the control plane, held for the
+//   slice. A killed worker's connection dies and releases it, so a successor resumes at once.
+// - The checkpoint (last key, rows copied) is written after the chunk is committed on every shard:
+//   a crash in between re-copies one chunk, which upserts the same rows (no duplicates).
+// - The plan's rate limit is shared by the tasks copying at that moment, re-read every second, so
+//   a new limit takes effect within a second; CDC lag or a busy source halves it until they recover.
+import pg from "pg";
+import { db } from "../../db";
+import { serverEnv } from "../../env";
+import { ZPlanSettings } from "../../schemas/plan";
+import { loadMovementContext, recordEngineEvent, recordMetric } from "../runtime/movement-context";
+import { copyChunk, planTable } from "./copy-chunk";
+import { TokenBucket } from "./token-bucket";
+
+const TASK_LOCK_CLASS = 7_363_100;
+const RETRYABLE = new Set(["40P01", "40001", "55P03"]);
+const MAX_CHUNK_ROWS = 5_000;
+/** Active client connections on legacy above which the backfill backs off. */
+const SOURCE_BUSY_CONNECTIONS = 64;
+
+export type SliceOutcome = "done" | "more" | "skipped";
+
+async function sharedRate(planId: string, taskId: bigint): Promise<{ rate: number; lagThresholdMs: number }> {
+  const plan = await db().plan.findUniqueOrThrow({ where: { id: planId } });
+  const settings = ZPlanSettings.parse(plan.settings);
+  const busy = await db().backfillTask.count({
+    where: {
+      planId,
+      status: "running",
+      updatedAt: { gt: new Date(Date.now() - 5_000) },
+      NOT: { id: taskId },
+    },
+  });
+  return { rate: settings.backfillRowsPerSecond / (busy + 1), lagThresholdMs: settings.cdcLagThresholdMs };
+}
+
+async function currentLagMs(planId: string): Promise<number | null> {
+  const sample = await db().metricSample.findFirst({
+    where: { planId, name: "cdc.lag_ms", at: { gt: new Date(Date.now() - 10_000) } },
+    orderBy: { at: "desc" },
+  });
+  return sample?.value ?? null;
+}
+
+export async function runBackfillSlice(taskId: bigint, sliceMs = 15_000): Promise<SliceOutcome> {
+  const lock = new pg.Client({
+    connectionString: serverEnv().DATABASE_URL,
+    application_name: "shardshift-backfill-lock",
+  });
+  lock.on("error", () => {});
+  await lock.connect();
+  try {
+    const { rows } = await lock.query<{ ok: boolean }>("select pg_try_advisory_lock($1, $2) as ok", [
+      TASK_LOCK_CLASS,
+      Number(taskId),
+    ]);
+    if (!rows[0]?.ok) return "skipped";
+    return await runLockedSlice(taskId, sliceMs);
+  } finally {
+    await lock.end().catch(() => {});
+  }
+}
+
+async function runLockedSlice(taskId: bigint, sliceMs: number): Promise<SliceOutcome> {
+  const task = await db().backfillTask.findUnique({
+    where: { id: taskId },
+    include: { plan: { include: { movement: true } } },
+  });
+  if (!task || task.status === "done" || task.status === "cancelled") return "done";
+  if (task.plan.movement?.status !== "running") return "skipped";
+  const ctx = await loadMovementContext(task.planId);
+  const table = ctx.schema.tables.find((t) => t.qualified === task.tableName);
+  if (!table)
+    throw new Error(`Backfill task ${task.tableName} has no table in the movement's schema snapshot.`);
+  const plan = planTable(table, ctx.schema.shardKeyColumn);
+
+  let { rate, lagThresholdMs } = await sharedRate(task.planId, taskId);
+  let backoff = 1;
+  const bucket = new TokenBucket(rate);
+  const source = await ctx.source.connect();
+  const shards = await Promise.all(ctx.shards.map((p) => p.connect()));
+  let lastKey = (task.lastKey as string[] | null) ?? null;
+  const started = performance.now();
+  let lastCheck = started;
+  let windowRows = 0;
+  let windowStart = started;
+  try {
+    await db().backfillTask.update({ where: { id: taskId }, data: { status: "running" } });
+    for (;;) {
+      const now = performance.now();
+      if (now - lastCheck >= 1_000) {
+        lastCheck = now;
+        const movement = await db().dataMovement.findUnique({ where: { planId: task.planId } });
+        if (movement?.status !== "running") return "skipped";
+        ({ rate, lagThresholdMs } = await sharedRate(task.planId, taskId));
+        const lag = await currentLagMs(task.planId);
+        const { rows: active } = await source.query<{ n: number }>(
+          "select count(*)::int as n from pg_stat_activity where state = 'active' and backend_type = 'client backend'",
+        );
+        const busy = (lag !== null && lag > lagThresholdMs) || (active[0]?.n ?? 0) > SOURCE_BUSY_CONNECTIONS;
+        const nextBackoff = busy ? Math.max(0.1, backoff / 2) : Math.min(1, backoff * 1.5);
+        if (busy && backoff === 1) {
+          await recordEngineEvent(
+            task.planId,
+            "warn",
+            "backfill",
+            `Backing off ${task.tableName}: ${lag !== null && lag > lagThresholdMs ? `CDC lag ${Math.round(lag)} ms is over ${lagThresholdMs} ms` : `legacy has ${active[0]?.n} active connections`}.`,
+          );
+        }
+        backoff = nextBackoff;
+        bucket.setRate(rate * backoff);
+        if (now - windowStart >= 2_000) {
+          await recordMetric(
+            task.planId,
+            `backfill.rows_per_s:${task.tableName}`,
+            (windowRows * 1000) / (now - windowStart),
+          );
+          windowRows = 0;
+          windowStart = now;
+        }
+      }
+      if (now - started >= sliceMs) return "more";
+
+      const limit = Math.max(50, Math.min(MAX_CHUNK_ROWS, Math.floor(bucket.ratePerSecond / 4)));
+      await bucket.take(limit);
+      let chunk: Awaited<ReturnType<typeof copyChunk>>;
+      try {
+        chunk = await copyChunk(source, shards, ctx.placement, plan, lastKey, limit);
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if (code && RETRYABLE.has(code)) continue; // a deadlock or conflict with CDC apply: redo the chunk
+        throw error;
+      }
+      if (chunk.rows === 0) {
+        await db().backfillTask.update({ where: { id: taskId }, data: { status: "done" } });
+        await recordMetric(task.planId, `backfill.rows_per_s:${task.tableName}`, 0);
+        return "done";
+      }
+      lastKey = chunk.lastKey;
+      windowRows += chunk.rows;
+      await db().backfillTask.update({
+        where: { id: taskId },
+        data: {
+          lastKey: chunk.lastKey ?? undefined,
+          rowsCopied: { increment: chunk.rows },
+          chunks: { increment: 1 },
+        },
+      });
+    }
+  } catch (error) {
+    await recordEngineEvent(
+      task.planId,
+      "error",
+      "backfill",
+      `${task.tableName}: ${(error as Error).message}`,
+    ).catch(() => {});
+    throw error;
+  } finally {
+    source.release();
+    for (const s of shards) s.release();
+  }
+}

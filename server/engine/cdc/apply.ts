@@ -1,0 +1,193 @@
+// Applies decoded changes from legacy to the shards that own them.
+//
+// Design:
+// - A batch (several source transactions) becomes one transaction per shard; changes keep their
+//   source commit order within each shard. Only after every shard committed is the batch's end
+//   LSN confirmed to the slot (by the caller): a crash re-delivers the batch, and re-applying it is
+//   harmless because every statement sets rows to the state the event carries (idempotent).
+// - Row images, never deltas: INSERT and a full UPDATE become an upsert of the new row; DELETE
+//   deletes by primary key; an UPDATE carrying the "unchanged TOAST" marker updates only the
+//   columns it has, so a large value it did not touch is kept, never set to NULL.
+// - Routing: a sharded table's row goes to the shard of its tenant key (text, as pgoutput sends
+//   it); a row whose tenant changed is deleted from the old tenant's shard; a delete without the
+//   key in its old image (key not in the replica identity) goes to every shard; reference tables
+//   go to every shard.
+// - TRUNCATE and schema changes cannot be replayed safely mid-migration: they stop the stream with
+//   a message that says what happened and what to do (CdcStopError).
+import { createHash } from "node:crypto";
+import type pg from "pg";
+import type { SourceSchema, TableInfo } from "../analysis/introspect";
+import type { Placement } from "../router/placement";
+import { type Change, type Tuple, UNCHANGED_TOAST } from "./pgoutput";
+
+export class CdcStopError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CdcStopError";
+  }
+}
+
+export interface Statement {
+  /** Named, so each connection parses and plans the statement once. */
+  name?: string;
+  text: string;
+  values: (string | null)[];
+}
+
+function named(text: string): string {
+  return `ss_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`;
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+interface TableApplier {
+  table: TableInfo;
+  columns: { name: string; type: string }[];
+  upsert(row: Tuple): Statement;
+  deleteByKey(row: Tuple): Statement;
+  partialUpdate(row: Tuple, key: Tuple): Statement;
+  hasKey(row: Tuple): boolean;
+}
+
+function buildApplier(table: TableInfo): TableApplier {
+  const columns = table.columns.filter((c) => !c.generatedExpr).map((c) => ({ name: c.name, type: c.type }));
+  const typeOf = new Map(columns.map((c) => [c.name, c.type]));
+  const pk = table.primaryKey;
+  const hasIdentity = table.columns.some((c) => c.identity);
+  const colList = columns.map((c) => quoteIdent(c.name)).join(", ");
+  const placeholders = columns.map((c, i) => `$${i + 1}::${c.type}`).join(", ");
+  const updates = columns
+    .filter((c) => !pk.includes(c.name))
+    .map((c) => `${quoteIdent(c.name)} = EXCLUDED.${quoteIdent(c.name)}`);
+  const upsertText =
+    `INSERT INTO ${table.qualified} (${colList}) ${hasIdentity ? "OVERRIDING SYSTEM VALUE " : ""}VALUES (${placeholders}) ` +
+    `ON CONFLICT (${pk.map(quoteIdent).join(", ")}) ${updates.length ? `DO UPDATE SET ${updates.join(", ")}` : "DO NOTHING"}`;
+  const keyWhere = (first: number) =>
+    pk.map((c, i) => `${quoteIdent(c)} = $${first + i}::${typeOf.get(c) ?? "text"}`).join(" AND ");
+  const deleteText = `DELETE FROM ${table.qualified} WHERE ${keyWhere(1)}`;
+  const upsertName = named(upsertText);
+  const deleteName = named(deleteText);
+  const value = (row: Tuple, name: string): string | null => {
+    const v = row[name];
+    if (v === UNCHANGED_TOAST)
+      throw new Error(`unexpected unchanged-TOAST marker for ${table.qualified}.${name}`);
+    return v ?? null;
+  };
+  return {
+    table,
+    columns,
+    hasKey: (row) => pk.every((c) => row[c] !== undefined && row[c] !== UNCHANGED_TOAST),
+    upsert: (row) => ({ name: upsertName, text: upsertText, values: columns.map((c) => value(row, c.name)) }),
+    deleteByKey: (row) => ({ name: deleteName, text: deleteText, values: pk.map((c) => value(row, c)) }),
+    partialUpdate(row, key) {
+      const present = columns.filter((c) => row[c.name] !== undefined && row[c.name] !== UNCHANGED_TOAST);
+      const sets = present.map((c, i) => `${quoteIdent(c.name)} = $${i + 1}::${c.type}`).join(", ");
+      return {
+        text: `UPDATE ${table.qualified} SET ${sets} WHERE ${keyWhere(present.length + 1)}`,
+        values: [...present.map((c) => value(row, c.name)), ...pk.map((c) => value(key, c))],
+      };
+    },
+  };
+}
+
+export class ChangeRouter {
+  private readonly appliers = new Map<string, TableApplier>();
+
+  constructor(
+    private readonly schema: SourceSchema,
+    private readonly placement: Placement,
+  ) {
+    for (const table of schema.tables)
+      this.appliers.set(`${table.schema}.${table.name}`, buildApplier(table));
+  }
+
+  private applierFor(schema: string, table: string): TableApplier {
+    const applier = this.appliers.get(`${schema}.${table}`);
+    if (!applier) {
+      throw new CdcStopError(
+        `A change arrived for ${schema}.${table}, which was not in the source schema when the migration started. ` +
+          "Tables added during a migration are not migrated: cancel the data movement and start it again to include it.",
+      );
+    }
+    return applier;
+  }
+
+  private shardsOf(applier: TableApplier, row: Tuple | null): number[] {
+    const all = Array.from({ length: this.placement.shardCount }, (_, i) => i);
+    if (applier.table.kind === "reference" || !row) return all;
+    const key = row[this.schema.shardKeyColumn];
+    if (key === undefined || key === UNCHANGED_TOAST) return all;
+    if (key === null) {
+      throw new CdcStopError(
+        `${applier.table.qualified} received a row with a NULL ${this.schema.shardKeyColumn}; it cannot be placed on a shard.`,
+      );
+    }
+    return [this.placement.shardFor(key)];
+  }
+
+  /** Turns changes (in commit order) into per-shard statement lists (in the same order). */
+  route(changes: readonly Change[]): Statement[][] {
+    const out: Statement[][] = Array.from({ length: this.placement.shardCount }, () => []);
+    const push = (shards: number[], statement: Statement) => {
+      for (const s of shards) out[s]?.push(statement);
+    };
+    for (const change of changes) {
+      switch (change.kind) {
+        case "truncate":
+          throw new CdcStopError(
+            `TRUNCATE of ${change.relations.map((r) => `${r.schema}.${r.table}`).join(", ")} on legacy during the migration. ` +
+              "The shards were not truncated: a truncate cannot be replayed per tenant. Cancel the data movement, and start it again once the table is in the state you want.",
+          );
+        case "insert": {
+          const a = this.applierFor(change.relation.schema, change.relation.table);
+          push(this.shardsOf(a, change.new), a.upsert(change.new));
+          break;
+        }
+        case "delete": {
+          const a = this.applierFor(change.relation.schema, change.relation.table);
+          if (!a.hasKey(change.old.tuple)) {
+            throw new CdcStopError(
+              `A DELETE on ${a.table.qualified} arrived without its primary key (replica identity ${change.relation.replicaIdentity}). ` +
+                "Set REPLICA IDENTITY DEFAULT (with a primary key) or FULL on the table and start the data movement again.",
+            );
+          }
+          push(this.shardsOf(a, change.old.tuple), a.deleteByKey(change.old.tuple));
+          break;
+        }
+        case "update": {
+          const a = this.applierFor(change.relation.schema, change.relation.table);
+          const targets = this.shardsOf(a, change.new);
+          const oldKey = change.old?.tuple ?? null;
+          if (oldKey && a.hasKey(oldKey)) {
+            const oldTargets = this.shardsOf(a, oldKey);
+            const keyChanged = a.table.primaryKey.some((c) => oldKey[c] !== change.new[c]);
+            // The row left its old key or its tenant's shard: remove the old image there first.
+            const movedAway = oldTargets.filter((s) => !targets.includes(s));
+            if (keyChanged) push(oldTargets, a.deleteByKey(oldKey));
+            else if (movedAway.length) push(movedAway, a.deleteByKey(oldKey));
+          }
+          const partial = Object.values(change.new).some((v) => v === UNCHANGED_TOAST);
+          push(targets, partial ? a.partialUpdate(change.new, change.new) : a.upsert(change.new));
+          break;
+        }
+      }
+    }
+    return out;
+  }
+}
+
+/** Runs one shard's statements in one transaction, FK triggers off (rows arrive in any table order). */
+export async function applyToShard(client: pg.ClientBase, statements: Statement[]): Promise<void> {
+  if (statements.length === 0) return;
+  await client.query("begin");
+  try {
+    await client.query("set local session_replication_role = replica");
+    for (const s of statements) await client.query(s);
+    await client.query("commit");
+  } catch (error) {
+    await client.query("rollback").catch(() => {});
+    throw error;
+  }
+}

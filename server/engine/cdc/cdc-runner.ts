@@ -1,0 +1,187 @@
+// Runs one plan's forward CDC stream in this worker, if this worker wins the plan's lock.
+//
+// Protocol, per batch (numbered because the order is the correctness argument):
+//   1. read a batch of committed transactions (≤ 50 ms or ≤ 200 transactions)
+//   2. stop, without applying or confirming, on TRUNCATE, a schema change or an unknown table
+//   3. route every change to its shard(s), keeping commit order within each shard
+//   4. apply each shard's statements in one shard transaction (shards in parallel)
+//   5. only when every shard committed: confirm the batch's LSN to the slot
+//   6. record lag (commit on legacy → applied) and, at most once a second, the confirmed LSN
+// A crash anywhere before 5 re-delivers the batch to the next runner; re-applying it is idempotent.
+//
+// Exclusivity: a session advisory lock on the control plane per plan, plus the server's own rule of
+// one consumer per slot. A killed worker's lock and slot are released with its connections; the
+// next supervisor tick anywhere takes over from the slot's confirmed position.
+import pg from "pg";
+import { db } from "../../db";
+import { serverEnv } from "../../env";
+import { loadMovementContext, recordEngineEvent, recordMetric } from "../runtime/movement-context";
+import { applyToShard, CdcStopError, ChangeRouter } from "./apply";
+import { pgTimestampToIso } from "./pgoutput";
+import { ReplicationStream, ReplicationStreamError } from "./replication-stream";
+import { currentWalLsn, formatLsn } from "./slot";
+
+const CDC_LOCK_CLASS = 7_363_200;
+const RETRYABLE = new Set(["40P01", "40001"]);
+
+export interface CdcRunner {
+  /** True once the runner ended (lost the lock, the movement stopped, or an error); the supervisor replaces it. */
+  readonly finished: boolean;
+  stop(): Promise<void>;
+}
+
+export function startCdcRunner(planId: string, options: { log: (m: string) => void }): CdcRunner {
+  let finished = false;
+  let stopping = false;
+  let stream: ReplicationStream | null = null;
+  const done = run()
+    .catch((error) => options.log(`[cdc ${planId.slice(0, 8)}] ${(error as Error).message}`))
+    .finally(() => {
+      finished = true;
+    });
+
+  async function markFailed(message: string) {
+    await db().dataMovement.update({ where: { planId }, data: { status: "failed", lastError: message } });
+    await recordEngineEvent(planId, "error", "cdc", message);
+  }
+
+  async function run() {
+    const lock = new pg.Client({
+      connectionString: serverEnv().DATABASE_URL,
+      application_name: "shardshift-cdc-lock",
+    });
+    lock.on("error", () => {});
+    await lock.connect();
+    try {
+      const { rows } = await lock.query<{ ok: boolean }>(
+        "select pg_try_advisory_lock($1, hashtext($2)) as ok",
+        [CDC_LOCK_CLASS, planId],
+      );
+      if (!rows[0]?.ok) return; // another worker streams this plan
+      await stream_(lock);
+    } finally {
+      await lock.end().catch(() => {});
+    }
+  }
+
+  async function stream_(_lock: pg.Client) {
+    const ctx = await loadMovementContext(planId);
+    const router = new ChangeRouter(ctx.schema, ctx.placement);
+    try {
+      stream = await ReplicationStream.start({
+        connectionString: ctx.sourceUrl,
+        slot: ctx.slotName,
+        publications: [ctx.publicationName],
+        applicationName: "shardshift-cdc",
+      });
+    } catch (error) {
+      if (
+        error instanceof ReplicationStreamError &&
+        (error.reason === "slot-missing" || error.reason === "slot-unusable")
+      ) {
+        await markFailed(`${error.message} Cancel the data movement and start it again.`);
+        return;
+      }
+      throw error;
+    }
+    const shardClients = await Promise.all(ctx.shards.map((p) => p.connect()));
+    let lastStatusCheck = 0;
+    let lastLagSample = 0;
+    let lastBytesSample = 0;
+    let lastConfirmWrite = 0;
+    let confirmed = 0n;
+    try {
+      while (!stopping) {
+        const now = Date.now();
+        if (now - lastStatusCheck >= 1_000) {
+          lastStatusCheck = now;
+          const movement = await db().dataMovement.findUnique({
+            where: { planId },
+            select: { status: true },
+          });
+          if (movement?.status !== "running" && movement?.status !== "paused") return;
+        }
+        // 1.
+        const batch = await stream.readBatch({ maxTransactions: 200, maxWaitMs: 50 });
+        if (!batch) return;
+        // 2.
+        for (const tx of batch.transactions) {
+          const changed = tx.relationChanges[0];
+          if (changed) {
+            throw new CdcStopError(
+              `The schema of ${changed.current.schema}.${changed.current.table} changed on legacy during the migration ` +
+                "(ALTER TABLE). The change was not applied to the shards. Apply the same change to every shard, then cancel and restart the data movement.",
+            );
+          }
+        }
+        // 3.
+        const perShard = router.route(batch.transactions.flatMap((tx) => tx.changes));
+        // 4.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await Promise.all(
+              perShard.map((statements, i) => applyToShard(shardClients[i] as pg.PoolClient, statements)),
+            );
+            break;
+          } catch (error) {
+            const code = (error as { code?: string }).code;
+            if (attempt < 5 && code && RETRYABLE.has(code)) continue;
+            throw error;
+          }
+        }
+        // 5.
+        stream.confirm(batch.confirmableLsn);
+        confirmed = batch.confirmableLsn;
+        // 6.
+        const last = batch.transactions.at(-1);
+        const t = Date.now();
+        if (last) {
+          const lagMs = t - new Date(pgTimestampToIso(last.commitTime)).getTime();
+          if (t - lastLagSample >= 1_000) {
+            lastLagSample = t;
+            await recordMetric(planId, "cdc.lag_ms", Math.max(0, lagMs));
+          }
+        } else if (t - lastLagSample >= 1_000) {
+          lastLagSample = t;
+          await recordMetric(planId, "cdc.lag_ms", 0);
+        }
+        if (t - lastBytesSample >= 2_000) {
+          lastBytesSample = t;
+          const head = await currentWalLsn(ctx.source);
+          await recordMetric(planId, "cdc.lag_bytes", Number(head > confirmed ? head - confirmed : 0n));
+        }
+        if (t - lastConfirmWrite >= 1_000 && confirmed > 0n) {
+          lastConfirmWrite = t;
+          await db().dataMovement.update({ where: { planId }, data: { confirmedLsn: formatLsn(confirmed) } });
+        }
+      }
+    } catch (error) {
+      if (error instanceof CdcStopError) {
+        await markFailed(error.message);
+        return;
+      }
+      if (error instanceof ReplicationStreamError && error.reason === "slot-in-use") return;
+      await recordEngineEvent(
+        planId,
+        "warn",
+        "cdc",
+        `The CDC stream stopped and will restart: ${(error as Error).message}`,
+      );
+      throw error;
+    } finally {
+      for (const c of shardClients) c.release();
+      await stream.stop().catch(() => {});
+    }
+  }
+
+  return {
+    get finished() {
+      return finished;
+    },
+    async stop() {
+      stopping = true;
+      await stream?.stop().catch(() => {});
+      await done;
+    },
+  };
+}

@@ -1,0 +1,80 @@
+// Each worker process runs one supervisor. Every second it derives what should be running from
+// the store (Vitess-style: state from stored rows, not from memory) and makes it so:
+//   - running movements: enqueue one backfill slice per unfinished task (the queue's `short`
+//     policy collapses duplicates; the task's advisory lock keeps copiers exclusive);
+//   - running or paused movements: try to run the plan's CDC stream here (an advisory lock makes
+//     exactly one worker win; the others try again next tick, so a killed stream is taken over);
+//   - cancelling movements: drop the slot and publication, mark the movement cancelled.
+// Any number of workers may run this loop at once.
+import type PgBoss from "pg-boss";
+import { db } from "../../db";
+import { type BackfillSliceJob, QUEUES } from "../../jobs/queue";
+import { finishCancel } from "../../services/movement/movement";
+import { type CdcRunner, startCdcRunner } from "../cdc/cdc-runner";
+
+export interface Supervisor {
+  stop(): Promise<void>;
+}
+
+export function startSupervisor(
+  boss: PgBoss,
+  options: { intervalMs?: number; log?: (m: string) => void } = {},
+): Supervisor {
+  const log = options.log ?? ((m) => console.log(m));
+  const runners = new Map<string, CdcRunner>();
+  let stopped = false;
+  let ticking: Promise<void> = Promise.resolve();
+
+  async function tick() {
+    const movements = await db().dataMovement.findMany({
+      where: { status: { in: ["running", "paused", "cancelling"] } },
+      select: { planId: true, status: true },
+    });
+    const wanted = new Set<string>();
+    for (const m of movements) {
+      if (m.status === "cancelling") {
+        await runners.get(m.planId)?.stop();
+        runners.delete(m.planId);
+        await finishCancel(m.planId).catch((e) =>
+          log(`[supervisor] cancel of ${m.planId} failed: ${(e as Error).message}`),
+        );
+        continue;
+      }
+      wanted.add(m.planId);
+      if (!runners.has(m.planId)) runners.set(m.planId, startCdcRunner(m.planId, { log }));
+      if (m.status === "running") {
+        const tasks = await db().backfillTask.findMany({
+          where: { planId: m.planId, status: { in: ["pending", "running"] } },
+          select: { id: true },
+        });
+        for (const t of tasks) {
+          const data: BackfillSliceJob = { taskId: t.id.toString() };
+          await boss.send(QUEUES.backfillSlice, data, { singletonKey: `task-${t.id}` });
+        }
+      }
+    }
+    // Runners whose movement ended (cancelled, failed) or that lost their lock stop and are forgotten.
+    for (const [planId, runner] of runners) {
+      if (!wanted.has(planId) || runner.finished) {
+        await runner.stop();
+        runners.delete(planId);
+      }
+    }
+  }
+
+  const timer = setInterval(() => {
+    ticking = ticking.then(() =>
+      stopped ? undefined : tick().catch((e) => log(`[supervisor] ${(e as Error).message}`)),
+    );
+  }, options.intervalMs ?? 1_000);
+
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await ticking;
+      await Promise.all([...runners.values()].map((r) => r.stop()));
+      runners.clear();
+    },
+  };
+}

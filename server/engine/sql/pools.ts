@@ -1,0 +1,27 @@
+// One small pool per database URL for the engine, shared by every job in a worker process.
+// Pools are keyed by URL, so a plan's legacy and shards are each reached through one pool.
+import pg from "pg";
+
+const pools = new Map<string, pg.Pool>();
+
+export function enginePool(url: string, max = 6): pg.Pool {
+  let pool = pools.get(url);
+  if (!pool) {
+    pool = new pg.Pool({
+      connectionString: url,
+      max,
+      application_name: "shardshift-engine",
+      idleTimeoutMillis: 30_000,
+    });
+    // A broken idle connection must not crash the worker; the next checkout gets a fresh one.
+    pool.on("error", () => {});
+    pools.set(url, pool);
+  }
+  return pool;
+}
+
+export async function closeEnginePools(): Promise<void> {
+  const all = [...pools.values()];
+  pools.clear();
+  await Promise.all(all.map((p) => p.end().catch(() => {})));
+}

@@ -1,0 +1,28 @@
+import {
+  ZControlMovementInput,
+  ZMovementStatusInput,
+  ZSetRateInput,
+  ZStartMovementInput,
+} from "../../schemas/movement";
+import {
+  controlDataMovement,
+  getMovementStatus,
+  setBackfillRate,
+  startDataMovement,
+} from "../../services/movement/movement";
+import { operatorProcedure, router, viewerProcedure } from "../init";
+
+export const movementRouter = router({
+  status: viewerProcedure
+    .input(ZMovementStatusInput)
+    .query(({ input }) => getMovementStatus(input.planId, input.minutes)),
+  start: operatorProcedure
+    .input(ZStartMovementInput)
+    .mutation(({ ctx, input }) => startDataMovement(ctx.actor, input)),
+  control: operatorProcedure
+    .input(ZControlMovementInput)
+    .mutation(({ ctx, input }) => controlDataMovement(ctx.actor, input)),
+  setRate: operatorProcedure
+    .input(ZSetRateInput)
+    .mutation(({ ctx, input }) => setBackfillRate(ctx.actor, input)),
+});
