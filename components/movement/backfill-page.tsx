@@ -111,7 +111,7 @@ export function BackfillPage({ planId }: { planId: string }) {
                 <tbody className="divide-y divide-slate-100">
                   {s.tasks.map((t) => (
                     <tr key={t.id} data-testid="backfill-task">
-                      <td className="py-1.5 font-mono">{t.table}</td>
+                      <td className="py-1.5 font-mono">{t.table.replaceAll('"', "")}</td>
                       <td className="py-1.5">
                         {t.kind === "reference" ? "reference (every shard)" : "sharded"}
                       </td>
@@ -153,7 +153,9 @@ export function BackfillPage({ planId }: { planId: string }) {
             >
               <div className="grid grid-cols-2 gap-4">
                 <div>
-                  <h3 className="text-xs font-medium text-slate-700">Backfill rows/s</h3>
+                  <h3 className="text-xs font-medium text-slate-700">
+                    Backfill copy rate (rows/s, all tables)
+                  </h3>
                   <TimeSeriesChart
                     points={rates}
                     unit="rows/s"

@@ -2,8 +2,10 @@
 
 // Every plan page answers "is it safe, and what is happening?" in the same header: phase, breaker,
 // CDC lag and parity. Until the engine runs a step, its indicator says so in words.
+import { useQuery } from "@tanstack/react-query";
 import Link from "next/link";
 import { usePathname } from "next/navigation";
+import { useTRPC } from "@/components/providers/trpc";
 import { Badge } from "@/components/ui/badge";
 import type { PlanPhase } from "@/server/schemas/plan";
 import { PhaseBadge } from "./phase";
@@ -20,8 +22,21 @@ interface PlanHeaderProps {
   };
 }
 
+function useLiveIndicators(planId: string) {
+  const trpc = useTRPC();
+  const status = useQuery({
+    ...trpc.movement.status.queryOptions({ planId, minutes: 1 }),
+    refetchInterval: 3_000,
+  });
+  const movement = status.data?.movement ?? null;
+  const lag = status.data?.samples.filter((s) => s.name === "cdc.lag_ms").at(-1);
+  const streaming = movement && ["running", "paused"].includes(movement.status);
+  return { movement, lagMs: streaming && lag ? lag.value : null, streaming };
+}
+
 export function PlanHeader({ plan }: PlanHeaderProps) {
   const pathname = usePathname();
+  const live = useLiveIndicators(plan.id);
   const tabs = [
     { href: `/plans/${plan.id}`, label: "Overview" },
     { href: `/plans/${plan.id}/backfill`, label: "Backfill & CDC" },
@@ -53,7 +68,19 @@ export function PlanHeader({ plan }: PlanHeaderProps) {
             <Badge tone="neutral">Not armed</Badge>
           </Indicator>
           <Indicator label="CDC lag">
-            <Badge tone="neutral">Not streaming</Badge>
+            {live.movement?.status === "failed" ? (
+              <Badge tone="danger">Stopped (error)</Badge>
+            ) : live.streaming ? (
+              live.lagMs === null ? (
+                <Badge tone="info">Streaming</Badge>
+              ) : (
+                <Badge
+                  tone={live.lagMs > 5_000 ? "warn" : "ok"}
+                >{`${Math.round(live.lagMs).toLocaleString()} ms`}</Badge>
+              )
+            ) : (
+              <Badge tone="neutral">Not streaming</Badge>
+            )}
           </Indicator>
           <Indicator label="Parity">
             <Badge tone="neutral">Not checked yet</Badge>
