@@ -90,6 +90,7 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
     let lastBytesSample = 0;
     let lastConfirmWrite = 0;
     let confirmed = 0n;
+    let failed = false;
     try {
       while (!stopping) {
         const now = Date.now();
@@ -156,6 +157,7 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
         }
       }
     } catch (error) {
+      failed = true;
       if (error instanceof CdcStopError) {
         await markFailed(error.message);
         return;
@@ -169,7 +171,7 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
       );
       throw error;
     } finally {
-      for (const c of shardClients) c.release();
+      for (const c of shardClients) c.release(failed);
       await stream.stop().catch(() => {});
     }
   }

@@ -51,6 +51,12 @@ describe("plan phase state machine", () => {
     expect(decideTransition(facts("native_cleanup"), "revert").allowed).toBe(false);
   });
 
+  it("keeps the plan in Two-way CDC while a replication slot is held", () => {
+    const outcome = decideTransition(facts("two_way_cdc", { replicationActive: true }), "revert");
+    expect(outcome).toEqual({ allowed: false, reason: expect.stringMatching(/Cancel it first/) });
+    expect(decideTransition(facts("two_way_cdc", { replicationActive: false }), "revert").allowed).toBe(true);
+  });
+
   it("archives only while nothing runs, and an archived plan refuses everything", () => {
     expect(decideTransition(facts("define_key"), "archive")).toEqual({
       allowed: true,

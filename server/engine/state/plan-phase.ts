@@ -23,6 +23,8 @@ export interface PlanFacts {
   phaseEnteredAt: Date;
   settings: TPlanSettings;
   now: Date;
+  /** A data movement holds a replication slot on legacy (running, paused, failed or cancelling). */
+  replicationActive?: boolean;
 }
 
 export type TransitionOutcome =
@@ -77,6 +79,13 @@ export function decideTransition(facts: PlanFacts, event: PlanEvent): Transition
     }
     case "revert": {
       const previous = PLAN_PHASES[index - 1];
+      if (facts.phase === "two_way_cdc" && facts.replicationActive) {
+        return {
+          allowed: false,
+          reason:
+            "The data movement still holds a replication slot on legacy. Cancel it first (Backfill & CDC), which drops the slot, then revert.",
+        };
+      }
       if (!previous || !REVERTIBLE.has(facts.phase)) {
         return {
           allowed: false,

@@ -24,6 +24,7 @@ const planInclude = {
   sourceDatabase: true,
   shards: { include: { database: true }, orderBy: { ordinal: "asc" } },
   transitions: { orderBy: { at: "asc" } },
+  movement: { select: { status: true } },
 } satisfies Prisma.PlanInclude;
 
 type PlanRow = Prisma.PlanGetPayload<{ include: typeof planInclude }>;
@@ -32,6 +33,10 @@ function settingsOf(row: { settings: unknown }): TPlanSettings {
   // Stored settings were validated on write; parse again so an old row missing a newer field gets its default.
   const parsed = ZPlanSettings.safeParse({ ...DEFAULT_PLAN_SETTINGS, ...(row.settings as object) });
   return parsed.success ? parsed.data : DEFAULT_PLAN_SETTINGS;
+}
+
+function replicationActive(row: PlanRow): boolean {
+  return Boolean(row.movement && row.movement.status !== "cancelled");
 }
 
 function phaseEnteredAt(row: PlanRow): Date {
@@ -76,6 +81,7 @@ export async function getPlan(planId: string, now = new Date()) {
     phaseEnteredAt: phaseEnteredAt(row),
     settings: plan.settings,
     now,
+    replicationActive: replicationActive(row),
   };
   return {
     ...plan,
@@ -253,6 +259,7 @@ export async function transitionPlan(actor: Actor, input: TPlanTransitionInput):
         phaseEnteredAt: phaseEnteredAt(row),
         settings: settingsOf(row),
         now: new Date(),
+        replicationActive: replicationActive(row),
       },
       event,
     );
