@@ -89,7 +89,7 @@ async function runLockedSlice(taskId: bigint, sliceMs: number): Promise<SliceOut
   let lastCheck = started;
   let windowRows = 0;
   let windowStart = started;
-  let failed = false;
+  const failed = false;
   try {
     await db().backfillTask.update({ where: { id: taskId }, data: { status: "running" } });
     for (;;) {

@@ -18,7 +18,7 @@ import { createHash } from "node:crypto";
 import type pg from "pg";
 import type { SourceSchema, TableInfo } from "../analysis/introspect";
 import type { Placement } from "../router/placement";
-import { type Change, type Tuple, UNCHANGED_TOAST } from "./pgoutput";
+import { type Change, type Relation, type Tuple, UNCHANGED_TOAST } from "./pgoutput";
 
 export class CdcStopError extends Error {
   constructor(message: string) {
@@ -94,6 +94,8 @@ function buildApplier(table: TableInfo): TableApplier {
 
 export class ChangeRouter {
   private readonly appliers = new Map<string, TableApplier>();
+  /** Relation ids whose columns were checked against the schema snapshot. */
+  private readonly verified = new Set<number>();
 
   constructor(
     private readonly schema: SourceSchema,
@@ -112,6 +114,25 @@ export class ChangeRouter {
       );
     }
     return applier;
+  }
+
+  /**
+   * The stream reports a relation change only within one session; after a restart the first
+   * Relation message is simply "the current definition". So every relation is checked against the
+   * snapshot taken at start, once per runner: a column added while no stream ran must stop CDC too,
+   * not have its values silently dropped.
+   */
+  private checkRelation(relation: Relation, applier: TableApplier): void {
+    if (this.verified.has(relation.relationId)) return;
+    const expected = applier.columns.map((c) => c.name).join(",");
+    const actual = relation.columns.map((c) => c.name).join(",");
+    if (expected !== actual) {
+      throw new CdcStopError(
+        `The schema of ${relation.schema}.${relation.table} changed on legacy during the migration (columns now: ${actual}; at start: ${expected}). ` +
+          "The change was not applied to the shards. Apply the same change to every shard, then cancel and restart the data movement.",
+      );
+    }
+    this.verified.add(relation.relationId);
   }
 
   private shardsOf(applier: TableApplier, row: Tuple | null): number[] {
@@ -142,11 +163,13 @@ export class ChangeRouter {
           );
         case "insert": {
           const a = this.applierFor(change.relation.schema, change.relation.table);
+          this.checkRelation(change.relation, a);
           push(this.shardsOf(a, change.new), a.upsert(change.new));
           break;
         }
         case "delete": {
           const a = this.applierFor(change.relation.schema, change.relation.table);
+          this.checkRelation(change.relation, a);
           if (!a.hasKey(change.old.tuple)) {
             throw new CdcStopError(
               `A DELETE on ${a.table.qualified} arrived without its primary key (replica identity ${change.relation.replicaIdentity}). ` +
@@ -158,6 +181,7 @@ export class ChangeRouter {
         }
         case "update": {
           const a = this.applierFor(change.relation.schema, change.relation.table);
+          this.checkRelation(change.relation, a);
           const targets = this.shardsOf(a, change.new);
           const oldKey = change.old?.tuple ?? null;
           if (oldKey && a.hasKey(oldKey)) {

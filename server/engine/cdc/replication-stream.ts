@@ -24,6 +24,8 @@
 // - Reading pauses (socket backpressure) while too many committed transactions wait for the
 //   consumer; status updates keep flowing meanwhile, so wal_sender_timeout does not fire.
 // - One stream per slot: the server enforces it (SQLSTATE 55006) and we say so in plain words.
+// - Resumable: a new stream on the slot starts at max(startLsn, the slot's confirmed_flush_lsn); with
+//   startLsn 0/0 that is simply where the last consumer's confirmations ended.
 //
 // Lifecycle: starting → streaming → stopping → stopped, or → failed from any of the first three.
 import pg from "pg";
@@ -543,8 +545,10 @@ export class ReplicationStream {
     // committed before it has reached us, so it is a position the consumer may confirm once it has
     // applied what came before. Inside a transaction it is not (the open one commits before it).
     if (this.open === null && walEnd > this.idleLsn) {
+      // The idle batch's wait starts at the first undelivered position, not the latest: unrelated
+      // writes can bring keepalives faster than maxWaitMs, which would otherwise postpone it forever.
+      if (this.idleLsn <= this.deliveredLsn) this.idleSince = Date.now();
       this.idleLsn = walEnd;
-      this.idleSince = Date.now();
       this.wake();
     }
     // The server asks for a reply when it heard nothing from us for half of wal_sender_timeout.

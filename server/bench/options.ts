@@ -1,0 +1,134 @@
+// `npm run bench -- [flags]`: the benchmark's settings, parsed and checked once. Defaults keep the
+// whole run under ~4 minutes on 2 cores.
+import { parseArgs } from "node:util";
+
+export interface BenchOptions {
+  rows: number;
+  tenants: number;
+  seed: number;
+  /** Control plane on portBase, legacy on +1, shards on +2 … */
+  portBase: number;
+  shards: number;
+  /** Rate limit of the throttled backfill, rows/s. */
+  throttle: number;
+  /** The throttled rate is measured between these two times after the movement starts, in seconds. */
+  throttleFromS: number;
+  throttleToS: number;
+  /** The CDC lag test: paced single-row inserts per second, for this many seconds. */
+  cdcRate: number;
+  cdcSeconds: number;
+  /** The CDC throughput test: rows inserted as fast as possible, in transactions of burstBatch rows. */
+  burstRows: number;
+  burstBatch: number;
+  burstConnections: number;
+  /** Write every figure as JSON here (null: print only). */
+  out: string | null;
+  verbose: boolean;
+}
+
+export const DEFAULT_BENCH_OPTIONS: BenchOptions = {
+  rows: 300_000,
+  tenants: 2_000,
+  seed: 42,
+  portBase: 57_320,
+  shards: 2,
+  throttle: 20_000,
+  throttleFromS: 3,
+  throttleToS: 13,
+  cdcRate: 1_000,
+  cdcSeconds: 15,
+  burstRows: 30_000,
+  burstBatch: 100,
+  burstConnections: 4,
+  out: null,
+  verbose: false,
+};
+
+export const BENCH_USAGE = `Usage: npm run bench -- [options]
+
+  --rows N               rows in the generated legacy dataset (default ${DEFAULT_BENCH_OPTIONS.rows})
+  --tenants N            tenants in the dataset (default ${DEFAULT_BENCH_OPTIONS.tenants})
+  --seed N               dataset seed (default ${DEFAULT_BENCH_OPTIONS.seed})
+  --port-base N          first of the ${2 + DEFAULT_BENCH_OPTIONS.shards} PostgreSQL ports (default ${DEFAULT_BENCH_OPTIONS.portBase})
+  --throttle N           rate limit of the throttled backfill, rows/s (default ${DEFAULT_BENCH_OPTIONS.throttle})
+  --throttle-window A,B  measure the throttled rate from A to B seconds after start (default ${DEFAULT_BENCH_OPTIONS.throttleFromS},${DEFAULT_BENCH_OPTIONS.throttleToS})
+  --cdc-rate N           paced writes/s for the CDC lag test (default ${DEFAULT_BENCH_OPTIONS.cdcRate})
+  --cdc-seconds N        duration of the CDC lag test (default ${DEFAULT_BENCH_OPTIONS.cdcSeconds})
+  --burst N              rows inserted for the CDC throughput test (default ${DEFAULT_BENCH_OPTIONS.burstRows})
+  --out FILE             also write every figure as JSON to FILE
+  --verbose              print the PostgreSQL servers' log lines too
+  --help                 show this text`;
+
+export class BenchUsageError extends Error {}
+
+function positiveInteger(flag: string, text: string | undefined, fallback: number, min = 1): number {
+  if (text === undefined) return fallback;
+  const value = Number(text.replaceAll("_", ""));
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new BenchUsageError(`--${flag} needs a whole number ≥ ${min}, got "${text}".`);
+  }
+  return value;
+}
+
+/** Returns null when --help was asked for. */
+export function parseBenchOptions(argv: readonly string[]): BenchOptions | null {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (error) {
+    throw new BenchUsageError(`${(error as Error).message}\n\n${BENCH_USAGE}`);
+  }
+  const v = parsed.values;
+  if (v.help) return null;
+  const d = DEFAULT_BENCH_OPTIONS;
+  const [fromText, toText, ...extra] = (v["throttle-window"] ?? `${d.throttleFromS},${d.throttleToS}`).split(",");
+  const throttleFromS = positiveInteger("throttle-window", fromText, d.throttleFromS, 0);
+  const throttleToS = positiveInteger("throttle-window", toText, d.throttleToS, 1);
+  if (extra.length || throttleToS <= throttleFromS) {
+    throw new BenchUsageError(
+      `--throttle-window needs two whole seconds A,B with A < B (e.g. 3,13), got "${v["throttle-window"]}".`,
+    );
+  }
+  const options: BenchOptions = {
+    rows: positiveInteger("rows", v.rows, d.rows),
+    tenants: positiveInteger("tenants", v.tenants, d.tenants),
+    seed: positiveInteger("seed", v.seed, d.seed, 0),
+    portBase: positiveInteger("port-base", v["port-base"], d.portBase, 1024),
+    shards: d.shards,
+    throttle: positiveInteger("throttle", v.throttle, d.throttle, 100),
+    throttleFromS,
+    throttleToS,
+    cdcRate: positiveInteger("cdc-rate", v["cdc-rate"], d.cdcRate),
+    cdcSeconds: positiveInteger("cdc-seconds", v["cdc-seconds"], d.cdcSeconds),
+    burstRows: positiveInteger("burst", v.burst, d.burstRows, d.burstBatch),
+    burstBatch: d.burstBatch,
+    burstConnections: d.burstConnections,
+    out: v.out ?? null,
+    verbose: v.verbose ?? false,
+  };
+  if (options.throttle > 1_000_000) throw new BenchUsageError("--throttle is at most 1,000,000 rows/s.");
+  if (options.portBase + 1 + options.shards > 65_535) throw new BenchUsageError("--port-base is too high.");
+  return options;
+}
+
+function parse(argv: readonly string[]) {
+  return parseArgs({
+    args: [...argv],
+    strict: true,
+    allowPositionals: false,
+    options: {
+      rows: { type: "string" },
+      tenants: { type: "string" },
+      seed: { type: "string" },
+      "port-base": { type: "string" },
+      throttle: { type: "string" },
+      "throttle-window": { type: "string" },
+      "cdc-rate": { type: "string" },
+      "cdc-seconds": { type: "string" },
+      burst: { type: "string" },
+      out: { type: "string" },
+      verbose: { type: "boolean" },
+      help: { type: "boolean" },
+    },
+  });
+}
