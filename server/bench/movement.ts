@@ -3,6 +3,7 @@
 // real worker (run in-process by the caller) doing the copying and the CDC.
 import crypto from "node:crypto";
 import { db } from "@/server/db";
+import { generateSecretKey } from "@/server/security/secrets";
 import { type Actor, systemActor } from "@/server/services/actor";
 import { registerDatabase } from "@/server/services/databases/databases";
 import {
@@ -12,7 +13,6 @@ import {
   startDataMovement,
 } from "@/server/services/movement/movement";
 import { createPlan, transitionPlan } from "@/server/services/plans/plans";
-import { generateSecretKey } from "@/server/security/secrets";
 import { migrateControlPlane } from "@/server/store/migrate";
 import { pollUntil, type RateSample, sleep } from "./stats";
 
@@ -21,7 +21,7 @@ const POLL_MS = 250;
 export const benchActor: Actor = systemActor("bench", "bench@shardshift.local");
 
 /** Points the services at the bench's control plane (they read process.env lazily) and migrates it. */
-export async function useBenchControlPlane(controlUrl: string): Promise<void> {
+export async function attachBenchControlPlane(controlUrl: string): Promise<void> {
   process.env.DATABASE_URL = controlUrl;
   process.env.SHARDSHIFT_SECRET_KEY = generateSecretKey();
   process.env.BETTER_AUTH_SECRET = crypto.randomBytes(32).toString("hex");
@@ -34,7 +34,9 @@ export async function createBenchPlan(legacyUrl: string, shardUrls: readonly str
   const source = await registerDatabase(benchActor, { name: "bench-legacy", kind: "legacy", url: legacyUrl });
   const shardIds: string[] = [];
   for (const [i, url] of shardUrls.entries()) {
-    shardIds.push((await registerDatabase(benchActor, { name: `bench-shard-${i + 1}`, kind: "shard", url })).id);
+    shardIds.push(
+      (await registerDatabase(benchActor, { name: `bench-shard-${i + 1}`, kind: "shard", url })).id,
+    );
   }
   let plan = await createPlan(benchActor, {
     name: "bench",
@@ -91,7 +93,8 @@ export async function runBackfillToCompletion(
     const at = performance.now() - started;
     if (firstRowsMs === null && status.totals.rowsCopied > 0) firstRowsMs = at;
     for (const t of status.tasks) {
-      if (t.status === "done" && !doneAt.has(t.table)) doneAt.set(t.table, { rows: t.rowsCopied, doneAtMs: at });
+      if (t.status === "done" && !doneAt.has(t.table))
+        doneAt.set(t.table, { rows: t.rowsCopied, doneAtMs: at });
     }
     if (status.totals.tables > 0 && status.totals.tablesDone === status.totals.tables) {
       return {

@@ -81,7 +81,9 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions | null 
   const v = parsed.values;
   if (v.help) return null;
   const d = DEFAULT_BENCH_OPTIONS;
-  const [fromText, toText, ...extra] = (v["throttle-window"] ?? `${d.throttleFromS},${d.throttleToS}`).split(",");
+  const [fromText, toText, ...extra] = (v["throttle-window"] ?? `${d.throttleFromS},${d.throttleToS}`).split(
+    ",",
+  );
   const throttleFromS = positiveInteger("throttle-window", fromText, d.throttleFromS, 0);
   const throttleToS = positiveInteger("throttle-window", toText, d.throttleToS, 1);
   if (extra.length || throttleToS <= throttleFromS) {

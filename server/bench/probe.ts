@@ -136,7 +136,10 @@ export async function clearArrivals(targets: readonly pg.Pool[]): Promise<void> 
 
 async function countArrivals(targets: readonly pg.Pool[]): Promise<number> {
   const counts = await Promise.all(
-    targets.map(async (t) => (await t.query<{ n: number }>("select count(*)::int as n from public.bench_arrival")).rows[0]?.n ?? 0),
+    targets.map(
+      async (t) =>
+        (await t.query<{ n: number }>("select count(*)::int as n from public.bench_arrival")).rows[0]?.n ?? 0,
+    ),
   );
   return counts.reduce((a, b) => a + b, 0);
 }
@@ -167,7 +170,9 @@ export async function waitForArrivals(
 
 export async function readLagSummary(targets: readonly pg.Pool[]): Promise<LagSummary> {
   const parts = await Promise.all(
-    targets.map(async (t) => (await t.query<{ lag_ms: number }>("select lag_ms from public.bench_arrival")).rows),
+    targets.map(
+      async (t) => (await t.query<{ lag_ms: number }>("select lag_ms from public.bench_arrival")).rows,
+    ),
   );
   return summarizeLags(parts.flat().map((r) => r.lag_ms));
 }

@@ -56,7 +56,9 @@ async function pipeTable(
   shardKeyColumn: string,
   tenants: readonly string[],
 ): Promise<number> {
-  const columns = planTable(table, shardKeyColumn).copyColumns.map((c) => pg.escapeIdentifier(c)).join(", ");
+  const columns = planTable(table, shardKeyColumn)
+    .copyColumns.map((c) => pg.escapeIdentifier(c))
+    .join(", ");
   await target.query("begin");
   try {
     await target.query("set local session_replication_role = replica");
@@ -87,7 +89,9 @@ export async function runRawCopy(options: {
   tenantIds: readonly string[];
 }): Promise<RawCopyResult> {
   const { schema, placement, targetUrls } = options;
-  const tenantsByShard = targetUrls.map((_, i) => options.tenantIds.filter((t) => placement.shardFor(t) === i));
+  const tenantsByShard = targetUrls.map((_, i) =>
+    options.tenantIds.filter((t) => placement.shardFor(t) === i),
+  );
   const sources = await Promise.all(targetUrls.map(() => connect(options.sourceUrl)));
   const targets = await Promise.all(targetUrls.map((url) => connect(url)));
   try {
@@ -97,13 +101,7 @@ export async function runRawCopy(options: {
       const tableStarted = performance.now();
       const landed = await Promise.all(
         targets.map((target, i) =>
-          pipeTable(
-            sources[i] as pg.Client,
-            target,
-            table,
-            schema.shardKeyColumn,
-            tenantsByShard[i] ?? [],
-          ),
+          pipeTable(sources[i] as pg.Client, target, table, schema.shardKeyColumn, tenantsByShard[i] ?? []),
         ),
       );
       const rows = table.kind === "reference" ? (landed[0] ?? 0) : landed.reduce((a, b) => a + b, 0);

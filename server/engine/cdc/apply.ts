@@ -96,6 +96,14 @@ export class ChangeRouter {
   private readonly appliers = new Map<string, TableApplier>();
   /** Relation ids whose columns were checked against the schema snapshot. */
   private readonly verified = new Set<number>();
+  /** (table, tenant) pairs changed since the last drain: the parity "recent" pass checks them. */
+  private readonly touchedPairs = new Map<string, { table: string; tenant: string }>();
+
+  drainTouched(): { table: string; tenant: string }[] {
+    const pairs = [...this.touchedPairs.values()];
+    this.touchedPairs.clear();
+    return pairs;
+  }
 
   constructor(
     private readonly schema: SourceSchema,
@@ -140,6 +148,11 @@ export class ChangeRouter {
     if (applier.table.kind === "reference" || !row) return all;
     const key = row[this.schema.shardKeyColumn];
     if (key === undefined || key === UNCHANGED_TOAST) return all;
+    if (key !== null)
+      this.touchedPairs.set(`${applier.table.qualified}\u0000${key}`, {
+        table: applier.table.qualified,
+        tenant: key,
+      });
     if (key === null) {
       throw new CdcStopError(
         `${applier.table.qualified} received a row with a NULL ${this.schema.shardKeyColumn}; it cannot be placed on a shard.`,

@@ -89,6 +89,7 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
     let lastLagSample = 0;
     let lastBytesSample = 0;
     let lastConfirmWrite = 0;
+    let lastTouchedFlush = 0;
     let confirmed = 0n;
     let failed = false;
     try {
@@ -150,6 +151,16 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
           lastBytesSample = t;
           const head = await currentWalLsn(ctx.source);
           await recordMetric(planId, "cdc.lag_bytes", Number(head > confirmed ? head - confirmed : 0n));
+        }
+        if (t - lastTouchedFlush >= 2_000) {
+          lastTouchedFlush = t;
+          const touched = router.drainTouched();
+          if (touched.length) {
+            await db().$executeRaw`
+              insert into parity_touched (plan_id, table_name, tenant_key, touched_at)
+              select ${planId}::uuid, t, k, now() from unnest(${touched.map((p) => p.table)}::text[], ${touched.map((p) => p.tenant)}::text[]) as u(t, k)
+              on conflict (plan_id, table_name, tenant_key) do update set touched_at = excluded.touched_at`;
+          }
         }
         if (t - lastConfirmWrite >= 1_000 && confirmed > 0n) {
           lastConfirmWrite = t;

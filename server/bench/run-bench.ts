@@ -1,0 +1,472 @@
+// `npm run bench`: the engine's throughput and latency against plain-PostgreSQL baselines, on the
+// same generated data and the same servers, in one run.
+//
+// Steps (numbered as logged):
+//   1. servers    control plane, legacy and the shards, each its own embedded PostgreSQL 18
+//   2. dataset    the demo SaaS dataset on legacy, plus bench_probe (before any movement starts, so
+//                 it is published and created on the shards like every other table)
+//   3. raw COPY   the baseline for the backfill, into separate `raw` databases on the shard servers
+//   4. backfill   movement 1 through the real worker at 1,000,000 rows/s: wall time to all tasks done
+//   5. CDC        movement 1 keeps streaming: paced probe writes (lag), then a burst (apply rate)
+//   6. throttled  movement 1 cancelled, shard tables truncated, movement 2 at a fixed rate
+//   7. native     built-in logical replication between the same servers: the same lag and burst tests
+// Every side of a comparison runs with nothing else running; a CHECKPOINT on every server precedes
+// each measurement so a checkpoint caused by earlier writes does not land inside it.
+import os from "node:os";
+import pg from "pg";
+import { db, disconnectDb } from "@/server/db";
+import { introspectSource, type SourceSchema } from "@/server/engine/analysis/introspect";
+import { readSlotStatus } from "@/server/engine/cdc/slot";
+import { loadDemoDataset } from "@/server/engine/demo/dataset";
+import { hashPlacement } from "@/server/engine/router/placement";
+import { withClient } from "@/server/engine/sql/connect";
+import { startWorker } from "@/server/worker";
+import type { CleanupStack } from "./cleanup";
+import {
+  type BenchCluster,
+  CONTROL_DB,
+  checkpointAll,
+  dropDatabase,
+  LEGACY_DB,
+  runSql,
+  SHARD_DB,
+  startBenchCluster,
+} from "./cluster";
+import { dropReplicationLeftovers } from "./leftovers";
+import {
+  attachBenchControlPlane,
+  cancelMovement,
+  createBenchPlan,
+  movementNames,
+  runBackfillToCompletion,
+  sampleThrottledBackfill,
+} from "./movement";
+import { startNativeReplication } from "./native";
+import type { BenchOptions } from "./options";
+import {
+  ARRIVAL_SETUP_SQL,
+  burstProbes,
+  clearArrivals,
+  drivePacedProbes,
+  PROBE_TABLE_SQL,
+  type ProbeDriveResult,
+  readApplyThroughput,
+  readLagSummary,
+  readTenantIds,
+  waitForArrivals,
+  warmPool,
+} from "./probe";
+import { prepareRawTargets, type RawCopyResult, runRawCopy } from "./raw-copy";
+import { BenchReport, figure } from "./report";
+import { type LagSummary, pollUntil, rateBetween } from "./stats";
+
+const RAW_DB = "raw";
+const PROBE_POOL_SIZE = 16;
+const UNTHROTTLED_RATE = 1_000_000;
+
+export interface BenchFacts {
+  nproc: number;
+  cpuModel: string;
+  postgresVersion: string;
+  datasetRows: number;
+  datasetTables: number;
+  datasetTenants: number;
+  datasetBytes: number;
+  rawSplit: string;
+}
+
+export interface BenchResult {
+  report: BenchReport;
+  facts: BenchFacts;
+}
+
+interface CdcMeasurement {
+  lag: LagSummary;
+  paced: ProbeDriveResult;
+  burst: ProbeDriveResult;
+  apply: { rows: number; seconds: number; rowsPerSecond: number };
+}
+
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | null = null;
+  return () => {
+    running ??= fn();
+    return running;
+  };
+}
+
+function pool(url: string, max: number): pg.Pool {
+  const p = new pg.Pool({ connectionString: url, max, application_name: "shardshift-bench" });
+  p.on("error", () => {});
+  return p;
+}
+
+/** Per-table row counts on legacy vs the shards: the backfill must have placed every row. */
+async function verifyCopy(
+  legacy: pg.Pool,
+  shards: readonly pg.Pool[],
+  schema: SourceSchema,
+): Promise<string[]> {
+  const problems: string[] = [];
+  const count = async (p: pg.Pool, table: string) =>
+    Number((await p.query<{ n: string }>(`select count(*) as n from ${table}`)).rows[0]?.n ?? 0);
+  for (const table of schema.tables) {
+    const expected = await count(legacy, table.qualified);
+    const onShards = await Promise.all(shards.map((s) => count(s, table.qualified)));
+    const ok =
+      table.kind === "reference"
+        ? onShards.every((n) => n === expected)
+        : onShards.reduce((a, b) => a + b, 0) === expected;
+    if (!ok) problems.push(`${table.qualified}: legacy ${expected}, shards ${onShards.join(" + ")}`);
+  }
+  return problems;
+}
+
+async function truncateShardTables(shards: readonly pg.Pool[]): Promise<void> {
+  for (const shard of shards) {
+    const { rows } = await shard.query<{ name: string }>(
+      "select format('%I.%I', schemaname, tablename) as name from pg_tables where schemaname = 'public'",
+    );
+    if (rows.length) await shard.query(`truncate ${rows.map((r) => r.name).join(", ")}`);
+  }
+}
+
+/** The lag test then the burst test, against whatever replicates source.bench_probe into targets. */
+async function measureCdc(
+  what: string,
+  source: pg.Pool,
+  targets: readonly pg.Pool[],
+  cluster: BenchCluster,
+  options: BenchOptions,
+  tenantIds: readonly string[],
+  log: (line: string) => void,
+): Promise<CdcMeasurement> {
+  await warmPool(source, PROBE_POOL_SIZE);
+  // A few probes first: the first rows through a fresh apply path pay for parsing and planning.
+  await burstProbes(source, { rows: 20, batch: 1, connections: 4, tenantIds });
+  await waitForArrivals(targets, 20, `${what} (warm-up)`);
+  await clearArrivals(targets);
+  await checkpointAll(cluster);
+
+  log(`    ${what}: ${options.cdcRate} writes/s for ${options.cdcSeconds} s`);
+  const paced = await drivePacedProbes(source, {
+    rate: options.cdcRate,
+    seconds: options.cdcSeconds,
+    tenantIds,
+  });
+  await waitForArrivals(targets, paced.inserted, what);
+  const lag = await readLagSummary(targets);
+  log(
+    `    ${what}: ${paced.inserted} rows at ${paced.writesPerSecond.toFixed(0)} writes/s; lag p50 ${lag.p50.toFixed(1)} ms, p99 ${lag.p99.toFixed(1)} ms, max ${lag.max.toFixed(1)} ms`,
+  );
+
+  await clearArrivals(targets);
+  await checkpointAll(cluster);
+  log(
+    `    ${what}: burst of ${options.burstRows} rows (${options.burstBatch} per transaction, ${options.burstConnections} connections)`,
+  );
+  const burst = await burstProbes(source, {
+    rows: options.burstRows,
+    batch: options.burstBatch,
+    connections: options.burstConnections,
+    tenantIds,
+  });
+  await waitForArrivals(targets, burst.inserted, `${what} (burst)`, 180_000);
+  const apply = await readApplyThroughput(targets);
+  log(
+    `    ${what}: written at ${burst.writesPerSecond.toFixed(0)} rows/s, applied at ${apply.rowsPerSecond.toFixed(0)} rows/s (${apply.seconds.toFixed(2)} s)`,
+  );
+  await clearArrivals(targets);
+  return { lag, paced, burst, apply };
+}
+
+export async function runBench(
+  options: BenchOptions,
+  log: (line: string) => void,
+  cleanup: CleanupStack,
+): Promise<BenchResult> {
+  const report = new BenchReport();
+  const step = async <T>(label: string, fn: () => Promise<T>): Promise<T> => {
+    const started = performance.now();
+    log(`… ${label}`);
+    const result = await fn();
+    log(`✓ ${label} (${((performance.now() - started) / 1000).toFixed(1)} s)`);
+    return result;
+  };
+
+  // 1. servers
+  const cluster = await step("1/7 PostgreSQL servers", () =>
+    startBenchCluster({
+      portBase: options.portBase,
+      shards: options.shards,
+      log: (l) => log(`    ${l}`),
+      serverLog: options.verbose ? (l) => log(`    ${l}`) : undefined,
+    }),
+  );
+  cleanup.push("stop the servers and delete their directory", () => cluster.stop());
+  cleanup.push("check that no slot or subscription remains", async () => {
+    await dropReplicationLeftovers(cluster.all, log);
+  });
+  const postgresVersion =
+    (await runSql<{ v: string }>(cluster.legacy.url(), "select current_setting('server_version') as v"))[0]
+      ?.v ?? "?";
+
+  const legacyPool = pool(cluster.legacy.url(LEGACY_DB), PROBE_POOL_SIZE);
+  const shardPools = cluster.shards.map((s) => pool(s.url(SHARD_DB), 2));
+  cleanup.push("close the bench's pools", async () => {
+    await Promise.all([legacyPool, ...shardPools].map((p) => p.end().catch(() => {})));
+  });
+
+  // 2. dataset
+  const dataset = await step(
+    `2/7 dataset (${options.rows.toLocaleString("en-US")} rows, ${options.tenants.toLocaleString("en-US")} tenants)`,
+    async () => {
+      const summary = await loadDemoDataset(legacyPool, {
+        rows: options.rows,
+        tenants: options.tenants,
+        seed: options.seed,
+      });
+      await legacyPool.query(PROBE_TABLE_SQL);
+      // Hint bits and the visibility map set now, not by whichever copier reads the table first.
+      await legacyPool.query("vacuum (analyze)");
+      const size = await legacyPool.query<{ bytes: string }>(
+        "select pg_database_size(current_database())::text as bytes",
+      );
+      return { ...summary, bytes: Number(size.rows[0]?.bytes ?? 0) };
+    },
+  );
+  const tenantIds = await readTenantIds(legacyPool);
+  const schema = await withClient(cluster.legacy.url(LEGACY_DB), (c) => introspectSource(c, "tenant_id"));
+  const placement = hashPlacement(cluster.shards.length);
+
+  // 3. raw COPY baseline
+  const raw: RawCopyResult = await step("3/7 baseline: raw COPY pipe into indexed tables", async () => {
+    for (const shard of cluster.shards) await runSql(shard.url(), `create database ${RAW_DB}`);
+    const rawUrls = cluster.shards.map((s) => s.url(RAW_DB));
+    await prepareRawTargets(rawUrls, schema);
+    await checkpointAll(cluster);
+    const result = await runRawCopy({
+      sourceUrl: cluster.legacy.url(LEGACY_DB),
+      targetUrls: rawUrls,
+      schema,
+      placement,
+      tenantIds,
+    });
+    log(
+      `    ${result.rows.toLocaleString("en-US")} rows in ${(result.ms / 1000).toFixed(2)} s = ${result.rowsPerSecond.toFixed(0)} rows/s`,
+    );
+    for (const shard of cluster.shards) await dropDatabase(shard, RAW_DB);
+    return result;
+  });
+
+  // 4. backfill, unthrottled, through the real worker
+  const controlUrl = cluster.control.url(CONTROL_DB);
+  await attachBenchControlPlane(controlUrl);
+  cleanup.push("disconnect from the control plane", () => disconnectDb());
+  const planId = await createBenchPlan(
+    cluster.legacy.url(LEGACY_DB),
+    cluster.shards.map((s) => s.url(SHARD_DB)),
+  );
+  const worker = await startWorker(controlUrl, { log: (l) => log(`    [worker] ${l}`) });
+  const stopWorker = once(() => worker.stop());
+  cleanup.push("stop the worker", stopWorker);
+  cleanup.push("cancel a movement still running", async () => {
+    const movement = await db().dataMovement.findUnique({ where: { planId } });
+    if (movement && movement.status !== "cancelled") await cancelMovement(planId, "bench: clean-up");
+  });
+
+  await checkpointAll(cluster);
+  const backfill = await step("4/7 backfill through the worker, unthrottled", async () => {
+    const run = await runBackfillToCompletion(planId, UNTHROTTLED_RATE, 600_000);
+    log(
+      `    ${run.rows.toLocaleString("en-US")} rows in ${(run.ms / 1000).toFixed(2)} s = ${((run.rows * 1000) / run.ms).toFixed(0)} rows/s` +
+        ` (first rows after ${((run.firstRowsMs ?? 0) / 1000).toFixed(2)} s)`,
+    );
+    const problems = await verifyCopy(legacyPool, shardPools, schema);
+    for (const p of problems) log(`    warning: row counts differ after the backfill: ${p}`);
+    if (problems.length) report.note(`Row counts differed after the backfill: ${problems.join("; ")}`);
+    return run;
+  });
+
+  // 5. CDC through our movement: backfill done, nothing else writing
+  const ours = await step("5/7 CDC through our movement: lag and apply throughput", async () => {
+    for (const shard of shardPools) await shard.query(ARRIVAL_SETUP_SQL);
+    const { slotName } = await movementNames(planId);
+    await pollUntil(
+      "our CDC stream to be attached to its slot",
+      async () => (await readSlotStatus(legacyPool, slotName))?.active,
+      {
+        timeoutMs: 30_000,
+        intervalMs: 200,
+      },
+    );
+    return measureCdc("ours", legacyPool, shardPools, cluster, options, tenantIds, log);
+  });
+
+  // 6. backfill, throttled: a second movement on emptied shards
+  const throttled = await step(
+    `6/7 backfill through the worker, throttled at ${options.throttle} rows/s`,
+    async () => {
+      await cancelMovement(planId, "bench: next measurement");
+      await truncateShardTables(shardPools);
+      await checkpointAll(cluster);
+      const run = await sampleThrottledBackfill(planId, options.throttle, options.throttleToS + 0.5);
+      await cancelMovement(planId, "bench: measurements done");
+      const window = rateBetween(run.samples, options.throttleFromS * 1000, options.throttleToS * 1000);
+      if (!window) {
+        throw new Error(
+          `The throttled backfill gave no samples between ${options.throttleFromS} s and ${options.throttleToS} s` +
+            `${run.finishedEarly ? " (it finished before that: raise --rows or lower --throttle)" : ""}.`,
+        );
+      }
+      if (run.finishedEarly) {
+        report.note(
+          `The throttled backfill finished within the measuring window; the rate is over ${((window.toMs - window.fromMs) / 1000).toFixed(1)} s only.`,
+        );
+      }
+      log(
+        `    ${window.rowsPerSecond.toFixed(0)} rows/s between ${(window.fromMs / 1000).toFixed(2)} s and ${(window.toMs / 1000).toFixed(2)} s`,
+      );
+      return window;
+    },
+  );
+  await stopWorker();
+  await disconnectDb();
+
+  // 7. native logical replication, same servers, nothing of ours running
+  const native = await step("7/7 baseline: native logical replication, same tests", async () => {
+    const replication = await startNativeReplication({
+      legacy: cluster.legacy,
+      shards: cluster.shards,
+      password: cluster.password,
+      sourcePoolSize: PROBE_POOL_SIZE,
+    });
+    const stop = once(() => replication.stop());
+    cleanup.push("drop the native subscriptions", stop);
+    try {
+      return await measureCdc(
+        "native",
+        replication.source,
+        replication.targets,
+        cluster,
+        options,
+        tenantIds,
+        log,
+      );
+    } finally {
+      await stop();
+    }
+  });
+
+  // Figures
+  const rawSplit = `split by tenant over ${cluster.shards.length} shards with the movement's placement, shards in parallel, tables in sequence`;
+  const backfillRate = (backfill.rows * 1000) / backfill.ms;
+  report.add({
+    figure: figure("backfill.unthrottled.rows_per_s", backfillRate, "rows/s", raw.rowsPerSecond),
+    label: "backfill, unthrottled (worker)",
+    baselineLabel: "raw COPY pipe",
+    aim: { text: "ratio ≥ 0.6", check: (f) => (f.ratio ?? 0) >= 0.6 },
+  });
+  report.add({
+    figure: figure("backfill.raw_copy.rows_per_s", raw.rowsPerSecond, "rows/s"),
+    label: "raw COPY pipe (baseline)",
+  });
+  report.add({
+    figure: figure("backfill.unthrottled.seconds", backfill.ms / 1000, "s", raw.ms / 1000),
+    label: "backfill wall time (start → all tasks done)",
+    baselineLabel: "raw COPY",
+  });
+  report.add({
+    figure: figure(
+      "backfill.unthrottled.first_rows_seconds",
+      (backfill.firstRowsMs ?? Number.NaN) / 1000,
+      "s",
+    ),
+    label: "backfill start-up (start → first rows copied)",
+  });
+  report.add({
+    figure: figure("backfill.throttled.rows_per_s", throttled.rowsPerSecond, "rows/s", options.throttle),
+    label: `backfill, throttled (${options.throttleFromS}–${options.throttleToS} s)`,
+    baselineLabel: "rate set",
+    aim: { text: "ratio 0.9–1.1", check: (f) => Math.abs((f.ratio ?? 0) - 1) <= 0.1 },
+  });
+  const lagRows = [
+    ["p50", "p50"],
+    ["p99", "p99"],
+    ["max", "max"],
+  ] as const;
+  for (const [key, label] of lagRows) {
+    report.add({
+      figure: figure(`cdc.lag.${key}_ms`, ours.lag[key], "ms", native.lag[key]),
+      label: `CDC lag ${label} at ${options.cdcRate} writes/s (ours)`,
+      baselineLabel: "native",
+      aim:
+        key === "p99"
+          ? { text: "ratio ≤ 2", check: (f) => (f.ratio ?? Number.POSITIVE_INFINITY) <= 2 }
+          : undefined,
+    });
+  }
+  for (const [key, label] of lagRows) {
+    report.add({
+      figure: figure(`cdc.native.lag.${key}_ms`, native.lag[key], "ms"),
+      label: `CDC lag ${label} at ${options.cdcRate} writes/s (native)`,
+    });
+  }
+  report.add({
+    figure: figure("cdc.lag.write_rate", ours.paced.writesPerSecond, "writes/s", options.cdcRate),
+    label: "lag test: writes achieved (ours)",
+    baselineLabel: "target",
+  });
+  report.add({
+    figure: figure("cdc.native.lag.write_rate", native.paced.writesPerSecond, "writes/s", options.cdcRate),
+    label: "lag test: writes achieved (native)",
+    baselineLabel: "target",
+  });
+  report.add({
+    figure: figure("cdc.apply.rows_per_s", ours.apply.rowsPerSecond, "rows/s", native.apply.rowsPerSecond),
+    label: `CDC apply throughput, ${options.burstRows} row burst (ours)`,
+    baselineLabel: "native",
+  });
+  report.add({
+    figure: figure("cdc.native.apply.rows_per_s", native.apply.rowsPerSecond, "rows/s"),
+    label: "CDC apply throughput (native)",
+  });
+  report.add({
+    figure: figure("cdc.burst.write_rows_per_s", ours.burst.writesPerSecond, "rows/s"),
+    label: "burst write rate on legacy (ours run)",
+  });
+  report.add({
+    figure: figure("cdc.native.burst.write_rows_per_s", native.burst.writesPerSecond, "rows/s"),
+    label: "burst write rate on legacy (native run)",
+  });
+
+  report.note(
+    `Backfill tables done at (s after start): ${backfill.tables
+      .map(
+        (t) =>
+          `${t.table.replace(/^"public"\./, "").replaceAll('"', "")} ${(t.doneAtMs / 1000).toFixed(1)} (${t.rows})`,
+      )
+      .join(", ")}`,
+  );
+  report.note(
+    `Raw COPY per table (s): ${raw.perTable
+      .map(
+        (t) =>
+          `${t.table.replace(/^"public"\./, "").replaceAll('"', "")} ${(t.ms / 1000).toFixed(2)} (${t.rows})`,
+      )
+      .join(", ")}`,
+  );
+  return {
+    report,
+    facts: {
+      nproc: os.availableParallelism(),
+      cpuModel: os.cpus()[0]?.model ?? "?",
+      postgresVersion,
+      datasetRows: dataset.totalRows,
+      datasetTables: dataset.tables.length,
+      datasetTenants: dataset.tenants,
+      datasetBytes: dataset.bytes,
+      rawSplit,
+    },
+  };
+}
