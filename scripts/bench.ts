@@ -4,7 +4,7 @@ import fs from "node:fs/promises";
 import { CleanupStack } from "../server/bench/cleanup";
 import { BENCH_USAGE, BenchUsageError, parseBenchOptions } from "../server/bench/options";
 import { renderAimSummary, renderTable } from "../server/bench/report";
-import { runBench } from "../server/bench/run-bench";
+import { type BenchResult, runBench } from "../server/bench/run-bench";
 
 const started = performance.now();
 const log = (line: string) => console.log(line);
@@ -22,30 +22,48 @@ if (!options) {
 }
 
 const cleanup = new CleanupStack((line) => console.error(line));
+let interrupted = false;
 process.once("SIGINT", () => {
+  interrupted = true;
   console.error("\nInterrupted: stopping the worker and the servers, deleting their directory…");
-  void cleanup.run().finally(() => process.exit(130));
+  // The servers are going down under open connections (a terminal's Ctrl-C reaches them directly):
+  // errors from connections cut that way are expected now, and must not end the clean-up early.
+  process.on("uncaughtException", () => {});
+  void cleanup.abort().finally(() => process.exit(130));
 });
+
+function render({ report, facts }: BenchResult): string {
+  const mb = (facts.datasetBytes / 1024 / 1024).toFixed(0);
+  const notes = report.notes.map((n) => `note: ${n}`);
+  return [
+    "",
+    `Shardshift benchmark — ${facts.nproc} cores (${facts.cpuModel}), PostgreSQL ${facts.postgresVersion}, all servers on this machine`,
+    `Load average (1 min): ${facts.loadAverage.start.toFixed(2)} at start, ${facts.loadAverage.end.toFixed(2)} at end (other work on the machine skews every figure)`,
+    `Data: ${facts.datasetRows.toLocaleString("en-US")} rows in ${facts.datasetTables} tables (+ bench_probe, empty until the CDC tests), ` +
+      `${facts.datasetTenants.toLocaleString("en-US")} tenants, legacy database ${mb} MB`,
+    `Raw COPY baseline: ${facts.rawSplit}`,
+    "",
+    renderTable(report.entries),
+    "",
+    ...renderAimSummary(report.entries),
+    ...(notes.length ? ["", ...notes] : []),
+    "",
+  ].join("\n");
+}
 
 let exitCode = 0;
 try {
-  const { report, facts } = await runBench(options, log, cleanup);
+  const result = await runBench(options, log, cleanup);
   await cleanup.run();
-  const mb = (facts.datasetBytes / 1024 / 1024).toFixed(0);
-  console.log(`
-Shardshift benchmark — ${facts.nproc} cores (${facts.cpuModel}), PostgreSQL ${facts.postgresVersion}, all servers on this machine
-Data: ${facts.datasetRows.toLocaleString("en-US")} rows in ${facts.datasetTables} tables, ${facts.datasetTenants.toLocaleString("en-US")} tenants, legacy database ${mb} MB
-Raw COPY baseline: ${facts.rawSplit}
-
-${renderTable(report.entries)}
-
-${renderAimSummary(report.entries).join("\n")}
-${report.notes.length ? `\n${report.notes.map((n) => `note: ${n}`).join("\n")}\n` : ""}`);
+  console.log(render(result));
   if (options.out) {
-    await fs.writeFile(options.out, `${JSON.stringify(report.figures(), null, 2)}\n`);
-    console.log(`Wrote ${report.figures().length} figures to ${options.out}`);
+    const figures = result.report.figures();
+    await fs.writeFile(options.out, `${JSON.stringify(figures, null, 2)}\n`);
+    console.log(`Wrote ${figures.length} figures to ${options.out}`);
   }
 } catch (error) {
+  // After Ctrl-C, whatever was running fails as its servers go away: the SIGINT handler exits.
+  if (interrupted) await new Promise(() => {});
   console.error(
     `\nThe benchmark failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
   );

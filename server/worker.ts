@@ -4,17 +4,35 @@
 // databases. `npm run demo` runs one in-process. SIGINT/SIGTERM stop it cleanly: the current chunk
 // or CDC batch finishes, unconfirmed work is redone by the next worker.
 import { pathToFileURL } from "node:url";
+import pg from "pg";
 import type PgBoss from "pg-boss";
 import { runBackfillSlice } from "./engine/backfill/run-slice";
+import { type ParityKind, runParityCheck } from "./engine/parity/run-check";
 import { type Supervisor, startSupervisor } from "./engine/runtime/supervisor";
 import { closeEnginePools } from "./engine/sql/pools";
 import { serverEnv } from "./env";
-import { type BackfillSliceJob, QUEUES, startQueue } from "./jobs/queue";
+import { type BackfillSliceJob, type ParityCheckJob, QUEUES, startQueue } from "./jobs/queue";
 import { migrateControlPlane } from "./store/migrate";
 
 export interface Worker {
   boss: PgBoss;
   stop(): Promise<void>;
+}
+
+/** One parity check per plan at a time, whichever worker got the job. */
+async function runExclusiveParityCheck(connectionString: string, planId: string, kind: ParityKind) {
+  const lock = new pg.Client({ connectionString, application_name: "shardshift-parity-lock" });
+  lock.on("error", () => {});
+  await lock.connect();
+  try {
+    const { rows } = await lock.query<{ ok: boolean }>(
+      "select pg_try_advisory_lock(7363300, hashtext($1)) as ok",
+      [planId],
+    );
+    if (rows[0]?.ok) await runParityCheck(planId, kind);
+  } finally {
+    await lock.end().catch(() => {});
+  }
 }
 
 export async function startWorker(
@@ -34,6 +52,9 @@ export async function startWorker(
       },
     );
   }
+  await boss.work<ParityCheckJob>(QUEUES.parityCheck, { pollingIntervalSeconds: 0.5 }, async ([job]) => {
+    if (job) await runExclusiveParityCheck(connectionString, job.data.planId, job.data.kind);
+  });
   const supervisor: Supervisor = startSupervisor(boss, { log });
   return {
     boss,

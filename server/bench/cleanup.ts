@@ -4,11 +4,19 @@
 export class CleanupStack {
   private readonly steps: { label: string; run: () => Promise<void> }[] = [];
   private running: Promise<void> | null = null;
+  /** True once interrupted (Ctrl-C): steps may skip checks that need the servers still up. */
+  aborted = false;
 
   constructor(private readonly log: (line: string) => void) {}
 
   push(label: string, run: () => Promise<void>): void {
     this.steps.push({ label, run });
+  }
+
+  /** Runs the steps because of an interruption rather than the normal end. */
+  abort(): Promise<void> {
+    this.aborted = true;
+    return this.run();
   }
 
   run(): Promise<void> {

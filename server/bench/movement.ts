@@ -71,6 +71,8 @@ export interface BackfillRun {
   rows: number;
   /** From the startDataMovement call until every task is done. */
   ms: number;
+  /** How long the startDataMovement call itself took (introspect, prepare shards, slot). */
+  startCallMs: number;
   /** From the startDataMovement call until the first rows were reported copied. */
   firstRowsMs: number | null;
   /** When each table's task was first seen done, in ms after the start. */
@@ -86,6 +88,7 @@ export async function runBackfillToCompletion(
   await setBackfillRate(benchActor, { planId, rowsPerSecond, reason: "bench: unthrottled" });
   const started = performance.now();
   await startDataMovement(benchActor, { planId, reason: "bench: unthrottled backfill" });
+  const startCallMs = performance.now() - started;
   let firstRowsMs: number | null = null;
   const doneAt = new Map<string, { rows: number; doneAtMs: number }>();
   for (;;) {
@@ -100,6 +103,7 @@ export async function runBackfillToCompletion(
       return {
         rows: status.totals.rowsCopied,
         ms: at,
+        startCallMs,
         firstRowsMs,
         tables: [...doneAt].map(([table, d]) => ({ table, ...d })).sort((a, b) => a.doneAtMs - b.doneAtMs),
       };
@@ -125,6 +129,7 @@ export async function sampleThrottledBackfill(
   planId: string,
   rowsPerSecond: number,
   seconds: number,
+  onSample?: (atMs: number, tasks: { table: string; status: string; rowsCopied: number }[]) => void,
 ): Promise<ThrottledRun> {
   await setBackfillRate(benchActor, { planId, rowsPerSecond, reason: "bench: throttled" });
   const started = performance.now();
@@ -134,6 +139,7 @@ export async function sampleThrottledBackfill(
     const status = await totals(planId);
     const atMs = performance.now() - started;
     samples.push({ atMs, rows: status.totals.rowsCopied });
+    onSample?.(atMs, status.tasks);
     if (status.totals.tables > 0 && status.totals.tablesDone === status.totals.tables) {
       return { samples, finishedEarly: true };
     }

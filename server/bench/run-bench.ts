@@ -16,11 +16,12 @@ import os from "node:os";
 import pg from "pg";
 import { db, disconnectDb } from "@/server/db";
 import { introspectSource, type SourceSchema } from "@/server/engine/analysis/introspect";
-import { readSlotStatus } from "@/server/engine/cdc/slot";
+import { currentWalLsn, readSlotStatus } from "@/server/engine/cdc/slot";
 import { loadDemoDataset } from "@/server/engine/demo/dataset";
 import { hashPlacement } from "@/server/engine/router/placement";
 import { withClient } from "@/server/engine/sql/connect";
 import { startWorker } from "@/server/worker";
+import { runChunkLoop, SLICE_CHUNK_ROWS } from "./chunk-loop";
 import type { CleanupStack } from "./cleanup";
 import {
   type BenchCluster,
@@ -56,7 +57,7 @@ import {
   waitForArrivals,
   warmPool,
 } from "./probe";
-import { prepareRawTargets, type RawCopyResult, runRawCopy } from "./raw-copy";
+import { prepareRawTargets, runRawCopy } from "./raw-copy";
 import { BenchReport, figure } from "./report";
 import { type LagSummary, pollUntil, rateBetween } from "./stats";
 
@@ -66,6 +67,8 @@ const UNTHROTTLED_RATE = 1_000_000;
 
 export interface BenchFacts {
   nproc: number;
+  /** 1-minute load average when the bench started and when it ended: other work skews the figures. */
+  loadAverage: { start: number; end: number };
   cpuModel: string;
   postgresVersion: string;
   datasetRows: number;
@@ -186,6 +189,7 @@ export async function runBench(
   cleanup: CleanupStack,
 ): Promise<BenchResult> {
   const report = new BenchReport();
+  const loadAtStart = os.loadavg()[0] ?? 0;
   const step = async <T>(label: string, fn: () => Promise<T>): Promise<T> => {
     const started = performance.now();
     log(`… ${label}`);
@@ -205,6 +209,8 @@ export async function runBench(
   );
   cleanup.push("stop the servers and delete their directory", () => cluster.stop());
   cleanup.push("check that no slot or subscription remains", async () => {
+    // Interrupted: the servers are going down with their directory, slots and all.
+    if (cleanup.aborted) return;
     await dropReplicationLeftovers(cluster.all, log);
   });
   const postgresVersion =
@@ -239,25 +245,50 @@ export async function runBench(
   const schema = await withClient(cluster.legacy.url(LEGACY_DB), (c) => introspectSource(c, "tenant_id"));
   const placement = hashPlacement(cluster.shards.length);
 
-  // 3. raw COPY baseline
-  const raw: RawCopyResult = await step("3/7 baseline: raw COPY pipe into indexed tables", async () => {
-    for (const shard of cluster.shards) await runSql(shard.url(), `create database ${RAW_DB}`);
-    const rawUrls = cluster.shards.map((s) => s.url(RAW_DB));
-    await prepareRawTargets(rawUrls, schema);
-    await checkpointAll(cluster);
-    const result = await runRawCopy({
-      sourceUrl: cluster.legacy.url(LEGACY_DB),
-      targetUrls: rawUrls,
-      schema,
-      placement,
-      tenantIds,
-    });
-    log(
-      `    ${result.rows.toLocaleString("en-US")} rows in ${(result.ms / 1000).toFixed(2)} s = ${result.rowsPerSecond.toFixed(0)} rows/s`,
-    );
-    for (const shard of cluster.shards) await dropDatabase(shard, RAW_DB);
-    return result;
-  });
+  // 3. baselines for the backfill: the raw COPY pipe, then (a diagnostic) the bare chunk loop
+  const { raw, chunkLoop } = await step(
+    "3/7 baseline: raw COPY pipe into indexed tables; bare chunk loop",
+    async () => {
+      for (const shard of cluster.shards) await runSql(shard.url(), `create database ${RAW_DB}`);
+      const rawUrls = cluster.shards.map((s) => s.url(RAW_DB));
+      await prepareRawTargets(rawUrls, schema);
+      await checkpointAll(cluster);
+      const rawWalFrom = await currentWalLsn(legacyPool);
+      const copied = await runRawCopy({
+        sourceUrl: cluster.legacy.url(LEGACY_DB),
+        targetUrls: rawUrls,
+        schema,
+        placement,
+        tenantIds,
+      });
+      const rawWal = Number((await currentWalLsn(legacyPool)) - rawWalFrom);
+      log(
+        `    raw COPY: ${copied.rows.toLocaleString("en-US")} rows in ${(copied.ms / 1000).toFixed(2)} s = ${copied.rowsPerSecond.toFixed(0)} rows/s`,
+      );
+      const rawPools = rawUrls.map((url) => pool(url, 1));
+      try {
+        await truncateShardTables(rawPools);
+      } finally {
+        await Promise.all(rawPools.map((p) => p.end()));
+      }
+      await checkpointAll(cluster);
+      const loopWalFrom = await currentWalLsn(legacyPool);
+      const loop = await runChunkLoop({
+        sourceUrl: cluster.legacy.url(LEGACY_DB),
+        targetUrls: rawUrls,
+        schema,
+        placement,
+        lanes: 2,
+        chunkRows: SLICE_CHUNK_ROWS,
+      });
+      const loopWal = Number((await currentWalLsn(legacyPool)) - loopWalFrom);
+      log(
+        `    chunk loop: ${loop.rows.toLocaleString("en-US")} rows in ${(loop.ms / 1000).toFixed(2)} s = ${loop.rowsPerSecond.toFixed(0)} rows/s (${loop.chunks} chunks)`,
+      );
+      for (const shard of cluster.shards) await dropDatabase(shard, RAW_DB);
+      return { raw: { ...copied, walBytes: rawWal }, chunkLoop: { ...loop, walBytes: loopWal } };
+    },
+  );
 
   // 4. backfill, unthrottled, through the real worker
   const controlUrl = cluster.control.url(CONTROL_DB);
@@ -271,21 +302,24 @@ export async function runBench(
   const stopWorker = once(() => worker.stop());
   cleanup.push("stop the worker", stopWorker);
   cleanup.push("cancel a movement still running", async () => {
+    if (cleanup.aborted) return; // the slot goes with its server
     const movement = await db().dataMovement.findUnique({ where: { planId } });
     if (movement && movement.status !== "cancelled") await cancelMovement(planId, "bench: clean-up");
   });
 
   await checkpointAll(cluster);
   const backfill = await step("4/7 backfill through the worker, unthrottled", async () => {
+    const walFrom = await currentWalLsn(legacyPool);
     const run = await runBackfillToCompletion(planId, UNTHROTTLED_RATE, 600_000);
+    const walBytes = Number((await currentWalLsn(legacyPool)) - walFrom);
     log(
       `    ${run.rows.toLocaleString("en-US")} rows in ${(run.ms / 1000).toFixed(2)} s = ${((run.rows * 1000) / run.ms).toFixed(0)} rows/s` +
-        ` (first rows after ${((run.firstRowsMs ?? 0) / 1000).toFixed(2)} s)`,
+        ` (startDataMovement ${(run.startCallMs / 1000).toFixed(2)} s, first rows after ${((run.firstRowsMs ?? 0) / 1000).toFixed(2)} s)`,
     );
     const problems = await verifyCopy(legacyPool, shardPools, schema);
     for (const p of problems) log(`    warning: row counts differ after the backfill: ${p}`);
     if (problems.length) report.note(`Row counts differed after the backfill: ${problems.join("; ")}`);
-    return run;
+    return { ...run, walBytes };
   });
 
   // 5. CDC through our movement: backfill done, nothing else writing
@@ -310,7 +344,18 @@ export async function runBench(
       await cancelMovement(planId, "bench: next measurement");
       await truncateShardTables(shardPools);
       await checkpointAll(cluster);
-      const run = await sampleThrottledBackfill(planId, options.throttle, options.throttleToS + 0.5);
+      let nextTrace = 0;
+      const run = await sampleThrottledBackfill(
+        planId,
+        options.throttle,
+        options.throttleToS + 0.5,
+        (atMs, tasks) => {
+          if (!options.verbose || atMs < nextTrace) return;
+          nextTrace += 1_000;
+          const active = tasks.filter((t) => t.status === "running").map((t) => `${t.table} ${t.rowsCopied}`);
+          log(`    t=${(atMs / 1000).toFixed(2)} s running: ${active.join(", ") || "none"}`);
+        },
+      );
       await cancelMovement(planId, "bench: measurements done");
       const window = rateBetween(run.samples, options.throttleFromS * 1000, options.throttleToS * 1000);
       if (!window) {
@@ -372,9 +417,18 @@ export async function runBench(
     label: "raw COPY pipe (baseline)",
   });
   report.add({
+    figure: figure("backfill.chunk_loop.rows_per_s", chunkLoop.rowsPerSecond, "rows/s", raw.rowsPerSecond),
+    label: `bare chunk loop (copyChunk × 2 lanes, ${SLICE_CHUNK_ROWS}-row chunks, no worker)`,
+    baselineLabel: "raw COPY pipe",
+  });
+  report.add({
     figure: figure("backfill.unthrottled.seconds", backfill.ms / 1000, "s", raw.ms / 1000),
     label: "backfill wall time (start → all tasks done)",
     baselineLabel: "raw COPY",
+  });
+  report.add({
+    figure: figure("backfill.unthrottled.start_call_seconds", backfill.startCallMs / 1000, "s"),
+    label: "backfill start-up: the startDataMovement call",
   });
   report.add({
     figure: figure(
@@ -382,7 +436,18 @@ export async function runBench(
       (backfill.firstRowsMs ?? Number.NaN) / 1000,
       "s",
     ),
-    label: "backfill start-up (start → first rows copied)",
+    label: "backfill start-up: start → first rows copied",
+  });
+  const mb = (bytes: number) => bytes / 1024 / 1024;
+  report.add({
+    figure: figure("backfill.unthrottled.legacy_wal_mb", mb(backfill.walBytes), "MB", mb(raw.walBytes)),
+    label: "WAL written on legacy during the backfill",
+    baselineLabel: "raw COPY",
+  });
+  report.add({
+    figure: figure("backfill.chunk_loop.legacy_wal_mb", mb(chunkLoop.walBytes), "MB", mb(raw.walBytes)),
+    label: "WAL written on legacy during the bare chunk loop",
+    baselineLabel: "raw COPY",
   });
   report.add({
     figure: figure("backfill.throttled.rows_per_s", throttled.rowsPerSecond, "rows/s", options.throttle),
@@ -460,6 +525,7 @@ export async function runBench(
     report,
     facts: {
       nproc: os.availableParallelism(),
+      loadAverage: { start: loadAtStart, end: os.loadavg()[0] ?? 0 },
       cpuModel: os.cpus()[0]?.model ?? "?",
       postgresVersion,
       datasetRows: dataset.totalRows,

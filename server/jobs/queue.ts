@@ -9,6 +9,8 @@ export const QUEUES = {
   heartbeat: "engine.heartbeat",
   /** One bounded slice of one table's backfill; `short` keeps at most one queued per task. */
   backfillSlice: "backfill.slice",
+  /** One parity check of one plan (full or recent); `short` keeps at most one queued per plan. */
+  parityCheck: "parity.check",
 } as const;
 
 const QUEUE_OPTIONS: Record<(typeof QUEUES)[keyof typeof QUEUES], Omit<PgBoss.Queue, "name">> = {
@@ -16,14 +18,30 @@ const QUEUE_OPTIONS: Record<(typeof QUEUES)[keyof typeof QUEUES], Omit<PgBoss.Qu
   // A slice runs ≤ 15 s; a worker killed mid-slice leaves its job active until it expires, but the
   // task's advisory lock dies with the worker, so the next queued slice resumes at once.
   [QUEUES.backfillSlice]: { policy: "short", retryLimit: 1000, retryDelay: 2, expireInSeconds: 120 },
+  [QUEUES.parityCheck]: { policy: "short", retryLimit: 3, retryDelay: 5, expireInSeconds: 900 },
 };
+
+export interface ParityCheckJob {
+  planId: string;
+  kind: "full" | "recent";
+}
 
 export interface BackfillSliceJob {
   taskId: string;
 }
 
-export async function startQueue(connectionString: string): Promise<PgBoss> {
-  const boss = new PgBoss({ connectionString, schema: QUEUE_SCHEMA, application_name: "shardshift-worker" });
+/** `supervise: false` for processes that only send jobs (the web server): no maintenance loops there. */
+export async function startQueue(
+  connectionString: string,
+  options: { supervise?: boolean } = {},
+): Promise<PgBoss> {
+  const boss = new PgBoss({
+    connectionString,
+    schema: QUEUE_SCHEMA,
+    application_name: "shardshift-worker",
+    supervise: options.supervise ?? true,
+    schedule: options.supervise ?? true,
+  });
   // An error event without a listener would crash the process; log it and let pg-boss retry.
   boss.on("error", (error) => console.error("[queue]", error));
   await boss.start();

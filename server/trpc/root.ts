@@ -2,6 +2,7 @@ import { createCallerFactory, router } from "./init";
 import { auditRouter } from "./routers/audit";
 import { databasesRouter } from "./routers/databases";
 import { movementRouter } from "./routers/movement";
+import { parityRouter } from "./routers/parity";
 import { plansRouter } from "./routers/plans";
 import { usersRouter } from "./routers/users";
 
@@ -9,6 +10,7 @@ export const appRouter = router({
   plans: plansRouter,
   databases: databasesRouter,
   movement: movementRouter,
+  parity: parityRouter,
   audit: auditRouter,
   users: usersRouter,
 });

@@ -42,7 +42,7 @@ function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
-interface TableApplier {
+export interface TableApplier {
   table: TableInfo;
   columns: { name: string; type: string }[];
   upsert(row: Tuple): Statement;
@@ -51,7 +51,8 @@ interface TableApplier {
   hasKey(row: Tuple): boolean;
 }
 
-function buildApplier(table: TableInfo): TableApplier {
+/** Row-image statements for one table (CDC apply, and parity repair). */
+export function tableApplier(table: TableInfo): TableApplier {
   const columns = table.columns.filter((c) => !c.generatedExpr).map((c) => ({ name: c.name, type: c.type }));
   const typeOf = new Map(columns.map((c) => [c.name, c.type]));
   const pk = table.primaryKey;
@@ -110,7 +111,7 @@ export class ChangeRouter {
     private readonly placement: Placement,
   ) {
     for (const table of schema.tables)
-      this.appliers.set(`${table.schema}.${table.name}`, buildApplier(table));
+      this.appliers.set(`${table.schema}.${table.name}`, tableApplier(table));
   }
 
   private applierFor(schema: string, table: string): TableApplier {

@@ -8,9 +8,30 @@
 // Any number of workers may run this loop at once.
 import type PgBoss from "pg-boss";
 import { db } from "../../db";
-import { type BackfillSliceJob, QUEUES } from "../../jobs/queue";
+import { type BackfillSliceJob, type ParityCheckJob, QUEUES } from "../../jobs/queue";
 import { finishCancel } from "../../services/movement/movement";
 import { type CdcRunner, startCdcRunner } from "../cdc/cdc-runner";
+
+/** Continuous parity once the backfill is done: a full pass every 10 min, a "recent" pass every 30 s. */
+const FULL_PARITY_EVERY_MS = 10 * 60_000;
+const RECENT_PARITY_EVERY_MS = 30_000;
+
+async function scheduleParity(boss: PgBoss, planId: string) {
+  const lastOf = (kind: string) =>
+    db().parityRun.findFirst({
+      where: { planId, kind },
+      orderBy: { startedAt: "desc" },
+      select: { startedAt: true },
+    });
+  const [full, recent] = [await lastOf("full"), await lastOf("recent")];
+  const now = Date.now();
+  const job = (kind: "full" | "recent"): ParityCheckJob => ({ planId, kind });
+  if (!full || now - full.startedAt.getTime() > FULL_PARITY_EVERY_MS) {
+    await boss.send(QUEUES.parityCheck, job("full"), { singletonKey: `parity-${planId}` });
+  } else if (!recent || now - recent.startedAt.getTime() > RECENT_PARITY_EVERY_MS) {
+    await boss.send(QUEUES.parityCheck, job("recent"), { singletonKey: `parity-${planId}` });
+  }
+}
 
 export interface Supervisor {
   stop(): Promise<void>;
@@ -51,6 +72,7 @@ export function startSupervisor(
           const data: BackfillSliceJob = { taskId: t.id.toString() };
           await boss.send(QUEUES.backfillSlice, data, { singletonKey: `task-${t.id}` });
         }
+        if (tasks.length === 0) await scheduleParity(boss, m.planId);
       }
     }
     // Runners whose movement ended (cancelled, failed) or that lost their lock stop and are forgotten.

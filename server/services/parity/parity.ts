@@ -1,0 +1,245 @@
+// Parity for people and gates: the status of a plan (clean / drift / unchecked), its history for
+// the charts, the open mismatches with both sides' values, checks on demand, and repairs
+// (operators only, audited with before and after).
+import type PgBoss from "pg-boss";
+import { db } from "../../db";
+import { planTable } from "../../engine/backfill/copy-chunk";
+import { locate } from "../../engine/parity/chunk-hash";
+import { repairRow } from "../../engine/parity/repair";
+import { loadMovementContext } from "../../engine/runtime/movement-context";
+import { AppError } from "../../errors";
+import { QUEUES } from "../../jobs/queue";
+import type { TRepairInput } from "../../schemas/parity";
+import type { Actor } from "../actor";
+import { appendAuditEvent } from "../audit/audit-log";
+
+export type ParityState = "clean" | "drift" | "unchecked";
+
+/** What cohort gates and the breaker's automatic trip read: clean only after a full pass found nothing open. */
+export async function parityGate(
+  planId: string,
+): Promise<{ state: ParityState; openMismatches: number; lastFullCheckAt: Date | null }> {
+  const lastFull = await db().parityRun.findFirst({
+    where: { planId, kind: "full", status: "complete" },
+    orderBy: { finishedAt: "desc" },
+  });
+  const openMismatches = await db().parityMismatch.count({ where: { planId, status: "open" } });
+  const state: ParityState = openMismatches > 0 ? "drift" : lastFull ? "clean" : "unchecked";
+  return { state, openMismatches, lastFullCheckAt: lastFull?.finishedAt ?? null };
+}
+
+export async function getParityStatus(planId: string, minutes = 60) {
+  const gate = await parityGate(planId);
+  const lastFull = await db().parityRun.findFirst({
+    where: { planId, kind: "full", status: "complete" },
+    orderBy: { finishedAt: "desc" },
+  });
+  const running = await db().parityRun.findFirst({
+    where: { planId, status: "running" },
+    orderBy: { startedAt: "desc" },
+  });
+  const runs = await db().parityRun.findMany({ where: { planId }, orderBy: { startedAt: "desc" }, take: 10 });
+  const mismatches = await db().parityMismatch.findMany({
+    where: { planId, status: "open" },
+    orderBy: { detectedAt: "desc" },
+    take: 200,
+  });
+  const since = new Date(Date.now() - minutes * 60_000);
+  const samples = await db().metricSample.findMany({
+    where: {
+      planId,
+      at: { gte: since },
+      OR: [{ name: { startsWith: "parity." } }, { name: "cdc.lag_ms" }],
+    },
+    orderBy: { at: "asc" },
+    select: { name: true, value: true, at: true },
+  });
+  const perTenant = new Map<string, number>();
+  for (const m of mismatches)
+    if (m.tenantKey) perTenant.set(m.tenantKey, (perTenant.get(m.tenantKey) ?? 0) + 1);
+  return {
+    ...gate,
+    checking: Boolean(running),
+    lastFull: lastFull
+      ? {
+          id: lastFull.id.toString(),
+          finishedAt: lastFull.finishedAt,
+          rowsVerified: Number(lastFull.rowsVerified),
+          tables: lastFull.tables as {
+            table: string;
+            rowsVerified: number;
+            chunks: number;
+            mismatches: number;
+            checkedAt: string;
+          }[],
+        }
+      : null,
+    runs: runs.map((r) => ({
+      id: r.id.toString(),
+      kind: r.kind,
+      status: r.status,
+      rowsVerified: Number(r.rowsVerified),
+      chunksChecked: r.chunksChecked,
+      chunksMismatched: r.chunksMismatched,
+      mismatchesConfirmed: r.mismatchesConfirmed,
+      startedAt: r.startedAt,
+      finishedAt: r.finishedAt,
+      error: r.error,
+    })),
+    mismatches: mismatches.map((m) => ({
+      id: m.id.toString(),
+      table: m.tableName,
+      tenant: m.tenantKey,
+      shard: m.shardOrdinal,
+      key: m.rowKey as string[],
+      kind: m.kind as "missing" | "extra" | "changed",
+      columns: m.columns as string[],
+      legacy: (m.legacyValues ?? null) as Record<string, string | null> | null,
+      shardValues: (m.shardValues ?? null) as Record<string, string | null> | null,
+      detectedAt: m.detectedAt,
+    })),
+    tenantsWithDrift: [...perTenant.entries()].map(([tenant, rows]) => ({ tenant, rows })),
+    samples,
+  };
+}
+
+let queue: PgBoss | null = null;
+/** The web server enqueues through a queue client of its own (created on first use). */
+async function queueClient(): Promise<PgBoss> {
+  if (!queue) {
+    const { startQueue } = await import("../../jobs/queue");
+    const { serverEnv } = await import("../../env");
+    queue = await startQueue(serverEnv().DATABASE_URL, { supervise: false });
+  }
+  return queue;
+}
+
+export async function requestParityCheck(actor: Actor, input: { planId: string; kind: "full" | "recent" }) {
+  const movement = await db().dataMovement.findUnique({ where: { planId: input.planId } });
+  if (!movement || !["running", "paused"].includes(movement.status)) {
+    throw new AppError(
+      "PRECONDITION_FAILED",
+      "Parity compares legacy with the shards while CDC streams: start the data movement first.",
+    );
+  }
+  const boss = await queueClient();
+  await boss.send(
+    QUEUES.parityCheck,
+    { planId: input.planId, kind: input.kind },
+    { singletonKey: `parity-${input.planId}` },
+  );
+  await db().$transaction((tx) =>
+    appendAuditEvent(tx, {
+      actor,
+      action: "parity.check.request",
+      target: { type: "plan", id: input.planId },
+      planId: input.planId,
+      after: { kind: input.kind },
+    }),
+  );
+}
+
+export async function repair(actor: Actor, input: TRepairInput) {
+  const ctx = await loadMovementContext(input.planId).catch(() => {
+    throw new AppError("PRECONDITION_FAILED", "This plan has no data movement: nothing to repair.");
+  });
+  const planFor = (tableName: string) => {
+    const table = ctx.schema.tables.find((t) => t.qualified === tableName);
+    if (!table) throw new AppError("BAD_REQUEST", `No table ${tableName} in this migration.`);
+    return planTable(table, ctx.schema.shardKeyColumn);
+  };
+  const repaired: {
+    table: string;
+    shard: number;
+    key: string[];
+    action: string;
+    before: unknown;
+    after: unknown;
+  }[] = [];
+  let mismatchIds: bigint[] = [];
+
+  if (input.scope === "row" || input.scope === "table") {
+    const mismatches =
+      input.scope === "row"
+        ? await db().parityMismatch.findMany({
+            where: { id: BigInt(input.mismatchId), planId: input.planId, status: "open" },
+          })
+        : await db().parityMismatch.findMany({
+            where: { planId: input.planId, tableName: input.table, status: "open" },
+          });
+    if (mismatches.length === 0)
+      throw new AppError(
+        "NOT_FOUND",
+        "No open mismatch to repair (it may have been repaired or resolved already).",
+      );
+    for (const m of mismatches) {
+      const plan = planFor(m.tableName);
+      const key = m.rowKey as string[];
+      const outcome = await repairRow(ctx.source, ctx.shards, ctx.placement, plan, m.shardOrdinal, key);
+      repaired.push({
+        table: m.tableName,
+        shard: m.shardOrdinal,
+        key,
+        action: outcome.action,
+        before: m.shardValues,
+        after: outcome.legacyRow,
+      });
+    }
+    mismatchIds = mismatches.map((m) => m.id);
+  } else {
+    // A whole tenant: locate every difference in every sharded table, then repair each row.
+    const shard = ctx.placement.shardFor(input.tenant);
+    for (const table of ctx.schema.tables.filter((t) => t.kind === "sharded")) {
+      const plan = planTable(table, ctx.schema.shardKeyColumn);
+      const located = await locate(
+        ctx.source,
+        ctx.shards,
+        ctx.placement,
+        plan,
+        { after: null, upTo: null },
+        { tenant: input.tenant, shard },
+      );
+      for (const d of located.differences) {
+        const outcome = await repairRow(ctx.source, ctx.shards, ctx.placement, plan, d.shard, d.key);
+        repaired.push({
+          table: d.table,
+          shard: d.shard,
+          key: d.key,
+          action: outcome.action,
+          before: d.shardRow,
+          after: outcome.legacyRow,
+        });
+      }
+    }
+    mismatchIds = (
+      await db().parityMismatch.findMany({
+        where: { planId: input.planId, tenantKey: input.tenant, status: "open" },
+      })
+    ).map((m) => m.id);
+  }
+
+  await db().$transaction(async (tx) => {
+    if (mismatchIds.length) {
+      await tx.parityMismatch.updateMany({
+        where: { id: { in: mismatchIds } },
+        data: { status: "repaired", closedAt: new Date() },
+      });
+    }
+    await appendAuditEvent(tx, {
+      actor,
+      action: `parity.repair.${input.scope}`,
+      target: { type: "plan", id: input.planId },
+      planId: input.planId,
+      before: repaired.map((r) => ({ table: r.table, shard: r.shard, key: r.key, row: r.before })),
+      after: repaired.map((r) => ({
+        table: r.table,
+        shard: r.shard,
+        key: r.key,
+        action: r.action,
+        row: r.after,
+      })),
+      reason: input.reason,
+    });
+  });
+  return { repaired: repaired.length };
+}
