@@ -1,14 +1,7 @@
 // An operator starts the data movement from the UI, watches progress, pauses (progress stops),
 // resumes with a higher rate, and sees the backfill complete.
 import { expect, test } from "@playwright/test";
-import { screenshot, signIn } from "./helpers";
-
-async function trpc<T>(page: import("@playwright/test").Page, path: string, input: unknown): Promise<T> {
-  const response = await page.request.post(`/api/trpc/${path}`, { data: { json: input } });
-  const body = await response.json();
-  if (!response.ok()) throw new Error(`${path}: ${JSON.stringify(body.error?.json?.message ?? body)}`);
-  return body.result.data.json as T;
-}
+import { planAtTwoWayCdc, screenshot, signIn, trpc } from "./helpers";
 
 test("start, pause, resume and complete a backfill from the UI", async ({ page }) => {
   test.setTimeout(180_000);
@@ -78,4 +71,8 @@ test("start, pause, resume and complete a backfill from the UI", async ({ page }
   await expect(page.getByTestId("stat-eta")).toHaveText("Done", { timeout: 90_000 });
   await expect(page.getByTestId("backfill-task").filter({ hasText: "done" })).toHaveCount(9);
   await screenshot(page, "13-backfill-done");
+
+  // Leave nothing streaming for the other specs: cancel drops the slot.
+  await trpc(page, "movement.control", { planId: plan.id, action: "cancel", reason: "test over" });
+  await expect(page.getByText("Movement cancelled")).toBeVisible({ timeout: 30_000 });
 });

@@ -42,13 +42,58 @@ export async function screenshot(page: Page, name: string) {
   await page.screenshot({ path: path.join("test-results", "screens", `${name}.png`), fullPage: true });
 }
 
-/** The e2e demo's control-plane database, as its superuser (for tampering tests only). */
-export function controlPlanePool(): pg.Pool {
+/** A database of the e2e demo's embedded servers, as their superuser (for tampering tests only). */
+export function demoPool(port: number, database: string): pg.Pool {
   const secrets = JSON.parse(fs.readFileSync(path.join(E2E.dataDir, "demo-secrets.json"), "utf8")) as {
     pgPassword: string;
   };
   return new pg.Pool({
-    connectionString: `postgresql://postgres:${encodeURIComponent(secrets.pgPassword)}@127.0.0.1:${E2E.pgPortBase}/shardshift`,
+    connectionString: `postgresql://postgres:${encodeURIComponent(secrets.pgPassword)}@127.0.0.1:${port}/${database}`,
     max: 1,
   });
+}
+
+export function controlPlanePool(): pg.Pool {
+  return demoPool(E2E.pgPortBase, "shardshift");
+}
+
+/** Calls a tRPC procedure as the page's signed-in user. */
+export async function trpc<T>(page: Page, path: string, input?: unknown): Promise<T> {
+  const response =
+    input === undefined
+      ? await page.request.get(`/api/trpc/${path}`)
+      : await page.request.post(`/api/trpc/${path}`, { data: { json: input } });
+  const body = await response.json();
+  if (!response.ok()) throw new Error(`${path}: ${JSON.stringify(body.error?.json?.message ?? body)}`);
+  return body.result.data.json as T;
+}
+
+/** A plan at "Two-way CDC" on the demo's legacy database and every shard, set up through the API. */
+export async function planAtTwoWayCdc(page: Page, name: string, settings: Record<string, unknown> = {}) {
+  const dbs = await trpc<{ id: string; kind: string }[]>(page, "databases.list");
+  let plan = await trpc<{ id: string; version: number }>(page, "plans.create", {
+    name,
+    sourceDatabaseId: dbs.find((d) => d.kind === "legacy")?.id,
+    shardDatabaseIds: dbs.filter((d) => d.kind === "shard").map((d) => d.id),
+    shardKeyColumn: "tenant_id",
+    settings: {
+      backfillRowsPerSecond: 20_000,
+      cdcLagThresholdMs: 60_000,
+      gateSoakMinutes: 30,
+      requireCleanParity: true,
+      freezeBudgetMs: 2_000,
+      soakDays: 14,
+      cohortPercents: [1, 5, 25, 100],
+      ...settings,
+    },
+  });
+  for (const reason of ["key reviewed", "router deployed"]) {
+    plan = await trpc(page, "plans.transition", {
+      planId: plan.id,
+      expectedVersion: plan.version,
+      event: "advance",
+      reason,
+    });
+  }
+  return plan;
 }

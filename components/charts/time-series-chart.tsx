@@ -47,15 +47,14 @@ export function TimeSeriesChart({
           <YAxis
             tick={{ fontSize: 11, fill: "#475569" }}
             tickFormatter={(v: number) => nf.format(v)}
-            width={56}
-            unit={` ${unit}`}
+            width={48}
           />
           <Tooltip
             labelFormatter={(t) => timeFormat.format(new Date(Number(t)))}
             formatter={(v) => [`${nf.format(Number(v))} ${unit}`, label]}
           />
           <Line
-            type="monotone"
+            type="linear"
             dataKey="value"
             stroke={color}
             strokeWidth={2}

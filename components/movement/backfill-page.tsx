@@ -239,6 +239,7 @@ function Controls({
   const control = useMutation(trpc.movement.control.mutationOptions({ onSuccess: invalidate }));
   const setRate = useMutation(trpc.movement.setRate.mutationOptions({ onSuccess: invalidate }));
   const [rateDraft, setRateDraft] = useState(String(rate));
+  const [resetShards, setResetShards] = useState(false);
   const [rateError, setRateError] = useState<string | null>(null);
   const m = status.movement;
   const canStart = !m || m.status === "cancelled";
@@ -282,8 +283,24 @@ function Controls({
               confirmLabel="Start backfill and CDC"
               busy={start.isPending}
               error={start.error ? messageOf(start.error) : null}
-              onConfirm={(reason) => start.mutateAsync({ planId, reason })}
-            />
+              onConfirm={(reason) => start.mutateAsync({ planId, reason, resetShards })}
+            >
+              <label className="flex items-start gap-2 text-sm">
+                <input
+                  type="checkbox"
+                  className="mt-0.5"
+                  checked={resetShards}
+                  onChange={(e) => setResetShards(e.target.checked)}
+                />
+                <span>
+                  Empty the shard tables first
+                  <span className="block text-xs text-slate-500">
+                    Needed when the shards hold rows from an earlier, cancelled movement: this copy cannot
+                    know what legacy deleted since.
+                  </span>
+                </span>
+              </label>
+            </ConfirmDialog>
           )
         ) : null}
         {m && (m.status === "running" || m.status === "failed") ? (

@@ -31,7 +31,11 @@ function useLiveIndicators(planId: string) {
   const movement = status.data?.movement ?? null;
   const lag = status.data?.samples.filter((s) => s.name === "cdc.lag_ms").at(-1);
   const streaming = movement && ["running", "paused"].includes(movement.status);
-  return { movement, lagMs: streaming && lag ? lag.value : null, streaming };
+  const parity = useQuery({
+    ...trpc.parity.status.queryOptions({ planId, minutes: 1 }),
+    refetchInterval: 5_000,
+  });
+  return { movement, lagMs: streaming && lag ? lag.value : null, streaming, parity: parity.data };
 }
 
 export function PlanHeader({ plan }: PlanHeaderProps) {
@@ -40,6 +44,7 @@ export function PlanHeader({ plan }: PlanHeaderProps) {
   const tabs = [
     { href: `/plans/${plan.id}`, label: "Overview" },
     { href: `/plans/${plan.id}/backfill`, label: "Backfill & CDC" },
+    { href: `/plans/${plan.id}/parity`, label: "Parity" },
     { href: `/plans/${plan.id}/settings`, label: "Settings" },
     { href: `/audit?planId=${plan.id}`, label: "Audit" },
   ];
@@ -83,7 +88,13 @@ export function PlanHeader({ plan }: PlanHeaderProps) {
             )}
           </Indicator>
           <Indicator label="Parity">
-            <Badge tone="neutral">Not checked yet</Badge>
+            {live.parity?.state === "clean" ? (
+              <Badge tone="ok">Clean</Badge>
+            ) : live.parity?.state === "drift" ? (
+              <Badge tone="danger">{`Drift: ${live.parity.openMismatches} rows`}</Badge>
+            ) : (
+              <Badge tone="neutral">Not checked yet</Badge>
+            )}
           </Indicator>
         </dl>
       </div>

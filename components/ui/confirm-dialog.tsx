@@ -16,6 +16,7 @@ export function ConfirmDialog({
   busy,
   error,
   onConfirm,
+  children,
 }: {
   trigger: ReactNode;
   title: string;
@@ -26,6 +27,8 @@ export function ConfirmDialog({
   busy?: boolean;
   error?: string | null;
   onConfirm: (reason: string) => Promise<unknown>;
+  /** Extra inputs the action needs, shown above the reason. */
+  children?: ReactNode;
 }) {
   const [open, setOpen] = useState(false);
   const [reason, setReason] = useState("");

@@ -177,6 +177,19 @@ export async function readLagSummary(targets: readonly pg.Pool[]): Promise<LagSu
   return summarizeLags(parts.flat().map((r) => r.lag_ms));
 }
 
+/** The worst lag of each 250 ms of sending time (a diagnostic: periodic stalls show as a rhythm). */
+export async function readLagTimeline(targets: readonly pg.Pool[]): Promise<number[]> {
+  const worst = new Map<number, number>();
+  for (const t of targets) {
+    const { rows } = await t.query<{ slot: string; lag: number }>(
+      `select floor(extract(epoch from sent_at) * 4)::bigint::text as slot, max(lag_ms) as lag
+         from public.bench_arrival group by 1`,
+    );
+    for (const r of rows) worst.set(Number(r.slot), Math.max(worst.get(Number(r.slot)) ?? 0, r.lag));
+  }
+  return [...worst].sort((a, b) => a[0] - b[0]).map(([, lag]) => lag);
+}
+
 /** Applied rows per second: from the first probe's commit-side timestamp to the last arrival. */
 export async function readApplyThroughput(
   targets: readonly pg.Pool[],

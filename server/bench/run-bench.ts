@@ -44,6 +44,7 @@ import {
 } from "./movement";
 import { startNativeReplication } from "./native";
 import type { BenchOptions } from "./options";
+import { parityRunsBetween, waitForParityIdle } from "./parity-activity";
 import {
   ARRIVAL_SETUP_SQL,
   burstProbes,
@@ -53,6 +54,7 @@ import {
   type ProbeDriveResult,
   readApplyThroughput,
   readLagSummary,
+  readLagTimeline,
   readTenantIds,
   waitForArrivals,
   warmPool,
@@ -84,6 +86,8 @@ export interface BenchResult {
 }
 
 interface CdcMeasurement {
+  lagWindow: { from: Date; to: Date };
+  burstWindow: { from: Date; to: Date };
   lag: LagSummary;
   paced: ProbeDriveResult;
   burst: ProbeDriveResult;
@@ -143,14 +147,18 @@ async function measureCdc(
   options: BenchOptions,
   tenantIds: readonly string[],
   log: (line: string) => void,
+  /** Runs before each test: lets background work of the system under test finish first. */
+  settle: () => Promise<void> = async () => {},
 ): Promise<CdcMeasurement> {
   await warmPool(source, PROBE_POOL_SIZE);
   // A few probes first: the first rows through a fresh apply path pay for parsing and planning.
   await burstProbes(source, { rows: 20, batch: 1, connections: 4, tenantIds });
   await waitForArrivals(targets, 20, `${what} (warm-up)`);
   await clearArrivals(targets);
+  await settle();
   await checkpointAll(cluster);
 
+  const lagFrom = new Date();
   log(`    ${what}: ${options.cdcRate} writes/s for ${options.cdcSeconds} s`);
   const paced = await drivePacedProbes(source, {
     rate: options.cdcRate,
@@ -158,13 +166,20 @@ async function measureCdc(
     tenantIds,
   });
   await waitForArrivals(targets, paced.inserted, what);
+  const lagWindow = { from: lagFrom, to: new Date() };
   const lag = await readLagSummary(targets);
+  if (options.verbose) {
+    const timeline = await readLagTimeline(targets);
+    log(`    ${what}: worst lag per 250 ms (ms): ${timeline.map((v) => v.toFixed(0)).join(" ")}`);
+  }
   log(
     `    ${what}: ${paced.inserted} rows at ${paced.writesPerSecond.toFixed(0)} writes/s; lag p50 ${lag.p50.toFixed(1)} ms, p99 ${lag.p99.toFixed(1)} ms, max ${lag.max.toFixed(1)} ms`,
   );
 
   await clearArrivals(targets);
+  await settle();
   await checkpointAll(cluster);
+  const burstFrom = new Date();
   log(
     `    ${what}: burst of ${options.burstRows} rows (${options.burstBatch} per transaction, ${options.burstConnections} connections)`,
   );
@@ -175,12 +190,13 @@ async function measureCdc(
     tenantIds,
   });
   await waitForArrivals(targets, burst.inserted, `${what} (burst)`, 180_000);
+  const burstWindow = { from: burstFrom, to: new Date() };
   const apply = await readApplyThroughput(targets);
   log(
     `    ${what}: written at ${burst.writesPerSecond.toFixed(0)} rows/s, applied at ${apply.rowsPerSecond.toFixed(0)} rows/s (${apply.seconds.toFixed(2)} s)`,
   );
   await clearArrivals(targets);
-  return { lag, paced, burst, apply };
+  return { lag, paced, burst, apply, lagWindow, burstWindow };
 }
 
 export async function runBench(
@@ -334,7 +350,35 @@ export async function runBench(
         intervalMs: 200,
       },
     );
-    return measureCdc("ours", legacyPool, shardPools, cluster, options, tenantIds, log);
+    const settle = async () => {
+      const parity = await waitForParityIdle(controlUrl, planId, { appearMs: 5_000, timeoutMs: 60_000 });
+      if (parity.runs > 0) {
+        log(
+          `    waited ${(parity.waitedMs / 1000).toFixed(1)} s for parity passes in flight (${parity.runs} so far)`,
+        );
+      }
+    };
+    const measured = await measureCdc(
+      "ours",
+      legacyPool,
+      shardPools,
+      cluster,
+      options,
+      tenantIds,
+      log,
+      settle,
+    );
+    for (const [test, window] of [
+      ["lag test", measured.lagWindow],
+      ["burst", measured.burstWindow],
+    ] as const) {
+      const overlapping = await parityRunsBetween(controlUrl, planId, window.from, window.to);
+      if (overlapping.length) {
+        log(`    parity passes during our ${test}: ${overlapping.join(", ")}`);
+        report.note(`The worker's parity passes overlapped our CDC ${test}: ${overlapping.join(", ")}.`);
+      }
+    }
+    return measured;
   });
 
   // 6. backfill, throttled: a second movement on emptied shards

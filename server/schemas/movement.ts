@@ -2,6 +2,8 @@ import { z } from "zod";
 
 export const ZStartMovementInput = z.object({
   planId: z.uuid(),
+  /** Empty the plan's tables on every shard first (rows left by an earlier, cancelled movement). */
+  resetShards: z.boolean().default(false),
   reason: z.string().trim().min(3, "Say why (at least 3 characters): it goes into the audit log").max(500),
 });
 

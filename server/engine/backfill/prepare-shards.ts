@@ -93,7 +93,7 @@ export async function prepareShard(
         if (existing.join("|") !== wanted.join("|")) {
           throw new ShardSchemaConflictError(
             `${shardName} already has table ${table.qualified} with different columns (${existing.join(", ")}) than the source (${wanted.join(", ")}). ` +
-              "Drop it on the shard (it holds no migrated data yet) or fix the source, then prepare again.",
+              "Make the shard's table match the source (or drop it there if it holds nothing you need), then start again.",
           );
         }
         report.existingTables.push(table.qualified);

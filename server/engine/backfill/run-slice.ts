@@ -89,7 +89,7 @@ async function runLockedSlice(taskId: bigint, sliceMs: number): Promise<SliceOut
   let lastCheck = started;
   let windowRows = 0;
   let windowStart = started;
-  const failed = false;
+  let failed = false;
   try {
     await db().backfillTask.update({ where: { id: taskId }, data: { status: "running" } });
     for (;;) {
@@ -154,6 +154,7 @@ async function runLockedSlice(taskId: bigint, sliceMs: number): Promise<SliceOut
       });
     }
   } catch (error) {
+    failed = true;
     await recordEngineEvent(
       task.planId,
       "error",
@@ -162,7 +163,8 @@ async function runLockedSlice(taskId: bigint, sliceMs: number): Promise<SliceOut
     ).catch(() => {});
     throw error;
   } finally {
-    source.release();
-    for (const s of shards) s.release();
+    // After an error a connection may be mid-transaction or broken: discard it rather than reuse it.
+    source.release(failed);
+    for (const s of shards) s.release(failed);
   }
 }

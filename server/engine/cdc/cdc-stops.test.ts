@@ -64,7 +64,7 @@ async function planWithMovement(name: string) {
       reason,
     });
   }
-  await startDataMovement(actor, { planId: plan.id, reason: "go" });
+  await startDataMovement(actor, { planId: plan.id, reason: "go", resetShards: true });
   await waitFor("the first CDC confirmation", async () => {
     await legacy.pool.query("update accounts set name = name where tenant_id = 1");
     return (await db().dataMovement.findUnique({ where: { planId: plan.id } }))?.confirmedLsn;
@@ -110,5 +110,38 @@ describe("CDC stops clearly on what it cannot replay", () => {
     });
     expect(movement.lastError).toMatch(/schema of public\.accounts changed on legacy/);
     await stopAndClean(plan.id);
+    await legacy.pool.query(
+      "delete from accounts where tenant_id = 999; alter table accounts drop column email",
+    );
+  });
+
+  it("refuses to fill shards that hold an earlier copy's rows, or that another movement is filling", {
+    timeout: 90_000,
+  }, async () => {
+    const first = await planWithMovement("first of two");
+    const sources = await db().database.findMany();
+    let second = await createPlan(actor, {
+      name: "second of two",
+      sourceDatabaseId: sources.find((d) => d.kind === "legacy")?.id ?? "",
+      shardDatabaseIds: [sources.find((d) => d.kind === "shard")?.id ?? ""],
+      shardKeyColumn: "tenant_id",
+    });
+    for (const reason of ["key ok", "router ok"]) {
+      second = await transitionPlan(actor, {
+        planId: second.id,
+        expectedVersion: second.version,
+        event: "advance",
+        reason,
+      });
+    }
+    await expect(
+      startDataMovement(actor, { planId: second.id, reason: "go", resetShards: true }),
+    ).rejects.toThrow(/Plan "first of two" is moving data into the same shard/);
+    await stopAndClean(first.id);
+    await expect(startDataMovement(actor, { planId: second.id, reason: "go" })).rejects.toThrow(
+      /already holds rows in public\.(accounts|notes).*Empty the shard tables first/,
+    );
+    await startDataMovement(actor, { planId: second.id, reason: "go", resetShards: true });
+    await stopAndClean(second.id);
   });
 });

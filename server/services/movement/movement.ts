@@ -8,9 +8,10 @@
 //   3. create the publication, then the slot: its consistent point precedes every backfill read,
 //      so no change can fall between the copy and the stream
 //   4. record the movement (schema snapshot, slot LSN) and one backfill task per table, audited
+import type pg from "pg";
 import { db } from "../../db";
 import { introspectSource, unsupportedTables } from "../../engine/analysis/introspect";
-import { prepareShard } from "../../engine/backfill/prepare-shards";
+import { prepareShard, ShardSchemaConflictError } from "../../engine/backfill/prepare-shards";
 import { createPublication, createSlot, dropPublication, dropSlot, formatLsn } from "../../engine/cdc/slot";
 import { ConnectionFailedError, withClient } from "../../engine/sql/connect";
 import { type MovementStatus, nextMovementStatus } from "../../engine/state/movement";
@@ -42,11 +43,24 @@ async function reachable<T>(what: string, url: string, fn: Parameters<typeof wit
     if (error instanceof ConnectionFailedError) {
       throw new AppError("BAD_REQUEST", `${what} is unreachable: ${error.message} Nothing was started.`);
     }
+    if (error instanceof ShardSchemaConflictError) throw new AppError("PRECONDITION_FAILED", error.message);
     throw error;
   }
 }
 
-export async function startDataMovement(actor: Actor, input: { planId: string; reason: string }) {
+async function nonEmptyTables(client: pg.ClientBase, tables: { qualified: string }[]): Promise<string[]> {
+  const found: string[] = [];
+  for (const t of tables) {
+    const exists = await client.query(`select exists (select 1 from ${t.qualified}) as e`);
+    if (exists.rows[0]?.e) found.push(t.qualified.replaceAll('"', ""));
+  }
+  return found;
+}
+
+export async function startDataMovement(
+  actor: Actor,
+  input: { planId: string; reason: string; resetShards?: boolean },
+) {
   const plan = await db().plan.findUnique({
     where: { id: input.planId },
     include: {
@@ -80,12 +94,36 @@ export async function startDataMovement(actor: Actor, input: { planId: string; r
     throw new AppError("PRECONDITION_FAILED", `No table on legacy has the shard key ${plan.shardKeyColumn}.`);
   }
 
-  // 2. shards
+  // 2. shards: the same shard must not be filled by two movements at once, and rows left by an
+  //    earlier copy must go first — this copy upserts what legacy has, it cannot know what legacy deleted since.
+  const busy = await db().dataMovement.findFirst({
+    where: {
+      planId: { not: plan.id },
+      status: { not: "cancelled" },
+      plan: { shards: { some: { databaseId: { in: plan.shards.map((s) => s.databaseId) } } } },
+    },
+    include: { plan: { select: { name: true } } },
+  });
+  if (busy) {
+    throw new AppError(
+      "CONFLICT",
+      `Plan "${busy.plan.name}" is moving data into the same shard(s) (its movement is ${busy.status}). Cancel it first; two movements into one shard would overwrite each other.`,
+    );
+  }
   for (const shard of plan.shards) {
     const url = await connectionUrlFor(shard.databaseId);
-    await reachable(`Shard "${shard.database.name}"`, url, (c) =>
-      prepareShard(c, shard.database.name, schema),
-    );
+    await reachable(`Shard "${shard.database.name}"`, url, async (c) => {
+      await prepareShard(c, shard.database.name, schema);
+      const filled = await nonEmptyTables(c, schema.tables);
+      if (filled.length && !input.resetShards) {
+        throw new AppError(
+          "PRECONDITION_FAILED",
+          `Shard "${shard.database.name}" already holds rows in ${filled.slice(0, 4).join(", ")}${filled.length > 4 ? ` and ${filled.length - 4} more` : ""} (left by an earlier data movement?). ` +
+            "This copy would not remove rows legacy deleted since. Start again with “Empty the shard tables first”.",
+        );
+      }
+      if (filled.length) await c.query(`truncate ${schema.tables.map((t) => t.qualified).join(", ")}`);
+    });
   }
 
   // 3. publication, then slot (drop leftovers of a cancelled or crashed start first)
@@ -146,6 +184,7 @@ export async function startDataMovement(actor: Actor, input: { planId: string; r
         shards: plan.shards.map((s) => s.database.name),
         slot: names.slotName,
         slotLsn: formatLsn(slotLsn),
+        resetShards: Boolean(input.resetShards),
       },
       reason: input.reason,
     });

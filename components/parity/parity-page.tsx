@@ -1,0 +1,437 @@
+"use client";
+
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import type { inferRouterOutputs } from "@trpc/server";
+import { Fragment, useState } from "react";
+import { MultiSeriesChart, type Series } from "@/components/charts/multi-series-chart";
+import { PlanHeader } from "@/components/plans/plan-header";
+import { usePlan } from "@/components/plans/use-plan";
+import { useTRPC } from "@/components/providers/trpc";
+import { useRoleBlock } from "@/components/providers/user";
+import { Alert } from "@/components/ui/alert";
+import { Badge } from "@/components/ui/badge";
+import { Button } from "@/components/ui/button";
+import { Card } from "@/components/ui/card";
+import { ConfirmDialog } from "@/components/ui/confirm-dialog";
+import { SelectInput } from "@/components/ui/field";
+import { messageOf } from "@/components/ui/field-errors";
+import { QueryState } from "@/components/ui/query-state";
+import { Time } from "@/components/ui/time";
+import type { AppRouter } from "@/server/trpc/root";
+
+type Status = inferRouterOutputs<AppRouter>["parity"]["status"];
+type Mismatch = Status["mismatches"][number];
+const nf = new Intl.NumberFormat();
+const plain = (table: string) => table.replaceAll('"', "");
+
+function seriesOf(samples: Status["samples"], prefix: string): Series[] {
+  const byName = new Map<string, Series>();
+  for (const s of samples) {
+    if (!s.name.startsWith(prefix)) continue;
+    const name = plain(s.name.slice(prefix.length)) || prefix;
+    const series = byName.get(name) ?? { name, points: [] };
+    series.points.push({ t: new Date(s.at).getTime(), value: s.value });
+    byName.set(name, series);
+  }
+  return [...byName.values()];
+}
+
+export function ParityPage({ planId }: { planId: string }) {
+  const trpc = useTRPC();
+  const plan = usePlan(planId);
+  const [minutes, setMinutes] = useState(60);
+  const status = useQuery({
+    ...trpc.parity.status.queryOptions({ planId, minutes }),
+    refetchInterval: 3_000,
+  });
+  if (!plan.data) return <QueryState isLoading={plan.isLoading} error={plan.error} what="the plan" />;
+  const s = status.data;
+  const now = Date.now();
+  const domain: [number, number] = [now - minutes * 60_000, now];
+  const drift = s
+    ? seriesOf(s.samples, "parity.mismatches:").filter(
+        (x) => x.points.some((p) => p.value > 0) || x.name.endsWith("events"),
+      )
+    : [];
+  const verified = s
+    ? seriesOf(s.samples, "parity.rows_per_s").map((x) => ({ ...x, name: "rows verified/s" }))
+    : [];
+  const lag = s ? seriesOf(s.samples, "cdc.lag_ms").map((x) => ({ ...x, name: "CDC lag (ms)" })) : [];
+
+  return (
+    <>
+      <PlanHeader plan={plan.data} />
+      <div className="space-y-4">
+        <QueryState isLoading={status.isLoading} error={status.error} what="parity" />
+        {s ? <Overview planId={planId} status={s} /> : null}
+        {s ? (
+          <Card
+            title="Drift, verification rate and CDC lag"
+            description="Open mismatched rows per table, rows verified per second by full checks, and forward CDC lag, on one time axis."
+            actions={
+              <>
+                <label htmlFor="parity-window" className="text-xs text-slate-600">
+                  Window
+                </label>
+                <SelectInput
+                  id="parity-window"
+                  value={minutes}
+                  onChange={(e) => setMinutes(Number(e.target.value))}
+                  className="w-28"
+                >
+                  <option value={15}>15 min</option>
+                  <option value={60}>1 hour</option>
+                  <option value={360}>6 hours</option>
+                  <option value={1440}>24 hours</option>
+                </SelectInput>
+              </>
+            }
+          >
+            <h3 className="text-xs font-medium text-slate-700">Drift: open mismatched rows by table</h3>
+            <MultiSeriesChart
+              series={drift}
+              domain={domain}
+              unit="rows"
+              label="Drift by table"
+              empty="No parity checks in this window yet."
+            />
+            <h3 className="mt-3 text-xs font-medium text-slate-700">
+              Rows verified per second (full checks)
+            </h3>
+            <MultiSeriesChart
+              series={verified}
+              domain={domain}
+              unit="rows/s"
+              label="Rows verified per second"
+              height={120}
+              empty="No full check finished in this window."
+            />
+            <h3 className="mt-3 text-xs font-medium text-slate-700">CDC lag (ms)</h3>
+            <MultiSeriesChart
+              series={lag}
+              domain={domain}
+              unit="ms"
+              label="CDC lag"
+              height={120}
+              empty="No CDC measurements in this window."
+            />
+          </Card>
+        ) : null}
+        {s?.mismatches.length ? (
+          <Mismatches planId={planId} mismatches={s.mismatches} tenants={s.tenantsWithDrift} />
+        ) : null}
+        {s?.lastFull ? (
+          <Card
+            title="Last full check per table"
+            description={`Finished ${new Date(s.lastFull.finishedAt ?? 0).toLocaleString()}.`}
+          >
+            <table className="w-full text-left text-xs">
+              <thead className="text-slate-500">
+                <tr>
+                  <th className="py-1 font-medium">Table</th>
+                  <th className="py-1 text-right font-medium">Rows verified</th>
+                  <th className="py-1 text-right font-medium">Chunks</th>
+                  <th className="py-1 text-right font-medium">Mismatched rows</th>
+                  <th className="py-1 font-medium">Result</th>
+                </tr>
+              </thead>
+              <tbody className="divide-y divide-slate-100">
+                {s.lastFull.tables.map((t) => (
+                  <tr key={t.table} data-testid="parity-table">
+                    <td className="py-1.5 font-mono">{plain(t.table)}</td>
+                    <td className="py-1.5 text-right tabular-nums">{nf.format(t.rowsVerified)}</td>
+                    <td className="py-1.5 text-right tabular-nums">{t.chunks}</td>
+                    <td className="py-1.5 text-right tabular-nums">{t.mismatches}</td>
+                    <td className="py-1.5">
+                      {t.mismatches ? <Badge tone="danger">Drift</Badge> : <Badge tone="ok">Clean</Badge>}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </Card>
+        ) : null}
+        {s ? (
+          <Card title="Recent checks">
+            {s.runs.length === 0 ? (
+              <p className="text-xs text-slate-500">
+                No checks yet. Checks run by themselves once the backfill has finished, or start one above.
+              </p>
+            ) : (
+              <ul className="space-y-1 text-xs">
+                {s.runs.map((r) => (
+                  <li key={r.id} className="flex flex-wrap gap-2">
+                    <Badge
+                      tone={
+                        r.status === "failed"
+                          ? "danger"
+                          : r.status === "running"
+                            ? "info"
+                            : r.mismatchesConfirmed
+                              ? "warn"
+                              : "ok"
+                      }
+                    >
+                      {r.status === "complete"
+                        ? r.mismatchesConfirmed
+                          ? `${r.mismatchesConfirmed} confirmed`
+                          : "clean"
+                        : r.status}
+                    </Badge>
+                    <span className="font-medium">
+                      {r.kind === "full" ? "Full check" : "Recently changed tenants"}
+                    </span>
+                    <span className="text-slate-500">
+                      <Time value={r.startedAt} />
+                    </span>
+                    <span>
+                      {nf.format(r.rowsVerified)} rows verified, {r.chunksChecked} chunks,{" "}
+                      {r.chunksMismatched} differed before the re-check
+                    </span>
+                    {r.error ? <span className="text-red-700">{r.error}</span> : null}
+                  </li>
+                ))}
+              </ul>
+            )}
+          </Card>
+        ) : null}
+      </div>
+    </>
+  );
+}
+
+function Overview({ planId, status }: { planId: string; status: Status }) {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  const roleBlock = useRoleBlock("operator");
+  const check = useMutation(
+    trpc.parity.check.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }),
+  );
+  const word =
+    status.state === "clean"
+      ? "Clean"
+      : status.state === "drift"
+        ? `Drift: ${status.openMismatches} row${status.openMismatches === 1 ? "" : "s"}`
+        : "Not checked yet";
+  return (
+    <Card
+      title="Parity"
+      description="Legacy and the shards are compared with in-database chunk hashes (no rows leave the servers for matching chunks); a difference counts only if it is still there after CDC has caught up past it."
+      actions={
+        <Badge tone={status.state === "clean" ? "ok" : status.state === "drift" ? "danger" : "neutral"}>
+          {word}
+        </Badge>
+      }
+    >
+      <div className="flex flex-wrap items-end gap-3">
+        <div className="text-xs text-slate-600">
+          {status.lastFullCheckAt ? (
+            <>
+              Last full check <Time value={status.lastFullCheckAt} />
+              {status.lastFull ? ` · ${nf.format(status.lastFull.rowsVerified)} rows verified` : null}
+            </>
+          ) : (
+            "No full check has finished yet."
+          )}
+          {status.checking ? (
+            <span className="ml-2 font-medium text-sky-800">A check is running…</span>
+          ) : null}
+        </div>
+        <div className="ml-auto flex gap-2">
+          <Button
+            variant="primary"
+            disabledReason={roleBlock}
+            busy={check.isPending}
+            onClick={() => check.mutate({ planId, kind: "full" })}
+          >
+            Run full check now
+          </Button>
+          <Button disabledReason={roleBlock} onClick={() => check.mutate({ planId, kind: "recent" })}>
+            Check recently changed tenants
+          </Button>
+        </div>
+      </div>
+      {check.error ? (
+        <div className="mt-3">
+          <Alert tone="error" title={messageOf(check.error)} />
+        </div>
+      ) : null}
+      {check.isSuccess ? (
+        <div className="mt-3">
+          <Alert tone="info" title="Check queued: a worker picks it up within seconds." />
+        </div>
+      ) : null}
+    </Card>
+  );
+}
+
+function Mismatches({
+  planId,
+  mismatches,
+  tenants,
+}: {
+  planId: string;
+  mismatches: Mismatch[];
+  tenants: Status["tenantsWithDrift"];
+}) {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  const roleBlock = useRoleBlock("operator");
+  const repair = useMutation(
+    trpc.parity.repair.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }),
+  );
+  const [open, setOpen] = useState<string | null>(mismatches[0]?.id ?? null);
+  const tables = [...new Set(mismatches.map((m) => m.table))];
+  const error = repair.error ? messageOf(repair.error) : null;
+  return (
+    <Card
+      title={`${mismatches.length} mismatched row${mismatches.length === 1 ? "" : "s"}`}
+      description="Confirmed after the re-check. Repair copies the row from its owner (legacy) to the shard, or deletes what legacy does not have; every repair is audited."
+      actions={tables.map((table) =>
+        roleBlock ? null : (
+          <ConfirmDialog
+            key={table}
+            trigger={<Button>Repair all in {plain(table)}</Button>}
+            title="Repair a table's mismatches"
+            scope={`Copy ${mismatches.filter((m) => m.table === table).length} row(s) of ${plain(table)} from legacy to their shard.`}
+            confirmLabel="Repair"
+            busy={repair.isPending}
+            error={error}
+            onConfirm={(reason) => repair.mutateAsync({ scope: "table", planId, table, reason })}
+          />
+        ),
+      )}
+    >
+      <table className="w-full text-left text-xs">
+        <thead className="text-slate-500">
+          <tr>
+            <th className="py-1 font-medium">Table</th>
+            <th className="py-1 font-medium">Shard</th>
+            <th className="py-1 font-medium">Tenant</th>
+            <th className="py-1 font-medium">Key</th>
+            <th className="py-1 font-medium">Difference</th>
+            <th className="py-1 font-medium">Found</th>
+            <th className="py-1 font-medium">
+              <span className="sr-only">Actions</span>
+            </th>
+          </tr>
+        </thead>
+        <tbody className="divide-y divide-slate-100">
+          {mismatches.map((m) => (
+            <Fragment key={m.id}>
+              <tr data-testid="mismatch-row" className="align-top">
+                <td className="py-1.5 font-mono">{plain(m.table)}</td>
+                <td className="py-1.5">shard {m.shard}</td>
+                <td className="py-1.5 font-mono">{m.tenant ?? "—"}</td>
+                <td className="py-1.5 font-mono">{m.key.join(", ")}</td>
+                <td className="py-1.5">
+                  <Badge tone={m.kind === "changed" ? "warn" : "danger"}>
+                    {m.kind === "changed"
+                      ? `changed: ${m.columns.join(", ")}`
+                      : m.kind === "missing"
+                        ? "missing on shard"
+                        : "extra on shard"}
+                  </Badge>
+                </td>
+                <td className="py-1.5">
+                  <Time value={m.detectedAt} />
+                </td>
+                <td className="py-1.5">
+                  <div className="flex justify-end gap-2">
+                    <button
+                      type="button"
+                      className="text-sky-700 hover:underline"
+                      aria-expanded={open === m.id}
+                      onClick={() => setOpen(open === m.id ? null : m.id)}
+                    >
+                      {open === m.id ? "Hide values" : "Show values"}
+                    </button>
+                    {roleBlock ? (
+                      <Button disabledReason={roleBlock}>Repair</Button>
+                    ) : (
+                      <ConfirmDialog
+                        trigger={<Button>Repair</Button>}
+                        title="Repair one row"
+                        scope={`Make ${plain(m.table)} (${m.key.join(", ")}) on shard ${m.shard} equal legacy's row${m.kind === "extra" ? " (delete it: legacy has no such row)" : ""}.`}
+                        confirmLabel="Repair row"
+                        busy={repair.isPending}
+                        error={error}
+                        onConfirm={(reason) =>
+                          repair.mutateAsync({ scope: "row", planId, mismatchId: m.id, reason })
+                        }
+                      />
+                    )}
+                  </div>
+                </td>
+              </tr>
+              {open === m.id ? (
+                <tr>
+                  <td colSpan={7} className="bg-slate-50 px-2 py-2">
+                    <RowValues mismatch={m} />
+                  </td>
+                </tr>
+              ) : null}
+            </Fragment>
+          ))}
+        </tbody>
+      </table>
+      {tenants.length ? (
+        <div className="mt-3 flex flex-wrap items-center gap-2 text-xs">
+          <span className="text-slate-600">Tenants with drift:</span>
+          {tenants.map((t) =>
+            roleBlock ? (
+              <Badge key={t.tenant} tone="danger">{`tenant ${t.tenant}: ${t.rows} row(s)`}</Badge>
+            ) : (
+              <ConfirmDialog
+                key={t.tenant}
+                trigger={<Button variant="ghost">{`Repair tenant ${t.tenant} (${t.rows})`}</Button>}
+                title="Repair a tenant"
+                scope={`Compare every sharded table of tenant ${t.tenant} with legacy and copy every differing row from legacy to its shard.`}
+                confirmLabel="Repair tenant"
+                busy={repair.isPending}
+                error={error}
+                onConfirm={(reason) =>
+                  repair.mutateAsync({ scope: "tenant", planId, tenant: t.tenant, reason })
+                }
+              />
+            ),
+          )}
+        </div>
+      ) : null}
+    </Card>
+  );
+}
+
+function RowValues({ mismatch }: { mismatch: Mismatch }) {
+  const columns = Object.keys(mismatch.legacy ?? mismatch.shardValues ?? {});
+  return (
+    <table className="w-full text-left text-[0.7rem]" aria-label="Both sides of the row">
+      <thead className="text-slate-500">
+        <tr>
+          <th className="py-0.5 font-medium">Column</th>
+          <th className="py-0.5 font-medium">Legacy (owner)</th>
+          <th className="py-0.5 font-medium">Shard {mismatch.shard}</th>
+        </tr>
+      </thead>
+      <tbody>
+        {columns.map((c) => {
+          const differs = mismatch.columns.includes(c) || mismatch.kind !== "changed";
+          return (
+            <tr key={c} className={differs ? "bg-amber-50 font-medium" : ""}>
+              <td className="py-0.5 pr-2 font-mono">
+                {c}
+                {differs && mismatch.kind === "changed" ? <span className="sr-only"> (differs)</span> : null}
+              </td>
+              <td className="max-w-96 truncate py-0.5 pr-2 font-mono" data-testid={`legacy-${c}`}>
+                {mismatch.legacy ? (mismatch.legacy[c] ?? "NULL") : <em>no row</em>}
+              </td>
+              <td className="max-w-96 truncate py-0.5 font-mono" data-testid={`shard-${c}`}>
+                {mismatch.shardValues ? (mismatch.shardValues[c] ?? "NULL") : <em>no row</em>}
+              </td>
+            </tr>
+          );
+        })}
+      </tbody>
+    </table>
+  );
+}
