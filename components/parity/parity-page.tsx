@@ -131,7 +131,7 @@ export function ParityPage({ planId }: { planId: string }) {
                   <th className="py-1 font-medium">Table</th>
                   <th className="py-1 text-right font-medium">Rows verified</th>
                   <th className="py-1 text-right font-medium">Chunks</th>
-                  <th className="py-1 text-right font-medium">Mismatched rows</th>
+                  <th className="py-1 pr-6 text-right font-medium">Mismatched rows</th>
                   <th className="py-1 font-medium">Result</th>
                 </tr>
               </thead>
@@ -141,7 +141,7 @@ export function ParityPage({ planId }: { planId: string }) {
                     <td className="py-1.5 font-mono">{plain(t.table)}</td>
                     <td className="py-1.5 text-right tabular-nums">{nf.format(t.rowsVerified)}</td>
                     <td className="py-1.5 text-right tabular-nums">{t.chunks}</td>
-                    <td className="py-1.5 text-right tabular-nums">{t.mismatches}</td>
+                    <td className="py-1.5 pr-6 text-right tabular-nums">{t.mismatches}</td>
                     <td className="py-1.5">
                       {t.mismatches ? <Badge tone="danger">Drift</Badge> : <Badge tone="ok">Clean</Badge>}
                     </td>

@@ -91,7 +91,7 @@ export function PlanHeader({ plan }: PlanHeaderProps) {
             {live.parity?.state === "clean" ? (
               <Badge tone="ok">Clean</Badge>
             ) : live.parity?.state === "drift" ? (
-              <Badge tone="danger">{`Drift: ${live.parity.openMismatches} rows`}</Badge>
+              <Badge tone="danger">{`Drift: ${live.parity.openMismatches} row${live.parity.openMismatches === 1 ? "" : "s"}`}</Badge>
             ) : (
               <Badge tone="neutral">Not checked yet</Badge>
             )}

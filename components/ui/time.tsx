@@ -10,7 +10,8 @@ const units: [Intl.RelativeTimeFormatUnit, number][] = [
 ];
 
 export function relative(date: Date, now = Date.now()): string {
-  const diff = date.getTime() - now;
+  // Data can be a little newer than the clock tick that rendered it: never say "in 2 sec.".
+  const diff = Math.min(0, date.getTime() - now);
   const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: "auto", style: "short" });
   for (const [unit, ms] of units) {
     if (Math.abs(diff) >= ms || unit === "second") return rtf.format(Math.round(diff / ms), unit);

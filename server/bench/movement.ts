@@ -124,7 +124,7 @@ export interface ThrottledRun {
   finishedEarly: boolean;
 }
 
-/** Starts a movement at a fixed rate and samples rows copied every 250 ms for `seconds`. */
+/** Starts a movement again (shards emptied) at a fixed rate; samples rows copied every 250 ms for `seconds`. */
 export async function sampleThrottledBackfill(
   planId: string,
   rowsPerSecond: number,
@@ -133,7 +133,8 @@ export async function sampleThrottledBackfill(
 ): Promise<ThrottledRun> {
   await setBackfillRate(benchActor, { planId, rowsPerSecond, reason: "bench: throttled" });
   const started = performance.now();
-  await startDataMovement(benchActor, { planId, reason: "bench: throttled backfill" });
+  // The shards hold the first movement's copy: the service empties them first when asked to.
+  await startDataMovement(benchActor, { planId, reason: "bench: throttled backfill", resetShards: true });
   const samples: RateSample[] = [];
   for (;;) {
     const status = await totals(planId);

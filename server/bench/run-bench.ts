@@ -5,10 +5,12 @@
 //   1. servers    control plane, legacy and the shards, each its own embedded PostgreSQL 18
 //   2. dataset    the demo SaaS dataset on legacy, plus bench_probe (before any movement starts, so
 //                 it is published and created on the shards like every other table)
-//   3. raw COPY   the baseline for the backfill, into separate `raw` databases on the shard servers
+//   3. raw COPY   the baseline for the backfill, into separate `raw` databases on the shard servers;
+//                 then, emptied, the same databases take the bare chunk loop (a diagnostic in between)
 //   4. backfill   movement 1 through the real worker at 1,000,000 rows/s: wall time to all tasks done
-//   5. CDC        movement 1 keeps streaming: paced probe writes (lag), then a burst (apply rate)
-//   6. throttled  movement 1 cancelled, shard tables truncated, movement 2 at a fixed rate
+//   5. CDC        movement 1 keeps streaming: paced probe writes (lag), then a burst (apply rate);
+//                 each test waits for the worker's parity passes in flight, and reports any overlap
+//   6. throttled  movement 1 cancelled, movement 2 (shards reset by the service) at a fixed rate
 //   7. native     built-in logical replication between the same servers: the same lag and burst tests
 // Every side of a comparison runs with nothing else running; a CHECKPOINT on every server precedes
 // each measurement so a checkpoint caused by earlier writes does not land inside it.
@@ -386,7 +388,6 @@ export async function runBench(
     `6/7 backfill through the worker, throttled at ${options.throttle} rows/s`,
     async () => {
       await cancelMovement(planId, "bench: next measurement");
-      await truncateShardTables(shardPools);
       await checkpointAll(cluster);
       let nextTrace = 0;
       const run = await sampleThrottledBackfill(

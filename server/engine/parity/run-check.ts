@@ -45,7 +45,16 @@ export async function runParityCheck(
     const touchedSince = new Date();
     const checkedPairs = new Set<string>();
     if (kind === "full") {
+      let previousTotal = 0;
+      let currentTable = "";
+      let tableBase = 0;
       const result = await fullPass(ctx.source, ctx.shards, ctx.placement, ctx.schema, (p) => {
+        // Progress is cumulative for the pass; a table's own count starts where the previous one ended.
+        if (p.table !== currentTable) {
+          currentTable = p.table;
+          tableBase = previousTotal;
+        }
+        previousTotal = p.rowsVerified;
         const s = summaries.get(p.table) ?? {
           table: p.table,
           rowsVerified: 0,
@@ -53,7 +62,7 @@ export async function runParityCheck(
           mismatches: 0,
           checkedAt: "",
         };
-        s.rowsVerified = p.rowsVerified;
+        s.rowsVerified = p.rowsVerified - tableBase;
         s.chunks = p.chunks;
         summaries.set(p.table, s);
       });
