@@ -5,8 +5,8 @@
 //   1. On legacy, in a REPEATABLE READ transaction, SELECT the next keys ... FOR SHARE. The chunk's
 //      rows are now locked: a writer that updates or deletes one of them waits.
 //   2. COPY the same key range out in the same snapshot, so exactly the locked rows are read.
-//   3. Write them to each shard (COPY into a session temp table, then INSERT … ON CONFLICT DO UPDATE)
-//      and COMMIT on the shards.
+//   3. Write them to each shard, in parallel (COPY into a session temp table, then INSERT … ON
+//      CONFLICT DO UPDATE) and COMMIT on the shards.
 //   4. Only then end the legacy transaction, releasing the locks.
 // A change to a chunk row therefore commits on legacy after the shard already holds the chunk's
 // version, so its CDC event (applied in commit order) lands after it: the shard can never end with
@@ -210,10 +210,12 @@ export async function copyChunk(
     }
     await whileLocked?.();
     // 4. write to every shard, then release the legacy locks
-    for (const [ordinal, lines] of perShardLines.entries()) {
-      const client = shards[ordinal];
-      if (client && lines.length) await writeChunkToShard(client, plan, lines);
-    }
+    await Promise.all(
+      perShardLines.map((lines, ordinal) => {
+        const client = shards[ordinal];
+        return client && lines.length ? writeChunkToShard(client, plan, lines) : undefined;
+      }),
+    );
     await source.query("commit");
     return { rows: count, lastKey, perShard: perShardLines.map((l) => l.length) };
   } catch (error) {

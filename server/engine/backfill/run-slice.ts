@@ -84,6 +84,9 @@ async function runLockedSlice(taskId: bigint, sliceMs: number): Promise<SliceOut
   const bucket = new TokenBucket(rate);
   const source = await ctx.source.connect();
   const shards = await Promise.all(ctx.shards.map((p) => p.connect()));
+  // A checked-out client has no pool listener: an error between queries (server restart) would
+  // otherwise be unhandled and kill the worker. The next query on it fails and the slice retries.
+  for (const c of [source, ...shards]) c.on("error", () => {});
   let lastKey = (task.lastKey as string[] | null) ?? null;
   const started = performance.now();
   let lastCheck = started;

@@ -1,7 +1,7 @@
 // Runs one plan's forward CDC stream in this worker, if this worker wins the plan's lock.
 //
 // Protocol, per batch (numbered because the order is the correctness argument):
-//   1. read a batch of committed transactions (≤ 50 ms or ≤ 200 transactions)
+//   1. read a batch of committed transactions (closed 5 ms after its oldest one, or at 500)
 //   2. stop, without applying or confirming, on TRUNCATE, a schema change or an unknown table
 //   3. route every change to its shard(s), keeping commit order within each shard
 //   4. apply each shard's statements in one shard transaction (shards in parallel)
@@ -85,6 +85,8 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
       throw error;
     }
     const shardClients = await Promise.all(ctx.shards.map((p) => p.connect()));
+    // Held for the stream's life: see run-slice.ts on why checked-out clients need a listener.
+    for (const c of shardClients) c.on("error", () => {});
     let lastStatusCheck = 0;
     let lastLagSample = 0;
     let lastBytesSample = 0;
@@ -92,19 +94,36 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
     let lastTouchedFlush = 0;
     let confirmed = 0n;
     let failed = false;
+    let movementActive = true;
+    let chain: Promise<unknown> = Promise.resolve();
+    let pending = 0;
+    const housekeeping = (task: () => Promise<unknown>) => {
+      // Bounded: if the control plane is slow, drop samples rather than queue them without end.
+      if (pending > 20) return;
+      pending++;
+      chain = chain
+        .then(task)
+        .catch((error) => options.log(`[cdc ${planId.slice(0, 8)}] bookkeeping: ${(error as Error).message}`))
+        .finally(() => {
+          pending--;
+        });
+    };
     try {
       while (!stopping) {
         const now = Date.now();
+        if (!movementActive) return;
         if (now - lastStatusCheck >= 1_000) {
           lastStatusCheck = now;
-          const movement = await db().dataMovement.findUnique({
-            where: { planId },
-            select: { status: true },
+          housekeeping(async () => {
+            const movement = await db().dataMovement.findUnique({
+              where: { planId },
+              select: { status: true },
+            });
+            movementActive = movement?.status === "running" || movement?.status === "paused";
           });
-          if (movement?.status !== "running" && movement?.status !== "paused") return;
         }
         // 1.
-        const batch = await stream.readBatch({ maxTransactions: 200, maxWaitMs: 50 });
+        const batch = await stream.readBatch({ maxTransactions: 500, maxWaitMs: 5 });
         if (!batch) return;
         // 2.
         for (const tx of batch.transactions) {
@@ -137,34 +156,36 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
         // 6.
         const last = batch.transactions.at(-1);
         const t = Date.now();
-        if (last) {
-          const lagMs = t - new Date(pgTimestampToIso(last.commitTime)).getTime();
-          if (t - lastLagSample >= 1_000) {
-            lastLagSample = t;
-            await recordMetric(planId, "cdc.lag_ms", Math.max(0, lagMs));
-          }
-        } else if (t - lastLagSample >= 1_000) {
+        // Bookkeeping goes to the control plane off the apply path (one background chain, in order).
+        if (t - lastLagSample >= 1_000) {
           lastLagSample = t;
-          await recordMetric(planId, "cdc.lag_ms", 0);
+          const lagMs = last ? Math.max(0, t - new Date(pgTimestampToIso(last.commitTime)).getTime()) : 0;
+          housekeeping(() => recordMetric(planId, "cdc.lag_ms", lagMs));
         }
         if (t - lastBytesSample >= 2_000) {
           lastBytesSample = t;
-          const head = await currentWalLsn(ctx.source);
-          await recordMetric(planId, "cdc.lag_bytes", Number(head > confirmed ? head - confirmed : 0n));
+          const upTo = confirmed;
+          housekeeping(async () => {
+            const head = await currentWalLsn(ctx.source);
+            await recordMetric(planId, "cdc.lag_bytes", Number(head > upTo ? head - upTo : 0n));
+          });
         }
         if (t - lastTouchedFlush >= 2_000) {
           lastTouchedFlush = t;
           const touched = router.drainTouched();
           if (touched.length) {
-            await db().$executeRaw`
-              insert into parity_touched (plan_id, table_name, tenant_key, touched_at)
-              select ${planId}::uuid, t, k, now() from unnest(${touched.map((p) => p.table)}::text[], ${touched.map((p) => p.tenant)}::text[]) as u(t, k)
-              on conflict (plan_id, table_name, tenant_key) do update set touched_at = excluded.touched_at`;
+            housekeeping(async () => {
+              await db().$executeRaw`
+                insert into parity_touched (plan_id, table_name, tenant_key, touched_at)
+                select ${planId}::uuid, t, k, now() from unnest(${touched.map((p) => p.table)}::text[], ${touched.map((p) => p.tenant)}::text[]) as u(t, k)
+                on conflict (plan_id, table_name, tenant_key) do update set touched_at = excluded.touched_at`;
+            });
           }
         }
         if (t - lastConfirmWrite >= 1_000 && confirmed > 0n) {
           lastConfirmWrite = t;
-          await db().dataMovement.update({ where: { planId }, data: { confirmedLsn: formatLsn(confirmed) } });
+          const lsn = formatLsn(confirmed);
+          housekeeping(() => db().dataMovement.update({ where: { planId }, data: { confirmedLsn: lsn } }));
         }
       }
     } catch (error) {
@@ -182,6 +203,7 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
       );
       throw error;
     } finally {
+      await chain;
       for (const c of shardClients) c.release(failed);
       await stream.stop().catch(() => {});
     }
