@@ -14,6 +14,7 @@ import { db } from "../../db";
 import { serverEnv } from "../../env";
 import { ZPlanSettings } from "../../schemas/plan";
 import { loadMovementContext, recordEngineEvent, recordMetric } from "../runtime/movement-context";
+import { guardClient } from "../sql/pools";
 import { copyChunk, planTable } from "./copy-chunk";
 import { TokenBucket } from "./token-bucket";
 
@@ -84,9 +85,7 @@ async function runLockedSlice(taskId: bigint, sliceMs: number): Promise<SliceOut
   const bucket = new TokenBucket(rate);
   const source = await ctx.source.connect();
   const shards = await Promise.all(ctx.shards.map((p) => p.connect()));
-  // A checked-out client has no pool listener: an error between queries (server restart) would
-  // otherwise be unhandled and kill the worker. The next query on it fails and the slice retries.
-  for (const c of [source, ...shards]) c.on("error", () => {});
+  for (const c of [source, ...shards]) guardClient(c);
   let lastKey = (task.lastKey as string[] | null) ?? null;
   const started = performance.now();
   let lastCheck = started;

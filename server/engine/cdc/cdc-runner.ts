@@ -16,6 +16,7 @@ import pg from "pg";
 import { db } from "../../db";
 import { serverEnv } from "../../env";
 import { loadMovementContext, recordEngineEvent, recordMetric } from "../runtime/movement-context";
+import { guardClient } from "../sql/pools";
 import { applyToShard, CdcStopError, ChangeRouter } from "./apply";
 import { pgTimestampToIso } from "./pgoutput";
 import { ReplicationStream, ReplicationStreamError } from "./replication-stream";
@@ -85,8 +86,7 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
       throw error;
     }
     const shardClients = await Promise.all(ctx.shards.map((p) => p.connect()));
-    // Held for the stream's life: see run-slice.ts on why checked-out clients need a listener.
-    for (const c of shardClients) c.on("error", () => {});
+    for (const c of shardClients) guardClient(c);
     let lastStatusCheck = 0;
     let lastLagSample = 0;
     let lastBytesSample = 0;

@@ -25,3 +25,18 @@ export async function closeEnginePools(): Promise<void> {
   pools.clear();
   await Promise.all(all.map((p) => p.end().catch(() => {})));
 }
+
+const guarded = new WeakSet<pg.PoolClient>();
+
+/**
+ * A checked-out client has no pool listener: an error between queries (a server restart) would be
+ * unhandled and kill the worker. Long-held clients get one listener, once; the next query on a
+ * broken client fails and the caller retries with a fresh one.
+ */
+export function guardClient<T extends pg.PoolClient>(client: T): T {
+  if (!guarded.has(client)) {
+    client.on("error", () => {});
+    guarded.add(client);
+  }
+  return client;
+}
