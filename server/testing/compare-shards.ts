@@ -4,6 +4,7 @@
 import type pg from "pg";
 import type { SourceSchema } from "../engine/analysis/introspect";
 import type { Placement } from "../engine/router/placement";
+import { quoteIdent } from "../engine/sql/identifiers";
 
 export interface RowDifference {
   table: string;
@@ -12,10 +13,6 @@ export interface RowDifference {
   problem: "missing" | "extra" | "changed";
   legacy?: string;
   shardValue?: string;
-}
-
-function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
 }
 
 async function readRows(client: pg.Pool, table: SourceSchema["tables"][number], shardKey: string) {

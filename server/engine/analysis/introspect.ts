@@ -5,6 +5,7 @@
 // Classification: a table with the shard-key column is "sharded" (each row goes to its tenant's
 // shard); a table without it is "reference" (copied to every shard and kept in sync).
 import type pg from "pg";
+import { qualify } from "../sql/identifiers";
 
 export interface ColumnInfo {
   name: string;
@@ -98,13 +99,7 @@ const REPLIDENT: Record<string, TableInfo["replicaIdentity"]> = {
   n: "nothing",
 };
 
-function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
-
-export function qualify(schema: string, name: string): string {
-  return `${quoteIdent(schema)}.${quoteIdent(name)}`;
-}
+export { qualify };
 
 export async function introspectSource(client: pg.ClientBase, shardKeyColumn: string): Promise<SourceSchema> {
   const tables = await client.query<{

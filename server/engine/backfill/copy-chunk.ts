@@ -23,10 +23,7 @@ import type pg from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import type { TableInfo } from "../analysis/introspect";
 import type { Placement } from "../router/placement";
-
-function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
+import { quoteIdent } from "../sql/identifiers";
 
 export interface TablePlan {
   table: TableInfo;
@@ -124,9 +121,9 @@ export async function writeChunkToShard(
   plan: TablePlan,
   lines: string[],
 ): Promise<void> {
-  await client.query("begin");
+  // One round trip: the simple-query protocol runs both statements.
+  await client.query("begin; set local session_replication_role = replica");
   try {
-    await client.query("set local session_replication_role = replica");
     await client.query(
       `create temp table if not exists ${quoteIdent(plan.stageName)} (like ${plan.table.qualified}) on commit delete rows`,
     );

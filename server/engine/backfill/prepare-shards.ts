@@ -9,11 +9,8 @@
 // A table that already exists on a shard with different columns is refused, not altered: we do not
 // guess which side is right.
 import type pg from "pg";
-import { qualify, type SourceSchema, type TableInfo } from "../analysis/introspect";
-
-function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
+import type { SourceSchema, TableInfo } from "../analysis/introspect";
+import { quoteIdent } from "../sql/identifiers";
 
 export function columnDefinition(column: TableInfo["columns"][number]): string {
   const parts = [quoteIdent(column.name), column.type];
@@ -153,5 +150,3 @@ export async function prepareShard(
     throw error;
   }
 }
-
-export { qualify };

@@ -18,6 +18,7 @@ import { createHash } from "node:crypto";
 import type pg from "pg";
 import type { SourceSchema, TableInfo } from "../analysis/introspect";
 import type { Placement } from "../router/placement";
+import { quoteIdent } from "../sql/identifiers";
 import { type Change, type Relation, type Tuple, UNCHANGED_TOAST } from "./pgoutput";
 
 export class CdcStopError extends Error {
@@ -36,10 +37,6 @@ export interface Statement {
 
 function named(text: string): string {
   return `ss_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`;
-}
-
-function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
 }
 
 export interface TableApplier {
@@ -219,9 +216,9 @@ export class ChangeRouter {
 /** Runs one shard's statements in one transaction, FK triggers off (rows arrive in any table order). */
 export async function applyToShard(client: pg.ClientBase, statements: Statement[]): Promise<void> {
   if (statements.length === 0) return;
-  await client.query("begin");
+  // One round trip: the simple-query protocol runs both statements.
+  await client.query("begin; set local session_replication_role = replica");
   try {
-    await client.query("set local session_replication_role = replica");
     for (const s of statements) await client.query(s);
     await client.query("commit");
   } catch (error) {

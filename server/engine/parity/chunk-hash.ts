@@ -31,6 +31,7 @@ import pg from "pg";
 import type { SourceSchema } from "../analysis/introspect";
 import { planTable, type TablePlan } from "../backfill/copy-chunk";
 import type { Placement } from "../router/placement";
+import { quoteIdent } from "../sql/identifiers";
 import {
   assertComparableSessions,
   type ParityClient,
@@ -79,10 +80,6 @@ async function pinned<T>(db: ParityDb, fn: (client: ParityClient) => Promise<T>)
 export interface SqlStatement {
   text: string;
   values: unknown[];
-}
-
-function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
 }
 
 class Params {

@@ -28,6 +28,7 @@ import pg from "pg";
 import type { TablePlan } from "../backfill/copy-chunk";
 import { formatLsn, readSlotStatus } from "../cdc/slot";
 import type { Placement } from "../router/placement";
+import { quoteIdent } from "../sql/identifiers";
 import {
   type ColumnDifference,
   columnDifferences,
@@ -61,10 +62,6 @@ export interface RowRecheck {
 
 async function pinned<T>(db: ParityDb, fn: (client: ParityClient) => Promise<T>): Promise<T> {
   return db instanceof pg.Pool ? withParitySession(db, fn) : fn(db);
-}
-
-function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
 }
 
 /** Rows by key (absent keys too), each with its version; with `withLsn`, the WAL insert position. */

@@ -8,10 +8,7 @@ import type { TablePlan } from "../backfill/copy-chunk";
 import { tableApplier } from "../cdc/apply";
 import type { Tuple } from "../cdc/pgoutput";
 import type { Placement } from "../router/placement";
-
-function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
+import { quoteIdent } from "../sql/identifiers";
 
 export interface RepairOutcome {
   action: "upserted" | "deleted" | "none";

@@ -112,7 +112,14 @@ export async function runParityCheck(
         s.chunks++;
         summaries.set(t.tableName, s);
       }
-      await db().parityTouched.deleteMany({ where: { planId, touchedAt: { lt: touchedSince } } });
+      // Forget only what this pass checked (and not touched again since it began).
+      await db().parityTouched.deleteMany({
+        where: {
+          planId,
+          touchedAt: { lt: touchedSince },
+          OR: touched.map((t) => ({ tableName: t.tableName, tenantKey: t.tenantKey })),
+        },
+      });
     }
 
     // 3. re-check past the lag, one table at a time
