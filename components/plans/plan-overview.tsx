@@ -33,6 +33,8 @@ export function PlanOverview({ planId }: { planId: string }) {
             <dl className="grid grid-cols-2 gap-x-3 gap-y-1.5 text-xs">
               <dt className="text-slate-500">Backfill limit</dt>
               <dd>{nf.format(p.settings.backfillRowsPerSecond)} rows/s</dd>
+              <dt className="text-slate-500">Parity check limit</dt>
+              <dd>{nf.format(p.settings.parityRowsPerSecond)} rows/s</dd>
               <dt className="text-slate-500">CDC lag threshold</dt>
               <dd>{nf.format(p.settings.cdcLagThresholdMs)} ms</dd>
               <dt className="text-slate-500">Freeze budget</dt>

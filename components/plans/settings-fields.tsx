@@ -13,6 +13,7 @@ export type SettingsDraft = Record<Exclude<keyof TPlanSettings, "requireCleanPar
 export function toDraft(settings: TPlanSettings): SettingsDraft {
   return {
     backfillRowsPerSecond: String(settings.backfillRowsPerSecond),
+    parityRowsPerSecond: String(settings.parityRowsPerSecond),
     cdcLagThresholdMs: String(settings.cdcLagThresholdMs),
     gateSoakMinutes: String(settings.gateSoakMinutes),
     requireCleanParity: settings.requireCleanParity,
@@ -29,6 +30,7 @@ const num = (text: string) =>
 export function fromDraft(draft: SettingsDraft): unknown {
   return {
     backfillRowsPerSecond: num(draft.backfillRowsPerSecond),
+    parityRowsPerSecond: num(draft.parityRowsPerSecond),
     cdcLagThresholdMs: num(draft.cdcLagThresholdMs),
     gateSoakMinutes: num(draft.gateSoakMinutes),
     requireCleanParity: draft.requireCleanParity,
@@ -50,6 +52,11 @@ const numericFields: {
     key: "backfillRowsPerSecond",
     label: "Backfill rate limit (rows/s)",
     hint: "Token-bucket limit for the historical copy; changeable while it runs.",
+  },
+  {
+    key: "parityRowsPerSecond",
+    label: "Parity check rate limit (rows/s)",
+    hint: "Rows hashed per second by parity checks, so they do not starve production.",
   },
   {
     key: "cdcLagThresholdMs",

@@ -75,6 +75,12 @@ export const ZPlanSettings = z.object({
     .int("Use a whole number")
     .min(100, "At least 100 rows/s")
     .max(1_000_000, "At most 1,000,000 rows/s"),
+  parityRowsPerSecond: z
+    .number({ error: "Enter a number of rows per second" })
+    .int("Use a whole number")
+    .min(1_000, "At least 1,000 rows/s")
+    .max(10_000_000, "At most 10,000,000 rows/s")
+    .default(200_000),
   cdcLagThresholdMs: z
     .number({ error: "Enter a lag in milliseconds" })
     .int("Use a whole number")
@@ -102,6 +108,7 @@ export type TPlanSettings = z.infer<typeof ZPlanSettings>;
 
 export const DEFAULT_PLAN_SETTINGS: TPlanSettings = {
   backfillRowsPerSecond: 20_000,
+  parityRowsPerSecond: 200_000,
   cdcLagThresholdMs: 5_000,
   gateSoakMinutes: 30,
   requireCleanParity: true,

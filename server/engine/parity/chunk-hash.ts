@@ -557,6 +557,8 @@ export async function fullPass(
   placement: Placement,
   schema: SourceSchema,
   onProgress?: (progress: FullPassProgress) => void,
+  /** Awaited before each chunk with its expected rows: the caller's throttle (parity must not starve production). */
+  beforeChunk?: (expectedRows: number) => Promise<void>,
 ): Promise<FullPassResult> {
   assertShardCount(shards, placement);
   const startedAt = performance.now();
@@ -580,7 +582,9 @@ export async function fullPass(
     let inFlight: { comparison: Promise<ChunkComparison>; chunk: number; chunks: number } | null = null;
     for (const plan of plans) {
       const ranges = rangesFromBoundaries(await chunkBoundaries(legacyClient, plan));
+      const expectedRows = Math.max(1, Math.ceil(Math.max(plan.table.estimatedRows, 1) / ranges.length));
       for (const [i, range] of ranges.entries()) {
+        await beforeChunk?.(expectedRows);
         const comparison = compareChunk(legacyClient, shardClients, placement, plan, range);
         // Awaited below; until then an earlier chunk's failure must not leave this one unhandled.
         comparison.catch(() => {});

@@ -8,8 +8,10 @@
 // open mismatches; close earlier open ones this pass no longer finds → 5. record metrics (rows
 // verified/s, open mismatches per table) for the drift chart and the gates.
 import { db } from "../../db";
+import { ZPlanSettings } from "../../schemas/plan";
 import type { TableInfo } from "../analysis/introspect";
 import { planTable, type TablePlan } from "../backfill/copy-chunk";
+import { TokenBucket } from "../backfill/token-bucket";
 import { loadMovementContext, recordEngineEvent, recordMetric } from "../runtime/movement-context";
 import { fullPass, locate, type RowDifference, WHOLE_RANGE } from "./chunk-hash";
 import { confirmDifferences, slotCatchUp } from "./recheck";
@@ -30,6 +32,8 @@ export async function runParityCheck(
 ): Promise<{ runId: bigint; confirmed: number }> {
   const ctx = await loadMovementContext(planId);
   const run = await db().parityRun.create({ data: { planId, kind } });
+  const plan = await db().plan.findUniqueOrThrow({ where: { id: planId } });
+  const bucket = new TokenBucket(ZPlanSettings.parse(plan.settings).parityRowsPerSecond);
   const started = performance.now();
   const waitForApplied = slotCatchUp(ctx.source, ctx.slotName, { timeoutMs: 60_000 });
   const plans = new Map<string, TablePlan>(
@@ -48,24 +52,31 @@ export async function runParityCheck(
       let previousTotal = 0;
       let currentTable = "";
       let tableBase = 0;
-      const result = await fullPass(ctx.source, ctx.shards, ctx.placement, ctx.schema, (p) => {
-        // Progress is cumulative for the pass; a table's own count starts where the previous one ended.
-        if (p.table !== currentTable) {
-          currentTable = p.table;
-          tableBase = previousTotal;
-        }
-        previousTotal = p.rowsVerified;
-        const s = summaries.get(p.table) ?? {
-          table: p.table,
-          rowsVerified: 0,
-          chunks: 0,
-          mismatches: 0,
-          checkedAt: "",
-        };
-        s.rowsVerified = p.rowsVerified - tableBase;
-        s.chunks = p.chunks;
-        summaries.set(p.table, s);
-      });
+      const result = await fullPass(
+        ctx.source,
+        ctx.shards,
+        ctx.placement,
+        ctx.schema,
+        (p) => {
+          // Progress is cumulative for the pass; a table's own count starts where the previous one ended.
+          if (p.table !== currentTable) {
+            currentTable = p.table;
+            tableBase = previousTotal;
+          }
+          previousTotal = p.rowsVerified;
+          const s = summaries.get(p.table) ?? {
+            table: p.table,
+            rowsVerified: 0,
+            chunks: 0,
+            mismatches: 0,
+            checkedAt: "",
+          };
+          s.rowsVerified = p.rowsVerified - tableBase;
+          s.chunks = p.chunks;
+          summaries.set(p.table, s);
+        },
+        (rows) => bucket.take(rows),
+      );
       rowsVerified = result.rowsVerified;
       chunksChecked = result.chunks;
       chunksMismatched = result.mismatchedChunks.length;
