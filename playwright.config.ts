@@ -42,7 +42,7 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: "npx tsx scripts/demo.ts --fresh --no-build",
+    command: "node --import tsx scripts/demo.ts --fresh --no-build",
     url: `http://localhost:${E2E.port}/sign-in`,
     reuseExistingServer: false,
     timeout: 180_000,

