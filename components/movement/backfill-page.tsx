@@ -4,6 +4,7 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import type { inferRouterOutputs } from "@trpc/server";
 import { useState } from "react";
 import { TimeSeriesChart } from "@/components/charts/time-series-chart";
+import { WindowSelect } from "@/components/charts/window-select";
 import { PlanHeader } from "@/components/plans/plan-header";
 import { usePlan } from "@/components/plans/use-plan";
 import { useTRPC } from "@/components/providers/trpc";
@@ -131,25 +132,7 @@ export function BackfillPage({ planId }: { planId: string }) {
             </Card>
             <Card
               title="Throughput and lag"
-              actions={
-                <>
-                  <label htmlFor="window" className="text-xs text-slate-600">
-                    Window
-                  </label>
-                  <SelectInput
-                    id="window"
-                    value={minutes}
-                    onChange={(e) => setMinutes(Number(e.target.value))}
-                    className="w-28"
-                  >
-                    <option value={5}>5 min</option>
-                    <option value={15}>15 min</option>
-                    <option value={60}>1 hour</option>
-                    <option value={360}>6 hours</option>
-                    <option value={1440}>24 hours</option>
-                  </SelectInput>
-                </>
-              }
+              actions={<WindowSelect id="window" minutes={minutes} onChange={setMinutes} />}
             >
               <div className="grid grid-cols-2 gap-4">
                 <div>

@@ -4,6 +4,7 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import type { inferRouterOutputs } from "@trpc/server";
 import { Fragment, useState } from "react";
 import { MultiSeriesChart, type Series } from "@/components/charts/multi-series-chart";
+import { WindowSelect } from "@/components/charts/window-select";
 import { PlanHeader } from "@/components/plans/plan-header";
 import { usePlan } from "@/components/plans/use-plan";
 import { useTRPC } from "@/components/providers/trpc";
@@ -68,24 +69,7 @@ export function ParityPage({ planId }: { planId: string }) {
           <Card
             title="Drift, verification rate and CDC lag"
             description="Open mismatched rows per table, rows verified per second by full checks, and forward CDC lag, on one time axis."
-            actions={
-              <>
-                <label htmlFor="parity-window" className="text-xs text-slate-600">
-                  Window
-                </label>
-                <SelectInput
-                  id="parity-window"
-                  value={minutes}
-                  onChange={(e) => setMinutes(Number(e.target.value))}
-                  className="w-28"
-                >
-                  <option value={15}>15 min</option>
-                  <option value={60}>1 hour</option>
-                  <option value={360}>6 hours</option>
-                  <option value={1440}>24 hours</option>
-                </SelectInput>
-              </>
-            }
+            actions={<WindowSelect id="parity-window" minutes={minutes} onChange={setMinutes} />}
           >
             <h3 className="text-xs font-medium text-slate-700">Drift: open mismatched rows by table</h3>
             <MultiSeriesChart
