@@ -97,7 +97,10 @@ test("settings refuse bad values beside the field, then save", async ({ page }) 
 test("the audit log lists every change, filters, exports and verifies its chain", async ({ page }) => {
   await signIn(page, "viewer");
   await page.getByRole("link", { name: "Audit log" }).click();
-  await page.getByLabel("Plan").selectOption({ label: planName });
+  // Client-side navigation: wait for the page, and match the filter labels exactly (the plans page
+  // has a "Filter plans by name" field that a loose "Plan" would also match).
+  await expect(page.getByRole("heading", { name: "Audit log" })).toBeVisible();
+  await page.getByLabel("Plan", { exact: true }).selectOption({ label: planName });
   await page.getByRole("button", { name: "Apply" }).click();
   const rows = page.getByTestId("audit-row");
   await expect(rows).toHaveCount(3);
@@ -105,7 +108,7 @@ test("the audit log lists every change, filters, exports and verifies its chain"
   await expect(rows.filter({ hasText: "plan.advance" })).toHaveCount(1);
   await expect(rows.filter({ hasText: "plan.settings.update" })).toHaveCount(1);
 
-  await page.getByLabel("Action").selectOption("plan.settings.update");
+  await page.getByLabel("Action", { exact: true }).selectOption("plan.settings.update");
   await page.getByRole("button", { name: "Apply" }).click();
   await expect(rows).toHaveCount(1);
   await rows.first().getByRole("button", { name: "Before / after" }).click();
