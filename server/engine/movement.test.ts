@@ -6,17 +6,16 @@ import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { db } from "../db";
 import { systemActor } from "../services/actor";
-import { registerDatabase } from "../services/databases/databases";
 import {
   controlDataMovement,
   getMovementStatus,
   setBackfillRate,
   startDataMovement,
 } from "../services/movement/movement";
-import { createPlan, transitionPlan } from "../services/plans/plans";
 import { compareShards } from "../testing/compare-shards";
 import { useControlPlane } from "../testing/control-plane";
 import { createTestDatabase, type TestDatabase } from "../testing/databases";
+import { planAtTwoWayCdc } from "../testing/plan-fixture";
 import { spawnWorker, type WorkerProcess, waitFor } from "../testing/worker-process";
 import type { SourceSchema } from "./analysis/introspect";
 import { currentWalLsn, parseLsn, readSlotStatus } from "./cdc/slot";
@@ -61,24 +60,12 @@ async function tasksProgress(planId: string) {
 
 describe("backfill + forward CDC under writes and crashes", () => {
   it("ends with an exact copy on the shards, through SIGKILLed workers", { timeout: 300_000 }, async () => {
-    const source = await registerDatabase(actor, { name: "legacy", kind: "legacy", url: legacy.url });
-    const shardIds: string[] = [];
-    for (const [i, s] of shards.entries())
-      shardIds.push((await registerDatabase(actor, { name: `shard-${i}`, kind: "shard", url: s.url })).id);
-    let plan = await createPlan(actor, {
-      name: "crash test",
-      sourceDatabaseId: source.id,
-      shardDatabaseIds: shardIds,
-      shardKeyColumn: "tenant_id",
-    });
-    for (const reason of ["key ok", "router ok"]) {
-      plan = await transitionPlan(actor, {
-        planId: plan.id,
-        expectedVersion: plan.version,
-        event: "advance",
-        reason,
-      });
-    }
+    const plan = await planAtTwoWayCdc(
+      actor,
+      "crash test",
+      legacy.url,
+      shards.map((s) => s.url),
+    );
     expect(plan.phase).toBe("two_way_cdc");
 
     const workload = startWriteWorkload(legacy.pool, { writesPerSecond: 600, seed: 3 });

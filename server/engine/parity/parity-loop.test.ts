@@ -4,12 +4,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { db } from "../../db";
 import { systemActor } from "../../services/actor";
-import { registerDatabase } from "../../services/databases/databases";
 import { controlDataMovement, getMovementStatus, startDataMovement } from "../../services/movement/movement";
 import { getParityStatus, repair } from "../../services/parity/parity";
-import { createPlan, transitionPlan } from "../../services/plans/plans";
 import { useControlPlane } from "../../testing/control-plane";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
+import { planAtTwoWayCdc } from "../../testing/plan-fixture";
 import { waitFor } from "../../testing/worker-process";
 import { startWorker, type Worker } from "../../worker";
 import { loadDemoDataset } from "../demo/dataset";
@@ -49,23 +48,12 @@ describe("parity under live writes", () => {
   it("finds no drift under lag, finds exactly what was tampered, and repair makes it clean", {
     timeout: 240_000,
   }, async () => {
-    const source = await registerDatabase(actor, { name: "legacy", kind: "legacy", url: legacy.url });
-    const ids: string[] = [];
-    for (const [i, s] of shards.entries())
-      ids.push((await registerDatabase(actor, { name: `shard-${i}`, kind: "shard", url: s.url })).id);
-    let plan = await createPlan(actor, {
-      name: "parity",
-      sourceDatabaseId: source.id,
-      shardDatabaseIds: ids,
-      shardKeyColumn: "tenant_id",
-    });
-    for (const reason of ["key", "router"])
-      plan = await transitionPlan(actor, {
-        planId: plan.id,
-        expectedVersion: plan.version,
-        event: "advance",
-        reason,
-      });
+    const plan = await planAtTwoWayCdc(
+      actor,
+      "parity",
+      legacy.url,
+      shards.map((s) => s.url),
+    );
     workload = startWriteWorkload(legacy.pool, { writesPerSecond: 400, seed: 9 });
     await startDataMovement(actor, { planId: plan.id, reason: "go" });
     await waitFor(
