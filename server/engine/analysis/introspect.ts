@@ -18,6 +18,11 @@ export interface ColumnInfo {
   identity: "always" | "by default" | null;
   /** Stored generated column expression: such columns are computed on the shard, never copied. */
   generatedExpr: string | null;
+  /**
+   * null for types without collation; "default" for the database's; else the qualified name of the
+   * column's own collation. Absent in schema snapshots taken before it was recorded.
+   */
+  collation?: string | null;
 }
 
 export interface TableInfo {
@@ -48,7 +53,7 @@ select c.oid, n.nspname as schema, c.relname as name, c.relreplident as repliden
        greatest(c.reltuples, 0)::bigint as estimated_rows
   from pg_class c join pg_namespace n on n.oid = c.relnamespace
  where c.relkind in ('r', 'p') and not c.relispartition
-   and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_%'
+   and n.nspname not in ('pg_catalog', 'information_schema', '_shardshift') and n.nspname not like 'pg\\_%'
  order by n.nspname, c.relname`;
 
 const COLUMNS_SQL = `
@@ -56,7 +61,12 @@ select a.attrelid as table_oid, a.attname as name, format_type(a.atttypid, a.att
        a.atttypid as type_oid, a.attnotnull as not_null,
        case when a.attgenerated = '' then pg_get_expr(d.adbin, d.adrelid) end as default_expr,
        case when a.attgenerated = 's' then pg_get_expr(d.adbin, d.adrelid) end as generated_expr,
-       a.attidentity as identity
+       a.attidentity as identity,
+       case when a.attcollation = 0 then null
+            when a.attcollation = 100 then 'default'
+            else (select format('%I.%I', cn.nspname, co.collname) from pg_collation co
+                    join pg_namespace cn on cn.oid = co.collnamespace where co.oid = a.attcollation)
+       end as collation
   from pg_attribute a left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
  where a.attrelid = any($1::oid[]) and a.attnum > 0 and not a.attisdropped
  order by a.attrelid, a.attnum`;
@@ -146,6 +156,7 @@ export async function introspectSource(client: pg.ClientBase, shardKeyColumn: st
           defaultExpr: c.default_expr,
           identity: c.identity === "a" ? "always" : c.identity === "d" ? "by default" : null,
           generatedExpr: c.generated_expr,
+          collation: c.collation,
         }));
       return {
         schema: t.schema,

@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compareShards } from "../../testing/compare-shards";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
 import { introspectSource, type SourceSchema } from "../analysis/introspect";
+import { applyToShard, ChangeRouter, type Statement, tableApplier } from "../cdc/apply";
+import { type Tuple, UNCHANGED_TOAST } from "../cdc/pgoutput";
 import { loadDemoDataset } from "../demo/dataset";
 import { hashPlacement } from "../router/placement";
 import { copyChunk, planTable } from "./copy-chunk";
@@ -30,6 +32,8 @@ afterAll(async () => {
   await legacy?.drop();
   for (const shard of shards ?? []) await shard.drop();
 });
+
+const placement = () => hashPlacement(shards.length);
 
 async function withClient<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>) {
   const c = await pool.connect();
@@ -61,38 +65,146 @@ describe("shard preparation", () => {
     expect(rows[0].n).toBe(schema.tables.reduce((n, t) => n + t.foreignKeys.length, 0));
   });
 
-  it("holds the chunk's rows locked on legacy until the shards have them", async () => {
-    const placement = hashPlacement(shards.length);
+  for (const mode of ["range", "upsert"] as const) {
+    it(`never overwrites what CDC carried past the chunk's snapshot (${mode} write)`, async () => {
+      const placement = hashPlacement(shards.length);
+      const table = schema.tables.find((t) => t.name === "tasks");
+      if (!table) throw new Error("no tasks table");
+      const plan = planTable(table, "tenant_id");
+      const applier = tableApplier(table);
+      // Three rows of the table's first chunk, all on shard 0's tenants.
+      const { rows: picked } = await legacy.pool.query<{ tenant_id: string; id: string }>(
+        "select tenant_id::text, id::text from (select tenant_id, id from tasks order by tenant_id, id limit 40) t",
+      );
+      const onShard0 = picked.filter((r) => placement.shardFor(r.tenant_id) === 0).slice(0, 3);
+      if (onShard0.length < 3) throw new Error("the first chunk has fewer than 3 rows on shard 0");
+      const [updated, deleted, seen] = onShard0 as [
+        (typeof onShard0)[0],
+        (typeof onShard0)[0],
+        (typeof onShard0)[0],
+      ];
+      const rowOf = async (key: { tenant_id: string; id: string }) =>
+        (await legacy.pool.query<Tuple>(applier.selectByKey(key)))?.rows[0];
+      /** Commits `sql` on legacy and returns its transaction id (xid8). */
+      const commitOnLegacy = (sql: string, key: { tenant_id: string; id: string }) =>
+        withClient(legacy.pool, async (c) => {
+          await c.query("begin");
+          await c.query(sql, [key.tenant_id, key.id]);
+          const { rows } = await c.query<{ xid: string }>("select pg_current_xact_id()::text as xid");
+          await c.query("commit");
+          return rows[0]?.xid ?? "";
+        });
+      /** What the CDC runner does with one change: write it on the shard, guarded, recorded. */
+      const cdcApplies = async (statement: Statement, key: { tenant_id: string; id: string }, xid: string) =>
+        withClient(shards[0]!.pool, (c) =>
+          applyToShard(
+            c,
+            [{ ...statement, touches: { relation: table.qualified, key: [key.tenant_id, key.id], xid } }],
+            {
+              guarded: () => true,
+            },
+          ),
+        );
+
+      // Changed before the chunk's snapshot, applied by CDC only after the read: the chunk has it too.
+      const seenXid = await commitOnLegacy(
+        "update tasks set title = 'changed before the snapshot' where tenant_id = $1 and id = $2",
+        seen,
+      );
+      await withClient(legacy.pool, async (source) => {
+        const targets = await Promise.all(shards.map((s) => s.pool.connect()));
+        try {
+          await copyChunk(source, targets, placement, plan, null, 40, {
+            mode,
+            afterRead: async () => {
+              // Changed after the snapshot and carried to the shard by CDC before the chunk lands.
+              const updateXid = await commitOnLegacy(
+                "update tasks set title = 'changed after the snapshot' where tenant_id = $1 and id = $2",
+                updated,
+              );
+              const updatedRow = await rowOf(updated);
+              if (!updatedRow) throw new Error("updated row vanished");
+              await cdcApplies(applier.upsert(updatedRow), updated, updateXid);
+              const deleteXid = await commitOnLegacy(
+                "delete from tasks where tenant_id = $1 and id = $2",
+                deleted,
+              );
+              await cdcApplies(applier.deleteByKey(deleted), deleted, deleteXid);
+              const seenRow = await rowOf(seen);
+              if (!seenRow) throw new Error("seen row vanished");
+              await cdcApplies(applier.upsert(seenRow), seen, seenXid);
+            },
+          });
+        } finally {
+          for (const t of targets) t.release();
+        }
+      });
+      const onShard = async (key: { tenant_id: string; id: string }) =>
+        (
+          await shards[0]!.pool.query<{ title: string }>(
+            "select title from tasks where tenant_id = $1 and id = $2",
+            [key.tenant_id, key.id],
+          )
+        ).rows[0]?.title ?? null;
+      expect(await onShard(updated)).toBe("changed after the snapshot"); // not the chunk's older title
+      expect(await onShard(deleted)).toBeNull(); // not resurrected
+      expect(await onShard(seen)).toBe("changed before the snapshot");
+    });
+  }
+
+  it("completes a partial update of a row the backfill has not copied yet from legacy", async () => {
     const table = schema.tables.find((t) => t.name === "tasks");
     if (!table) throw new Error("no tasks table");
-    const plan = planTable(table, "tenant_id");
+    const applier = tableApplier(table);
     const { rows } = await legacy.pool.query<{ tenant_id: string; id: string }>(
-      "select tenant_id::text, id::text from tasks order by tenant_id, id limit 1",
+      "select tenant_id::text, id::text from tasks order by tenant_id desc, id desc limit 1",
     );
-    const first = rows[0];
-    if (!first) throw new Error("no task rows");
-    let blocked: unknown = null;
-    await withClient(legacy.pool, async (source) => {
-      const targets = await Promise.all(shards.map((s) => s.pool.connect()));
-      try {
-        await copyChunk(source, targets, placement, plan, null, 50, async () => {
-          // A concurrent writer must wait for the chunk: give up after 300 ms instead.
-          blocked = await withClient(legacy.pool, async (writer) => {
-            await writer.query("set lock_timeout = '300ms'");
-            return writer
-              .query("update tasks set title = title || '!' where tenant_id = $1 and id = $2", [
-                first.tenant_id,
-                first.id,
-              ])
-              .then(() => null)
-              .catch((e: { code?: string }) => e.code);
-          });
-        });
-      } finally {
-        for (const t of targets) t.release();
-      }
-    });
-    expect(blocked).toBe("55P03"); // lock_not_available: the row was locked while the shards were written
+    const key = rows[0];
+    if (!key) throw new Error("no task rows");
+    const shard = shards[placement().shardFor(key.tenant_id)]!;
+    await shard.pool.query("delete from tasks where tenant_id = $1 and id = $2", [key.tenant_id, key.id]);
+    // The change as pgoutput delivers an UPDATE that left a TOASTed column alone.
+    const partial: Record<string, Tuple[string]> = {
+      ...(await legacy.pool.query<Tuple>(applier.selectByKey(key))).rows[0],
+      title: "partial",
+    };
+    for (const c of table.columns) if (c.name === "description") partial[c.name] = UNCHANGED_TOAST;
+    await legacy.pool.query("update tasks set title = 'partial' where tenant_id = $1 and id = $2", [
+      key.tenant_id,
+      key.id,
+    ]);
+    const router = new ChangeRouter(schema, placement());
+    const relation = {
+      relationId: 1,
+      schema: table.schema,
+      table: table.name,
+      replicaIdentity: "default" as const,
+      columns: table.columns
+        .filter((c) => !c.generatedExpr)
+        .map((c) => ({
+          name: c.name,
+          typeOid: c.typeOid,
+          typeMod: -1,
+          isKey: table.primaryKey.includes(c.name),
+        })),
+    };
+    const perShard = router.route([
+      { xid: "1", changes: [{ kind: "update", relation, old: null, new: partial }] },
+    ]);
+    await withClient(shard.pool, (c) =>
+      applyToShard(c, perShard[placement().shardFor(key.tenant_id)] ?? [], {
+        readLegacy: async (select) => (await legacy.pool.query<Tuple>(select)).rows[0] ?? null,
+      }),
+    );
+    const { rows: after } = await shard.pool.query(
+      "select title, description from tasks where tenant_id = $1 and id = $2",
+      [key.tenant_id, key.id],
+    );
+    const { rows: expected } = await legacy.pool.query(
+      "select title, description from tasks where tenant_id = $1 and id = $2",
+      [key.tenant_id, key.id],
+    );
+    expect(after).toEqual(expected);
   });
 
   it("copies every row to the shard its tenant is placed on, reference tables to all", async () => {

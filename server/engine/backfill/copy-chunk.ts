@@ -1,29 +1,33 @@
 // One backfill chunk: copy the next `limit` rows of a table (in key order) from legacy to the
-// shards that own them, correctly while writes continue.
+// shards that own them, correctly while writes continue, without locking anything on legacy.
 //
-// Why this is correct under live writes (Ghostferry's row-lock method, adapted to COPY):
-//   1. On legacy, in a REPEATABLE READ transaction, SELECT the next keys ... FOR SHARE. The chunk's
-//      rows are now locked: a writer that updates or deletes one of them waits.
-//   2. COPY the same key range out in the same snapshot, so exactly the locked rows are read.
-//   3. Write them to each shard, in parallel (COPY into a session temp table, then INSERT … ON
-//      CONFLICT DO UPDATE) and COMMIT on the shards.
-//   4. Only then end the legacy transaction, releasing the locks.
-// A change to a chunk row therefore commits on legacy after the shard already holds the chunk's
-// version, so its CDC event (applied in commit order) lands after it: the shard can never end with
-// an older version, and a deleted row is never resurrected. Changes committed before the snapshot
-// were either seen by the chunk (and their CDC replay rewrites the same or an older state that the
-// later events then overwrite) or were deletes (the chunk did not see the row). The CDC slot is
-// created before any chunk runs, so no change falls between the two mechanisms.
+// Why this is correct under live writes (snapshot-guarded chunks; docs/backfill-correctness.md):
+//   1. On legacy, one REPEATABLE READ READ ONLY transaction takes snapshot σ
+//      (pg_current_snapshot) and COPYs the chunk out in it. No row locks, no writes on legacy.
+//   2. On each shard, one transaction: take the table's guard lock (CDC takes the same one before
+//      writing the table), drop every key CDC wrote with a legacy transaction σ does not see — the
+//      shard already holds a newer state of that row, or its deletion — then replace the chunk's key
+//      range with σ's rows: delete the range (rows CDC wrote that σ does see; rows of an earlier
+//      attempt of this chunk), COPY the rows straight into the table, commit.
+// Every row thus ends in its newest state: a change σ saw is in the chunk; a change σ did not see
+// was either applied by CDC before the chunk (its key is skipped) or is applied after it (CDC runs
+// in commit order). The CDC slot exists before any chunk runs, so no change falls between the two.
 //
-// Idempotent: re-copying a chunk (after a crash before its checkpoint) upserts the same rows.
+// Where the range cannot be trusted to mean the same rows on both servers (a text key whose
+// collation may sort differently on the shard), the chunk goes through a staging table and an
+// upsert by primary key instead of a range delete: slower, same guarantee.
+//
+// Idempotent: re-copying a chunk (after a crash before its checkpoint) writes the same rows again.
 // Shard writes run with session_replication_role = replica so foreign keys between chunks of
 // different tables, copied in any order, do not fire (as native logical replication does).
 import type { Readable } from "node:stream";
-import type pg from "pg";
+import pg from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import type { TableInfo } from "../analysis/introspect";
 import type { Placement } from "../router/placement";
 import { quoteIdent } from "../sql/identifiers";
+import { setLocalRenderingSql } from "../sql/rendering";
+import { guardLockSql, TOUCHED_TABLE } from "./snapshot-guard";
 
 export interface TablePlan {
   table: TableInfo;
@@ -32,7 +36,9 @@ export interface TablePlan {
   keyTypes: string[];
   /** Columns copied (generated columns are computed by the shard). */
   copyColumns: string[];
-  /** Index of the shard key column within copyColumns, or -1 for reference tables. */
+  /** Positions of keyColumns, and of the primary key's columns, within copyColumns. */
+  keyPositions: number[];
+  primaryKeyPositions: number[];
   hasIdentity: boolean;
   stageName: string;
 }
@@ -52,18 +58,21 @@ export function planTable(table: TableInfo, shardKeyColumn: string): TablePlan {
     if (!column) throw new Error(`${table.qualified} has no column ${name}`);
     return column.type;
   };
+  const copyColumns = table.columns.filter((c) => !c.generatedExpr).map((c) => c.name);
   const stage = `ss_stage_${table.schema}_${table.name}`.replace(/[^a-z0-9_]/gi, "_").slice(0, 60);
   return {
     table,
     keyColumns,
     keyTypes: keyColumns.map(typeOf),
-    copyColumns: table.columns.filter((c) => !c.generatedExpr).map((c) => c.name),
+    copyColumns,
+    keyPositions: keyColumns.map((c) => copyColumns.indexOf(c)),
+    primaryKeyPositions: table.primaryKey.map((c) => copyColumns.indexOf(c)),
     hasIdentity: table.columns.some((c) => c.identity),
     stageName: stage,
   };
 }
 
-/** Decodes one field of COPY text format (enough for the tenant key: we only hash it). */
+/** Decodes one field of COPY text format. */
 export function decodeCopyField(field: string): string | null {
   if (field === "\\N") return null;
   if (!field.includes("\\")) return field;
@@ -84,10 +93,11 @@ export function decodeCopyField(field: string): string | null {
   );
 }
 
-function keyPredicate(plan: TablePlan, op: ">" | "<=", firstParam: number): string {
-  const cols = plan.keyColumns.map(quoteIdent).join(", ");
-  const params = plan.keyTypes.map((type, i) => `$${firstParam + i}::${type}`).join(", ");
-  return `(${cols}) ${op} (${params})`;
+/** `(k1, k2) op ('v1'::t1, 'v2'::t2)`, values as literals (COPY takes no bind parameters). */
+function keyPredicate(plan: TablePlan, op: ">" | "<=", values: readonly string[], alias = ""): string {
+  const cols = plan.keyColumns.map((c) => `${alias}${quoteIdent(c)}`).join(", ");
+  const literals = values.map((v, i) => `${pg.escapeLiteral(v)}::${plan.keyTypes[i]}`).join(", ");
+  return `(${cols}) ${op} (${literals})`;
 }
 
 async function readAll(stream: Readable): Promise<Buffer> {
@@ -96,9 +106,9 @@ async function readAll(stream: Readable): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-async function writeStage(client: pg.ClientBase, plan: TablePlan, lines: string[]): Promise<void> {
+async function copyLinesInto(client: pg.ClientBase, target: string, plan: TablePlan, lines: string[]) {
   const columns = plan.copyColumns.map(quoteIdent).join(", ");
-  const stream = client.query(copyFrom(`COPY ${quoteIdent(plan.stageName)} (${columns}) FROM STDIN`));
+  const stream = client.query(copyFrom(`COPY ${target} (${columns}) FROM STDIN`));
   await new Promise<void>((resolve, reject) => {
     stream.on("finish", () => resolve());
     stream.on("error", reject);
@@ -115,21 +125,159 @@ export function upsertFromStageSql(plan: TablePlan): string {
   return `INSERT INTO ${plan.table.qualified} (${columns}) ${plan.hasIdentity ? "OVERRIDING SYSTEM VALUE " : ""}SELECT ${columns} FROM ${quoteIdent(plan.stageName)} ${conflict}`;
 }
 
-/** Writes COPY-format lines to one shard in one transaction. */
+/** A chunk as read from legacy: rows in COPY text format, routed to shards, and the snapshot that saw them. */
+export interface ChunkRead {
+  rows: number;
+  /** Key after which the chunk starts (null: the table's start) and key of its last row. */
+  afterKey: string[] | null;
+  lastKey: string[] | null;
+  /** pg_snapshot text of the read, and its xmin (xid8 text). */
+  snapshot: string;
+  xmin: string;
+  /** COPY lines (without the routing column) per shard ordinal. */
+  perShard: string[][];
+}
+
+/** How a chunk replaces what a shard holds in its key range (see the header). */
+export type WriteMode = "range" | "upsert";
+
+/** Reads the next chunk after `afterKey` in one snapshot, without locks. */
+export async function readChunk(
+  source: pg.ClientBase,
+  shardCount: number,
+  placement: Placement,
+  plan: TablePlan,
+  afterKey: string[] | null,
+  limit: number,
+): Promise<ChunkRead> {
+  // The first statement that needs a snapshot fixes the transaction's: pg_current_snapshot names it.
+  const opened = (await source.query(
+    `begin isolation level repeatable read read only; ${setLocalRenderingSql()}; ` +
+      "select pg_current_snapshot()::text as snapshot, pg_snapshot_xmin(pg_current_snapshot())::text as xmin",
+  )) as unknown as pg.QueryResult[];
+  const snap = opened.at(-1)?.rows[0] as { snapshot: string; xmin: string } | undefined;
+  if (!snap) throw new Error("The chunk's snapshot could not be read on legacy.");
+  let data: string;
+  try {
+    const routeBy =
+      plan.table.kind === "sharded" ? `src.${quoteIdent(plan.keyColumns[0] ?? "")}::text` : "''";
+    const where = afterKey ? `where ${keyPredicate(plan, ">", afterKey, "src.")}` : "";
+    const order = plan.keyColumns.map((c) => `src.${quoteIdent(c)}`).join(", ");
+    const columns = plan.copyColumns.map((c) => `src.${quoteIdent(c)}`).join(", ");
+    data = (
+      await readAll(
+        source.query(
+          copyTo(
+            `COPY (select ${routeBy} as ss_route, ${columns} from ${plan.table.qualified} src ${where} ` +
+              `order by ${order} limit ${Number(limit)}) TO STDOUT`,
+          ),
+        ),
+      )
+    ).toString("utf8");
+    await source.query("commit");
+  } catch (error) {
+    await source.query("rollback").catch(() => {});
+    throw error;
+  }
+
+  const perShard: string[][] = Array.from({ length: shardCount }, () => []);
+  let rows = 0;
+  let start = 0;
+  let lastLine = "";
+  while (start < data.length) {
+    const end = data.indexOf("\n", start);
+    const line = data.slice(start, end + 1);
+    start = end + 1;
+    lastLine = line;
+    rows++;
+    const tab = line.indexOf("\t");
+    const rest = line.slice(tab + 1);
+    if (plan.table.kind === "reference") {
+      for (const target of perShard) target.push(rest);
+    } else {
+      const key = decodeCopyField(line.slice(0, tab));
+      if (key === null)
+        throw new Error(`${plan.table.qualified} has a row with a NULL shard key; it cannot be placed.`);
+      perShard[placement.shardFor(key)]?.push(rest);
+    }
+  }
+  const lastKey = rows ? keyOfLine(lastLine.slice(lastLine.indexOf("\t") + 1), plan.keyPositions) : null;
+  return { rows, afterKey, lastKey, snapshot: snap.snapshot, xmin: snap.xmin, perShard };
+}
+
+/** Text values at `positions` of one COPY line (a key is never NULL). */
+function keyOfLine(line: string, positions: readonly number[]): string[] {
+  const fields = line.replace(/\n$/, "").split("\t");
+  return positions.map((p) => decodeCopyField(fields[p] ?? "\\N") ?? "");
+}
+
+/**
+ * Writes a chunk's rows for one shard in one transaction, skipping keys CDC already carried past
+ * the chunk's snapshot. Returns the rows written.
+ */
 export async function writeChunkToShard(
   client: pg.ClientBase,
   plan: TablePlan,
+  chunk: ChunkRead,
   lines: string[],
-): Promise<void> {
-  // One round trip: the simple-query protocol runs both statements.
-  await client.query("begin; set local session_replication_role = replica");
-  try {
-    await client.query(
+  mode: WriteMode,
+): Promise<number> {
+  const rel = pg.escapeLiteral(plan.table.qualified);
+  const snapshot = `${pg.escapeLiteral(chunk.snapshot)}::pg_snapshot`;
+  const pkMatch = plan.table.primaryKey
+    .map((c, i) => {
+      const type = plan.table.columns.find((col) => col.name === c)?.type ?? "text";
+      return { typed: `x.key[${i + 1}]::${type}`, column: `s.${quoteIdent(c)}` };
+    })
+    .reduce((acc, k) => ({ typed: [...acc.typed, k.typed], columns: [...acc.columns, k.column] }), {
+      typed: [] as string[],
+      columns: [] as string[],
+    });
+  const unseenByChunk = `x.rel = ${rel} and not pg_visible_in_snapshot(x.xid, ${snapshot})`;
+  const statements = [
+    "begin",
+    "set local session_replication_role = replica",
+    setLocalRenderingSql(),
+    guardLockSql(plan.table.qualified),
+    // Entries older than the snapshot's xmin are visible to this and every later chunk.
+    `delete from ${TOUCHED_TABLE} where rel = ${rel} and xid < ${pg.escapeLiteral(chunk.xmin)}::xid8`,
+    `select array[${pkMatch.typed.map((t) => `(${t})::text`).join(", ")}] as ss_skip from ${TOUCHED_TABLE} x where ${unseenByChunk}`,
+  ];
+  if (mode === "range") {
+    const range = [
+      chunk.afterKey ? keyPredicate(plan, ">", chunk.afterKey, "s.") : null,
+      chunk.lastKey ? keyPredicate(plan, "<=", chunk.lastKey, "s.") : null,
+    ].filter(Boolean);
+    statements.push(
+      `delete from ${plan.table.qualified} s where ${range.join(" and ")} and not exists ` +
+        `(select 1 from ${TOUCHED_TABLE} x where ${unseenByChunk} and (${pkMatch.typed.join(", ")}) = (${pkMatch.columns.join(", ")}))`,
+    );
+  } else {
+    statements.push(
       `create temp table if not exists ${quoteIdent(plan.stageName)} (like ${plan.table.qualified}) on commit delete rows`,
     );
-    await writeStage(client, plan, lines);
-    await client.query(upsertFromStageSql(plan));
+  }
+  try {
+    // One round trip: the simple-query protocol runs them in order, in one transaction.
+    const results = (await client.query(statements.join(";\n"))) as unknown as pg.QueryResult[];
+    const skip = new Set(
+      (results.find((r) => r.fields?.[0]?.name === "ss_skip")?.rows ?? []).map((r) =>
+        JSON.stringify(r.ss_skip),
+      ),
+    );
+    const kept = skip.size
+      ? lines.filter((line) => !skip.has(JSON.stringify(keyOfLine(line, plan.primaryKeyPositions))))
+      : lines;
+    if (kept.length) {
+      if (mode === "range") {
+        await copyLinesInto(client, plan.table.qualified, plan, kept);
+      } else {
+        await copyLinesInto(client, quoteIdent(plan.stageName), plan, kept);
+        await client.query(upsertFromStageSql(plan));
+      }
+    }
     await client.query("commit");
+    return kept.length;
   } catch (error) {
     await client.query("rollback").catch(() => {});
     throw error;
@@ -137,9 +285,11 @@ export async function writeChunkToShard(
 }
 
 export interface ChunkResult {
+  /** Rows read from legacy (a reference row counts once). */
   rows: number;
   /** Key of the last row copied (text values), or null when the table had no rows after `afterKey`. */
   lastKey: string[] | null;
+  /** Rows written per shard (after skipping keys CDC carried further). */
   perShard: number[];
 }
 
@@ -154,80 +304,59 @@ export async function copyChunk(
   plan: TablePlan,
   afterKey: string[] | null,
   limit: number,
-  /** Test seam: runs while the chunk's rows are locked on legacy, before the shard writes. */
-  whileLocked?: () => Promise<void>,
+  options: {
+    mode?: WriteMode;
+    /** Test seam: runs after the chunk was read from legacy, before the shard writes. */
+    afterRead?: (chunk: ChunkRead) => Promise<void>;
+  } = {},
 ): Promise<ChunkResult> {
-  const keyList = plan.keyColumns.map(quoteIdent).join(", ");
-  await source.query("begin isolation level repeatable read");
-  try {
-    // 1. lock the chunk's rows
-    const after = afterKey ? `where ${keyPredicate(plan, ">", 1)}` : "";
-    const { rows } = await source.query<{ k: string[] }>({
-      text: `select array[${plan.keyColumns.map((c) => `${quoteIdent(c)}::text`).join(", ")}] as k
-               from ${plan.table.qualified} ${after} order by ${keyList} limit ${Number(limit)} for share`,
-      values: afterKey ?? [],
-    });
-    const lastKey = rows.at(-1)?.k ?? null;
-    if (!lastKey) {
-      await source.query("commit");
-      return { rows: 0, lastKey: null, perShard: shards.map(() => 0) };
-    }
-    // 2. read exactly those rows, in the same snapshot
-    const routeBy =
-      plan.table.kind === "sharded" ? `src.${quoteIdent(plan.keyColumns[0] ?? "")}::text` : "''";
-    const srcKeys = plan.keyColumns.map((c) => `src.${quoteIdent(c)}`).join(", ");
-    const lower = afterKey ? `${keyPredicate(plan, ">", 1)} and ` : "";
-    const upperParam = afterKey ? afterKey.length + 1 : 1;
-    const text =
-      `COPY (select ${routeBy} as ss_route, ${plan.copyColumns.map((c) => `src.${quoteIdent(c)}`).join(", ")} ` +
-      `from ${plan.table.qualified} src where ${lower}${keyPredicate(plan, "<=", upperParam)} order by ${srcKeys}) TO STDOUT`;
-    // COPY takes no bind parameters: render the key values as literals, quoted by the server's rules.
-    const literalText = await renderParams(source, text, [...(afterKey ?? []), ...lastKey]);
-    const data = (await readAll(source.query(copyTo(literalText)))).toString("utf8");
-
-    // 3. route each line to its shard(s)
-    const perShardLines: string[][] = shards.map(() => []);
-    let count = 0;
-    let start = 0;
-    while (start < data.length) {
-      const end = data.indexOf("\n", start);
-      const line = data.slice(start, end + 1);
-      start = end + 1;
-      const tab = line.indexOf("\t");
-      const rest = line.slice(tab + 1);
-      count++;
-      if (plan.table.kind === "reference") {
-        for (const target of perShardLines) target.push(rest);
-      } else {
-        const key = decodeCopyField(line.slice(0, tab));
-        if (key === null)
-          throw new Error(`${plan.table.qualified} has a row with a NULL shard key; it cannot be placed.`);
-        perShardLines[placement.shardFor(key)]?.push(rest);
-      }
-    }
-    await whileLocked?.();
-    // 4. write to every shard, then release the legacy locks
-    await Promise.all(
-      perShardLines.map((lines, ordinal) => {
-        const client = shards[ordinal];
-        return client && lines.length ? writeChunkToShard(client, plan, lines) : undefined;
-      }),
-    );
-    await source.query("commit");
-    return { rows: count, lastKey, perShard: perShardLines.map((l) => l.length) };
-  } catch (error) {
-    await source.query("rollback").catch(() => {});
-    throw error;
-  }
+  const chunk = await readChunk(source, shards.length, placement, plan, afterKey, limit);
+  if (chunk.rows === 0) return { rows: 0, lastKey: null, perShard: shards.map(() => 0) };
+  await options.afterRead?.(chunk);
+  const perShard = await Promise.all(
+    chunk.perShard.map((lines, ordinal) => {
+      const client = shards[ordinal];
+      return client && lines.length
+        ? writeChunkToShard(client, plan, chunk, lines, options.mode ?? "range")
+        : 0;
+    }),
+  );
+  return { rows: chunk.rows, lastKey: chunk.lastKey, perShard };
 }
 
-/** Substitutes $n with quote_literal(value) computed by the server (no client-side escaping). */
-async function renderParams(client: pg.ClientBase, text: string, values: string[]): Promise<string> {
-  if (values.length === 0) return text;
-  const { rows } = await client.query<{ q: string[] }>(
-    "select array(select quote_literal(v) from unnest($1::text[]) v) as q",
-    [values],
+/** Collations that sort by bytes on every server and version. */
+const BYTEWISE_COLLATIONS = new Set(['"pg_catalog"."C"', '"pg_catalog"."POSIX"', '"pg_catalog"."ucs_basic"']);
+
+async function databaseLocale(client: pg.ClientBase): Promise<string> {
+  const { rows } = await client.query<{ locale: string }>(
+    `select concat_ws('|', datlocprovider::text, datcollate, datctype, to_jsonb(d)->>'datlocale', to_jsonb(d)->>'daticulocale') as locale
+       from pg_database d where datname = current_database()`,
   );
-  const quoted = rows[0]?.q ?? [];
-  return text.replace(/\$(\d+)/g, (_m, n: string) => quoted[Number(n) - 1] ?? "NULL");
+  return rows[0]?.locale ?? "";
+}
+
+/**
+ * "range" when a key range selects the same rows on legacy and on every shard: no key column sorts
+ * by a collation, or only bytewise ones, or the databases' default locales are the same. Otherwise
+ * "upsert" (see the header).
+ */
+export async function chooseWriteMode(
+  plan: TablePlan,
+  source: pg.ClientBase,
+  shards: readonly pg.ClientBase[],
+): Promise<WriteMode> {
+  const sorted = plan.keyColumns.map((name) => plan.table.columns.find((c) => c.name === name));
+  const collations = sorted.map((c) =>
+    // Snapshots from before collations were recorded: assume a text-like key sorts by the default.
+    c?.collation === undefined
+      ? /char|text|citext|name/.test(c?.type ?? "")
+        ? "default"
+        : null
+      : c.collation,
+  );
+  if (collations.every((c) => c === null || BYTEWISE_COLLATIONS.has(c))) return "range";
+  if (collations.some((c) => c !== null && c !== "default" && !BYTEWISE_COLLATIONS.has(c))) return "upsert";
+  const expected = await databaseLocale(source);
+  for (const shard of shards) if ((await databaseLocale(shard)) !== expected) return "upsert";
+  return "range";
 }

@@ -11,9 +11,12 @@
 import type pg from "pg";
 import type { SourceSchema, TableInfo } from "../analysis/introspect";
 import { quoteIdent } from "../sql/identifiers";
+import { GUARD_DDL } from "./snapshot-guard";
 
 export function columnDefinition(column: TableInfo["columns"][number]): string {
   const parts = [quoteIdent(column.name), column.type];
+  // A column's own collation decides how its key ranges sort: the shard must sort like legacy.
+  if (column.collation && column.collation !== "default") parts.push(`COLLATE ${column.collation}`);
   if (column.identity)
     parts.push(`GENERATED ${column.identity === "always" ? "ALWAYS" : "BY DEFAULT"} AS IDENTITY`);
   else if (column.generatedExpr) parts.push(`GENERATED ALWAYS AS (${column.generatedExpr}) STORED`);
@@ -75,6 +78,7 @@ export async function prepareShard(
   try {
     // Two preparers of the same shard (two workers) must not interleave their DDL.
     await client.query("select pg_advisory_xact_lock(hashtext('shardshift:prepare-shard'))");
+    await client.query(GUARD_DDL);
     for (const s of new Set(schema.tables.map((t) => t.schema))) {
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(s)}`);
     }

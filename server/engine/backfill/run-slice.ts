@@ -15,12 +15,15 @@ import { serverEnv } from "../../env";
 import { ZPlanSettings } from "../../schemas/plan";
 import { loadMovementContext, recordEngineEvent, recordMetric } from "../runtime/movement-context";
 import { guardClient } from "../sql/pools";
-import { copyChunk, planTable } from "./copy-chunk";
+import { chooseWriteMode, copyChunk, planTable } from "./copy-chunk";
+import { dropTouched } from "./snapshot-guard";
 import { TokenBucket } from "./token-bucket";
 
 const TASK_LOCK_CLASS = 7_363_100;
 const RETRYABLE = new Set(["40P01", "40001", "55P03"]);
 const MAX_CHUNK_ROWS = 5_000;
+/** 50 × 200 ms: longer than CDC takes to catch up unless it is stuck. */
+const UNIQUE_CONFLICT_RETRIES = 50;
 /** Active client connections on legacy above which the backfill backs off. */
 const SOURCE_BUSY_CONNECTIONS = 64;
 
@@ -48,26 +51,55 @@ async function currentLagMs(planId: string): Promise<number | null> {
   return sample?.value ?? null;
 }
 
+/**
+ * Runs task `taskId` for up to `sliceMs`; if it finishes early, goes on with the plan's other
+ * unfinished tasks that no one is copying, so a worker does not wait on the queue between tables.
+ */
 export async function runBackfillSlice(taskId: bigint, sliceMs = 15_000): Promise<SliceOutcome> {
+  const deadline = performance.now() + sliceMs;
   const lock = new pg.Client({
     connectionString: serverEnv().DATABASE_URL,
     application_name: "shardshift-backfill-lock",
   });
   lock.on("error", () => {});
   await lock.connect();
+  const tryLock = async (id: bigint) =>
+    (
+      await lock.query<{ ok: boolean }>("select pg_try_advisory_lock($1, $2) as ok", [
+        TASK_LOCK_CLASS,
+        Number(id),
+      ])
+    ).rows[0]?.ok === true;
   try {
-    const { rows } = await lock.query<{ ok: boolean }>("select pg_try_advisory_lock($1, $2) as ok", [
-      TASK_LOCK_CLASS,
-      Number(taskId),
-    ]);
-    if (!rows[0]?.ok) return "skipped";
-    return await runLockedSlice(taskId, sliceMs);
+    if (!(await tryLock(taskId))) return "skipped";
+    let outcome = await runLockedSlice(taskId, deadline);
+    let current = taskId;
+    while (outcome === "done" && performance.now() < deadline) {
+      await lock.query("select pg_advisory_unlock($1, $2)", [TASK_LOCK_CLASS, Number(current)]);
+      const task = await db().backfillTask.findUnique({ where: { id: current }, select: { planId: true } });
+      const others = await db().backfillTask.findMany({
+        where: { planId: task?.planId, status: { in: ["pending", "running"] } },
+        orderBy: { id: "asc" },
+        select: { id: true },
+      });
+      let next: bigint | null = null;
+      for (const other of others) {
+        if (await tryLock(other.id)) {
+          next = other.id;
+          break;
+        }
+      }
+      if (next === null) break;
+      current = next;
+      outcome = await runLockedSlice(current, deadline);
+    }
+    return outcome;
   } finally {
     await lock.end().catch(() => {});
   }
 }
 
-async function runLockedSlice(taskId: bigint, sliceMs: number): Promise<SliceOutcome> {
+async function runLockedSlice(taskId: bigint, deadline: number): Promise<SliceOutcome> {
   const task = await db().backfillTask.findUnique({
     where: { id: taskId },
     include: { plan: { include: { movement: true } } },
@@ -88,11 +120,13 @@ async function runLockedSlice(taskId: bigint, sliceMs: number): Promise<SliceOut
   for (const c of [source, ...shards]) guardClient(c);
   let lastKey = (task.lastKey as string[] | null) ?? null;
   const started = performance.now();
+  let conflicts = 0;
   let lastCheck = started;
   let windowRows = 0;
   let windowStart = started;
   let failed = false;
   try {
+    const mode = await chooseWriteMode(plan, source, shards);
     await db().backfillTask.update({ where: { id: taskId }, data: { status: "running" } });
     for (;;) {
       const now = performance.now();
@@ -127,20 +161,29 @@ async function runLockedSlice(taskId: bigint, sliceMs: number): Promise<SliceOut
           windowStart = now;
         }
       }
-      if (now - started >= sliceMs) return "more";
+      if (now >= deadline) return "more";
 
       const limit = Math.max(50, Math.min(MAX_CHUNK_ROWS, Math.floor(bucket.ratePerSecond / 4)));
       await bucket.take(limit);
       let chunk: Awaited<ReturnType<typeof copyChunk>>;
       try {
-        chunk = await copyChunk(source, shards, ctx.placement, plan, lastKey, limit);
+        chunk = await copyChunk(source, shards, ctx.placement, plan, lastKey, limit, { mode });
+        conflicts = 0;
       } catch (error) {
         const code = (error as { code?: string }).code;
         if (code && RETRYABLE.has(code)) continue; // a deadlock or conflict with CDC apply: redo the chunk
+        // A unique value the chunk's (older) row holds may still sit on another row of the shard that
+        // CDC has not moved off yet: wait for CDC to catch up and redo the chunk, for a while.
+        if (code === "23505" && ++conflicts <= UNIQUE_CONFLICT_RETRIES) {
+          await new Promise((r) => setTimeout(r, 200));
+          continue;
+        }
         throw error;
       }
       if (chunk.rows === 0) {
         await db().backfillTask.update({ where: { id: taskId }, data: { status: "done" } });
+        // CDC stops recording the table once it sees it done; these entries are no longer read.
+        await Promise.all(shards.map((s) => dropTouched(s, task.tableName)));
         await recordMetric(task.planId, `backfill.rows_per_s:${task.tableName}`, 0);
         return "done";
       }

@@ -17,8 +17,10 @@
 import { createHash } from "node:crypto";
 import type pg from "pg";
 import type { SourceSchema, TableInfo } from "../analysis/introspect";
+import { guardLocksSql, recordTouchedSql } from "../backfill/snapshot-guard";
 import type { Placement } from "../router/placement";
 import { quoteIdent } from "../sql/identifiers";
+import { setLocalRenderingSql } from "../sql/rendering";
 import { type Change, type Relation, type Tuple, UNCHANGED_TOAST } from "./pgoutput";
 
 export class CdcStopError extends Error {
@@ -33,6 +35,13 @@ export interface Statement {
   name?: string;
   text: string;
   values: (string | null)[];
+  /** The row this statement writes, for the backfill's snapshot guard (snapshot-guard.ts). */
+  touches?: { relation: string; key: string[]; xid: string };
+  /**
+   * A partial update (unchanged TOAST values left out) needs the row on the shard. If the backfill
+   * has not copied it yet, the row is read from legacy as it is now and written whole instead.
+   */
+  reread?: { select: Statement; upsert: (row: Tuple) => Statement };
 }
 
 function named(text: string): string {
@@ -45,7 +54,10 @@ export interface TableApplier {
   upsert(row: Tuple): Statement;
   deleteByKey(row: Tuple): Statement;
   partialUpdate(row: Tuple, key: Tuple): Statement;
+  /** Reads the row with `key` on legacy, every column as text. */
+  selectByKey(key: Tuple): Statement;
   hasKey(row: Tuple): boolean;
+  keyOf(row: Tuple): string[];
 }
 
 /** Row-image statements for one table (CDC apply, and parity repair). */
@@ -67,6 +79,8 @@ export function tableApplier(table: TableInfo): TableApplier {
   const deleteText = `DELETE FROM ${table.qualified} WHERE ${keyWhere(1)}`;
   const upsertName = named(upsertText);
   const deleteName = named(deleteText);
+  const selectText = `SELECT ${columns.map((c) => `${quoteIdent(c.name)}::text AS ${quoteIdent(c.name)}`).join(", ")} FROM ${table.qualified} WHERE ${keyWhere(1)}`;
+  const selectName = named(selectText);
   const value = (row: Tuple, name: string): string | null => {
     const v = row[name];
     if (v === UNCHANGED_TOAST)
@@ -77,6 +91,8 @@ export function tableApplier(table: TableInfo): TableApplier {
     table,
     columns,
     hasKey: (row) => pk.every((c) => row[c] !== undefined && row[c] !== UNCHANGED_TOAST),
+    keyOf: (row) => pk.map((c) => value(row, c) ?? ""),
+    selectByKey: (key) => ({ name: selectName, text: selectText, values: pk.map((c) => value(key, c)) }),
     upsert: (row) => ({ name: upsertName, text: upsertText, values: columns.map((c) => value(row, c.name)) }),
     deleteByKey: (row) => ({ name: deleteName, text: deleteText, values: pk.map((c) => value(row, c)) }),
     partialUpdate(row, key) {
@@ -159,67 +175,113 @@ export class ChangeRouter {
     return [this.placement.shardFor(key)];
   }
 
-  /** Turns changes (in commit order) into per-shard statement lists (in the same order). */
-  route(changes: readonly Change[]): Statement[][] {
+  /**
+   * Turns transactions (in commit order) into per-shard statement lists (in the same order). `xid`
+   * is each transaction's full legacy xid8 (text); statements carry it with the key they write.
+   */
+  route(transactions: readonly { xid: string; changes: readonly Change[] }[]): Statement[][] {
     const out: Statement[][] = Array.from({ length: this.placement.shardCount }, () => []);
-    const push = (shards: number[], statement: Statement) => {
-      for (const s of shards) out[s]?.push(statement);
+    let xid = "";
+    const push = (shards: number[], statement: Statement, applier: TableApplier, keyRow: Tuple) => {
+      const keyed = {
+        ...statement,
+        touches: { relation: applier.table.qualified, key: applier.keyOf(keyRow), xid },
+      };
+      for (const s of shards) out[s]?.push(keyed);
     };
-    for (const change of changes) {
-      switch (change.kind) {
-        case "truncate":
-          throw new CdcStopError(
-            `TRUNCATE of ${change.relations.map((r) => `${r.schema}.${r.table}`).join(", ")} on legacy during the migration. ` +
-              "The shards were not truncated: a truncate cannot be replayed per tenant. Cancel the data movement, and start it again once the table is in the state you want.",
-          );
-        case "insert": {
-          const a = this.applierFor(change.relation.schema, change.relation.table);
-          this.checkRelation(change.relation, a);
-          push(this.shardsOf(a, change.new), a.upsert(change.new));
-          break;
-        }
-        case "delete": {
-          const a = this.applierFor(change.relation.schema, change.relation.table);
-          this.checkRelation(change.relation, a);
-          if (!a.hasKey(change.old.tuple)) {
-            throw new CdcStopError(
-              `A DELETE on ${a.table.qualified} arrived without its primary key (replica identity ${change.relation.replicaIdentity}). ` +
-                "Set REPLICA IDENTITY DEFAULT (with a primary key) or FULL on the table and start the data movement again.",
-            );
-          }
-          push(this.shardsOf(a, change.old.tuple), a.deleteByKey(change.old.tuple));
-          break;
-        }
-        case "update": {
-          const a = this.applierFor(change.relation.schema, change.relation.table);
-          this.checkRelation(change.relation, a);
-          const targets = this.shardsOf(a, change.new);
-          const oldKey = change.old?.tuple ?? null;
-          if (oldKey && a.hasKey(oldKey)) {
-            const oldTargets = this.shardsOf(a, oldKey);
-            const keyChanged = a.table.primaryKey.some((c) => oldKey[c] !== change.new[c]);
-            // The row left its old key or its tenant's shard: remove the old image there first.
-            const movedAway = oldTargets.filter((s) => !targets.includes(s));
-            if (keyChanged) push(oldTargets, a.deleteByKey(oldKey));
-            else if (movedAway.length) push(movedAway, a.deleteByKey(oldKey));
-          }
-          const partial = Object.values(change.new).some((v) => v === UNCHANGED_TOAST);
-          push(targets, partial ? a.partialUpdate(change.new, change.new) : a.upsert(change.new));
-          break;
-        }
-      }
+    for (const change of transactions.flatMap((tx) => tx.changes.map((c) => ({ c, xid: tx.xid })))) {
+      xid = change.xid;
+      this.routeChange(change.c, push);
     }
     return out;
   }
+
+  private routeChange(
+    change: Change,
+    push: (shards: number[], statement: Statement, applier: TableApplier, keyRow: Tuple) => void,
+  ): void {
+    switch (change.kind) {
+      case "truncate":
+        throw new CdcStopError(
+          `TRUNCATE of ${change.relations.map((r) => `${r.schema}.${r.table}`).join(", ")} on legacy during the migration. ` +
+            "The shards were not truncated: a truncate cannot be replayed per tenant. Cancel the data movement, and start it again once the table is in the state you want.",
+        );
+      case "insert": {
+        const a = this.applierFor(change.relation.schema, change.relation.table);
+        this.checkRelation(change.relation, a);
+        push(this.shardsOf(a, change.new), a.upsert(change.new), a, change.new);
+        break;
+      }
+      case "delete": {
+        const a = this.applierFor(change.relation.schema, change.relation.table);
+        this.checkRelation(change.relation, a);
+        if (!a.hasKey(change.old.tuple)) {
+          throw new CdcStopError(
+            `A DELETE on ${a.table.qualified} arrived without its primary key (replica identity ${change.relation.replicaIdentity}). ` +
+              "Set REPLICA IDENTITY DEFAULT (with a primary key) or FULL on the table and start the data movement again.",
+          );
+        }
+        push(this.shardsOf(a, change.old.tuple), a.deleteByKey(change.old.tuple), a, change.old.tuple);
+        break;
+      }
+      case "update": {
+        const a = this.applierFor(change.relation.schema, change.relation.table);
+        this.checkRelation(change.relation, a);
+        const targets = this.shardsOf(a, change.new);
+        const oldKey = change.old?.tuple ?? null;
+        if (oldKey && a.hasKey(oldKey)) {
+          const oldTargets = this.shardsOf(a, oldKey);
+          const keyChanged = a.table.primaryKey.some((c) => oldKey[c] !== change.new[c]);
+          // The row left its old key or its tenant's shard: remove the old image there first.
+          const movedAway = oldTargets.filter((s) => !targets.includes(s));
+          if (keyChanged) push(oldTargets, a.deleteByKey(oldKey), a, oldKey);
+          else if (movedAway.length) push(movedAway, a.deleteByKey(oldKey), a, oldKey);
+        }
+        const partial = Object.values(change.new).some((v) => v === UNCHANGED_TOAST);
+        const statement: Statement = partial
+          ? {
+              ...a.partialUpdate(change.new, change.new),
+              reread: { select: a.selectByKey(change.new), upsert: (row) => a.upsert(row) },
+            }
+          : a.upsert(change.new);
+        push(targets, statement, a, change.new);
+        break;
+      }
+    }
+  }
+}
+
+export interface ApplyOptions {
+  /** Tables whose backfill is unfinished: writes to them take the guard lock and are recorded. */
+  guarded?: (relation: string) => boolean;
+  /** Reads a row on legacy (for a partial update whose row the shard does not hold yet). */
+  readLegacy?: (select: Statement) => Promise<Tuple | null>;
 }
 
 /** Runs one shard's statements in one transaction, FK triggers off (rows arrive in any table order). */
-export async function applyToShard(client: pg.ClientBase, statements: Statement[]): Promise<void> {
+export async function applyToShard(
+  client: pg.ClientBase,
+  statements: Statement[],
+  options: ApplyOptions = {},
+): Promise<void> {
   if (statements.length === 0) return;
-  // One round trip: the simple-query protocol runs both statements.
-  await client.query("begin; set local session_replication_role = replica");
+  const guarded = options.guarded ?? (() => false);
+  const recorded = statements.flatMap((s) => (s.touches && guarded(s.touches.relation) ? [s.touches] : []));
+  const opening = ["begin", "set local session_replication_role = replica", setLocalRenderingSql()];
+  // The backfill's chunk writes take the same locks: a chunk and a batch never interleave on a table.
+  if (recorded.length) opening.push(guardLocksSql(recorded.map((t) => t.relation)));
+  // One round trip: the simple-query protocol runs them in order.
+  await client.query(opening.join("; "));
   try {
-    for (const s of statements) await client.query(s);
+    for (const s of statements) {
+      const result = await client.query(s);
+      if (s.reread && result.rowCount === 0 && options.readLegacy) {
+        const row = await options.readLegacy(s.reread.select);
+        // Gone on legacy since: its DELETE follows in the stream.
+        if (row) await client.query(s.reread.upsert(row));
+      }
+    }
+    if (recorded.length) await client.query(recordTouchedSql(recorded));
     await client.query("commit");
   } catch (error) {
     await client.query("rollback").catch(() => {});

@@ -15,9 +15,12 @@
 import pg from "pg";
 import { db } from "../../db";
 import { serverEnv } from "../../env";
+import { currentXidReference, dropTouched, fullXid } from "../backfill/snapshot-guard";
 import { loadMovementContext, recordEngineEvent, recordMetric } from "../runtime/movement-context";
 import { guardClient } from "../sql/pools";
-import { applyToShard, CdcStopError, ChangeRouter } from "./apply";
+import { setSessionRenderingSql } from "../sql/rendering";
+import { applyToShard, CdcStopError, ChangeRouter, type Statement } from "./apply";
+import type { Tuple } from "./pgoutput";
 import { pgTimestampToIso } from "./pgoutput";
 import { ReplicationStream, ReplicationStreamError } from "./replication-stream";
 import { currentWalLsn, formatLsn } from "./slot";
@@ -87,11 +90,30 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
     }
     const shardClients = await Promise.all(ctx.shards.map((p) => p.connect()));
     for (const c of shardClients) guardClient(c);
+    // Partial updates of rows the backfill has not copied yet are completed from legacy (apply.ts).
+    const legacy = await ctx.source.connect();
+    guardClient(legacy);
+    const readLegacy = async (select: Statement): Promise<Tuple | null> =>
+      ((await legacy.query<Tuple>(select)).rows[0] as Tuple | undefined) ?? null;
+    // pgoutput names transactions by 32-bit xid; the guard compares 64-bit ones (snapshot-guard.ts).
+    let xidReference = 0n;
+    // Tables whose backfill is done need no guard. Unknown means not done: guarding too much is safe.
+    const doneTables = new Set<string>();
+    const droppedGuards = new Set<string>();
+    const guarded = (relation: string) => !doneTables.has(relation);
+    const readDoneTables = async () => {
+      const done = await db().backfillTask.findMany({
+        where: { planId, status: "done" },
+        select: { tableName: true },
+      });
+      for (const t of done) doneTables.add(t.tableName);
+    };
     let lastStatusCheck = 0;
     let lastLagSample = 0;
     let lastBytesSample = 0;
     let lastConfirmWrite = 0;
     let lastTouchedFlush = 0;
+    let lastXidReference = Date.now();
     let confirmed = 0n;
     let failed = false;
     let movementActive = true;
@@ -109,6 +131,9 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
         });
     };
     try {
+      await legacy.query(setSessionRenderingSql());
+      xidReference = await currentXidReference(legacy);
+      await readDoneTables();
       while (!stopping) {
         const now = Date.now();
         if (!movementActive) return;
@@ -120,7 +145,20 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
               select: { status: true },
             });
             movementActive = movement?.status === "running" || movement?.status === "paused";
+            await readDoneTables();
           });
+        }
+        if (now - lastXidReference >= 60_000) {
+          lastXidReference = now;
+          housekeeping(async () => {
+            xidReference = await currentXidReference(ctx.source);
+          });
+        }
+        // A finished table's guard entries are no longer read by anyone: drop them, between batches.
+        for (const table of doneTables) {
+          if (droppedGuards.has(table)) continue;
+          droppedGuards.add(table);
+          await Promise.all(shardClients.map((c) => dropTouched(c, table)));
         }
         // 1.
         const batch = await stream.readBatch({ maxTransactions: 500, maxWaitMs: 2 });
@@ -136,12 +174,20 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
           }
         }
         // 3.
-        const perShard = router.route(batch.transactions.flatMap((tx) => tx.changes));
+        const reference = xidReference;
+        const perShard = router.route(
+          batch.transactions.map((tx) => ({
+            xid: fullXid(tx.xid, reference).toString(),
+            changes: tx.changes,
+          })),
+        );
         // 4.
         for (let attempt = 1; ; attempt++) {
           try {
             await Promise.all(
-              perShard.map((statements, i) => applyToShard(shardClients[i] as pg.PoolClient, statements)),
+              perShard.map((statements, i) =>
+                applyToShard(shardClients[i] as pg.PoolClient, statements, { guarded, readLegacy }),
+              ),
             );
             break;
           } catch (error) {
@@ -205,6 +251,7 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
     } finally {
       await chain;
       for (const c of shardClients) c.release(failed);
+      legacy.release(failed);
       await stream.stop().catch(() => {});
     }
   }

@@ -16,6 +16,7 @@
 //   rendering of a canary row, and — for tables ordered by a text key — the database collation
 //   (key ranges would select different rows on each side).
 import pg from "pg";
+import { RENDERING_SETTINGS } from "../sql/rendering";
 
 /**
  * Settings that change a value's text rendering, pinned on both sides. `jit` and
@@ -23,19 +24,7 @@ import pg from "pg";
  * chunk's hash takes, and a parity session never writes.
  */
 export const PARITY_SESSION_SETTINGS: Readonly<Record<string, string>> = {
-  // timestamptz, timetz and the time part of tstzrange render in the session's zone.
-  TimeZone: "UTC",
-  // date and timestamp order and separators.
-  DateStyle: "ISO, MDY",
-  // interval rendering ('1 day 02:00:00' vs 'P1DT2H').
-  IntervalStyle: "postgres",
-  // float4/float8: any positive value gives the shortest exact rendering (PostgreSQL ≥ 12);
-  // 0 or less rounds, and two sides with different values render the same number differently.
-  extra_float_digits: "3",
-  // bytea: hex vs escape.
-  bytea_output: "hex",
-  // money: currency symbol, separators and decimal point come from lc_monetary.
-  lc_monetary: "C",
+  ...RENDERING_SETTINGS,
   // regclass, regtype and regproc render qualified or not depending on search_path.
   search_path: "public",
   jit: "off",

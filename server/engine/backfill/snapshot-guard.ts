@@ -1,0 +1,85 @@
+// The meeting point of the backfill and CDC on a shard: which rows CDC wrote that a chunk's snapshot
+// cannot have seen. docs/backfill-correctness.md gives the whole argument; in short:
+//
+// - CDC, while a table's backfill is unfinished, records every key it writes on a shard with the
+//   legacy transaction id (xid8) that made the change, in `_shardshift.cdc_touched`, in the same
+//   shard transaction as the write.
+// - A chunk, read from legacy in one REPEATABLE READ snapshot σ without locks, skips every key
+//   recorded with an xid that σ does not see (pg_visible_in_snapshot): CDC already holds a newer
+//   state of that row (or its deletion), and it must not be overwritten with σ's older one.
+// - The two never interleave on a table: both take the same transaction-scoped advisory lock on the
+//   shard (one per table) before touching the table.
+//
+// Entries older than a chunk snapshot's xmin are visible to every later snapshot, so each chunk
+// prunes them; a finished table's entries are dropped.
+import pg from "pg";
+
+export const GUARD_SCHEMA = "_shardshift";
+export const TOUCHED_TABLE = `${GUARD_SCHEMA}.cdc_touched`;
+
+/** Created on every shard by prepareShard (idempotent). Not a table of the application's. */
+export const GUARD_DDL = `
+create schema if not exists ${GUARD_SCHEMA};
+comment on schema ${GUARD_SCHEMA} is 'Shardshift bookkeeping during a data movement; safe to drop when no movement runs.';
+create table if not exists ${TOUCHED_TABLE} (
+  rel text not null,
+  key text[] not null,
+  xid xid8 not null
+);
+create index if not exists cdc_touched_rel_xid on ${TOUCHED_TABLE} (rel, xid)`;
+
+const GUARD_LOCK_CLASS = 7_363_300;
+
+/** SQL taking the table's guard lock for the rest of the transaction (`relation` is TableInfo.qualified). */
+export function guardLockSql(relation: string): string {
+  return `select pg_advisory_xact_lock(${GUARD_LOCK_CLASS}, hashtext(${pg.escapeLiteral(relation)}))`;
+}
+
+/** The same lock for several tables at once, always in one order (no deadlock between CDC batches). */
+export function guardLocksSql(relations: readonly string[]): string {
+  const list = [...new Set(relations)].sort().map((r) => `(${pg.escapeLiteral(r)})`);
+  return `select pg_advisory_xact_lock(${GUARD_LOCK_CLASS}, hashtext(r)) from (values ${list.join(", ")}) v(r) order by hashtext(r)`;
+}
+
+export interface TouchedKey {
+  relation: string;
+  /** Primary-key values as text, in primary-key order. */
+  key: string[];
+  /** Full (epoch-qualified) legacy transaction id, as text. */
+  xid: string;
+}
+
+/** One statement recording `keys` (call only with a non-empty list). */
+export function recordTouchedSql(keys: readonly TouchedKey[]): { text: string; values: string[] } {
+  return {
+    text: `insert into ${TOUCHED_TABLE} (rel, key, xid)
+           select r->>'r', array(select jsonb_array_elements_text(r->'k')), (r->>'x')::xid8
+             from jsonb_array_elements($1::jsonb) r`,
+    values: [JSON.stringify(keys.map((k) => ({ r: k.relation, k: k.key, x: k.xid })))],
+  };
+}
+
+/**
+ * pgoutput names a transaction by its 32-bit xid; snapshots speak 64-bit xid8. A transaction being
+ * decoded is within 2^31 of any recent xid8 of the same server, so the reference fixes the epoch.
+ */
+export function fullXid(xid32: number, reference: bigint): bigint {
+  const refLow = Number(reference & 0xffffffffn);
+  const delta = (xid32 - refLow) | 0; // signed 32-bit distance
+  const full = reference + BigInt(delta);
+  if (full < 0n) throw new Error(`xid ${xid32} cannot be placed before reference ${reference}`);
+  return full;
+}
+
+/** A legacy server's current xid8 horizon without assigning an xid (pg_current_xact_id would). */
+export async function currentXidReference(client: pg.ClientBase | pg.Pool): Promise<bigint> {
+  const { rows } = await client.query<{ xmax: string }>(
+    "select pg_snapshot_xmax(pg_current_snapshot())::text as xmax",
+  );
+  return BigInt(rows[0]?.xmax ?? "0");
+}
+
+/** Drops a finished table's entries on one shard. */
+export async function dropTouched(client: pg.ClientBase, relation: string): Promise<void> {
+  await client.query(`delete from ${TOUCHED_TABLE} where rel = $1`, [relation]);
+}
