@@ -3,12 +3,14 @@
 // stream running; start as many as you like, on any machine that reaches the control plane and the
 // databases. `npm run demo` runs one in-process. SIGINT/SIGTERM stop it cleanly: the current chunk
 // or CDC batch finishes, unconfirmed work is redone by the next worker.
+
 import { pathToFileURL } from "node:url";
 import pg from "pg";
 import type PgBoss from "pg-boss";
 import { runBackfillSlice } from "./engine/backfill/run-slice";
 import { type ParityKind, runParityCheck } from "./engine/parity/run-check";
 import { type Supervisor, startSupervisor } from "./engine/runtime/supervisor";
+import { listenForWakeups } from "./engine/runtime/wake";
 import { closeEnginePools } from "./engine/sql/pools";
 import { serverEnv } from "./env";
 import { type BackfillSliceJob, type ParityCheckJob, QUEUES, startQueue } from "./jobs/queue";
@@ -43,22 +45,32 @@ export async function startWorker(
   const boss = await startQueue(connectionString);
   await boss.work(QUEUES.heartbeat, async () => {});
   // Two slices at a time per worker: copying is I/O bound, and two cores serve two copiers well.
+  const sliceWorkers: string[] = [];
   for (let i = 0; i < 2; i++) {
-    await boss.work<BackfillSliceJob>(
+    const id = await boss.work<BackfillSliceJob>(
       QUEUES.backfillSlice,
       { pollingIntervalSeconds: 0.5 },
       async ([job]) => {
         if (job) await runBackfillSlice(BigInt(job.data.taskId));
       },
     );
+    sliceWorkers.push(id);
   }
   await boss.work<ParityCheckJob>(QUEUES.parityCheck, { pollingIntervalSeconds: 0.5 }, async ([job]) => {
     if (job) await runExclusiveParityCheck(connectionString, job.data.planId, job.data.kind);
   });
-  const supervisor: Supervisor = startSupervisor(boss, { log });
+  const supervisor: Supervisor = startSupervisor(boss, {
+    log,
+    onSlicesQueued: () => {
+      for (const id of sliceWorkers) boss.notifyWorker(id);
+    },
+  });
+  // A movement started or resumed: act now rather than at the next tick.
+  const wake = await listenForWakeups(connectionString, () => supervisor.poke());
   return {
     boss,
     async stop() {
+      await wake.stop();
       await supervisor.stop();
       await boss.stop({ graceful: true, timeout: 10_000 });
       await closeEnginePools();

@@ -27,7 +27,7 @@ export interface BenchOptions {
 }
 
 export const DEFAULT_BENCH_OPTIONS: BenchOptions = {
-  rows: 300_000,
+  rows: 1_000_000,
   tenants: 2_000,
   seed: 42,
   portBase: 57_320,

@@ -1,7 +1,7 @@
 // Runs one plan's forward CDC stream in this worker, if this worker wins the plan's lock.
 //
 // Protocol, per batch (numbered because the order is the correctness argument):
-//   1. read a batch of committed transactions (closed 2 ms after its oldest one, or at 500)
+//   1. read a batch: every committed transaction that arrived while the last batch was applied (≤ 500)
 //   2. stop, without applying or confirming, on TRUNCATE, a schema change or an unknown table
 //   3. route every change to its shard(s), keeping commit order within each shard
 //   4. apply each shard's statements in one shard transaction (shards in parallel)
@@ -161,7 +161,7 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
           await Promise.all(shardClients.map((c) => dropTouched(c, table)));
         }
         // 1.
-        const batch = await stream.readBatch({ maxTransactions: 500, maxWaitMs: 2 });
+        const batch = await stream.readBatch({ maxTransactions: 500, maxWaitMs: 0 });
         if (!batch) return;
         // 2.
         for (const tx of batch.transactions) {

@@ -34,12 +34,19 @@ async function scheduleParity(boss: PgBoss, planId: string) {
 }
 
 export interface Supervisor {
+  /** Runs a tick now (after the one in progress), e.g. when an operator just started a movement. */
+  poke(): void;
   stop(): Promise<void>;
 }
 
 export function startSupervisor(
   boss: PgBoss,
-  options: { intervalMs?: number; log?: (m: string) => void } = {},
+  options: {
+    intervalMs?: number;
+    log?: (m: string) => void;
+    /** Called after slices were queued, so this process's consumers can fetch them now. */
+    onSlicesQueued?: () => void;
+  } = {},
 ): Supervisor {
   const log = options.log ?? ((m) => console.log(m));
   const runners = new Map<string, CdcRunner>();
@@ -68,10 +75,12 @@ export function startSupervisor(
           where: { planId: m.planId, status: { in: ["pending", "running"] } },
           select: { id: true },
         });
+        let queued = 0;
         for (const t of tasks) {
           const data: BackfillSliceJob = { taskId: t.id.toString() };
-          await boss.send(QUEUES.backfillSlice, data, { singletonKey: `task-${t.id}` });
+          if (await boss.send(QUEUES.backfillSlice, data, { singletonKey: `task-${t.id}` })) queued++;
         }
+        if (queued) options.onSlicesQueued?.();
         if (tasks.length === 0) await scheduleParity(boss, m.planId);
       }
     }
@@ -84,13 +93,15 @@ export function startSupervisor(
     }
   }
 
-  const timer = setInterval(() => {
+  const runTick = () => {
     ticking = ticking.then(() =>
       stopped ? undefined : tick().catch((e) => log(`[supervisor] ${(e as Error).message}`)),
     );
-  }, options.intervalMs ?? 1_000);
+  };
+  const timer = setInterval(runTick, options.intervalMs ?? 1_000);
 
   return {
+    poke: runTick,
     async stop() {
       stopped = true;
       clearInterval(timer);

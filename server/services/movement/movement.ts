@@ -8,11 +8,14 @@
 //   3. create the publication, then the slot: its consistent point precedes every backfill read,
 //      so no change can fall between the copy and the stream
 //   4. record the movement (schema snapshot, slot LSN) and one backfill task per table, audited
+
 import type pg from "pg";
 import { db } from "../../db";
 import { introspectSource, unsupportedTables } from "../../engine/analysis/introspect";
 import { prepareShard, ShardSchemaConflictError } from "../../engine/backfill/prepare-shards";
+import { TOUCHED_TABLE } from "../../engine/backfill/snapshot-guard";
 import { createPublication, createSlot, dropPublication, dropSlot, formatLsn } from "../../engine/cdc/slot";
+import { NOTIFY_ENGINE_SQL } from "../../engine/runtime/wake";
 import { ConnectionFailedError, withClient } from "../../engine/sql/connect";
 import { type MovementStatus, nextMovementStatus } from "../../engine/state/movement";
 import { AppError } from "../../errors";
@@ -123,6 +126,8 @@ export async function startDataMovement(
         );
       }
       if (filled.length) await c.query(`truncate ${schema.tables.map((t) => t.qualified).join(", ")}`);
+      // An earlier movement's guard entries mean nothing to this one.
+      await c.query(`truncate ${TOUCHED_TABLE}`);
     });
   }
 
@@ -188,6 +193,7 @@ export async function startDataMovement(
       },
       reason: input.reason,
     });
+    await tx.$executeRawUnsafe(NOTIFY_ENGINE_SQL, plan.id);
   });
   return getMovementStatus(plan.id);
 }
@@ -212,6 +218,7 @@ export async function controlDataMovement(actor: Actor, input: TControlMovementI
       after: { status: outcome.to },
       reason: input.reason,
     });
+    await tx.$executeRawUnsafe(NOTIFY_ENGINE_SQL, input.planId);
   });
   return getMovementStatus(input.planId);
 }
