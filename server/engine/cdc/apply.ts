@@ -22,6 +22,7 @@ import type { Placement } from "../router/placement";
 import { quoteIdent } from "../sql/identifiers";
 import { setLocalRenderingSql } from "../sql/rendering";
 import { type Change, type Relation, type Tuple, UNCHANGED_TOAST } from "./pgoutput";
+import { parseLsn } from "./slot";
 
 export class CdcStopError extends Error {
   constructor(message: string) {
@@ -258,16 +259,25 @@ export interface ApplyOptions {
   readLegacy?: (select: Statement) => Promise<Tuple | null>;
 }
 
-/** Runs one shard's statements in one transaction, FK triggers off (rows arrive in any table order). */
+/**
+ * Runs one shard's statements in one transaction, FK triggers off (rows arrive in any table order),
+ * committed without waiting for the flush (durable-confirm.ts). Returns the shard's WAL position
+ * after the commit, or null when there was nothing to write.
+ */
 export async function applyToShard(
   client: pg.ClientBase,
   statements: Statement[],
   options: ApplyOptions = {},
-): Promise<void> {
-  if (statements.length === 0) return;
+): Promise<bigint | null> {
+  if (statements.length === 0) return null;
   const guarded = options.guarded ?? (() => false);
   const recorded = statements.flatMap((s) => (s.touches && guarded(s.touches.relation) ? [s.touches] : []));
-  const opening = ["begin", "set local session_replication_role = replica", setLocalRenderingSql()];
+  const opening = [
+    "begin",
+    "set local session_replication_role = replica",
+    "set local synchronous_commit = off",
+    setLocalRenderingSql(),
+  ];
   // The backfill's chunk writes take the same locks: a chunk and a batch never interleave on a table.
   if (recorded.length) opening.push(guardLocksSql(recorded.map((t) => t.relation)));
   // One round trip: the simple-query protocol runs them in order.
@@ -282,7 +292,11 @@ export async function applyToShard(
       }
     }
     if (recorded.length) await client.query(recordTouchedSql(recorded));
-    await client.query("commit");
+    // One round trip: the position is read after the commit record was written.
+    const results = (await client.query(
+      "commit; select pg_current_wal_insert_lsn()::text as lsn",
+    )) as unknown as pg.QueryResult<{ lsn: string }>[];
+    return parseLsn(results.at(-1)?.rows[0]?.lsn ?? "0/0");
   } catch (error) {
     await client.query("rollback").catch(() => {});
     throw error;

@@ -5,7 +5,7 @@
 //   2. stop, without applying or confirming, on TRUNCATE, a schema change or an unknown table
 //   3. route every change to its shard(s), keeping commit order within each shard
 //   4. apply each shard's statements in one shard transaction (shards in parallel)
-//   5. only when every shard committed: confirm the batch's LSN to the slot
+//   5. only when every shard committed and flushed it: confirm the batch's LSN to the slot
 //   6. record lag (commit on legacy → applied) and, at most once a second, the confirmed LSN
 // A crash anywhere before 5 re-delivers the batch to the next runner; re-applying it is idempotent.
 //
@@ -20,13 +20,15 @@ import { loadMovementContext, recordEngineEvent, recordMetric } from "../runtime
 import { guardClient } from "../sql/pools";
 import { setSessionRenderingSql } from "../sql/rendering";
 import { applyToShard, CdcStopError, ChangeRouter, type Statement } from "./apply";
+import { DurableConfirmer } from "./durable-confirm";
 import type { Tuple } from "./pgoutput";
 import { pgTimestampToIso } from "./pgoutput";
 import { ReplicationStream, ReplicationStreamError } from "./replication-stream";
-import { currentWalLsn, formatLsn } from "./slot";
+import { currentWalLsn, formatLsn, parseLsn } from "./slot";
 
 const CDC_LOCK_CLASS = 7_363_200;
 const RETRYABLE = new Set(["40P01", "40001"]);
+const CONFIRM_EVERY_MS = 50;
 
 export interface CdcRunner {
   /** True once the runner ended (lost the lock, the movement stopped, or an error); the supervisor replaces it. */
@@ -130,6 +132,24 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
           pending--;
         });
     };
+    const confirmer = new DurableConfirmer(
+      async (ordinal) => {
+        const { rows } = await (ctx.shards[ordinal] as pg.Pool).query<{ lsn: string }>(
+          "select pg_current_wal_flush_lsn()::text as lsn",
+        );
+        return parseLsn(rows[0]?.lsn ?? "0/0");
+      },
+      (lsn) => {
+        stream?.confirm(lsn);
+        confirmed = lsn;
+      },
+    );
+    // Async commits are flushed by the shard's WAL writer within wal_writer_delay (200 ms by default).
+    const confirmTimer = setInterval(() => {
+      confirmer
+        .check()
+        .catch((error) => options.log(`[cdc ${planId.slice(0, 8)}] confirm: ${(error as Error).message}`));
+    }, CONFIRM_EVERY_MS);
     try {
       await legacy.query(setSessionRenderingSql());
       xidReference = await currentXidReference(legacy);
@@ -182,9 +202,10 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
           })),
         );
         // 4.
+        let shardLsns: (bigint | null)[] = [];
         for (let attempt = 1; ; attempt++) {
           try {
-            await Promise.all(
+            shardLsns = await Promise.all(
               perShard.map((statements, i) =>
                 applyToShard(shardClients[i] as pg.PoolClient, statements, { guarded, readLegacy }),
               ),
@@ -196,9 +217,8 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
             throw error;
           }
         }
-        // 5.
-        stream.confirm(batch.confirmableLsn);
-        confirmed = batch.confirmableLsn;
+        // 5. (confirmed by the timer once durable on every shard)
+        confirmer.applied(batch.confirmableLsn, shardLsns);
         // 6.
         const last = batch.transactions.at(-1);
         const t = Date.now();
@@ -249,6 +269,8 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
       );
       throw error;
     } finally {
+      clearInterval(confirmTimer);
+      await confirmer.check().catch(() => {});
       await chain;
       for (const c of shardClients) c.release(failed);
       legacy.release(failed);
