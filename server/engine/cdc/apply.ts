@@ -35,7 +35,17 @@ export interface Statement {
   /** Named, so each connection parses and plans the statement once. */
   name?: string;
   text: string;
-  values: (string | null)[];
+  values: (string | null | (string | null)[])[];
+  /**
+   * Consecutive statements of the same group (one table, one kind) are sent as one multi-row
+   * statement, in their order, unless a key repeats (a statement cannot affect a row twice).
+   */
+  merge?: {
+    group: string;
+    key: string;
+    values: (string | null)[];
+    many: (rows: (string | null)[][]) => Statement;
+  };
   /** The row this statement writes, for the backfill's snapshot guard (snapshot-guard.ts). */
   touches?: { relation: string; key: string[]; xid: string };
   /**
@@ -82,6 +92,29 @@ export function tableApplier(table: TableInfo): TableApplier {
   const deleteName = named(deleteText);
   const selectText = `SELECT ${columns.map((c) => `${quoteIdent(c.name)}::text AS ${quoteIdent(c.name)}`).join(", ")} FROM ${table.qualified} WHERE ${keyWhere(1)}`;
   const selectName = named(selectText);
+  // Multi-row forms: one text[] parameter per column, cast like the single-row form's $n::type.
+  const unnestOf = (names: readonly string[]) =>
+    `unnest(${names.map((_, i) => `$${i + 1}::text[]`).join(", ")}) AS u(${names.map((_, i) => `v${i + 1}`).join(", ")})`;
+  const manyUpsertText =
+    `INSERT INTO ${table.qualified} (${colList}) ${hasIdentity ? "OVERRIDING SYSTEM VALUE " : ""}` +
+    `SELECT ${columns.map((c, i) => `u.v${i + 1}::${c.type}`).join(", ")} FROM ${unnestOf(columns.map((c) => c.name))} ` +
+    `ON CONFLICT (${pk.map(quoteIdent).join(", ")}) ${updates.length ? `DO UPDATE SET ${updates.join(", ")}` : "DO NOTHING"}`;
+  const manyDeleteText =
+    `DELETE FROM ${table.qualified} AS d USING ${unnestOf(pk)} WHERE ` +
+    pk.map((c, i) => `d.${quoteIdent(c)} = u.v${i + 1}::${typeOf.get(c) ?? "text"}`).join(" AND ");
+  const columnsOf = (rows: (string | null)[][], width: number) =>
+    Array.from({ length: width }, (_, i) => rows.map((r) => r[i] ?? null));
+  const manyUpsert = (rows: (string | null)[][]): Statement => ({
+    name: named(manyUpsertText),
+    text: manyUpsertText,
+    values: columnsOf(rows, columns.length),
+  });
+  const manyDelete = (rows: (string | null)[][]): Statement => ({
+    name: named(manyDeleteText),
+    text: manyDeleteText,
+    values: columnsOf(rows, pk.length),
+  });
+  const keyText = (row: Tuple) => JSON.stringify(pk.map((c) => value(row, c)));
   const value = (row: Tuple, name: string): string | null => {
     const v = row[name];
     if (v === UNCHANGED_TOAST)
@@ -94,8 +127,24 @@ export function tableApplier(table: TableInfo): TableApplier {
     hasKey: (row) => pk.every((c) => row[c] !== undefined && row[c] !== UNCHANGED_TOAST),
     keyOf: (row) => pk.map((c) => value(row, c) ?? ""),
     selectByKey: (key) => ({ name: selectName, text: selectText, values: pk.map((c) => value(key, c)) }),
-    upsert: (row) => ({ name: upsertName, text: upsertText, values: columns.map((c) => value(row, c.name)) }),
-    deleteByKey: (row) => ({ name: deleteName, text: deleteText, values: pk.map((c) => value(row, c)) }),
+    upsert: (row) => {
+      const values = columns.map((c) => value(row, c.name));
+      return {
+        name: upsertName,
+        text: upsertText,
+        values,
+        merge: { group: `${table.qualified} upsert`, key: keyText(row), values, many: manyUpsert },
+      };
+    },
+    deleteByKey: (row) => {
+      const values = pk.map((c) => value(row, c));
+      return {
+        name: deleteName,
+        text: deleteText,
+        values,
+        merge: { group: `${table.qualified} delete`, key: keyText(row), values, many: manyDelete },
+      };
+    },
     partialUpdate(row, key) {
       const present = columns.filter((c) => row[c.name] !== undefined && row[c.name] !== UNCHANGED_TOAST);
       const sets = present.map((c, i) => `${quoteIdent(c.name)} = $${i + 1}::${c.type}`).join(", ");
@@ -283,7 +332,7 @@ export async function applyToShard(
   // One round trip: the simple-query protocol runs them in order.
   await client.query(opening.join("; "));
   try {
-    for (const s of statements) {
+    for (const s of mergeRuns(statements)) {
       const result = await client.query(s);
       if (s.reread && result.rowCount === 0 && options.readLegacy) {
         const row = await options.readLegacy(s.reread.select);
@@ -301,4 +350,35 @@ export async function applyToShard(
     await client.query("rollback").catch(() => {});
     throw error;
   }
+}
+
+/** Folds runs of mergeable statements into multi-row statements, keeping the order of every row. */
+export function mergeRuns(statements: readonly Statement[]): Statement[] {
+  const out: Statement[] = [];
+  let run: Statement[] = [];
+  let keys = new Set<string>();
+  const flush = () => {
+    const first = run[0];
+    if (first?.merge)
+      out.push(run.length === 1 ? first : first.merge.many(run.map((s) => s.merge?.values ?? [])));
+    run = [];
+    keys = new Set();
+  };
+  for (const s of statements) {
+    const group = run[0]?.merge?.group;
+    if (s.merge && group === s.merge.group && !keys.has(s.merge.key)) {
+      run.push(s);
+      keys.add(s.merge.key);
+      continue;
+    }
+    flush();
+    if (s.merge) {
+      run.push(s);
+      keys.add(s.merge.key);
+    } else {
+      out.push(s);
+    }
+  }
+  flush();
+  return out;
 }
