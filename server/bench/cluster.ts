@@ -113,3 +113,28 @@ export async function checkpointAll(cluster: BenchCluster): Promise<void> {
 export async function dropDatabase(server: EmbeddedServer, database: string): Promise<void> {
   await runSql(server.url(), `drop database if exists ${pg.escapeIdentifier(database)} with (force)`);
 }
+
+/**
+ * Waits until no autovacuum worker runs on any server: after a bulk load the shards vacuum and
+ * analyze for seconds, and a latency test must not measure that (for either side).
+ */
+export async function waitForAutovacuumIdle(cluster: BenchCluster, timeoutMs = 120_000): Promise<number> {
+  const started = performance.now();
+  for (;;) {
+    const busy = await Promise.all(
+      cluster.all.map(async (s) =>
+        Number(
+          (
+            await runSql<{ n: string }>(
+              s.url(),
+              "select count(*) as n from pg_stat_activity where backend_type = 'autovacuum worker' and state = 'active'",
+            )
+          )[0]?.n ?? 0,
+        ),
+      ),
+    );
+    if (busy.every((n) => n === 0)) return performance.now() - started;
+    if (performance.now() - started > timeoutMs) return performance.now() - started;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

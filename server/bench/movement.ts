@@ -1,6 +1,6 @@
 // Our side of the backfill figures, driven only through the services an operator uses: a plan over
 // the bench's legacy and shards, startDataMovement / setBackfillRate / controlDataMovement, and the
-// real worker (run in-process by the caller) doing the copying and the CDC.
+// real worker (a child process the caller starts) doing the copying and the CDC.
 import crypto from "node:crypto";
 import { db } from "@/server/db";
 import { generateSecretKey } from "@/server/security/secrets";

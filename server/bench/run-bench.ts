@@ -22,7 +22,7 @@ import { currentWalLsn, readSlotStatus } from "@/server/engine/cdc/slot";
 import { loadDemoDataset } from "@/server/engine/demo/dataset";
 import { hashPlacement } from "@/server/engine/router/placement";
 import { withClient } from "@/server/engine/sql/connect";
-import { startWorker } from "@/server/worker";
+import { spawnWorker } from "@/server/testing/worker-process";
 import { runChunkLoop, SLICE_CHUNK_ROWS } from "./chunk-loop";
 import type { CleanupStack } from "./cleanup";
 import {
@@ -34,6 +34,7 @@ import {
   runSql,
   SHARD_DB,
   startBenchCluster,
+  waitForAutovacuumIdle,
 } from "./cluster";
 import { dropReplicationLeftovers } from "./leftovers";
 import {
@@ -141,6 +142,11 @@ async function truncateShardTables(shards: readonly pg.Pool[]): Promise<void> {
   }
 }
 
+async function quiet(cluster: BenchCluster, log: (line: string) => void, what: string): Promise<void> {
+  const waited = await waitForAutovacuumIdle(cluster);
+  if (waited > 500) log(`    ${what}: waited ${(waited / 1000).toFixed(1)} s for autovacuum to finish`);
+}
+
 /** The lag test then the burst test, against whatever replicates source.bench_probe into targets. */
 async function measureCdc(
   what: string,
@@ -159,6 +165,7 @@ async function measureCdc(
   await waitForArrivals(targets, 20, `${what} (warm-up)`);
   await clearArrivals(targets);
   await settle();
+  await quiet(cluster, log, what);
   await checkpointAll(cluster);
 
   const lagFrom = new Date();
@@ -181,6 +188,7 @@ async function measureCdc(
 
   await clearArrivals(targets);
   await settle();
+  await quiet(cluster, log, what);
   await checkpointAll(cluster);
   const burstFrom = new Date();
   log(
@@ -317,8 +325,11 @@ export async function runBench(
     cluster.legacy.url(LEGACY_DB),
     cluster.shards.map((s) => s.url(SHARD_DB)),
   );
-  const worker = await startWorker(controlUrl, { log: (l) => log(`    [worker] ${l}`) });
-  const stopWorker = once(() => worker.stop());
+  // Its own process, as `npm run worker` runs in production: the bench's probe writer (the
+  // "application") does not share an event loop with the engine.
+  const worker = spawnWorker({ onLine: options.verbose ? (l) => log(`    [worker] ${l}`) : undefined });
+  const stopWorker = once(() => worker.kill("SIGTERM"));
+  await worker.ready;
   cleanup.push("stop the worker", stopWorker);
   cleanup.push("cancel a movement still running", async () => {
     if (cleanup.aborted) return; // the slot goes with its server

@@ -1,5 +1,5 @@
-// Real worker processes for crash tests: `node --import tsx server/worker.ts` (one process, so a
-// SIGKILL really kills the engine, not a wrapper), environment inherited from the test.
+// Real worker processes for crash tests and the bench: `node --import tsx server/worker.ts` (one
+// process, so a SIGKILL really kills the engine, not a wrapper), environment inherited.
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 
@@ -7,26 +7,43 @@ const ROOT = path.resolve(import.meta.dirname, "../..");
 
 export interface WorkerProcess {
   pid: number;
+  /** Resolves once the worker said it is running; rejects if it exits first. */
+  ready: Promise<void>;
   output(): string;
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export function spawnWorker(): WorkerProcess {
+export function spawnWorker(options: { onLine?: (line: string) => void } = {}): WorkerProcess {
   const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "server/worker.ts"], {
     cwd: ROOT,
     env: { ...process.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    output += d.toString();
+  let markReady = () => {};
+  let failStart = (_: Error) => {};
+  const ready = new Promise<void>((resolve, reject) => {
+    markReady = resolve;
+    failStart = reject;
   });
-  child.stderr?.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  ready.catch(() => {}); // callers that never wait for it must not see an unhandled rejection
+  const take = (d: Buffer) => {
+    const text = d.toString();
+    output += text;
+    if (/Shardshift worker \d+ is running/.test(output)) markReady();
+    if (options.onLine) for (const line of text.split("\n")) if (line.trim()) options.onLine(line);
+  };
+  child.stdout?.on("data", take);
+  child.stderr?.on("data", take);
+  const exited = new Promise<void>((resolve) =>
+    child.once("exit", (code, signal) => {
+      failStart(new Error(`The worker exited (${signal ?? code}) before it was running:\n${output}`));
+      resolve();
+    }),
+  );
   return {
     pid: child.pid ?? -1,
+    ready,
     output: () => output,
     async kill(signal = "SIGKILL") {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);

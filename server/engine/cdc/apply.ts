@@ -329,10 +329,35 @@ export async function applyToShard(
   ];
   // The backfill's chunk writes take the same locks: a chunk and a batch never interleave on a table.
   if (recorded.length) opening.push(guardLocksSql(recorded.map((t) => t.relation)));
-  // One round trip: the simple-query protocol runs them in order.
+  const body = mergeRuns(statements);
+  if (recorded.length) body.push(recordTouchedSql(recorded));
+  // The position is read after the commit record was written (simple protocol, in order).
+  const closing = "commit; select pg_current_wal_insert_lsn()::text as lsn";
+  const lsnOf = (results: unknown) =>
+    parseLsn((results as pg.QueryResult<{ lsn: string }>[]).at(-1)?.rows[0]?.lsn ?? "0/0");
+  const pipelined = (client as pg.ClientBase & { pipeline?: boolean }).pipeline === true;
+
+  if (pipelined && !body.some((s) => s.reread)) {
+    // The whole transaction in one round trip. After a failed statement the server rejects the
+    // rest and turns COMMIT into ROLLBACK: the first error is the batch's outcome.
+    const sent = [
+      client.query(opening.join("; ")),
+      ...body.map((s) => client.query(s)),
+      client.query(closing),
+    ];
+    const settled = await Promise.allSettled(sent);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) {
+      await client.query("rollback").catch(() => {});
+      throw failed.reason;
+    }
+    const last = settled.at(-1) as PromiseFulfilledResult<unknown>;
+    return lsnOf(last.value);
+  }
+
   await client.query(opening.join("; "));
   try {
-    for (const s of mergeRuns(statements)) {
+    for (const s of body) {
       const result = await client.query(s);
       if (s.reread && result.rowCount === 0 && options.readLegacy) {
         const row = await options.readLegacy(s.reread.select);
@@ -340,12 +365,7 @@ export async function applyToShard(
         if (row) await client.query(s.reread.upsert(row));
       }
     }
-    if (recorded.length) await client.query(recordTouchedSql(recorded));
-    // One round trip: the position is read after the commit record was written.
-    const results = (await client.query(
-      "commit; select pg_current_wal_insert_lsn()::text as lsn",
-    )) as unknown as pg.QueryResult<{ lsn: string }>[];
-    return parseLsn(results.at(-1)?.rows[0]?.lsn ?? "0/0");
+    return lsnOf(await client.query(closing));
   } catch (error) {
     await client.query("rollback").catch(() => {});
     throw error;

@@ -90,8 +90,19 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
       }
       throw error;
     }
-    const shardClients = await Promise.all(ctx.shards.map((p) => p.connect()));
-    for (const c of shardClients) guardClient(c);
+    // Own connections, pipelined: a batch's statements go to a shard in one round trip (apply.ts).
+    const shardClients = await Promise.all(
+      ctx.shardUrls.map(async (url) => {
+        const client = new pg.Client({
+          connectionString: url,
+          pipeline: true,
+          application_name: "shardshift-cdc",
+        });
+        client.on("error", () => {});
+        await client.connect();
+        return client;
+      }),
+    );
     // Partial updates of rows the backfill has not copied yet are completed from legacy (apply.ts).
     const legacy = await ctx.source.connect();
     guardClient(legacy);
@@ -207,7 +218,7 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
           try {
             shardLsns = await Promise.all(
               perShard.map((statements, i) =>
-                applyToShard(shardClients[i] as pg.PoolClient, statements, { guarded, readLegacy }),
+                applyToShard(shardClients[i] as pg.Client, statements, { guarded, readLegacy }),
               ),
             );
             break;
@@ -272,7 +283,7 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
       clearInterval(confirmTimer);
       await confirmer.check().catch(() => {});
       await chain;
-      for (const c of shardClients) c.release(failed);
+      await Promise.all(shardClients.map((c) => c.end().catch(() => {})));
       legacy.release(failed);
       await stream.stop().catch(() => {});
     }

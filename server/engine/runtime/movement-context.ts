@@ -13,6 +13,7 @@ export interface MovementContext {
   placement: Placement;
   sourceUrl: string;
   source: pg.Pool;
+  shardUrls: string[];
   shards: pg.Pool[];
   publicationName: string;
   slotName: string;
@@ -32,6 +33,7 @@ export async function loadMovementContext(planId: string): Promise<MovementConte
     placement: hashPlacement(plan.shards.length),
     sourceUrl,
     source: enginePool(sourceUrl),
+    shardUrls,
     shards: shardUrls.map((url) => enginePool(url)),
     publicationName: movement.publicationName,
     slotName: movement.slotName,
