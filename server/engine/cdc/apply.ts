@@ -20,7 +20,7 @@ import type { SourceSchema, TableInfo } from "../analysis/introspect";
 import { guardLocksSql, recordTouchedSql } from "../backfill/snapshot-guard";
 import type { Placement } from "../router/placement";
 import { quoteIdent } from "../sql/identifiers";
-import { setLocalRenderingSql } from "../sql/rendering";
+import { setLocalRenderingSql, setSessionRenderingSql } from "../sql/rendering";
 import { type Change, type Relation, type Tuple, UNCHANGED_TOAST } from "./pgoutput";
 import { parseLsn } from "./slot";
 
@@ -306,6 +306,17 @@ export interface ApplyOptions {
   guarded?: (relation: string) => boolean;
   /** Reads a row on legacy (for a partial update whose row the shard does not hold yet). */
   readLegacy?: (select: Statement) => Promise<Tuple | null>;
+  /** The connection ran APPLY_SESSION_SQL: the transaction needs no settings of its own. */
+  sessionPrepared?: boolean;
+}
+
+/** What every apply transaction needs, for a connection dedicated to applying (the CDC runner's). */
+export function applySessionSql(): string {
+  return [
+    "set session_replication_role = replica",
+    "set synchronous_commit = off",
+    setSessionRenderingSql(),
+  ].join("; ");
 }
 
 /**
@@ -321,12 +332,14 @@ export async function applyToShard(
   if (statements.length === 0) return null;
   const guarded = options.guarded ?? (() => false);
   const recorded = statements.flatMap((s) => (s.touches && guarded(s.touches.relation) ? [s.touches] : []));
-  const opening = [
-    "begin",
-    "set local session_replication_role = replica",
-    "set local synchronous_commit = off",
-    setLocalRenderingSql(),
-  ];
+  const opening = options.sessionPrepared
+    ? ["begin"]
+    : [
+        "begin",
+        "set local session_replication_role = replica",
+        "set local synchronous_commit = off",
+        setLocalRenderingSql(),
+      ];
   // The backfill's chunk writes take the same locks: a chunk and a batch never interleave on a table.
   if (recorded.length) opening.push(guardLocksSql(recorded.map((t) => t.relation)));
   const body = mergeRuns(statements);

@@ -19,7 +19,7 @@ import { currentXidReference, dropTouched, fullXid } from "../backfill/snapshot-
 import { loadMovementContext, recordEngineEvent, recordMetric } from "../runtime/movement-context";
 import { guardClient } from "../sql/pools";
 import { setSessionRenderingSql } from "../sql/rendering";
-import { applyToShard, CdcStopError, ChangeRouter, type Statement } from "./apply";
+import { applySessionSql, applyToShard, CdcStopError, ChangeRouter, type Statement } from "./apply";
 import { DurableConfirmer } from "./durable-confirm";
 import type { Tuple } from "./pgoutput";
 import { pgTimestampToIso } from "./pgoutput";
@@ -28,7 +28,7 @@ import { currentWalLsn, formatLsn, parseLsn } from "./slot";
 
 const CDC_LOCK_CLASS = 7_363_200;
 const RETRYABLE = new Set(["40P01", "40001"]);
-const CONFIRM_EVERY_MS = 50;
+const CONFIRM_EVERY_MS = 200;
 
 export interface CdcRunner {
   /** True once the runner ended (lost the lock, the movement stopped, or an error); the supervisor replaces it. */
@@ -100,6 +100,7 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
         });
         client.on("error", () => {});
         await client.connect();
+        await client.query(applySessionSql());
         return client;
       }),
     );
@@ -218,7 +219,11 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
           try {
             shardLsns = await Promise.all(
               perShard.map((statements, i) =>
-                applyToShard(shardClients[i] as pg.Client, statements, { guarded, readLegacy }),
+                applyToShard(shardClients[i] as pg.Client, statements, {
+                  guarded,
+                  readLegacy,
+                  sessionPrepared: true,
+                }),
               ),
             );
             break;

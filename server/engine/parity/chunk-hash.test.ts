@@ -178,7 +178,7 @@ describe("full pass", () => {
     expect(result.mismatchedChunks).toEqual([]);
     expect(result.rowsVerified).toBe(expectedRows);
     expect(result.legacyRows).toBe(expectedRows);
-    expect(progress).toHaveLength(result.chunks);
+    expect(progress).toHaveLength(schema.tables.length); // once per table, when it was compared
     expect(result.chunks).toBeGreaterThan(schema.tables.length);
     const again = await fullPass(
       legacy.pool,

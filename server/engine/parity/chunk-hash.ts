@@ -6,7 +6,7 @@
 //    inclusive, the first and last open, so together they cover the whole key space — a row that
 //    exists only on a shard still falls in exactly one range.
 // 2. hashChunk runs the same statement on legacy and on each shard: per tenant (sharded tables) or
-//    for the whole range (reference tables), count(*) and sum(hashtextextended(row text, 0)).
+//    for the whole range (reference tables), count(*) and sum(rowHashSql) (see rowHashSql).
 //    sum() over bigint is numeric, so it never overflows; a sum is order-independent and, unlike
 //    xor, a duplicated row does not cancel itself out.
 // 3. compareChunk checks each legacy tenant against the shard that owns it, and flags rows a shard
@@ -98,9 +98,27 @@ function keyText(plan: TablePlan): string {
   return `array[${plan.keyColumns.map((c) => `x.${quoteIdent(c)}::text`).join(", ")}]`;
 }
 
-/** The row's text for hashing: the schema's columns in order (see the invariants above). */
-function rowText(plan: TablePlan): string {
-  return `row(${plan.table.columns.map((c) => `x.${quoteIdent(c.name)}`).join(", ")})::text`;
+/** Types whose values are equal exactly when their text under the pinned settings is: hashed as values. */
+const HASHED_AS_VALUE =
+  /^(smallint|integer|bigint|oid|boolean|uuid|date|bytea|timestamp(\(\d\))? with(out)? time zone)$/;
+/** Text types: hashed as bytes (COLLATE "C"), so a case-insensitive collation cannot hide a change. */
+const HASHED_AS_BYTES = /^(text|character varying(\(\d+\))?)$/;
+
+/**
+ * The row's hash: hash_record_extended over the schema's columns in order, each hashed by its own
+ * type's hash function where that is exact (see the lists above) and as its text otherwise —
+ * numeric 1.0 vs 1.00, jsonb, intervals and floats compare as their rendering, like the row diff.
+ * Equal hash inputs ⇔ equal column texts, so a hash mismatch is always explainable by a column
+ * difference. Hashing values instead of the whole row's text costs a third: no output functions.
+ */
+export function rowHashSql(plan: TablePlan): string {
+  const parts = plan.table.columns.map((c) => {
+    const column = `x.${quoteIdent(c.name)}`;
+    if (HASHED_AS_VALUE.test(c.type)) return column;
+    if (HASHED_AS_BYTES.test(c.type)) return `(${column} COLLATE "C")`;
+    return `${column}::text`;
+  });
+  return `hash_record_extended(row(${parts.join(", ")}), 0)`;
 }
 
 function assertKey(plan: TablePlan, key: KeyValues, what: string): void {
@@ -143,7 +161,7 @@ function rangeWhere(plan: TablePlan, range: KeyRange, tenant: string | null, par
 export function hashChunkSql(plan: TablePlan, range: KeyRange, tenant: string | null = null): SqlStatement {
   const params = new Params();
   const where = rangeWhere(plan, range, tenant, params);
-  const aggregates = `count(*)::text as rows, coalesce(sum(hashtextextended(${rowText(plan)}, 0)), 0)::text as hash`;
+  const aggregates = `count(*)::text as rows, coalesce(sum(${rowHashSql(plan)}), 0)::text as hash`;
   const shardKey = plan.keyColumns[0];
   if (plan.table.kind === "reference" || shardKey === undefined) {
     return {
@@ -322,7 +340,17 @@ export async function compareChunk(
     pinned(legacy, (c) => hashChunk(c, plan, range)),
     ...shards.map((shard) => pinned(shard, (c) => hashChunk(c, plan, range))),
   ]);
-  const expected = legacyHashes ?? new Map<string, ChunkHash>();
+  return compareHashes(placement, plan, range, legacyHashes ?? new Map(), shardHashes);
+}
+
+/** Legacy's per-tenant hashes of a range against each tenant's owning shard's (pure). */
+export function compareHashes(
+  placement: Placement,
+  plan: TablePlan,
+  range: KeyRange,
+  expected: ChunkHashes,
+  shardHashes: readonly ChunkHashes[],
+): ChunkComparison {
   const mismatches: ChunkMismatch[] = [];
   let legacyRows = 0;
   let rowsVerified = 0;
@@ -540,7 +568,9 @@ export interface FullPassProgress {
 export interface FullPassResult {
   rowsVerified: number;
   legacyRows: number;
+  /** Scan chunks run on legacy. */
   chunks: number;
+  /** Per table, the tenants (reference tables: the whole table) whose hashes differed. */
   mismatchedChunks: ChunkComparison[];
   ms: number;
 }
@@ -548,8 +578,82 @@ export interface FullPassResult {
 const TEXT_KEY_TYPE = /^(text|character|character varying|name|citext|bpchar|varchar)\b/;
 
 /**
- * Checks every chunk of every table: one pinned session per database for the whole pass, no
- * transaction held across chunks (each statement takes its own snapshot).
+ * Pages per scan chunk for a table of `pages` pages: ~64 chunks, at least 128 pages (1 MB) and at
+ * most 16,384 (128 MB), so a statement stays short and the throttle acts often.
+ */
+export function scanChunkPages(pages: number): number {
+  return Math.min(16_384, Math.max(128, Math.ceil(Math.max(pages, 0) / 64)));
+}
+
+/** One table's per-tenant (or WHOLE_RANGE) count and hash sum on one side, and its scan chunks. */
+interface TableScan {
+  hashes: ChunkHashes;
+  rows: number;
+  chunks: number;
+}
+
+/**
+ * Hashes a whole table per tenant in physical order: consecutive ranges of pages (TID range scans,
+ * as cheap as a sequential scan, whatever order the rows were written in), the sums added up per
+ * tenant. Each chunk is its own statement and snapshot: a row updated mid-scan can be counted in
+ * two chunks or none, which shows up as a tenant mismatch that the per-tenant re-hash in locate()
+ * (one snapshot, by key) does not confirm — a cost under heavy writes, never a false report.
+ */
+async function scanTable(
+  client: ParityClient,
+  plan: TablePlan,
+  beforeChunk?: (expectedRows: number) => Promise<void>,
+): Promise<TableScan> {
+  const { rows: sizes } = await client.query<{ pages: string; tuples: string }>(
+    `select (pg_relation_size(c.oid) / current_setting('block_size')::int)::text as pages,
+            greatest(c.reltuples, 0)::bigint::text as tuples
+       from pg_class c where c.oid = $1::regclass`,
+    [plan.table.qualified],
+  );
+  const pages = Number(sizes[0]?.pages ?? 0);
+  const step = scanChunkPages(pages);
+  const rowsPerPage = pages > 0 ? Number(sizes[0]?.tuples ?? 0) / pages : 0;
+  const shardKey = plan.keyColumns[0];
+  const grouped = plan.table.kind === "sharded" && shardKey !== undefined;
+  const tenant = grouped ? `x.${quoteIdent(shardKey)}::text` : "''";
+  const sums = new Map<string, { rows: number; hash: bigint }>();
+  const scan: TableScan = { hashes: new Map(), rows: 0, chunks: 0 };
+  for (let first = 0; ; first += step) {
+    // The last chunk is open-ended: pages added while the pass runs are read too.
+    const last = first + step >= pages;
+    await beforeChunk?.(Math.max(1, Math.round(step * rowsPerPage)));
+    const where = `where x.ctid >= '(${first},0)'::tid${last ? "" : ` and x.ctid < '(${first + step},0)'::tid`}`;
+    const { rows } = await client.query<{ tenant: string | null; rows: string; hash: string }>(
+      `select ${tenant} as tenant, count(*)::text as rows, coalesce(sum(${rowHashSql(plan)}), 0)::text as hash
+         from ${plan.table.qualified} x ${where}${grouped ? ` group by ${tenant.replace("::text", "")}` : ""}`,
+    );
+    scan.chunks++;
+    for (const row of rows) {
+      if (row.tenant === null) {
+        throw new Error(
+          `${plan.table.qualified} has ${row.rows} rows with a NULL ${shardKey ?? "shard key"}: ` +
+            "they belong to no tenant and cannot be placed or compared. Give them a tenant (or delete them) on legacy.",
+        );
+      }
+      const sum = sums.get(row.tenant) ?? { rows: 0, hash: 0n };
+      sum.rows += Number(row.rows);
+      sum.hash += BigInt(row.hash);
+      sums.set(row.tenant, sum);
+      scan.rows += Number(row.rows);
+    }
+    if (last) break;
+  }
+  for (const [key, sum] of sums) {
+    if (sum.rows > 0) scan.hashes.set(key, { rows: sum.rows, hash: sum.hash.toString() });
+  }
+  return scan;
+}
+
+/**
+ * Checks every table: legacy and every shard hash the whole table per tenant at once (scanTable),
+ * then each tenant's sums are compared. One pinned session per database for the whole pass; the
+ * caller's throttle runs before each of legacy's chunks. A mismatched tenant comes back as a
+ * ChunkComparison over the whole key range, which locate() narrows down to rows.
  */
 export async function fullPass(
   legacy: pg.Pool,
@@ -557,7 +661,7 @@ export async function fullPass(
   placement: Placement,
   schema: SourceSchema,
   onProgress?: (progress: FullPassProgress) => void,
-  /** Awaited before each chunk with its expected rows: the caller's throttle (parity must not starve production). */
+  /** Awaited before each legacy chunk with its expected rows: the caller's throttle (parity must not starve production). */
   beforeChunk?: (expectedRows: number) => Promise<void>,
 ): Promise<FullPassResult> {
   assertShardCount(shards, placement);
@@ -570,29 +674,31 @@ export async function fullPass(
       { orderedByText: plans.some((p) => p.keyTypes.some((t) => TEXT_KEY_TYPE.test(t))) },
     );
     const result: FullPassResult = { rowsVerified: 0, legacyRows: 0, chunks: 0, mismatchedChunks: [], ms: 0 };
-    const account = (comparison: ChunkComparison, chunk: number, chunks: number) => {
-      result.chunks++;
+    for (const plan of plans) {
+      // Every side scans the table at once; the shards, holding a share each, finish first.
+      const [legacyScan, ...shardScans] = await Promise.all([
+        scanTable(legacyClient, plan, beforeChunk),
+        ...shardClients.map((c) => scanTable(c, plan)),
+      ]);
+      if (!legacyScan) continue;
+      const comparison = compareHashes(
+        placement,
+        plan,
+        { after: null, upTo: null },
+        legacyScan.hashes,
+        shardScans.map((s) => s.hashes),
+      );
+      result.chunks += legacyScan.chunks;
       result.rowsVerified += comparison.rowsVerified;
       result.legacyRows += comparison.legacyRows;
       if (comparison.mismatches.length > 0) result.mismatchedChunks.push(comparison);
-      onProgress?.({ table: comparison.table, chunk, chunks, rowsVerified: result.rowsVerified });
-    };
-    // Two chunks in flight: each connection runs its statements in order, so legacy (which hashes
-    // every row, each shard only its share) starts the next chunk while the shards finish this one.
-    let inFlight: { comparison: Promise<ChunkComparison>; chunk: number; chunks: number } | null = null;
-    for (const plan of plans) {
-      const ranges = rangesFromBoundaries(await chunkBoundaries(legacyClient, plan));
-      const expectedRows = Math.max(1, Math.ceil(Math.max(plan.table.estimatedRows, 1) / ranges.length));
-      for (const [i, range] of ranges.entries()) {
-        await beforeChunk?.(expectedRows);
-        const comparison = compareChunk(legacyClient, shardClients, placement, plan, range);
-        // Awaited below; until then an earlier chunk's failure must not leave this one unhandled.
-        comparison.catch(() => {});
-        if (inFlight) account(await inFlight.comparison, inFlight.chunk, inFlight.chunks);
-        inFlight = { comparison, chunk: i + 1, chunks: ranges.length };
-      }
+      onProgress?.({
+        table: plan.table.qualified,
+        chunk: legacyScan.chunks,
+        chunks: legacyScan.chunks,
+        rowsVerified: result.rowsVerified,
+      });
     }
-    if (inFlight) account(await inFlight.comparison, inFlight.chunk, inFlight.chunks);
     result.ms = Math.round(performance.now() - startedAt);
     return result;
   });

@@ -102,7 +102,9 @@ const FINGERPRINT_SQL = `
 select current_setting('server_encoding') as server_encoding,
        (select datcollate from pg_database where datname = current_database())::text as collation,
        current_setting('server_version_num')::int as server_version,
-       hashtextextended('shardshift parity canary: ü ∑ 😀', 0)::text as hash_canary,
+       hashtextextended('shardshift parity canary: ü ∑ 😀', 0)::text || ' ' ||
+         hash_record_extended(row(42::bigint, true, ('ü ∑'::text collate "C"), '5ae2fb6d-2c4c-4a4c-8b6e-2f1f5e3a9d01'::uuid,
+           date '2001-02-03', timestamptz '2001-02-03 04:05:06.789+07', '\\x00ff'::bytea, '1.50'::text), 0)::text as hash_canary,
        row(timestamptz '2001-02-03 04:05:06.789+07', timestamp '2001-02-03 04:05:06', date '2001-02-03',
            interval '1 day 2 hours 3.5 seconds', 0.1::float8, 1e-7::float4, '\\x00ff'::bytea,
            12.34::numeric::money, '{"b": 1, "a": [1.50, null]}'::jsonb, 'pg_class'::regclass,
@@ -150,6 +152,12 @@ export async function assertComparableSessions(
   if (!reference) return prints;
   const label = (i: number) => names[i] ?? `database ${i}`;
   for (const [i, print] of prints.entries()) {
+    if (print.serverVersion < 140_000) {
+      throw new IncomparableDatabasesError(
+        `${label(i)} runs PostgreSQL ${Math.floor(print.serverVersion / 10_000)}; parity needs 14 or later ` +
+          "(hash_record_extended, TID range scans). Upgrade it, or compare rows instead.",
+      );
+    }
     if (print.serverEncoding !== reference.serverEncoding) {
       throw new IncomparableDatabasesError(
         `${label(i)} stores text as ${print.serverEncoding} but ${label(0)} as ${reference.serverEncoding}: ` +
@@ -158,7 +166,7 @@ export async function assertComparableSessions(
     }
     if (print.hashCanary !== reference.hashCanary) {
       throw new IncomparableDatabasesError(
-        `hashtextextended gives ${print.hashCanary} on ${label(i)} but ${reference.hashCanary} on ${label(0)} ` +
+        `the hash functions give ${print.hashCanary} on ${label(i)} but ${reference.hashCanary} on ${label(0)} ` +
           `(server versions ${print.serverVersion} and ${reference.serverVersion}): in-database hashes cannot be compared. ` +
           "Run legacy and shards on servers of the same architecture and major version, or compare rows instead.",
       );
