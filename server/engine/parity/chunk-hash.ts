@@ -578,11 +578,13 @@ export interface FullPassResult {
 const TEXT_KEY_TYPE = /^(text|character|character varying|name|citext|bpchar|varchar)\b/;
 
 /**
- * Pages per scan chunk for a table of `pages` pages: ~64 chunks, at least 128 pages (1 MB) and at
- * most 16,384 (128 MB), so a statement stays short and the throttle acts often.
+ * Pages per scan chunk for a table of `pages` pages: ~64 chunks, at least 4,096 pages (32 MB) and
+ * at most 32,768 (256 MB). A chunk returns one row per tenant it holds, so small chunks cost more
+ * in results than in hashing; 256 MB hash in well under a second, so statements stay short and the
+ * throttle still acts often.
  */
 export function scanChunkPages(pages: number): number {
-  return Math.min(16_384, Math.max(128, Math.ceil(Math.max(pages, 0) / 64)));
+  return Math.min(32_768, Math.max(4_096, Math.ceil(Math.max(pages, 0) / 64)));
 }
 
 /** One table's per-tenant (or WHOLE_RANGE) count and hash sum on one side, and its scan chunks. */
@@ -603,6 +605,7 @@ async function scanTable(
   client: ParityClient,
   plan: TablePlan,
   beforeChunk?: (expectedRows: number) => Promise<void>,
+  pagesPerChunk?: number,
 ): Promise<TableScan> {
   const { rows: sizes } = await client.query<{ pages: string; tuples: string }>(
     `select (pg_relation_size(c.oid) / current_setting('block_size')::int)::text as pages,
@@ -611,7 +614,7 @@ async function scanTable(
     [plan.table.qualified],
   );
   const pages = Number(sizes[0]?.pages ?? 0);
-  const step = scanChunkPages(pages);
+  const step = pagesPerChunk ?? scanChunkPages(pages);
   const rowsPerPage = pages > 0 ? Number(sizes[0]?.tuples ?? 0) / pages : 0;
   const shardKey = plan.keyColumns[0];
   const grouped = plan.table.kind === "sharded" && shardKey !== undefined;
@@ -663,6 +666,8 @@ export async function fullPass(
   onProgress?: (progress: FullPassProgress) => void,
   /** Awaited before each legacy chunk with its expected rows: the caller's throttle (parity must not starve production). */
   beforeChunk?: (expectedRows: number) => Promise<void>,
+  /** Test seam: a fixed chunk size in pages instead of scanChunkPages. */
+  pagesPerChunk?: number,
 ): Promise<FullPassResult> {
   assertShardCount(shards, placement);
   const startedAt = performance.now();
@@ -677,8 +682,8 @@ export async function fullPass(
     for (const plan of plans) {
       // Every side scans the table at once; the shards, holding a share each, finish first.
       const [legacyScan, ...shardScans] = await Promise.all([
-        scanTable(legacyClient, plan, beforeChunk),
-        ...shardClients.map((c) => scanTable(c, plan)),
+        scanTable(legacyClient, plan, beforeChunk, pagesPerChunk),
+        ...shardClients.map((c) => scanTable(c, plan, undefined, pagesPerChunk)),
       ]);
       if (!legacyScan) continue;
       const comparison = compareHashes(
