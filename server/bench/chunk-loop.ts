@@ -10,7 +10,7 @@ import { copyChunk, planTable } from "@/server/engine/backfill/copy-chunk";
 import type { Placement } from "@/server/engine/router/placement";
 
 /** The largest chunk run-slice.ts copies (its MAX_CHUNK_ROWS), which an unthrottled slice always uses. */
-export const SLICE_CHUNK_ROWS = 5_000;
+export const SLICE_CHUNK_ROWS = 20_000;
 
 async function connect(url: string): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url, application_name: "shardshift-bench-chunks" });

@@ -313,12 +313,20 @@ export async function copyChunk(
   const chunk = await readChunk(source, shards.length, placement, plan, afterKey, limit);
   if (chunk.rows === 0) return { rows: 0, lastKey: null, perShard: shards.map(() => 0) };
   await options.afterRead?.(chunk);
+  return writeChunk(shards, plan, chunk, options.mode ?? "range");
+}
+
+/** Writes a chunk read by readChunk to every shard that has rows in it, in parallel. */
+export async function writeChunk(
+  shards: pg.ClientBase[],
+  plan: TablePlan,
+  chunk: ChunkRead,
+  mode: WriteMode,
+): Promise<ChunkResult> {
   const perShard = await Promise.all(
     chunk.perShard.map((lines, ordinal) => {
       const client = shards[ordinal];
-      return client && lines.length
-        ? writeChunkToShard(client, plan, chunk, lines, options.mode ?? "range")
-        : 0;
+      return client && lines.length ? writeChunkToShard(client, plan, chunk, lines, mode) : 0;
     }),
   );
   return { rows: chunk.rows, lastKey: chunk.lastKey, perShard };

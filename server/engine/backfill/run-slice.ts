@@ -15,13 +15,13 @@ import { serverEnv } from "../../env";
 import { ZPlanSettings } from "../../schemas/plan";
 import { loadMovementContext, recordEngineEvent, recordMetric } from "../runtime/movement-context";
 import { guardClient } from "../sql/pools";
-import { chooseWriteMode, copyChunk, planTable } from "./copy-chunk";
+import { type ChunkRead, chooseWriteMode, planTable, readChunk, writeChunk } from "./copy-chunk";
 import { dropTouched } from "./snapshot-guard";
 import { TokenBucket } from "./token-bucket";
 
 const TASK_LOCK_CLASS = 7_363_100;
 const RETRYABLE = new Set(["40P01", "40001", "55P03"]);
-const MAX_CHUNK_ROWS = 5_000;
+const MAX_CHUNK_ROWS = 20_000;
 /** 50 × 200 ms: longer than CDC takes to catch up unless it is stuck. */
 const UNIQUE_CONFLICT_RETRIES = 50;
 /** Active client connections on legacy above which the backfill backs off. */
@@ -121,6 +121,7 @@ async function runLockedSlice(taskId: bigint, deadline: number): Promise<SliceOu
   let lastKey = (task.lastKey as string[] | null) ?? null;
   const started = performance.now();
   let conflicts = 0;
+  let ahead: { after: string[] | null; read: Promise<ChunkRead> } | null = null;
   let lastCheck = started;
   let windowRows = 0;
   let windowStart = started;
@@ -164,12 +165,33 @@ async function runLockedSlice(taskId: bigint, deadline: number): Promise<SliceOu
       if (now >= deadline) return "more";
 
       const limit = Math.max(50, Math.min(MAX_CHUNK_ROWS, Math.floor(bucket.ratePerSecond / 4)));
-      await bucket.take(limit);
-      let chunk: Awaited<ReturnType<typeof copyChunk>>;
+      let chunk: Awaited<ReturnType<typeof writeChunk>>;
       try {
-        chunk = await copyChunk(source, shards, ctx.placement, plan, lastKey, limit, { mode });
+        const from = lastKey;
+        let read: ChunkRead;
+        if (ahead && ahead.after === from) {
+          read = await ahead.read;
+        } else {
+          await bucket.take(limit);
+          read = await readChunk(source, shards.length, ctx.placement, plan, from, limit);
+        }
+        ahead = null;
+        // Unthrottled, the next chunk is read from legacy while this one is written to the shards.
+        if (read.rows > 0 && limit === MAX_CHUNK_ROWS) {
+          await bucket.take(limit);
+          const next = readChunk(source, shards.length, ctx.placement, plan, read.lastKey, limit);
+          next.catch(() => {}); // awaited when used; a failure then is handled there
+          ahead = { after: read.lastKey, read: next };
+        }
+        chunk =
+          read.rows === 0
+            ? { rows: 0, lastKey: null, perShard: [] }
+            : await writeChunk(shards, plan, read, mode);
         conflicts = 0;
       } catch (error) {
+        // The chunk is redone from its start: a chunk read ahead of it is dropped.
+        if (ahead) await ahead.read.catch(() => {});
+        ahead = null;
         const code = (error as { code?: string }).code;
         if (code && RETRYABLE.has(code)) continue; // a deadlock or conflict with CDC apply: redo the chunk
         // A unique value the chunk's (older) row holds may still sit on another row of the shard that
@@ -208,6 +230,8 @@ async function runLockedSlice(taskId: bigint, deadline: number): Promise<SliceOu
     ).catch(() => {});
     throw error;
   } finally {
+    // A chunk read ahead must finish before its connection goes back to the pool.
+    if (ahead) await ahead.read.catch(() => {});
     // After an error a connection may be mid-transaction or broken: discard it rather than reuse it.
     source.release(failed);
     for (const s of shards) s.release(failed);
