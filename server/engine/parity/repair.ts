@@ -1,5 +1,5 @@
 // Repair copies a row from its owner (legacy, until the tenant cuts over) to the shard, with the
-// backfill's locking rule: the legacy row is read FOR SHARE and stays locked until the shard
+// row-lock rule: the legacy row is read FOR SHARE and stays locked until the shard
 // committed, so a concurrent write lands after the repair and its CDC event overwrites it — a
 // repair can never leave an older version behind. A row legacy does not have is deleted from
 // the shard; a row on a shard that does not own its tenant is deleted there.
