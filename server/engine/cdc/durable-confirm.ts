@@ -36,7 +36,9 @@ export class DurableConfirmer {
   private async runCheck(): Promise<void> {
     if (this.pending.length === 0) return;
     const shards = new Set<number>();
-    for (const entry of this.pending) entry.shardLsns.forEach((l, i) => l !== null && shards.add(i));
+    for (const entry of this.pending) {
+      for (const [i, lsn] of entry.shardLsns.entries()) if (lsn !== null) shards.add(i);
+    }
     const flushed = new Map<number, bigint>();
     await Promise.all([...shards].map(async (i) => flushed.set(i, await this.flushLsnOf(i))));
     let upTo: bigint | null = null;
