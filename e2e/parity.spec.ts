@@ -25,12 +25,14 @@ test("drift is charted, shown with both values, and repaired", async ({ page }) 
   // Tamper with shard-1 (ordinal 0) directly: one changed column in the largest table.
   const shard = demoPool(E2E.pgPortBase + 2, "app");
   const placement = hashPlacement(2);
+  let victimTenant = "";
   try {
     const { rows } = await shard.query<{ tenant_id: string; id: string }>(
       "select tenant_id::text, id::text from events order by tenant_id, id limit 100",
     );
     const victim = rows.find((r) => placement.shardFor(r.tenant_id) === 0);
     if (!victim) throw new Error("no events row on shard-1");
+    victimTenant = victim.tenant_id;
     await shard.query("update events set kind = 'tampered-by-hand' where tenant_id = $1 and id = $2", [
       victim.tenant_id,
       victim.id,
@@ -47,6 +49,12 @@ test("drift is charted, shown with both values, and repaired", async ({ page }) 
   await expect(page.getByTestId("legacy-kind")).not.toHaveText("tampered-by-hand");
   await expect(page.getByLabel("Drift by table")).toBeVisible();
   await expect(page.getByText(/Drift: 1 row/).first()).toBeVisible();
+  // The tenant's own view, as a cohort gate reads it: drift in events only.
+  await page.getByLabel("Tenant key").fill(victimTenant);
+  await page.getByRole("button", { name: "Show", exact: true }).click();
+  const tenantTables = page.getByTestId("tenant-parity-table");
+  await expect(tenantTables.filter({ hasText: "public.events" })).toContainText("Drift");
+  await expect(tenantTables.filter({ hasText: "public.tasks" })).toContainText("Clean");
   await screenshot(page, "14-parity-drift");
 
   await mismatch.getByRole("button", { name: "Repair" }).click();
@@ -56,6 +64,7 @@ test("drift is charted, shown with both values, and repaired", async ({ page }) 
   await expect(mismatch).toHaveCount(0);
   await page.getByRole("button", { name: "Run full check now" }).click();
   await expect(page.getByText("Clean").first()).toBeVisible({ timeout: 60_000 });
+  await expect(tenantTables.filter({ hasText: "public.events" })).toContainText("Clean");
   await screenshot(page, "15-parity-clean");
 
   await trpc(page, "movement.control", { planId: plan.id, action: "cancel", reason: "test over" });

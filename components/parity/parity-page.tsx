@@ -19,6 +19,7 @@ import { messageOf } from "@/components/ui/field-errors";
 import { QueryState } from "@/components/ui/query-state";
 import { Time } from "@/components/ui/time";
 import type { AppRouter } from "@/server/trpc/root";
+import { TenantParity } from "./tenant-parity";
 
 type Status = inferRouterOutputs<AppRouter>["parity"]["status"];
 type Mismatch = Status["mismatches"][number];
@@ -104,6 +105,7 @@ export function ParityPage({ planId }: { planId: string }) {
         {s?.mismatches.length ? (
           <Mismatches planId={planId} mismatches={s.mismatches} tenants={s.tenantsWithDrift} />
         ) : null}
+        {s ? <TenantParity planId={planId} /> : null}
         {s?.lastFull ? (
           <Card
             title="Last full check per table"

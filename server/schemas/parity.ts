@@ -27,3 +27,8 @@ export const ZRepairInput = z.discriminatedUnion("scope", [
   z.object({ scope: z.literal("tenant"), planId: z.uuid(), tenant: z.string().min(1).max(200), reason }),
 ]);
 export type TRepairInput = z.infer<typeof ZRepairInput>;
+
+export const ZTenantParityInput = z.object({
+  planId: z.uuid(),
+  tenant: z.string().trim().min(1, "Enter a tenant key").max(200),
+});

@@ -6,6 +6,7 @@ import { db } from "../../db";
 import { planTable } from "../../engine/backfill/copy-chunk";
 import { locate } from "../../engine/parity/chunk-hash";
 import { repairRow } from "../../engine/parity/repair";
+import { hashPlacement } from "../../engine/router/placement";
 import { loadMovementContext } from "../../engine/runtime/movement-context";
 import { AppError } from "../../errors";
 import { QUEUES } from "../../jobs/queue";
@@ -15,15 +16,22 @@ import { appendAuditEvent } from "../audit/audit-log";
 
 export type ParityState = "clean" | "drift" | "unchecked";
 
-/** What cohort gates and the breaker's automatic trip read: clean only after a full pass found nothing open. */
+/**
+ * What cohort gates and the breaker's automatic trip read: clean only after a full pass found
+ * nothing open — for the plan, or narrowed to one table and/or one tenant. Every full pass checks
+ * every tenant of every table, so its time is each tenant's last full check too.
+ */
 export async function parityGate(
   planId: string,
+  scope: { table?: string; tenant?: string } = {},
 ): Promise<{ state: ParityState; openMismatches: number; lastFullCheckAt: Date | null }> {
   const lastFull = await db().parityRun.findFirst({
     where: { planId, kind: "full", status: "complete" },
     orderBy: { finishedAt: "desc" },
   });
-  const openMismatches = await db().parityMismatch.count({ where: { planId, status: "open" } });
+  const openMismatches = await db().parityMismatch.count({
+    where: { planId, status: "open", tableName: scope.table, tenantKey: scope.tenant },
+  });
   const state: ParityState = openMismatches > 0 ? "drift" : lastFull ? "clean" : "unchecked";
   return { state, openMismatches, lastFullCheckAt: lastFull?.finishedAt ?? null };
 }
@@ -242,4 +250,51 @@ export async function repair(actor: Actor, input: TRepairInput) {
     });
   });
   return { repaired: repaired.length };
+}
+
+/** One tenant's parity, table by table: the gate per table, and changes still waiting for a recent check. */
+export async function tenantParity(planId: string, tenant: string) {
+  const plan = await db().plan.findUnique({
+    where: { id: planId },
+    include: { movement: true, shards: { select: { ordinal: true } } },
+  });
+  if (!plan) throw new AppError("NOT_FOUND", "No such plan.");
+  const schema = plan.movement?.sourceSchema as { tables?: { qualified: string; kind: string }[] } | null;
+  const tables = (schema?.tables ?? []).filter((t) => t.kind === "sharded").map((t) => t.qualified);
+  if (tables.length === 0) {
+    throw new AppError(
+      "PRECONDITION_FAILED",
+      "No data movement has been started for this plan: there is nothing to check for a tenant yet.",
+    );
+  }
+  const [gate, open, pending] = await Promise.all([
+    parityGate(planId, { tenant }),
+    db().parityMismatch.groupBy({
+      by: ["tableName"],
+      where: { planId, tenantKey: tenant, status: "open" },
+      _count: true,
+    }),
+    db().parityTouched.findMany({
+      where: { planId, tenantKey: tenant },
+      select: { tableName: true, touchedAt: true },
+    }),
+  ]);
+  const openBy = new Map(open.map((o) => [o.tableName, o._count]));
+  const pendingBy = new Map(pending.map((p) => [p.tableName, p.touchedAt]));
+  return {
+    tenant,
+    shard: hashPlacement(plan.shards.length).shardFor(tenant),
+    ...gate,
+    tables: tables.map((table) => {
+      const openMismatches = openBy.get(table) ?? 0;
+      return {
+        table,
+        state: (openMismatches ? "drift" : gate.lastFullCheckAt ? "clean" : "unchecked") as ParityState,
+        openMismatches,
+        lastFullCheckAt: gate.lastFullCheckAt,
+        /** Changed by CDC since the last recent check: the next one (≤ 30 s) looks at it. */
+        changedSince: pendingBy.get(table) ?? null,
+      };
+    }),
+  };
 }
