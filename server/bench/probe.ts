@@ -62,7 +62,8 @@ export async function drivePacedProbes(
   pool: pg.Pool,
   options: { rate: number; seconds: number; tenantIds: readonly string[]; tickMs?: number },
 ): Promise<ProbeDriveResult> {
-  const tickMs = options.tickMs ?? 10;
+  // A fixed rate means evenly spaced writes: one tick per millisecond, not bursts of ten every 10 ms.
+  const tickMs = options.tickMs ?? 1;
   const tenants = options.tenantIds;
   const started = performance.now();
   const endsAt = started + options.seconds * 1000;
