@@ -186,6 +186,14 @@ export async function introspectSource(client: pg.ClientBase, shardKeyColumn: st
   };
 }
 
+/**
+ * Shard-key types whose cast to text is their output text (what CDC receives from pgoutput), so a
+ * tenant routes to the same shard from every path. char(n), boolean or inet are not: their casts
+ * drop padding, spell "true" or add a prefix length.
+ */
+const ROUTABLE_KEY_TYPE =
+  /^(smallint|integer|bigint|numeric(\(\d+(,\d+)?\))?|uuid|text|character varying(\(\d+\))?)$/;
+
 /** Tables the migration cannot carry, each with the reason and what to do. */
 export function unsupportedTables(schema: SourceSchema): { table: string; problem: string }[] {
   const problems: { table: string; problem: string }[] = [];
@@ -197,8 +205,12 @@ export function unsupportedTables(schema: SourceSchema): { table: string; proble
           "has no primary key: the backfill needs one to copy in order and updates/deletes need it to find rows. Add a primary key before migrating.",
       });
     }
-    if (t.kind === "sharded" && !t.primaryKey.includes(schema.shardKeyColumn) && t.primaryKey.length > 0) {
-      // Allowed (the key column still routes each row), but worth knowing: uniqueness is per shard only.
+    const keyType = t.columns.find((c) => c.name === schema.shardKeyColumn)?.type ?? "";
+    if (t.kind === "sharded" && !ROUTABLE_KEY_TYPE.test(keyType)) {
+      problems.push({
+        table: t.qualified,
+        problem: `has ${schema.shardKeyColumn} of type ${keyType}: tenants are placed by the key's text, which must read the same everywhere (CDC, backfill, parity). Supported: integer types, numeric, uuid, text and varchar.`,
+      });
     }
   }
   return problems;

@@ -152,6 +152,64 @@ describe("shard preparation", () => {
     });
   }
 
+  it("skips a key CDC wrote even when its type's text cast differs from COPY's (char(n))", async () => {
+    await legacy.pool.query(
+      "create table padded (tenant_id bigint not null, code char(4) not null, note text, primary key (tenant_id, code))",
+    );
+    await legacy.pool.query(
+      "insert into padded select t, 'k' || g, 'v' from generate_series(1, 3) t, generate_series(1, 5) g",
+    );
+    const withPadded = await withClient(legacy.pool, (c) => introspectSource(c, "tenant_id"));
+    for (const [i, shard] of shards.entries()) {
+      await withClient(shard.pool, (c) => prepareShard(c, `shard-${i}`, withPadded));
+    }
+    const table = withPadded.tables.find((t) => t.name === "padded");
+    if (!table) throw new Error("no padded table");
+    const gone = { tenant_id: "1", code: "k1" };
+    const owner = shards[placement().shardFor(gone.tenant_id)]!;
+    await withClient(legacy.pool, async (source) => {
+      const targets = await Promise.all(shards.map((s) => s.pool.connect()));
+      try {
+        await copyChunk(source, targets, placement(), planTable(table, "tenant_id"), null, 100, {
+          afterRead: async () => {
+            const xid = await withClient(legacy.pool, async (c) => {
+              await c.query("begin");
+              await c.query("delete from padded where tenant_id = $1 and code = $2", [
+                gone.tenant_id,
+                gone.code,
+              ]);
+              const { rows } = await c.query<{ xid: string }>("select pg_current_xact_id()::text as xid");
+              await c.query("commit");
+              return rows[0]?.xid ?? "";
+            });
+            // pgoutput sends char(4) padded, as its output function writes it.
+            const key = { tenant_id: "1", code: "k1  " };
+            await withClient(owner.pool, (c) =>
+              applyToShard(
+                c,
+                [
+                  {
+                    ...tableApplier(table).deleteByKey(key),
+                    touches: { relation: table.qualified, key: ["1", "k1  "], xid },
+                  },
+                ],
+                { guarded: () => true },
+              ),
+            );
+          },
+        });
+      } finally {
+        for (const t of targets) t.release();
+      }
+    });
+    const { rows } = await owner.pool.query("select 1 from padded where tenant_id = 1 and code = 'k1'");
+    expect(rows).toHaveLength(0); // deleted on legacy after the snapshot: not resurrected
+    const { rows: kept } = await owner.pool.query(
+      "select count(*)::int as n from padded where tenant_id = 1",
+    );
+    expect(kept[0]?.n).toBe(4);
+  });
+
   it("completes a partial update of a row the backfill has not copied yet from legacy", async () => {
     const table = schema.tables.find((t) => t.name === "tasks");
     if (!table) throw new Error("no tasks table");

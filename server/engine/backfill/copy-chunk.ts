@@ -20,6 +20,7 @@
 // Idempotent: re-copying a chunk (after a crash before its checkpoint) writes the same rows again.
 // Shard writes run with session_replication_role = replica so foreign keys between chunks of
 // different tables, copied in any order, do not fire (as native logical replication does).
+import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
 import pg from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
@@ -59,7 +60,9 @@ export function planTable(table: TableInfo, shardKeyColumn: string): TablePlan {
     return column.type;
   };
   const copyColumns = table.columns.filter((c) => !c.generatedExpr).map((c) => c.name);
-  const stage = `ss_stage_${table.schema}_${table.name}`.replace(/[^a-z0-9_]/gi, "_").slice(0, 60);
+  // Readable, and unique: "a_b"."c" and "a"."b_c" (or two long names) must not share a stage.
+  const digest = createHash("sha1").update(table.qualified).digest("hex").slice(0, 8);
+  const stage = `ss_stage_${`${table.schema}_${table.name}`.replace(/[^a-z0-9_]/gi, "_").slice(0, 40)}_${digest}`;
   return {
     table,
     keyColumns,
@@ -150,15 +153,16 @@ export async function readChunk(
   afterKey: string[] | null,
   limit: number,
 ): Promise<ChunkRead> {
-  // The first statement that needs a snapshot fixes the transaction's: pg_current_snapshot names it.
-  const opened = (await source.query(
-    `begin isolation level repeatable read read only; ${setLocalRenderingSql()}; ` +
-      "select pg_current_snapshot()::text as snapshot, pg_snapshot_xmin(pg_current_snapshot())::text as xmin",
-  )) as unknown as pg.QueryResult[];
-  const snap = opened.at(-1)?.rows[0] as { snapshot: string; xmin: string } | undefined;
-  if (!snap) throw new Error("The chunk's snapshot could not be read on legacy.");
   let data: string;
+  let snap: { snapshot: string; xmin: string } | undefined;
   try {
+    // The first statement that needs a snapshot fixes the transaction's: pg_current_snapshot names it.
+    const opened = (await source.query(
+      `begin isolation level repeatable read read only; ${setLocalRenderingSql()}; ` +
+        "select pg_current_snapshot()::text as snapshot, pg_snapshot_xmin(pg_current_snapshot())::text as xmin",
+    )) as unknown as pg.QueryResult[];
+    snap = opened.at(-1)?.rows[0] as { snapshot: string; xmin: string } | undefined;
+    if (!snap) throw new Error("The chunk's snapshot could not be read on legacy.");
     const routeBy =
       plan.table.kind === "sharded" ? `src.${quoteIdent(plan.keyColumns[0] ?? "")}::text` : "''";
     const where = afterKey ? `where ${keyPredicate(plan, ">", afterKey, "src.")}` : "";
@@ -235,13 +239,17 @@ export async function writeChunkToShard(
     });
   const unseenByChunk = `x.rel = ${rel} and not pg_visible_in_snapshot(x.xid, ${snapshot})`;
   const statements = [
-    "begin",
+    // Read committed whatever the shard's default: each statement after the lock must see every
+    // guard entry CDC committed before the lock was granted.
+    "begin isolation level read committed",
     "set local session_replication_role = replica",
     setLocalRenderingSql(),
     guardLockSql(plan.table.qualified),
     // Entries older than the snapshot's xmin are visible to this and every later chunk.
     `delete from ${TOUCHED_TABLE} where rel = ${rel} and xid < ${pg.escapeLiteral(chunk.xmin)}::xid8`,
-    `select array[${pkMatch.typed.map((t) => `(${t})::text`).join(", ")}] as ss_skip from ${TOUCHED_TABLE} x where ${unseenByChunk}`,
+    // format('%s') renders with the type's output function, as COPY does (a ::text cast does not
+    // for every type: char(n) drops its padding, boolean says "true", inet adds a prefix length).
+    `select array[${pkMatch.typed.map((t) => `format('%s', ${t})`).join(", ")}] as ss_skip from ${TOUCHED_TABLE} x where ${unseenByChunk}`,
   ];
   if (mode === "range") {
     const range = [
@@ -323,12 +331,17 @@ export async function writeChunk(
   chunk: ChunkRead,
   mode: WriteMode,
 ): Promise<ChunkResult> {
-  const perShard = await Promise.all(
+  // Every shard settles before a failure is reported: a retry must not start on a connection that
+  // is still in the middle of this chunk's transaction.
+  const settled = await Promise.allSettled(
     chunk.perShard.map((lines, ordinal) => {
       const client = shards[ordinal];
       return client && lines.length ? writeChunkToShard(client, plan, chunk, lines, mode) : 0;
     }),
   );
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
+  const perShard = settled.map((r) => (r.status === "fulfilled" ? r.value : 0));
   return { rows: chunk.rows, lastKey: chunk.lastKey, perShard };
 }
 

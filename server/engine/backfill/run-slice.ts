@@ -61,7 +61,15 @@ export async function runBackfillSlice(taskId: bigint, sliceMs = 15_000): Promis
     connectionString: serverEnv().DATABASE_URL,
     application_name: "shardshift-backfill-lock",
   });
-  lock.on("error", () => {});
+  // Losing this connection releases the task's lock: another worker may take the task, so this
+  // slice stops before its next chunk rather than copy beside it.
+  let lockLost = false;
+  lock.on("error", () => {
+    lockLost = true;
+  });
+  lock.on("end", () => {
+    lockLost = true;
+  });
   await lock.connect();
   const tryLock = async (id: bigint) =>
     (
@@ -72,7 +80,8 @@ export async function runBackfillSlice(taskId: bigint, sliceMs = 15_000): Promis
     ).rows[0]?.ok === true;
   try {
     if (!(await tryLock(taskId))) return "skipped";
-    let outcome = await runLockedSlice(taskId, deadline);
+    const stillLocked = () => !lockLost;
+    let outcome = await runLockedSlice(taskId, deadline, stillLocked);
     let current = taskId;
     while (outcome === "done" && performance.now() < deadline) {
       await lock.query("select pg_advisory_unlock($1, $2)", [TASK_LOCK_CLASS, Number(current)]);
@@ -91,7 +100,7 @@ export async function runBackfillSlice(taskId: bigint, sliceMs = 15_000): Promis
       }
       if (next === null) break;
       current = next;
-      outcome = await runLockedSlice(current, deadline);
+      outcome = await runLockedSlice(current, deadline, stillLocked);
     }
     return outcome;
   } finally {
@@ -99,7 +108,11 @@ export async function runBackfillSlice(taskId: bigint, sliceMs = 15_000): Promis
   }
 }
 
-async function runLockedSlice(taskId: bigint, deadline: number): Promise<SliceOutcome> {
+async function runLockedSlice(
+  taskId: bigint,
+  deadline: number,
+  stillLocked: () => boolean,
+): Promise<SliceOutcome> {
   const task = await db().backfillTask.findUnique({
     where: { id: taskId },
     include: { plan: { include: { movement: true } } },
@@ -163,6 +176,8 @@ async function runLockedSlice(taskId: bigint, deadline: number): Promise<SliceOu
         }
       }
       if (now >= deadline) return "more";
+      if (!stillLocked())
+        throw new Error(`${task.tableName}: the task's lock connection to the control plane was lost.`);
 
       const limit = Math.max(50, Math.min(MAX_CHUNK_ROWS, Math.floor(bucket.ratePerSecond / 4)));
       let chunk: Awaited<ReturnType<typeof writeChunk>>;

@@ -2,7 +2,8 @@
 // put one key twice in a statement (ON CONFLICT DO UPDATE cannot affect a row twice).
 import { describe, expect, it } from "vitest";
 import type { TableInfo } from "../analysis/introspect";
-import { mergeRuns, tableApplier } from "./apply";
+import { hashPlacement } from "../router/placement";
+import { ChangeRouter, mergeRuns, tableApplier } from "./apply";
 
 const table: TableInfo = {
   schema: "public",
@@ -70,5 +71,36 @@ describe("mergeRuns", () => {
       ["7", "7"],
       ["3", "4"],
     ]);
+  });
+});
+
+describe("ChangeRouter", () => {
+  it("removes a row from the other shards when an update without an old image may have moved its tenant", () => {
+    // The tenant is not in the primary key, and REPLICA IDENTITY DEFAULT sends no old row.
+    const byId: TableInfo = { ...table, name: "notes", qualified: '"public"."notes"', primaryKey: ["id"] };
+    const router = new ChangeRouter({ shardKeyColumn: "tenant_id", tables: [byId] }, hashPlacement(3));
+    const relation = {
+      relationId: 1,
+      schema: "public",
+      table: "notes",
+      replicaIdentity: "default" as const,
+      columns: byId.columns.map((c) => ({
+        name: c.name,
+        typeOid: c.typeOid,
+        typeMod: -1,
+        isKey: c.name === "id",
+      })),
+    };
+    const perShard = router.route([
+      {
+        xid: "10",
+        changes: [{ kind: "update", relation, old: null, new: { tenant_id: "7", id: "1", title: "x" } }],
+      },
+    ]);
+    const owner = hashPlacement(3).shardFor("7");
+    for (const [shard, statements] of perShard.entries()) {
+      expect(statements.map((s) => s.text.split(" ")[0])).toEqual([shard === owner ? "INSERT" : "DELETE"]);
+      expect(statements[0]?.touches).toEqual({ relation: '"public"."notes"', key: ["1"], xid: "10" });
+    }
   });
 });

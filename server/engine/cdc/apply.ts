@@ -279,6 +279,19 @@ export class ChangeRouter {
         this.checkRelation(change.relation, a);
         const targets = this.shardsOf(a, change.new);
         const oldKey = change.old?.tuple ?? null;
+        if (
+          !oldKey &&
+          a.table.kind === "sharded" &&
+          !a.table.primaryKey.includes(this.schema.shardKeyColumn)
+        ) {
+          // The tenant is not part of the key, and without an old image (REPLICA IDENTITY DEFAULT)
+          // a change of tenant cannot be told from any other update: the row may have left another
+          // shard. Remove it from every other shard (REPLICA IDENTITY FULL avoids these deletes).
+          const elsewhere = Array.from({ length: this.placement.shardCount }, (_, i) => i).filter(
+            (i) => !targets.includes(i),
+          );
+          if (elsewhere.length) push(elsewhere, a.deleteByKey(change.new), a, change.new);
+        }
         if (oldKey && a.hasKey(oldKey)) {
           const oldTargets = this.shardsOf(a, oldKey);
           const keyChanged = a.table.primaryKey.some((c) => oldKey[c] !== change.new[c]);
@@ -332,10 +345,12 @@ export async function applyToShard(
   if (statements.length === 0) return null;
   const guarded = options.guarded ?? (() => false);
   const recorded = statements.flatMap((s) => (s.touches && guarded(s.touches.relation) ? [s.touches] : []));
+  // Read committed whatever the shard's default: after the guard lock, every statement must see
+  // what the backfill's chunk writes committed before it.
   const opening = options.sessionPrepared
-    ? ["begin"]
+    ? ["begin isolation level read committed"]
     : [
-        "begin",
+        "begin isolation level read committed",
         "set local session_replication_role = replica",
         "set local synchronous_commit = off",
         setLocalRenderingSql(),

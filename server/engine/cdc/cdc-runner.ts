@@ -217,7 +217,8 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
         let shardLsns: (bigint | null)[] = [];
         for (let attempt = 1; ; attempt++) {
           try {
-            shardLsns = await Promise.all(
+            // Every shard settles before a retry: none may still be inside this batch's transaction.
+            const settled = await Promise.allSettled(
               perShard.map((statements, i) =>
                 applyToShard(shardClients[i] as pg.Client, statements, {
                   guarded,
@@ -226,6 +227,9 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
                 }),
               ),
             );
+            const failure = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+            if (failure) throw failure.reason;
+            shardLsns = settled.map((r) => (r.status === "fulfilled" ? r.value : null));
             break;
           } catch (error) {
             const code = (error as { code?: string }).code;
