@@ -9,8 +9,9 @@ import { applyToShard, ChangeRouter, type Statement, tableApplier } from "../cdc
 import { type Tuple, UNCHANGED_TOAST } from "../cdc/pgoutput";
 import { loadDemoDataset } from "../demo/dataset";
 import { hashPlacement } from "../router/placement";
-import { copyChunk, planTable } from "./copy-chunk";
+import { copyChunk, planTable, readChunk, writeChunk } from "./copy-chunk";
 import { prepareShard } from "./prepare-shards";
+import { COPIER_TAKEN_OVER, claimCopier } from "./snapshot-guard";
 
 let legacy: TestDatabase;
 let shards: TestDatabase[];
@@ -208,6 +209,26 @@ describe("shard preparation", () => {
       "select count(*)::int as n from padded where tenant_id = 1",
     );
     expect(kept[0]?.n).toBe(4);
+  });
+
+  it("refuses a chunk from a copier another slice took the table over from", async () => {
+    const table = schema.tables.find((t) => t.name === "projects");
+    if (!table) throw new Error("no projects table");
+    const plan = planTable(table, "tenant_id");
+    await withClient(legacy.pool, async (source) => {
+      const targets = await Promise.all(shards.map((s) => s.pool.connect()));
+      try {
+        for (const t of targets) await claimCopier(t, table.qualified, "slice-a");
+        const chunk = await readChunk(source, targets.length, placement(), plan, null, 20);
+        // slice-b takes over (its worker got the task after slice-a's lock connection dropped).
+        for (const t of targets) await claimCopier(t, table.qualified, "slice-b");
+        await expect(writeChunk(targets, plan, chunk, "range", "slice-a")).rejects.toThrow(COPIER_TAKEN_OVER);
+        const written = await writeChunk(targets, plan, chunk, "range", "slice-b");
+        expect(written.perShard.reduce((a, b) => a + b, 0)).toBe(20);
+      } finally {
+        for (const t of targets) t.release();
+      }
+    });
   });
 
   it("completes a partial update of a row the backfill has not copied yet from legacy", async () => {

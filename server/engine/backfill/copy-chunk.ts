@@ -28,7 +28,7 @@ import type { TableInfo } from "../analysis/introspect";
 import type { Placement } from "../router/placement";
 import { quoteIdent } from "../sql/identifiers";
 import { setLocalRenderingSql } from "../sql/rendering";
-import { guardLockSql, TOUCHED_TABLE } from "./snapshot-guard";
+import { assertCopierSql, guardLockSql, TOUCHED_TABLE } from "./snapshot-guard";
 
 export interface TablePlan {
   table: TableInfo;
@@ -225,6 +225,8 @@ export async function writeChunkToShard(
   chunk: ChunkRead,
   lines: string[],
   mode: WriteMode,
+  /** The slice's claim on the table (snapshot-guard.ts): the write fails if another slice took over. */
+  owner?: string,
 ): Promise<number> {
   const rel = pg.escapeLiteral(plan.table.qualified);
   const snapshot = `${pg.escapeLiteral(chunk.snapshot)}::pg_snapshot`;
@@ -245,6 +247,7 @@ export async function writeChunkToShard(
     "set local session_replication_role = replica",
     setLocalRenderingSql(),
     guardLockSql(plan.table.qualified),
+    ...(owner ? [assertCopierSql(plan.table.qualified, owner)] : []),
     // Entries older than the snapshot's xmin are visible to this and every later chunk.
     `delete from ${TOUCHED_TABLE} where rel = ${rel} and xid < ${pg.escapeLiteral(chunk.xmin)}::xid8`,
     // format('%s') renders with the type's output function, as COPY does (a ::text cast does not
@@ -330,13 +333,14 @@ export async function writeChunk(
   plan: TablePlan,
   chunk: ChunkRead,
   mode: WriteMode,
+  owner?: string,
 ): Promise<ChunkResult> {
   // Every shard settles before a failure is reported: a retry must not start on a connection that
   // is still in the middle of this chunk's transaction.
   const settled = await Promise.allSettled(
     chunk.perShard.map((lines, ordinal) => {
       const client = shards[ordinal];
-      return client && lines.length ? writeChunkToShard(client, plan, chunk, lines, mode) : 0;
+      return client && lines.length ? writeChunkToShard(client, plan, chunk, lines, mode, owner) : 0;
     }),
   );
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");

@@ -9,6 +9,7 @@
 //   a crash in between re-copies one chunk, which upserts the same rows (no duplicates).
 // - The plan's rate limit is shared by the tasks copying at that moment, re-read every second, so
 //   a new limit takes effect within a second; CDC lag or a busy source halves it until they recover.
+import crypto from "node:crypto";
 import pg from "pg";
 import { db } from "../../db";
 import { serverEnv } from "../../env";
@@ -16,7 +17,7 @@ import { ZPlanSettings } from "../../schemas/plan";
 import { loadMovementContext, recordEngineEvent, recordMetric } from "../runtime/movement-context";
 import { guardClient } from "../sql/pools";
 import { type ChunkRead, chooseWriteMode, planTable, readChunk, writeChunk } from "./copy-chunk";
-import { dropTouched } from "./snapshot-guard";
+import { assertCopier, COPIER_TAKEN_OVER, claimCopier, dropTouched } from "./snapshot-guard";
 import { TokenBucket } from "./token-bucket";
 
 const TASK_LOCK_CLASS = 7_363_100;
@@ -141,6 +142,9 @@ async function runLockedSlice(
   let failed = false;
   try {
     const mode = await chooseWriteMode(plan, source, shards);
+    // Fence out any earlier holder of this task (see claimCopier) before the first chunk.
+    const owner = crypto.randomUUID();
+    await Promise.all(shards.map((s) => claimCopier(s, task.tableName, owner)));
     await db().backfillTask.update({ where: { id: taskId }, data: { status: "running" } });
     for (;;) {
       const now = performance.now();
@@ -201,13 +205,15 @@ async function runLockedSlice(
         chunk =
           read.rows === 0
             ? { rows: 0, lastKey: null, perShard: [] }
-            : await writeChunk(shards, plan, read, mode);
+            : await writeChunk(shards, plan, read, mode, owner);
         conflicts = 0;
       } catch (error) {
         // The chunk is redone from its start: a chunk read ahead of it is dropped.
         if (ahead) await ahead.read.catch(() => {});
         ahead = null;
         const code = (error as { code?: string }).code;
+        // Another slice claimed the table since this one started: it carries on, this one stops.
+        if ((error as Error).message?.includes(COPIER_TAKEN_OVER)) return "skipped";
         if (code && RETRYABLE.has(code)) continue; // a deadlock or conflict with CDC apply: redo the chunk
         // A unique value the chunk's (older) row holds may still sit on another row of the shard that
         // CDC has not moved off yet: wait for CDC to catch up and redo the chunk, for a while.
@@ -218,6 +224,14 @@ async function runLockedSlice(
         throw error;
       }
       if (chunk.rows === 0) {
+        // Only the copier that still holds the task may call it done: CDC stops guarding a done table.
+        if (!stillLocked()) return "skipped";
+        const checks = await Promise.allSettled(shards.map((s) => assertCopier(s, task.tableName, owner)));
+        const refused = checks.find((r): r is PromiseRejectedResult => r.status === "rejected");
+        if (refused) {
+          if ((refused.reason as Error).message?.includes(COPIER_TAKEN_OVER)) return "skipped";
+          throw refused.reason;
+        }
         await db().backfillTask.update({ where: { id: taskId }, data: { status: "done" } });
         // CDC stops recording the table once it sees it done; these entries are no longer read.
         await Promise.all(shards.map((s) => dropTouched(s, task.tableName)));

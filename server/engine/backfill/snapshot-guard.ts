@@ -16,6 +16,15 @@ import pg from "pg";
 
 export const GUARD_SCHEMA = "_shardshift";
 export const TOUCHED_TABLE = `${GUARD_SCHEMA}.cdc_touched`;
+const COPIER_TABLE = `${GUARD_SCHEMA}.copier`;
+
+/**
+ * Fencing for copiers: the slice that holds a task's lock on the control plane claims the table on
+ * every shard; a chunk lands only if its slice still owns the claim (checked under the guard lock).
+ * A slice that lost its lock (its connection dropped, another worker took the task) cannot write
+ * an older chunk after its successor started — even one already in flight.
+ */
+export const COPIER_TAKEN_OVER = "shardshift: copier taken over";
 
 /** Created on every shard by prepareShard (idempotent). Not a table of the application's. */
 export const GUARD_DDL = `
@@ -26,7 +35,51 @@ create table if not exists ${TOUCHED_TABLE} (
   key text[] not null,
   xid xid8 not null
 );
-create index if not exists cdc_touched_rel_xid on ${TOUCHED_TABLE} (rel, xid)`;
+create index if not exists cdc_touched_rel_xid on ${TOUCHED_TABLE} (rel, xid);
+create table if not exists ${COPIER_TABLE} (
+  rel text primary key,
+  owner text not null
+);
+create or replace function ${GUARD_SCHEMA}.assert_copier(r text, o text) returns void language plpgsql as $f$
+begin
+  if not exists (select 1 from ${COPIER_TABLE} where rel = r and owner = o) then
+    raise exception '${COPIER_TAKEN_OVER}: % is being copied by another slice', r;
+  end if;
+end $f$`;
+
+/** Claims `relation` for `owner` on one shard, after any chunk of an earlier owner has landed. */
+export async function claimCopier(client: pg.ClientBase, relation: string, owner: string): Promise<void> {
+  await client.query("begin");
+  try {
+    await client.query(guardLockSql(relation));
+    await client.query(
+      `insert into ${COPIER_TABLE} (rel, owner) values ($1, $2) on conflict (rel) do update set owner = excluded.owner`,
+      [relation, owner],
+    );
+    await client.query("commit");
+  } catch (error) {
+    await client.query("rollback").catch(() => {});
+    throw error;
+  }
+}
+
+/** Fails with COPIER_TAKEN_OVER unless `owner` still holds `relation` on this shard. */
+export async function assertCopier(client: pg.ClientBase, relation: string, owner: string): Promise<void> {
+  await client.query("begin");
+  try {
+    await client.query(guardLockSql(relation));
+    await client.query(assertCopierSql(relation, owner));
+    await client.query("commit");
+  } catch (error) {
+    await client.query("rollback").catch(() => {});
+    throw error;
+  }
+}
+
+/** SQL failing the transaction unless `owner` still holds `relation` (run after the guard lock). */
+export function assertCopierSql(relation: string, owner: string): string {
+  return `select ${GUARD_SCHEMA}.assert_copier(${pg.escapeLiteral(relation)}, ${pg.escapeLiteral(owner)})`;
+}
 
 const GUARD_LOCK_CLASS = 7_363_300;
 
