@@ -354,7 +354,8 @@ const BYTEWISE_COLLATIONS = new Set(['"pg_catalog"."C"', '"pg_catalog"."POSIX"',
 
 async function databaseLocale(client: pg.ClientBase): Promise<string> {
   const { rows } = await client.query<{ locale: string }>(
-    `select concat_ws('|', datlocprovider::text, datcollate, datctype, to_jsonb(d)->>'datlocale', to_jsonb(d)->>'daticulocale') as locale
+    // Through to_jsonb: datlocprovider, daticulocale and datlocale each exist only in some versions.
+    `select concat_ws('|', to_jsonb(d)->>'datlocprovider', datcollate, datctype, to_jsonb(d)->>'datlocale', to_jsonb(d)->>'daticulocale') as locale
        from pg_database d where datname = current_database()`,
   );
   return rows[0]?.locale ?? "";
