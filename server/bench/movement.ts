@@ -5,15 +5,14 @@ import crypto from "node:crypto";
 import { db } from "@/server/db";
 import { generateSecretKey } from "@/server/security/secrets";
 import { type Actor, systemActor } from "@/server/services/actor";
-import { registerDatabase } from "@/server/services/databases/databases";
 import {
   controlDataMovement,
   getMovementStatus,
   setBackfillRate,
   startDataMovement,
 } from "@/server/services/movement/movement";
-import { createPlan, transitionPlan } from "@/server/services/plans/plans";
 import { migrateControlPlane } from "@/server/store/migrate";
+import { planAtTwoWayCdc } from "@/server/testing/plan-fixture";
 import { pollUntil, type RateSample, sleep } from "./stats";
 
 const POLL_MS = 250;
@@ -31,27 +30,7 @@ export async function attachBenchControlPlane(controlUrl: string): Promise<void>
 
 /** Registers legacy and the shards and walks a plan to "Two-way CDC", where movement can start. */
 export async function createBenchPlan(legacyUrl: string, shardUrls: readonly string[]): Promise<string> {
-  const source = await registerDatabase(benchActor, { name: "bench-legacy", kind: "legacy", url: legacyUrl });
-  const shardIds: string[] = [];
-  for (const [i, url] of shardUrls.entries()) {
-    shardIds.push(
-      (await registerDatabase(benchActor, { name: `bench-shard-${i + 1}`, kind: "shard", url })).id,
-    );
-  }
-  let plan = await createPlan(benchActor, {
-    name: "bench",
-    sourceDatabaseId: source.id,
-    shardDatabaseIds: shardIds,
-    shardKeyColumn: "tenant_id",
-  });
-  for (const reason of ["bench: key accepted", "bench: router in place"]) {
-    plan = await transitionPlan(benchActor, {
-      planId: plan.id,
-      expectedVersion: plan.version,
-      event: "advance",
-      reason,
-    });
-  }
+  const plan = await planAtTwoWayCdc(benchActor, "bench", legacyUrl, [...shardUrls]);
   if (plan.phase !== "two_way_cdc") {
     throw new Error(`The bench plan reached phase ${plan.phase}, not two_way_cdc; movement cannot start.`);
   }

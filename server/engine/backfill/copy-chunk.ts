@@ -230,15 +230,12 @@ export async function writeChunkToShard(
 ): Promise<number> {
   const rel = pg.escapeLiteral(plan.table.qualified);
   const snapshot = `${pg.escapeLiteral(chunk.snapshot)}::pg_snapshot`;
-  const pkMatch = plan.table.primaryKey
-    .map((c, i) => {
-      const type = plan.table.columns.find((col) => col.name === c)?.type ?? "text";
-      return { typed: `x.key[${i + 1}]::${type}`, column: `s.${quoteIdent(c)}` };
-    })
-    .reduce((acc, k) => ({ typed: [...acc.typed, k.typed], columns: [...acc.columns, k.column] }), {
-      typed: [] as string[],
-      columns: [] as string[],
-    });
+  // A guard entry's key, cast back to the primary key's types, and the shard row's key.
+  const guardKey = plan.table.primaryKey.map((c, i) => {
+    const type = plan.table.columns.find((col) => col.name === c)?.type ?? "text";
+    return `x.key[${i + 1}]::${type}`;
+  });
+  const rowKey = plan.table.primaryKey.map((c) => `s.${quoteIdent(c)}`);
   const unseenByChunk = `x.rel = ${rel} and not pg_visible_in_snapshot(x.xid, ${snapshot})`;
   const statements = [
     // Read committed whatever the shard's default: each statement after the lock must see every
@@ -252,7 +249,7 @@ export async function writeChunkToShard(
     `delete from ${TOUCHED_TABLE} where rel = ${rel} and xid < ${pg.escapeLiteral(chunk.xmin)}::xid8`,
     // format('%s') renders with the type's output function, as COPY does (a ::text cast does not
     // for every type: char(n) drops its padding, boolean says "true", inet adds a prefix length).
-    `select array[${pkMatch.typed.map((t) => `format('%s', ${t})`).join(", ")}] as ss_skip from ${TOUCHED_TABLE} x where ${unseenByChunk}`,
+    `select array[${guardKey.map((k) => `format('%s', ${k})`).join(", ")}] as ss_skip from ${TOUCHED_TABLE} x where ${unseenByChunk}`,
   ];
   if (mode === "range") {
     const range = [
@@ -261,7 +258,7 @@ export async function writeChunkToShard(
     ].filter(Boolean);
     statements.push(
       `delete from ${plan.table.qualified} s where ${range.join(" and ")} and not exists ` +
-        `(select 1 from ${TOUCHED_TABLE} x where ${unseenByChunk} and (${pkMatch.typed.join(", ")}) = (${pkMatch.columns.join(", ")}))`,
+        `(select 1 from ${TOUCHED_TABLE} x where ${unseenByChunk} and (${guardKey.join(", ")}) = (${rowKey.join(", ")}))`,
     );
   } else {
     statements.push(

@@ -47,15 +47,16 @@ begin
   end if;
 end $f$`;
 
-/** Claims `relation` for `owner` on one shard, after any chunk of an earlier owner has landed. */
-export async function claimCopier(client: pg.ClientBase, relation: string, owner: string): Promise<void> {
+/** Runs `statement` in one shard transaction holding the guard lock of `relation`. */
+async function inGuardedTransaction(
+  client: pg.ClientBase,
+  relation: string,
+  statement: { text: string; values?: unknown[] },
+): Promise<void> {
   await client.query("begin");
   try {
     await client.query(guardLockSql(relation));
-    await client.query(
-      `insert into ${COPIER_TABLE} (rel, owner) values ($1, $2) on conflict (rel) do update set owner = excluded.owner`,
-      [relation, owner],
-    );
+    await client.query(statement.text, statement.values);
     await client.query("commit");
   } catch (error) {
     await client.query("rollback").catch(() => {});
@@ -63,17 +64,17 @@ export async function claimCopier(client: pg.ClientBase, relation: string, owner
   }
 }
 
+/** Claims `relation` for `owner` on one shard, after any chunk of an earlier owner has landed. */
+export function claimCopier(client: pg.ClientBase, relation: string, owner: string): Promise<void> {
+  return inGuardedTransaction(client, relation, {
+    text: `insert into ${COPIER_TABLE} (rel, owner) values ($1, $2) on conflict (rel) do update set owner = excluded.owner`,
+    values: [relation, owner],
+  });
+}
+
 /** Fails with COPIER_TAKEN_OVER unless `owner` still holds `relation` on this shard. */
-export async function assertCopier(client: pg.ClientBase, relation: string, owner: string): Promise<void> {
-  await client.query("begin");
-  try {
-    await client.query(guardLockSql(relation));
-    await client.query(assertCopierSql(relation, owner));
-    await client.query("commit");
-  } catch (error) {
-    await client.query("rollback").catch(() => {});
-    throw error;
-  }
+export function assertCopier(client: pg.ClientBase, relation: string, owner: string): Promise<void> {
+  return inGuardedTransaction(client, relation, { text: assertCopierSql(relation, owner) });
 }
 
 /** SQL failing the transaction unless `owner` still holds `relation` (run after the guard lock). */

@@ -104,13 +104,15 @@ export function tableApplier(table: TableInfo): TableApplier {
     pk.map((c, i) => `d.${quoteIdent(c)} = u.v${i + 1}::${typeOf.get(c) ?? "text"}`).join(" AND ");
   const columnsOf = (rows: (string | null)[][], width: number) =>
     Array.from({ length: width }, (_, i) => rows.map((r) => r[i] ?? null));
+  const manyUpsertName = named(manyUpsertText);
+  const manyDeleteName = named(manyDeleteText);
   const manyUpsert = (rows: (string | null)[][]): Statement => ({
-    name: named(manyUpsertText),
+    name: manyUpsertName,
     text: manyUpsertText,
     values: columnsOf(rows, columns.length),
   });
   const manyDelete = (rows: (string | null)[][]): Statement => ({
-    name: named(manyDeleteText),
+    name: manyDeleteName,
     text: manyDeleteText,
     values: columnsOf(rows, pk.length),
   });

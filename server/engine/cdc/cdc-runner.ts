@@ -129,7 +129,6 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
     let lastTouchedFlush = 0;
     let lastXidReference = Date.now();
     let confirmed = 0n;
-    let failed = false;
     let movementActive = true;
     let chain: Promise<unknown> = Promise.resolve();
     let pending = 0;
@@ -275,7 +274,6 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
         }
       }
     } catch (error) {
-      failed = true;
       if (error instanceof CdcStopError) {
         await markFailed(error.message);
         return;
@@ -293,7 +291,8 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
       await confirmer.check().catch(() => {});
       await chain;
       await Promise.all(shardClients.map((c) => c.end().catch(() => {})));
-      legacy.release(failed);
+      // Its session settings were changed (rendering): it does not go back to the pool as it is.
+      legacy.release(true);
       await stream.stop().catch(() => {});
     }
   }

@@ -15,8 +15,8 @@
 //   server encoding (the bytes that are hashed), the hash function itself (a canary value), the
 //   rendering of a canary row, and — for tables ordered by a text key — the database collation
 //   (key ranges would select different rows on each side).
-import pg from "pg";
-import { RENDERING_SETTINGS } from "../sql/rendering";
+import type pg from "pg";
+import { RENDERING_SETTINGS, settingsSql } from "../sql/rendering";
 
 /**
  * Settings that change a value's text rendering, pinned on both sides. `jit` and
@@ -37,9 +37,7 @@ declare const pinned: unique symbol;
 export type ParityClient = pg.ClientBase & { readonly [pinned]: true };
 
 function setStatement(): string {
-  return Object.entries(PARITY_SESSION_SETTINGS)
-    .map(([name, value]) => `set ${name} = ${pg.escapeLiteral(value)}`)
-    .join("; ");
+  return settingsSql(PARITY_SESSION_SETTINGS, "session");
 }
 
 function resetStatement(): string {

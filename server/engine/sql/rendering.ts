@@ -20,16 +20,15 @@ export const RENDERING_SETTINGS: Readonly<Record<string, string>> = {
   lc_monetary: "C",
 };
 
-/** `set local …` for every rendering setting: for the current transaction only. */
-export function setLocalRenderingSql(): string {
-  return Object.entries(RENDERING_SETTINGS)
-    .map(([name, value]) => `set local ${name} = ${pg.escapeLiteral(value)}`)
+/** `set [local] name = value; …` for `settings`: local lasts the transaction, session the connection. */
+export function settingsSql(settings: Readonly<Record<string, string>>, scope: "local" | "session"): string {
+  return Object.entries(settings)
+    .map(([name, value]) => `set ${scope === "local" ? "local " : ""}${name} = ${pg.escapeLiteral(value)}`)
     .join("; ");
 }
 
-/** `set …` for every rendering setting: for the rest of the session. */
-export function setSessionRenderingSql(): string {
-  return Object.entries(RENDERING_SETTINGS)
-    .map(([name, value]) => `set ${name} = ${pg.escapeLiteral(value)}`)
-    .join("; ");
-}
+/** The rendering settings for the current transaction only. */
+export const setLocalRenderingSql = (): string => settingsSql(RENDERING_SETTINGS, "local");
+
+/** The rendering settings for the rest of the session. */
+export const setSessionRenderingSql = (): string => settingsSql(RENDERING_SETTINGS, "session");
