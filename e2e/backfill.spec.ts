@@ -49,6 +49,8 @@ test("start, pause, resume and complete a backfill from the UI", async ({ page }
     Number((await copied.innerText()).split(" of ")[0]?.replaceAll(/[^\d]/g, ""));
   await expect.poll(rowsCopied, { timeout: 30_000 }).toBeGreaterThan(2_000);
   await expect(page.getByText(/Streaming|\d+ ms/).first()).toBeVisible();
+  // The census counts rows per tenant beside the copy; then each cohort of the ladder has its row.
+  await expect(page.getByTestId("cohort-row")).toHaveCount(4, { timeout: 30_000 });
   await screenshot(page, "11-backfill-running");
 
   await page.getByRole("button", { name: "Pause" }).click();
@@ -70,6 +72,7 @@ test("start, pause, resume and complete a backfill from the UI", async ({ page }
   await page.getByRole("button", { name: "Set rate" }).click();
   await expect(page.getByTestId("stat-eta")).toHaveText("Done", { timeout: 90_000 });
   await expect(page.getByTestId("backfill-task").filter({ hasText: "done" })).toHaveCount(9);
+  await expect(page.getByTestId("cohort-row").filter({ hasText: "all copied" })).toHaveCount(4);
   await screenshot(page, "13-backfill-done");
 
   // Leave nothing streaming for the other specs: cancel drops the slot.

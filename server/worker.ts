@@ -8,12 +8,19 @@ import { pathToFileURL } from "node:url";
 import pg from "pg";
 import type PgBoss from "pg-boss";
 import { runBackfillSlice } from "./engine/backfill/run-slice";
+import { runTenantCensus } from "./engine/backfill/tenant-census";
 import { type ParityKind, runParityCheck } from "./engine/parity/run-check";
 import { type Supervisor, startSupervisor } from "./engine/runtime/supervisor";
 import { listenForWakeups } from "./engine/runtime/wake";
 import { closeEnginePools } from "./engine/sql/pools";
 import { serverEnv } from "./env";
-import { type BackfillSliceJob, type ParityCheckJob, QUEUES, startQueue } from "./jobs/queue";
+import {
+  type BackfillSliceJob,
+  type ParityCheckJob,
+  QUEUES,
+  startQueue,
+  type TenantCensusJob,
+} from "./jobs/queue";
 import { migrateControlPlane } from "./store/migrate";
 
 export interface Worker {
@@ -58,6 +65,9 @@ export async function startWorker(
   }
   await boss.work<ParityCheckJob>(QUEUES.parityCheck, { pollingIntervalSeconds: 0.5 }, async ([job]) => {
     if (job) await runExclusiveParityCheck(connectionString, job.data.planId, job.data.kind);
+  });
+  await boss.work<TenantCensusJob>(QUEUES.tenantCensus, { pollingIntervalSeconds: 1 }, async ([job]) => {
+    if (job) await runTenantCensus(job.data.planId);
   });
   const supervisor: Supervisor = startSupervisor(boss, {
     log,

@@ -21,6 +21,7 @@ import { QueryState } from "@/components/ui/query-state";
 import { Time } from "@/components/ui/time";
 import { ZSetRateInput } from "@/server/schemas/movement";
 import type { AppRouter } from "@/server/trpc/root";
+import { CohortProgress } from "./cohort-progress";
 import { backfillRateSeries, etaRange, formatDuration, namedSeries } from "./series";
 
 const nf = new Intl.NumberFormat();
@@ -130,6 +131,7 @@ export function BackfillPage({ planId }: { planId: string }) {
                 </tbody>
               </table>
             </Card>
+            <CohortProgress planId={planId} />
             <Card
               title="Throughput and lag"
               actions={<WindowSelect id="window" minutes={minutes} onChange={setMinutes} />}

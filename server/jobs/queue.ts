@@ -11,6 +11,8 @@ export const QUEUES = {
   backfillSlice: "backfill.slice",
   /** One parity check of one plan (full or recent); `short` keeps at most one queued per plan. */
   parityCheck: "parity.check",
+  /** Rows per tenant per sharded table of one plan, once per data movement. */
+  tenantCensus: "tenant.census",
 } as const;
 
 const QUEUE_OPTIONS: Record<(typeof QUEUES)[keyof typeof QUEUES], Omit<PgBoss.Queue, "name">> = {
@@ -19,11 +21,16 @@ const QUEUE_OPTIONS: Record<(typeof QUEUES)[keyof typeof QUEUES], Omit<PgBoss.Qu
   // task's advisory lock dies with the worker, so the next queued slice resumes at once.
   [QUEUES.backfillSlice]: { policy: "short", retryLimit: 1000, retryDelay: 2, expireInSeconds: 120 },
   [QUEUES.parityCheck]: { policy: "short", retryLimit: 3, retryDelay: 5, expireInSeconds: 900 },
+  [QUEUES.tenantCensus]: { policy: "short", retryLimit: 20, retryDelay: 10, expireInSeconds: 3_600 },
 };
 
 export interface ParityCheckJob {
   planId: string;
   kind: "full" | "recent";
+}
+
+export interface TenantCensusJob {
+  planId: string;
 }
 
 export interface BackfillSliceJob {

@@ -35,3 +35,5 @@ export const ZMovementStatusInput = z.object({
     .max(24 * 60)
     .default(15),
 });
+
+export const ZCohortProgressInput = z.object({ planId: z.uuid() });

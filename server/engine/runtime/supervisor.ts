@@ -1,14 +1,15 @@
 // Each worker process runs one supervisor. Every second it derives what should be running from
 // the store (Vitess-style: state from stored rows, not from memory) and makes it so:
 //   - running movements: enqueue one backfill slice per unfinished task (the queue's `short`
-//     policy collapses duplicates; the task's advisory lock keeps copiers exclusive);
+//     policy collapses duplicates; the task's advisory lock keeps copiers exclusive), and the
+//     tenant census until it is done;
 //   - running or paused movements: try to run the plan's CDC stream here (an advisory lock makes
 //     exactly one worker win; the others try again next tick, so a killed stream is taken over);
 //   - cancelling movements: drop the slot and publication, mark the movement cancelled.
 // Any number of workers may run this loop at once.
 import type PgBoss from "pg-boss";
 import { db } from "../../db";
-import { type BackfillSliceJob, type ParityCheckJob, QUEUES } from "../../jobs/queue";
+import { type BackfillSliceJob, type ParityCheckJob, QUEUES, type TenantCensusJob } from "../../jobs/queue";
 import { finishCancel } from "../../services/movement/movement";
 import { type CdcRunner, startCdcRunner } from "../cdc/cdc-runner";
 
@@ -56,7 +57,7 @@ export function startSupervisor(
   async function tick() {
     const movements = await db().dataMovement.findMany({
       where: { status: { in: ["running", "paused", "cancelling"] } },
-      select: { planId: true, status: true },
+      select: { planId: true, status: true, censusAt: true },
     });
     const wanted = new Set<string>();
     for (const m of movements) {
@@ -70,6 +71,10 @@ export function startSupervisor(
       }
       wanted.add(m.planId);
       if (!runners.has(m.planId)) runners.set(m.planId, startCdcRunner(m.planId, { log }));
+      if (m.status === "running" && !m.censusAt) {
+        const job: TenantCensusJob = { planId: m.planId };
+        await boss.send(QUEUES.tenantCensus, job, { singletonKey: `census-${m.planId}` });
+      }
       if (m.status === "running") {
         const tasks = await db().backfillTask.findMany({
           where: { planId: m.planId, status: { in: ["pending", "running"] } },

@@ -151,6 +151,7 @@ export async function startDataMovement(
   // 4. record it
   await db().$transaction(async (tx) => {
     await tx.backfillTask.deleteMany({ where: { planId: plan.id } });
+    await tx.tenantCensus.deleteMany({ where: { planId: plan.id } });
     await tx.dataMovement.upsert({
       where: { planId: plan.id },
       create: {
@@ -167,6 +168,7 @@ export async function startDataMovement(
         confirmedLsn: null,
         lastError: null,
         startedAt: new Date(),
+        censusAt: null,
         sourceSchema: schema as unknown as Prisma.InputJsonValue,
       },
     });

@@ -1,9 +1,11 @@
 import {
+  ZCohortProgressInput,
   ZControlMovementInput,
   ZMovementStatusInput,
   ZSetRateInput,
   ZStartMovementInput,
 } from "../../schemas/movement";
+import { getCohortProgress } from "../../services/movement/cohort-progress";
 import {
   controlDataMovement,
   getMovementStatus,
@@ -16,6 +18,7 @@ export const movementRouter = router({
   status: viewerProcedure
     .input(ZMovementStatusInput)
     .query(({ input }) => getMovementStatus(input.planId, input.minutes)),
+  cohorts: viewerProcedure.input(ZCohortProgressInput).query(({ input }) => getCohortProgress(input.planId)),
   start: operatorProcedure
     .input(ZStartMovementInput)
     .mutation(({ ctx, input }) => startDataMovement(ctx.actor, input)),
