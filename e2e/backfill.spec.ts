@@ -1,7 +1,7 @@
 // An operator starts the data movement from the UI, watches progress, pauses (progress stops),
 // resumes with a higher rate, and sees the backfill complete.
 import { expect, test } from "@playwright/test";
-import { planAtTwoWayCdc, screenshot, signIn, trpc } from "./helpers";
+import { screenshot, signIn, trpc } from "./helpers";
 
 test("start, pause, resume and complete a backfill from the UI", async ({ page }) => {
   test.setTimeout(180_000);

@@ -14,7 +14,7 @@ import { Badge, type Tone } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Card } from "@/components/ui/card";
 import { ConfirmDialog } from "@/components/ui/confirm-dialog";
-import { Field, SelectInput, TextInput } from "@/components/ui/field";
+import { Field, TextInput } from "@/components/ui/field";
 import { messageOf } from "@/components/ui/field-errors";
 import { Progress } from "@/components/ui/progress";
 import { QueryState } from "@/components/ui/query-state";
