@@ -2,7 +2,7 @@
 
 // The plan settings inputs, shared by "new plan" and "settings". Values are kept as text while
 // typing and parsed by ZPlanSettings on submit, so the form and the API refuse the same things.
-import { Field, TextInput } from "@/components/ui/field";
+import { Field, TextArea, TextInput } from "@/components/ui/field";
 import type { FieldErrors } from "@/components/ui/field-errors";
 import type { TPlanSettings } from "@/server/schemas/plan";
 
@@ -20,6 +20,9 @@ export function toDraft(settings: TPlanSettings): SettingsDraft {
     freezeBudgetMs: String(settings.freezeBudgetMs),
     soakDays: String(settings.soakDays),
     cohortPercents: settings.cohortPercents.join(", "),
+    sourceBusyConnections: String(settings.sourceBusyConnections),
+    sourceLoadQuery: settings.sourceLoadQuery,
+    sourceLoadThreshold: String(settings.sourceLoadThreshold),
   };
 }
 
@@ -40,11 +43,14 @@ export function fromDraft(draft: SettingsDraft): unknown {
       .split(/[,\s]+/)
       .filter(Boolean)
       .map((p) => Number(p.replace("%", ""))),
+    sourceBusyConnections: num(draft.sourceBusyConnections),
+    sourceLoadQuery: draft.sourceLoadQuery,
+    sourceLoadThreshold: num(draft.sourceLoadThreshold),
   };
 }
 
 const numericFields: {
-  key: keyof Omit<SettingsDraft, "requireCleanParity" | "cohortPercents">;
+  key: keyof Omit<SettingsDraft, "requireCleanParity" | "cohortPercents" | "sourceLoadQuery">;
   label: string;
   hint: string;
 }[] = [
@@ -77,6 +83,16 @@ const numericFields: {
     key: "soakDays",
     label: "Soak before clean-up (days)",
     hint: "At least 7. Replication is kept for rollback until then.",
+  },
+  {
+    key: "sourceBusyConnections",
+    label: "Busy legacy: active connections",
+    hint: "Above this many active client connections on legacy, the backfill backs off.",
+  },
+  {
+    key: "sourceLoadThreshold",
+    label: "Busy legacy: load query above",
+    hint: "The backfill backs off while the load query below returns more than this.",
   },
 ];
 
@@ -118,6 +134,24 @@ export function SettingsFields({
           onChange={(e) => onChange({ ...draft, cohortPercents: e.target.value })}
         />
       </Field>
+      <div className="col-span-full">
+        <Field
+          id="sourceLoadQuery"
+          label="Busy legacy: load query (optional)"
+          hint="One SELECT returning one number, run on legacy every second while copying (read-only, 2 s limit). E.g. select count(*) from pg_locks where not granted"
+          errors={err("sourceLoadQuery")}
+        >
+          <TextArea
+            id="sourceLoadQuery"
+            rows={2}
+            spellCheck={false}
+            className="font-mono"
+            value={draft.sourceLoadQuery}
+            invalid={Boolean(err("sourceLoadQuery"))}
+            onChange={(e) => onChange({ ...draft, sourceLoadQuery: e.target.value })}
+          />
+        </Field>
+      </div>
       <div className="col-span-full">
         <label className="flex items-center gap-2 text-sm">
           <input

@@ -1,6 +1,6 @@
 "use client";
 
-import type { InputHTMLAttributes, ReactNode, SelectHTMLAttributes } from "react";
+import type { InputHTMLAttributes, ReactNode, SelectHTMLAttributes, TextareaHTMLAttributes } from "react";
 
 const inputClass =
   "block w-full rounded-md border border-slate-300 bg-white px-2.5 py-1.5 text-sm shadow-xs placeholder:text-slate-400 focus:border-sky-600 focus:outline-none focus:ring-1 focus:ring-sky-600 aria-[invalid=true]:border-red-600 disabled:bg-slate-100";
@@ -44,6 +44,20 @@ export function TextInput({
 }: InputHTMLAttributes<HTMLInputElement> & { invalid?: boolean }) {
   return (
     <input
+      {...props}
+      aria-invalid={invalid || undefined}
+      aria-describedby={props.id ? `${props.id}-${invalid ? "error" : "hint"}` : undefined}
+      className={`${inputClass} ${props.className ?? ""}`}
+    />
+  );
+}
+
+export function TextArea({
+  invalid,
+  ...props
+}: TextareaHTMLAttributes<HTMLTextAreaElement> & { invalid?: boolean }) {
+  return (
+    <textarea
       {...props}
       aria-invalid={invalid || undefined}
       aria-describedby={props.id ? `${props.id}-${invalid ? "error" : "hint"}` : undefined}

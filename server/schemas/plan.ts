@@ -103,6 +103,25 @@ export const ZPlanSettings = z.object({
     .min(7, "Soak at least 7 days before clean-up")
     .max(90, "At most 90 days"),
   cohortPercents,
+  sourceBusyConnections: z
+    .number({ error: "Enter a number of connections" })
+    .int("Use a whole number")
+    .min(1, "At least 1 connection")
+    .max(100_000, "At most 100,000 connections")
+    .default(64),
+  sourceLoadQuery: z
+    .string()
+    .trim()
+    .max(2_000, "Keep the load query under 2,000 characters")
+    .refine((q) => q === "" || /^(select|with|values|table)\b/i.test(q), {
+      message:
+        "A load query reads: start it with SELECT or WITH (e.g. select count(*) from pg_locks where not granted)",
+    })
+    .default(""),
+  sourceLoadThreshold: z
+    .number({ error: "Enter the value above which the backfill backs off" })
+    .finite("Enter a finite number")
+    .default(0),
 });
 export type TPlanSettings = z.infer<typeof ZPlanSettings>;
 
@@ -115,6 +134,9 @@ export const DEFAULT_PLAN_SETTINGS: TPlanSettings = {
   freezeBudgetMs: 2_000,
   soakDays: 14,
   cohortPercents: [1, 5, 25, 100],
+  sourceBusyConnections: 64,
+  sourceLoadQuery: "",
+  sourceLoadThreshold: 0,
 };
 
 export const ZPlanName = z

@@ -8,7 +8,8 @@
 // - The checkpoint (last key, rows copied) is written after the chunk is committed on every shard:
 //   a crash in between re-copies one chunk, which upserts the same rows (no duplicates).
 // - The plan's rate limit is shared by the tasks copying at that moment, re-read every second, so
-//   a new limit takes effect within a second; CDC lag or a busy source halves it until they recover.
+//   a new limit takes effect within a second; CDC lag or a busy source (active connections, or the
+//   plan's load query) halves it until they recover.
 import crypto from "node:crypto";
 import pg from "pg";
 import { db } from "../../db";
@@ -18,6 +19,7 @@ import { loadMovementContext, recordEngineEvent, recordMetric } from "../runtime
 import { guardClient } from "../sql/pools";
 import { type ChunkRead, chooseWriteMode, planTable, readChunk, writeChunk } from "./copy-chunk";
 import { assertCopier, COPIER_TAKEN_OVER, claimCopier, dropTouched } from "./snapshot-guard";
+import { LoadQueryError, type SourceLoadLimits, sourceBusyReason } from "./source-load";
 import { TokenBucket } from "./token-bucket";
 
 const TASK_LOCK_CLASS = 7_363_100;
@@ -25,12 +27,13 @@ const RETRYABLE = new Set(["40P01", "40001", "55P03"]);
 const MAX_CHUNK_ROWS = 20_000;
 /** 50 × 200 ms: longer than CDC takes to catch up unless it is stuck. */
 const UNIQUE_CONFLICT_RETRIES = 50;
-/** Active client connections on legacy above which the backfill backs off. */
-const SOURCE_BUSY_CONNECTIONS = 64;
 
 export type SliceOutcome = "done" | "more" | "skipped";
 
-async function sharedRate(planId: string, taskId: bigint): Promise<{ rate: number; lagThresholdMs: number }> {
+async function sharedRate(
+  planId: string,
+  taskId: bigint,
+): Promise<{ rate: number; lagThresholdMs: number; limits: SourceLoadLimits }> {
   const plan = await db().plan.findUniqueOrThrow({ where: { id: planId } });
   const settings = ZPlanSettings.parse(plan.settings);
   const busy = await db().backfillTask.count({
@@ -41,7 +44,11 @@ async function sharedRate(planId: string, taskId: bigint): Promise<{ rate: numbe
       NOT: { id: taskId },
     },
   });
-  return { rate: settings.backfillRowsPerSecond / (busy + 1), lagThresholdMs: settings.cdcLagThresholdMs };
+  return {
+    rate: settings.backfillRowsPerSecond / (busy + 1),
+    lagThresholdMs: settings.cdcLagThresholdMs,
+    limits: settings,
+  };
 }
 
 async function currentLagMs(planId: string): Promise<number | null> {
@@ -126,7 +133,7 @@ async function runLockedSlice(
     throw new Error(`Backfill task ${task.tableName} has no table in the movement's schema snapshot.`);
   const plan = planTable(table, ctx.schema.shardKeyColumn);
 
-  let { rate, lagThresholdMs } = await sharedRate(task.planId, taskId);
+  let { rate, lagThresholdMs, limits } = await sharedRate(task.planId, taskId);
   let backoff = 1;
   const bucket = new TokenBucket(rate);
   const source = await ctx.source.connect();
@@ -152,20 +159,22 @@ async function runLockedSlice(
         lastCheck = now;
         const movement = await db().dataMovement.findUnique({ where: { planId: task.planId } });
         if (movement?.status !== "running") return "skipped";
-        ({ rate, lagThresholdMs } = await sharedRate(task.planId, taskId));
+        ({ rate, lagThresholdMs, limits } = await sharedRate(task.planId, taskId));
         const lag = await currentLagMs(task.planId);
-        const { rows: active } = await source.query<{ n: number }>(
-          "select count(*)::int as n from pg_stat_activity where state = 'active' and backend_type = 'client backend'",
-        );
-        const busy = (lag !== null && lag > lagThresholdMs) || (active[0]?.n ?? 0) > SOURCE_BUSY_CONNECTIONS;
-        const nextBackoff = busy ? Math.max(0.1, backoff / 2) : Math.min(1, backoff * 1.5);
-        if (busy && backoff === 1) {
-          await recordEngineEvent(
-            task.planId,
-            "warn",
-            "backfill",
-            `Backing off ${task.tableName}: ${lag !== null && lag > lagThresholdMs ? `CDC lag ${Math.round(lag)} ms is over ${lagThresholdMs} ms` : `legacy has ${active[0]?.n} active connections`}.`,
-          );
+        let why: string | null =
+          lag !== null && lag > lagThresholdMs
+            ? `CDC lag ${Math.round(lag)} ms is over ${lagThresholdMs} ms`
+            : null;
+        try {
+          why ??= await sourceBusyReason(source, limits);
+        } catch (error) {
+          // A load query that fails cannot say legacy is fine: back off, and say why.
+          if (!(error instanceof LoadQueryError)) throw error;
+          why = `${error.message} Fix it in the plan's settings`;
+        }
+        const nextBackoff = why ? Math.max(0.1, backoff / 2) : Math.min(1, backoff * 1.5);
+        if (why && backoff === 1) {
+          await recordEngineEvent(task.planId, "warn", "backfill", `Backing off ${task.tableName}: ${why}.`);
         }
         backoff = nextBackoff;
         bucket.setRate(rate * backoff);

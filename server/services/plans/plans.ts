@@ -3,6 +3,7 @@
 // the same transaction, and every edit names the version it was made from (a stale form is refused).
 import { db } from "../../db";
 import { findShardKeyColumn } from "../../engine/analysis/key-column";
+import { LoadQueryError, readLoadQuery } from "../../engine/backfill/source-load";
 import { ConnectionFailedError, withClient } from "../../engine/sql/connect";
 import { availableTransitions, decideTransition, type PlanEvent } from "../../engine/state/plan-phase";
 import { AppError } from "../../errors";
@@ -136,6 +137,25 @@ async function loadDatabases(input: TCreatePlanInput) {
   return { source, shards };
 }
 
+/** Runs the backfill's load query once on legacy, so a query that cannot work is refused on save. */
+async function checkLoadQuery(source: { id: string; name: string }, query: string) {
+  try {
+    await withClient(await connectionUrlFor(source.id), (client) => readLoadQuery(client, query));
+  } catch (error) {
+    if (error instanceof LoadQueryError) {
+      throw new AppError("BAD_REQUEST", error.message, { field: "settings.sourceLoadQuery" });
+    }
+    if (error instanceof ConnectionFailedError) {
+      throw new AppError(
+        "BAD_REQUEST",
+        `The legacy database "${source.name}" is unreachable, so the load query cannot be checked: ${error.message}`,
+        { field: "settings.sourceLoadQuery" },
+      );
+    }
+    throw error;
+  }
+}
+
 export async function createPlan(actor: Actor, input: TCreatePlanInput): Promise<PlanDetail> {
   if (await db().plan.findUnique({ where: { name: input.name } })) {
     throw new AppError("CONFLICT", `A plan named "${input.name}" already exists. Choose another name.`, {
@@ -151,6 +171,7 @@ export async function createPlan(actor: Actor, input: TCreatePlanInput): Promise
       findShardKeyColumn(client, input.shardKeyColumn),
     );
     tablesWithKey = report.tablesWithKey;
+    if (input.settings?.sourceLoadQuery) await checkLoadQuery(source, input.settings.sourceLoadQuery);
   } catch (error) {
     if (error instanceof ConnectionFailedError) {
       throw new AppError(
@@ -218,6 +239,14 @@ function staleVersion(planName: string, current: number): AppError {
 }
 
 export async function updatePlanSettings(actor: Actor, input: TUpdatePlanSettingsInput): Promise<PlanDetail> {
+  const current = await db().plan.findUnique({
+    where: { id: input.planId },
+    include: { sourceDatabase: true },
+  });
+  const query = input.settings.sourceLoadQuery;
+  if (current && query && query !== settingsOf(current).sourceLoadQuery) {
+    await checkLoadQuery(current.sourceDatabase, query);
+  }
   await db().$transaction(async (tx) => {
     const plan = await tx.plan.findUnique({ where: { id: input.planId } });
     if (!plan) throw new AppError("NOT_FOUND", "No such plan.");

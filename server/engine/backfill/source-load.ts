@@ -1,0 +1,77 @@
+// How busy legacy is, as the backfill's back-off sees it: active client connections, and the
+// operator's own load query (optional), read every second while a table is copied.
+//
+// The load query is the operator's SQL, run as the registered legacy user: in a READ ONLY
+// transaction, as one statement (the extended protocol refuses several), under a short statement
+// timeout, and it must return exactly one number. The same checks run when the setting is saved,
+// so a query that cannot work is refused there with the reason, not discovered mid-backfill.
+import type pg from "pg";
+
+/** A load query that runs too long is itself a sign of load: it is cut off, and reported. */
+const LOAD_QUERY_TIMEOUT_MS = 2_000;
+
+export class LoadQueryError extends Error {}
+
+export async function activeConnections(client: pg.ClientBase): Promise<number> {
+  const { rows } = await client.query<{ n: number }>(
+    "select count(*)::int as n from pg_stat_activity where state = 'active' and backend_type = 'client backend'",
+  );
+  return rows[0]?.n ?? 0;
+}
+
+/** Runs the load query once and returns its number; a LoadQueryError says what is wrong with it. */
+export async function readLoadQuery(client: pg.ClientBase, query: string): Promise<number> {
+  await client.query(`begin read only; set local statement_timeout = ${LOAD_QUERY_TIMEOUT_MS}`);
+  let result: pg.QueryArrayResult<unknown[]>;
+  try {
+    // queryMode "extended" (pg ≥ 8.9; not in its types) makes the server refuse a second statement.
+    const config = { text: query, rowMode: "array", queryMode: "extended" } as pg.QueryArrayConfig;
+    result = await client.query<unknown[]>(config);
+  } catch (error) {
+    await client.query("rollback").catch(() => {});
+    const e = error as { message: string; code?: string };
+    if (e.code === "57014") {
+      throw new LoadQueryError(
+        `The load query ran longer than ${LOAD_QUERY_TIMEOUT_MS / 1000} s on legacy and was cancelled.`,
+      );
+    }
+    if (e.code) throw new LoadQueryError(`The load query failed on legacy: ${e.message}.`);
+    throw error;
+  }
+  await client.query("commit");
+  const shape = `${result.rows.length} row${result.rows.length === 1 ? "" : "s"} of ${result.fields.length} column${result.fields.length === 1 ? "" : "s"}`;
+  if (result.rows.length !== 1 || result.fields.length !== 1) {
+    throw new LoadQueryError(`The load query must return one row with one number; it returned ${shape}.`);
+  }
+  const raw = result.rows[0]?.[0];
+  const value =
+    typeof raw === "number" ? raw : typeof raw === "string" && raw.trim() !== "" ? Number(raw) : Number.NaN;
+  if (!Number.isFinite(value)) {
+    throw new LoadQueryError(`The load query must return a number; it returned ${JSON.stringify(raw)}.`);
+  }
+  return value;
+}
+
+export interface SourceLoadLimits {
+  sourceBusyConnections: number;
+  sourceLoadQuery: string;
+  sourceLoadThreshold: number;
+}
+
+/** Why legacy counts as busy right now, or null when it does not. */
+export async function sourceBusyReason(
+  client: pg.ClientBase,
+  limits: SourceLoadLimits,
+): Promise<string | null> {
+  const active = await activeConnections(client);
+  if (active > limits.sourceBusyConnections) {
+    return `legacy has ${active} active connections (limit ${limits.sourceBusyConnections})`;
+  }
+  if (limits.sourceLoadQuery) {
+    const value = await readLoadQuery(client, limits.sourceLoadQuery);
+    if (value > limits.sourceLoadThreshold) {
+      return `the load query returned ${value} (back-off above ${limits.sourceLoadThreshold})`;
+    }
+  }
+  return null;
+}
