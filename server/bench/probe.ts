@@ -5,8 +5,10 @@
 // - On each target, an AFTER INSERT trigger on bench_probe records clock_timestamp() − sent_at in
 //   `bench_arrival`. The trigger is ENABLE ALWAYS, so it fires under session_replication_role =
 //   replica, which both our apply and the native apply worker use. All servers share one clock.
-// - The trigger fires when the row is applied, just before the applying transaction commits: for a
-//   batched apply the rows applied first in a batch are stamped earlier than they become visible.
+// - The trigger is a deferred constraint trigger: it fires as the applying transaction commits,
+//   when the row becomes visible — the lag as a reader sees it, for any batching. (A plain row
+//   trigger fires when the row is written: before the batch's commit for ours, and before the
+//   Commit message even arrives for the native apply worker, which applies changes as they come.)
 //   The native apply worker runs with search_path = '', hence the qualified names.
 import type pg from "pg";
 import type { LagSummary } from "./stats";
@@ -37,7 +39,8 @@ begin
   return null;
 end $$;
 drop trigger if exists bench_probe_arrival on public.bench_probe;
-create trigger bench_probe_arrival after insert on public.bench_probe
+create constraint trigger bench_probe_arrival after insert on public.bench_probe
+  deferrable initially deferred
   for each row execute function public.bench_record_arrival();
 alter table public.bench_probe enable always trigger bench_probe_arrival`;
 

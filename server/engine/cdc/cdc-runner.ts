@@ -144,11 +144,19 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
         });
     };
     const confirmer = new DurableConfirmer(
-      async (ordinal) => {
-        const { rows } = await (ctx.shards[ordinal] as pg.Pool).query<{ lsn: string }>(
-          "select pg_current_wal_flush_lsn()::text as lsn",
+      async (ordinal, flush) => {
+        const result: unknown = await (ctx.shards[ordinal] as pg.Pool).query(
+          // A transaction that wrote WAL (a logical message no subscriber reads), committed
+          // synchronously, flushes all WAL inserted before it.
+          `${flush ? "begin; set local synchronous_commit = on; select pg_logical_emit_message(true, 'shardshift.flush', ''); commit; " : ""}` +
+            "select pg_current_wal_insert_lsn()::text as insert, pg_current_wal_flush_lsn()::text as flush",
         );
-        return parseLsn(rows[0]?.lsn ?? "0/0");
+        const last = (Array.isArray(result) ? result.at(-1) : result) as pg.QueryResult<{
+          insert: string;
+          flush: string;
+        }>;
+        const rows = last.rows;
+        return { insert: parseLsn(rows[0]?.insert ?? "0/0"), flush: parseLsn(rows[0]?.flush ?? "0/0") };
       },
       (lsn) => {
         stream?.confirm(lsn);
@@ -213,7 +221,7 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
           })),
         );
         // 4.
-        let shardLsns: (bigint | null)[] = [];
+        let written: number[] = [];
         for (let attempt = 1; ; attempt++) {
           try {
             // Every shard settles before a retry: none may still be inside this batch's transaction.
@@ -228,7 +236,7 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
             );
             const failure = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
             if (failure) throw failure.reason;
-            shardLsns = settled.map((r) => (r.status === "fulfilled" ? r.value : null));
+            written = settled.flatMap((r, i) => (r.status === "fulfilled" && r.value ? [i] : []));
             break;
           } catch (error) {
             const code = (error as { code?: string }).code;
@@ -237,7 +245,7 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
           }
         }
         // 5. (confirmed by the timer once durable on every shard)
-        confirmer.applied(batch.confirmableLsn, shardLsns);
+        confirmer.applied(batch.confirmableLsn, written);
         // 6.
         const last = batch.transactions.at(-1);
         const t = Date.now();

@@ -3,22 +3,50 @@
 // CDC commits on the shards with synchronous_commit = off, as PostgreSQL's own subscriptions do: a
 // commit returns before its WAL is flushed, which takes the flush out of the replication lag. The
 // price is that a shard crash can lose the last few hundred milliseconds of commits — so the slot
-// must not be told they are done until they are durable. Each applied batch records, per shard, the
-// WAL position just after its commit; a batch is confirmed once every shard's flush position passed
-// it. A crash before that replays the batch from the slot, and replaying row images is harmless.
+// must not be told they are done until they are durable.
+//
+// Each check reads every shard's WAL insert and flush positions in one query. A batch applied
+// before a check began has its commit record behind that check's insert position (the commit
+// returned before the query was sent), so the position marks it; a later check that sees the flush
+// position past the mark confirms it. Marking by check, not by batch, keeps the apply path to one
+// round trip per batch (no position query after each commit), at the cost of confirming up to one
+// check later. A crash before confirmation replays the batch from the slot, which is harmless.
+//
+// The insert position may also cover WAL that no commit asks to flush (hint bits, pruning, another
+// session's open transaction), which the WAL writer can leave unflushed while the shard is quiet.
+// A mark still not durable after FORCE_FLUSH_AFTER_MS has its shard flushed on purpose (a tiny
+// synchronous commit), so the slot never waits on an idle shard.
+export interface ShardWal {
+  /** pg_current_wal_insert_lsn(): past every commit that returned before it was read. */
+  insert: bigint;
+  /** pg_current_wal_flush_lsn(): everything before it is on disk. */
+  flush: bigint;
+}
+
+const FORCE_FLUSH_AFTER_MS = 1_000;
+
+interface Pending {
+  lsn: bigint;
+  /** Ordinals of the shards the batch wrote to. */
+  shards: number[];
+  /** Per shard, the insert position of the first check after the batch: null until then. */
+  marks: Map<number, bigint> | null;
+  markedAt: number;
+}
+
 export class DurableConfirmer {
-  private readonly pending: { lsn: bigint; shardLsns: (bigint | null)[] }[] = [];
+  private readonly pending: Pending[] = [];
   private checking: Promise<void> | null = null;
 
   constructor(
-    /** pg_current_wal_flush_lsn() of shard `ordinal`. */
-    private readonly flushLsnOf: (ordinal: number) => Promise<bigint>,
+    /** The WAL positions of shard `ordinal`; with `flush`, after making it flush everything inserted so far. */
+    private readonly walOf: (ordinal: number, flush: boolean) => Promise<ShardWal>,
     private readonly confirm: (lsn: bigint) => void,
   ) {}
 
-  /** A batch ending at `lsn` was committed; `shardLsns[i]` is shard i's WAL position after it (null: not written). */
-  applied(lsn: bigint, shardLsns: (bigint | null)[]): void {
-    this.pending.push({ lsn, shardLsns });
+  /** A batch ending at source position `lsn` committed on `shards` (ordinals; empty: wrote nothing). */
+  applied(lsn: bigint, shards: number[]): void {
+    this.pending.push({ lsn, shards, marks: null, markedAt: 0 });
   }
 
   get waiting(): number {
@@ -35,17 +63,24 @@ export class DurableConfirmer {
 
   private async runCheck(): Promise<void> {
     if (this.pending.length === 0) return;
-    const shards = new Set<number>();
-    for (const entry of this.pending) {
-      for (const [i, lsn] of entry.shardLsns.entries()) if (lsn !== null) shards.add(i);
+    // Taken before the positions are read: batches applied during the read are marked next time.
+    const unmarked = this.pending.filter((p) => p.marks === null);
+    const shards = new Set(this.pending.flatMap((p) => p.shards));
+    const now = Date.now();
+    const stale = new Set(
+      this.pending.flatMap((p) => (p.marks && now - p.markedAt >= FORCE_FLUSH_AFTER_MS ? p.shards : [])),
+    );
+    const wal = new Map<number, ShardWal>();
+    await Promise.all([...shards].map(async (i) => wal.set(i, await this.walOf(i, stale.has(i)))));
+    for (const p of unmarked) {
+      p.marks = new Map(p.shards.map((i) => [i, wal.get(i)?.insert ?? 0n]));
+      p.markedAt = now;
     }
-    const flushed = new Map<number, bigint>();
-    await Promise.all([...shards].map(async (i) => flushed.set(i, await this.flushLsnOf(i))));
     let upTo: bigint | null = null;
     for (;;) {
       const head = this.pending[0];
-      if (!head) break;
-      const durable = head.shardLsns.every((l, i) => l === null || l <= (flushed.get(i) ?? 0n));
+      if (!head?.marks) break;
+      const durable = [...head.marks].every(([i, mark]) => mark <= (wal.get(i)?.flush ?? 0n));
       if (!durable) break;
       this.pending.shift();
       upTo = head.lsn;
