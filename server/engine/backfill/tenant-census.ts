@@ -19,8 +19,6 @@ export interface TenantRows {
   rows: number;
 }
 
-const INSERT_BATCH = 5_000;
-
 /**
  * Rows per tenant of `table`, in the order the backfill copies them (ORDER BY the shard key, in
  * its column's collation). Rows whose key is NULL sort last and are left out: they belong to no tenant.
@@ -61,28 +59,24 @@ export async function runTenantCensus(planId: string): Promise<void> {
     for (const table of tables) {
       const counts = await countTenantRows(source, table, ctx.schema.shardKeyColumn);
       tenants = Math.max(tenants, counts.length);
-      let before = 0;
-      const rows = counts.map((c, position) => {
-        const row = {
-          planId,
-          tableName: table.qualified,
-          tenantKey: c.tenant,
-          position,
-          rows: BigInt(c.rows),
-          rowsBefore: BigInt(before),
-        };
-        before += c.rows;
-        return row;
-      });
+      const before: number[] = [];
+      let total = 0;
+      for (const c of counts) {
+        before.push(total);
+        total += c.rows;
+      }
       await db().$transaction(async (tx) => {
         await tx.tenantCensus.deleteMany({ where: { planId, tableName: table.qualified } });
-        for (let i = 0; i < rows.length; i += INSERT_BATCH) {
-          await tx.tenantCensus.createMany({ data: rows.slice(i, i + INSERT_BATCH) });
-        }
+        // One statement of arrays: a table can have many thousands of tenants.
+        await tx.$executeRaw`
+          insert into tenant_census (plan_id, table_name, tenant_key, position, rows, rows_before)
+          select ${planId}::uuid, ${table.qualified}, k, p - 1, r, b
+          from unnest(${counts.map((c) => c.tenant)}::text[], ${counts.map((c) => c.rows)}::bigint[],
+                      ${before}::bigint[]) with ordinality as u(k, r, b, p)`;
         // The exact count replaces the planner's estimate as the table's "rows to copy".
         await tx.backfillTask.updateMany({
           where: { planId, tableName: table.qualified, status: { not: "done" } },
-          data: { rowsTotal: BigInt(before) },
+          data: { rowsTotal: BigInt(total) },
         });
       });
     }

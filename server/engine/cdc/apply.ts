@@ -22,7 +22,6 @@ import type { Placement } from "../router/placement";
 import { quoteIdent } from "../sql/identifiers";
 import { setLocalRenderingSql, setSessionRenderingSql } from "../sql/rendering";
 import { type Change, type Relation, type Tuple, UNCHANGED_TOAST } from "./pgoutput";
-import { parseLsn } from "./slot";
 
 export class CdcStopError extends Error {
   constructor(message: string) {
