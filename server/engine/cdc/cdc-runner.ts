@@ -16,10 +16,11 @@ import pg from "pg";
 import { db } from "../../db";
 import { serverEnv } from "../../env";
 import { currentXidReference, dropTouched, fullXid } from "../backfill/snapshot-guard";
-import { loadMovementContext, recordEngineEvent, recordMetric } from "../runtime/movement-context";
+import { loadMovementContext, recordEngineEvent } from "../runtime/movement-context";
 import { guardClient } from "../sql/pools";
 import { setSessionRenderingSql } from "../sql/rendering";
 import { applySessionSql, applyToShard, CdcStopError, ChangeRouter, type Statement } from "./apply";
+import { insertMetric, readMovementState, upsertTouched, writeConfirmedLsn } from "./cdc-bookkeeping";
 import { DurableConfirmer } from "./durable-confirm";
 import type { Tuple } from "./pgoutput";
 import { pgTimestampToIso } from "./pgoutput";
@@ -70,7 +71,8 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
     }
   }
 
-  async function stream_(_lock: pg.Client) {
+  /** `store`: this runner's control-plane connection (it holds the lock), for bookkeeping. */
+  async function stream_(store: pg.Client) {
     const ctx = await loadMovementContext(planId);
     const router = new ChangeRouter(ctx.schema, ctx.placement);
     try {
@@ -115,12 +117,11 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
     const doneTables = new Set<string>();
     const droppedGuards = new Set<string>();
     const guarded = (relation: string) => !doneTables.has(relation);
-    const readDoneTables = async () => {
-      const done = await db().backfillTask.findMany({
-        where: { planId, status: "done" },
-        select: { tableName: true },
-      });
-      for (const t of done) doneTables.add(t.tableName);
+    let movementActive = true;
+    const refreshState = async () => {
+      const state = await readMovementState(store, planId);
+      movementActive = state.active;
+      for (const table of state.doneTables) doneTables.add(table);
     };
     let lastStatusCheck = 0;
     let lastLagSample = 0;
@@ -129,7 +130,6 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
     let lastTouchedFlush = 0;
     let lastXidReference = Date.now();
     let confirmed = 0n;
-    let movementActive = true;
     let chain: Promise<unknown> = Promise.resolve();
     let pending = 0;
     const housekeeping = (task: () => Promise<unknown>) => {
@@ -172,20 +172,13 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
     try {
       await legacy.query(setSessionRenderingSql());
       xidReference = await currentXidReference(legacy);
-      await readDoneTables();
+      await refreshState();
       while (!stopping) {
         const now = Date.now();
         if (!movementActive) return;
         if (now - lastStatusCheck >= 1_000) {
           lastStatusCheck = now;
-          housekeeping(async () => {
-            const movement = await db().dataMovement.findUnique({
-              where: { planId },
-              select: { status: true },
-            });
-            movementActive = movement?.status === "running" || movement?.status === "paused";
-            await readDoneTables();
-          });
+          housekeeping(refreshState);
         }
         if (now - lastXidReference >= 60_000) {
           lastXidReference = now;
@@ -253,32 +246,27 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
         if (t - lastLagSample >= 1_000) {
           lastLagSample = t;
           const lagMs = last ? Math.max(0, t - new Date(pgTimestampToIso(last.commitTime)).getTime()) : 0;
-          housekeeping(() => recordMetric(planId, "cdc.lag_ms", lagMs));
+          housekeeping(() => insertMetric(store, planId, "cdc.lag_ms", lagMs));
         }
         if (t - lastBytesSample >= 2_000) {
           lastBytesSample = t;
           const upTo = confirmed;
           housekeeping(async () => {
             const head = await currentWalLsn(ctx.source);
-            await recordMetric(planId, "cdc.lag_bytes", Number(head > upTo ? head - upTo : 0n));
+            await insertMetric(store, planId, "cdc.lag_bytes", Number(head > upTo ? head - upTo : 0n));
           });
         }
         if (t - lastTouchedFlush >= 2_000) {
           lastTouchedFlush = t;
           const touched = router.drainTouched();
           if (touched.length) {
-            housekeeping(async () => {
-              await db().$executeRaw`
-                insert into parity_touched (plan_id, table_name, tenant_key, touched_at)
-                select ${planId}::uuid, t, k, now() from unnest(${touched.map((p) => p.table)}::text[], ${touched.map((p) => p.tenant)}::text[]) as u(t, k)
-                on conflict (plan_id, table_name, tenant_key) do update set touched_at = excluded.touched_at`;
-            });
+            housekeeping(() => upsertTouched(store, planId, touched));
           }
         }
         if (t - lastConfirmWrite >= 1_000 && confirmed > 0n) {
           lastConfirmWrite = t;
           const lsn = formatLsn(confirmed);
-          housekeeping(() => db().dataMovement.update({ where: { planId }, data: { confirmedLsn: lsn } }));
+          housekeeping(() => writeConfirmedLsn(store, planId, lsn));
         }
       }
     } catch (error) {
