@@ -84,6 +84,10 @@ const numericFields: {
     label: "Soak before clean-up (days)",
     hint: "At least 7. Replication is kept for rollback until then.",
   },
+];
+
+/** After the cohort steps: when legacy counts as busy, with the load query below them. */
+const busyFields: typeof numericFields = [
   {
     key: "sourceBusyConnections",
     label: "Busy legacy: active connections",
@@ -108,19 +112,20 @@ export function SettingsFields({
   prefix?: string;
 }) {
   const err = (key: string) => errors[`${prefix}${key}`];
+  const numeric = (f: (typeof numericFields)[number]) => (
+    <Field key={f.key} id={f.key} label={f.label} hint={f.hint} errors={err(f.key)}>
+      <TextInput
+        id={f.key}
+        inputMode="numeric"
+        value={draft[f.key]}
+        invalid={Boolean(err(f.key))}
+        onChange={(e) => onChange({ ...draft, [f.key]: e.target.value })}
+      />
+    </Field>
+  );
   return (
     <div className="grid grid-cols-2 gap-4 lg:grid-cols-3">
-      {numericFields.map((f) => (
-        <Field key={f.key} id={f.key} label={f.label} hint={f.hint} errors={err(f.key)}>
-          <TextInput
-            id={f.key}
-            inputMode="numeric"
-            value={draft[f.key]}
-            invalid={Boolean(err(f.key))}
-            onChange={(e) => onChange({ ...draft, [f.key]: e.target.value })}
-          />
-        </Field>
-      ))}
+      {numericFields.map(numeric)}
       <Field
         id="cohortPercents"
         label="Cohort steps (% of tenants)"
@@ -134,6 +139,7 @@ export function SettingsFields({
           onChange={(e) => onChange({ ...draft, cohortPercents: e.target.value })}
         />
       </Field>
+      {busyFields.map(numeric)}
       <div className="col-span-full">
         <Field
           id="sourceLoadQuery"
