@@ -147,8 +147,9 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
       async (ordinal, flush) => {
         const result: unknown = await (ctx.shards[ordinal] as pg.Pool).query(
           // A transaction that wrote WAL (a logical message no subscriber reads), committed
-          // synchronously, flushes all WAL inserted before it.
-          `${flush ? "begin; set local synchronous_commit = on; select pg_logical_emit_message(true, 'shardshift.flush', ''); commit; " : ""}` +
+          // synchronously on this server ("local": never waiting on a standby), flushes all WAL
+          // inserted before it.
+          `${flush ? "begin; set local synchronous_commit = local; select pg_logical_emit_message(true, 'shardshift.flush', ''); commit; " : ""}` +
             "select pg_current_wal_insert_lsn()::text as insert, pg_current_wal_flush_lsn()::text as flush",
         );
         const last = (Array.isArray(result) ? result.at(-1) : result) as pg.QueryResult<{

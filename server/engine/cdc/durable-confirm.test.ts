@@ -26,7 +26,7 @@ afterAll(async () => {
 
 const positions = async (flush = false): Promise<ShardWal> => {
   const result: unknown = await shard.pool.query(
-    `${flush ? "begin; set local synchronous_commit = on; select pg_logical_emit_message(true, 'shardshift.flush', ''); commit; " : ""}` +
+    `${flush ? "begin; set local synchronous_commit = local; select pg_logical_emit_message(true, 'shardshift.flush', ''); commit; " : ""}` +
       "select pg_current_wal_insert_lsn()::text as insert, pg_current_wal_flush_lsn()::text as flush",
   );
   const { rows } = (Array.isArray(result) ? result.at(-1) : result) as pg.QueryResult<{
