@@ -2,6 +2,7 @@
 
 // The plan settings inputs, shared by "new plan" and "settings". Values are kept as text while
 // typing and parsed by ZPlanSettings on submit, so the form and the API refuse the same things.
+import { useRoleBlock } from "@/components/providers/user";
 import { Field, TextArea, TextInput } from "@/components/ui/field";
 import type { FieldErrors } from "@/components/ui/field-errors";
 import type { TPlanSettings } from "@/server/schemas/plan";
@@ -112,6 +113,8 @@ export function SettingsFields({
   prefix?: string;
 }) {
   const err = (key: string) => errors[`${prefix}${key}`];
+  // The load query runs as legacy's registered user: only admins, who hold its credentials, set it.
+  const queryBlock = useRoleBlock("admin");
   const numeric = (f: (typeof numericFields)[number]) => (
     <Field key={f.key} id={f.key} label={f.label} hint={f.hint} errors={err(f.key)}>
       <TextInput
@@ -144,7 +147,11 @@ export function SettingsFields({
         <Field
           id="sourceLoadQuery"
           label="Busy legacy: load query (optional)"
-          hint="One SELECT returning one number, run on legacy every second while copying (read-only, 2 s limit). E.g. select count(*) from pg_locks where not granted"
+          hint={
+            queryBlock
+              ? `Admins only: it runs as legacy's registered user. ${queryBlock}`
+              : "One SELECT returning one number, run on legacy every second while copying (read-only, 2 s limit). E.g. select count(*) from pg_locks where not granted"
+          }
           errors={err("sourceLoadQuery")}
         >
           <TextArea
@@ -153,6 +160,7 @@ export function SettingsFields({
             spellCheck={false}
             className="font-mono"
             value={draft.sourceLoadQuery}
+            disabled={Boolean(queryBlock)}
             invalid={Boolean(err("sourceLoadQuery"))}
             onChange={(e) => onChange({ ...draft, sourceLoadQuery: e.target.value })}
           />

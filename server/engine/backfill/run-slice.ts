@@ -166,7 +166,7 @@ async function runLockedSlice(
             ? `CDC lag ${Math.round(lag)} ms is over ${lagThresholdMs} ms`
             : null;
         try {
-          why ??= await sourceBusyReason(source, limits);
+          why ??= await sourceBusyReason(ctx.source, limits);
         } catch (error) {
           // A load query that fails cannot say legacy is fine: back off, and say why.
           if (!(error instanceof LoadQueryError)) throw error;

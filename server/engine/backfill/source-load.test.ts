@@ -42,6 +42,7 @@ describe("the load query", () => {
     try {
       expect(await readLoadQuery(client, "select count(*) from tenants")).toBe(100);
       expect(await readLoadQuery(client, "select 2.5::numeric")).toBe(2.5);
+      expect(await readLoadQuery(client, "select 3;\n")).toBe(3);
       const refusal = (query: string) =>
         readLoadQuery(client, query).then(
           () => "accepted",
@@ -52,8 +53,12 @@ describe("the load query", () => {
         ["select 1 from tenants limit 2", /it returned 2 rows of 1 column/],
         ["select 'busy'", /must return a number; it returned "busy"/],
         ["select null::int", /must return a number; it returned null/],
-        ["select 1; select 2", /failed on legacy: cannot insert multiple commands/],
-        ["with gone as (delete from events returning 1) select count(*) from gone", /read-only transaction/],
+        ["select 1; select 2", /failed on legacy: syntax error/],
+        ["select generate_series(1, 100000000)", /it returned 2 rows/], // read back: at most two
+        [
+          "with gone as (delete from events returning 1) select count(*) from gone",
+          /failed on legacy: WITH clause containing a data-modifying statement must be at the top level/,
+        ],
         ["select pg_sleep(3)::text::int", /longer than 2 s on legacy and was cancelled/],
       ];
       for (const [query, message] of cases) {
@@ -88,6 +93,20 @@ describe("the load query", () => {
     expect((refused as AppError).field).toBe("settings.sourceLoadQuery");
     expect((refused as AppError).message).toMatch(/one row with one number/);
     expect((await getPlan(plan.id)).settings.sourceLoadQuery).toBe("");
+
+    // Only an admin (or the system) sets it: it runs as legacy's registered user.
+    const operator = { id: null, email: "op@test", role: "operator" as const, requestId: "op" };
+    const current = await getPlan(plan.id);
+    const forbidden = await updatePlanSettings(operator, {
+      planId: plan.id,
+      expectedVersion: current.version,
+      settings: { ...current.settings, sourceLoadQuery: "select 1" },
+    }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect((forbidden as AppError).code).toBe("FORBIDDEN");
+    expect((forbidden as AppError).field).toBe("settings.sourceLoadQuery");
 
     await save("select count(*) from tenants"); // 100 > 5: legacy counts as busy
     await startDataMovement(actor, { planId: plan.id, reason: "go" });

@@ -1,10 +1,12 @@
 // How busy legacy is, as the backfill's back-off sees it: active client connections, and the
 // operator's own load query (optional), read every second while a table is copied.
 //
-// The load query is the operator's SQL, run as the registered legacy user: in a READ ONLY
-// transaction, as one statement (the extended protocol refuses several), under a short statement
-// timeout, and it must return exactly one number. The same checks run when the setting is saved,
-// so a query that cannot work is refused there with the reason, not discovered mid-backfill.
+// The load query is an admin's SQL, run as the registered legacy user (so only admins, who hold
+// that user's credentials anyway, may set it): wrapped as a subquery (one SELECT: no second
+// statement, no data-modifying WITH, at most two rows read back), in a READ ONLY transaction, under
+// a short statement timeout, on a connection of its own that is discarded afterwards (nothing it
+// sets survives), and it must return exactly one number. The same checks run when the setting is
+// saved, so a query that cannot work is refused there with the reason, not discovered mid-backfill.
 import type pg from "pg";
 
 /** A load query that runs too long is itself a sign of load: it is cut off, and reported. */
@@ -12,7 +14,7 @@ const LOAD_QUERY_TIMEOUT_MS = 2_000;
 
 export class LoadQueryError extends Error {}
 
-export async function activeConnections(client: pg.ClientBase): Promise<number> {
+export async function activeConnections(client: pg.Pool | pg.ClientBase): Promise<number> {
   const { rows } = await client.query<{ n: number }>(
     "select count(*)::int as n from pg_stat_activity where state = 'active' and backend_type = 'client backend'",
   );
@@ -25,7 +27,8 @@ export async function readLoadQuery(client: pg.ClientBase, query: string): Promi
   let result: pg.QueryArrayResult<unknown[]>;
   try {
     // queryMode "extended" (pg ≥ 8.9; not in its types) makes the server refuse a second statement.
-    const config = { text: query, rowMode: "array", queryMode: "extended" } as pg.QueryArrayConfig;
+    const text = `select * from (${query.replace(/[\s;]+$/, "")}\n) as load_query limit 2`;
+    const config = { text, rowMode: "array", queryMode: "extended" } as pg.QueryArrayConfig;
     result = await client.query<unknown[]>(config);
   } catch (error) {
     await client.query("rollback").catch(() => {});
@@ -58,17 +61,23 @@ export interface SourceLoadLimits {
   sourceLoadThreshold: number;
 }
 
-/** Why legacy counts as busy right now, or null when it does not. */
-export async function sourceBusyReason(
-  client: pg.ClientBase,
-  limits: SourceLoadLimits,
-): Promise<string | null> {
-  const active = await activeConnections(client);
+/**
+ * Why legacy counts as busy right now, or null when it does not. Runs on connections of its own
+ * from `pool`: a slice's copy connection may be inside a chunk's snapshot at that moment.
+ */
+export async function sourceBusyReason(pool: pg.Pool, limits: SourceLoadLimits): Promise<string | null> {
+  const active = await activeConnections(pool);
   if (active > limits.sourceBusyConnections) {
     return `legacy has ${active} active connections (limit ${limits.sourceBusyConnections})`;
   }
   if (limits.sourceLoadQuery) {
-    const value = await readLoadQuery(client, limits.sourceLoadQuery);
+    const client = await pool.connect();
+    let value: number;
+    try {
+      value = await readLoadQuery(client, limits.sourceLoadQuery);
+    } finally {
+      client.release(true);
+    }
     if (value > limits.sourceLoadThreshold) {
       return `the load query returned ${value} (back-off above ${limits.sourceLoadThreshold})`;
     }
