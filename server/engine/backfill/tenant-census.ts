@@ -49,6 +49,9 @@ export async function countTenantRows(
 export async function runTenantCensus(planId: string): Promise<void> {
   const movement = await db().dataMovement.findUnique({ where: { planId } });
   if (!movement || movement.censusAt || !["running", "paused"].includes(movement.status)) return;
+  // The movement this census counts for: a cancel and restart meanwhile makes a new one, which
+  // gets its own census; this one then stops writing (checked in every table's transaction).
+  const { startedAt } = movement;
   const ctx = await loadMovementContext(planId);
   const started = performance.now();
   const source = await ctx.source.connect();
@@ -65,7 +68,12 @@ export async function runTenantCensus(planId: string): Promise<void> {
         before.push(total);
         total += c.rows;
       }
-      await db().$transaction(async (tx) => {
+      const current = await db().$transaction(async (tx) => {
+        const still = await tx.dataMovement.findFirst({
+          where: { planId, startedAt, status: { in: ["running", "paused"] } },
+          select: { planId: true },
+        });
+        if (!still) return false;
         await tx.tenantCensus.deleteMany({ where: { planId, tableName: table.qualified } });
         // One statement of arrays: a table can have many thousands of tenants.
         await tx.$executeRaw`
@@ -78,9 +86,15 @@ export async function runTenantCensus(planId: string): Promise<void> {
           where: { planId, tableName: table.qualified, status: { not: "done" } },
           data: { rowsTotal: BigInt(total) },
         });
+        return true;
       });
+      if (!current) return;
     }
-    await db().dataMovement.updateMany({ where: { planId, censusAt: null }, data: { censusAt: new Date() } });
+    const marked = await db().dataMovement.updateMany({
+      where: { planId, startedAt, censusAt: null },
+      data: { censusAt: new Date() },
+    });
+    if (marked.count === 0) return;
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     await recordEngineEvent(
       planId,
