@@ -42,12 +42,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const w of workers) await w.kill();
-  // Slots are per server: never leave one behind, whatever happened.
-  await legacy?.pool
-    .query(
-      "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = current_database() and not active",
-    )
-    .catch(() => {});
   await control?.drop();
   await legacy?.drop();
   for (const s of shards ?? []) await s.drop();

@@ -35,6 +35,12 @@ export async function createTestDatabase(prefix: string): Promise<TestDatabase> 
     url,
     pool,
     async drop() {
+      // Slots are per server and block DROP DATABASE: never leave one behind, whatever happened.
+      await pool
+        .query(
+          "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = current_database() and not active",
+        )
+        .catch(() => {});
       await pool.end();
       const client = new pg.Client({ connectionString: testServerUrl() });
       await client.connect();

@@ -32,11 +32,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await worker?.stop();
-  await legacy?.pool
-    .query(
-      "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = current_database() and not active",
-    )
-    .catch(() => {});
   await control?.drop();
   await legacy?.drop();
   await shard?.drop();
