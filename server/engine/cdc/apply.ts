@@ -367,14 +367,14 @@ export async function applyToShard(
     // rest and turns COMMIT into ROLLBACK: the first error is the batch's outcome.
     // Corked, the batch leaves in one write instead of one per statement (syscalls dominated the
     // CPU cost of a small batch).
-    const socket = (client as pg.ClientBase & { connection?: { stream?: NodeJS.WritableStream } }).connection
-      ?.stream as { cork?: () => void; uncork?: () => void } | undefined;
-    socket?.cork?.();
+    const socket = (client as unknown as { connection?: { stream?: { cork(): void; uncork(): void } } })
+      .connection?.stream;
+    socket?.cork();
     let sent: Promise<unknown>[];
     try {
       sent = [client.query(opening.join("; ")), ...body.map((s) => client.query(s)), client.query(closing)];
     } finally {
-      socket?.uncork?.();
+      socket?.uncork();
     }
     const settled = await Promise.allSettled(sent);
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
