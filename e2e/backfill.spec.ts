@@ -49,6 +49,10 @@ test("start, pause, resume and complete a backfill from the UI", async ({ page }
     Number((await copied.innerText()).split(" of ")[0]?.replaceAll(/[^\d]/g, ""));
   await expect.poll(rowsCopied, { timeout: 30_000 }).toBeGreaterThan(2_000);
   await expect(page.getByText(/Streaming|\d+ ms/).first()).toBeVisible();
+  // A table being copied shows its own rate.
+  await expect(page.getByTestId("backfill-task").filter({ hasText: "rows/s" }).first()).toBeVisible({
+    timeout: 30_000,
+  });
   // The census counts rows per tenant beside the copy; then each cohort of the ladder has its row.
   await expect(page.getByTestId("cohort-row")).toHaveCount(4, { timeout: 30_000 });
   await screenshot(page, "11-backfill-running");

@@ -22,7 +22,7 @@ import { Time } from "@/components/ui/time";
 import { ZSetRateInput } from "@/server/schemas/movement";
 import type { AppRouter } from "@/server/trpc/root";
 import { CohortProgress } from "./cohort-progress";
-import { backfillRateSeries, etaRange, formatDuration, namedSeries } from "./series";
+import { backfillRateSeries, etaRange, formatEta, namedSeries, type Sample } from "./series";
 
 const nf = new Intl.NumberFormat();
 
@@ -84,7 +84,7 @@ export function BackfillPage({ planId }: { planId: string }) {
                     remaining <= 0 || s.totals.tablesDone === s.totals.tables
                       ? "Done"
                       : eta
-                        ? `${formatDuration(eta.low)} – ${formatDuration(eta.high)}`
+                        ? formatEta(eta)
                         : s.movement.status === "paused"
                           ? "Paused"
                           : "Estimating…"
@@ -106,8 +106,10 @@ export function BackfillPage({ planId }: { planId: string }) {
                     <th className="py-1 font-medium">Table</th>
                     <th className="py-1 font-medium">Kind</th>
                     <th className="py-1 font-medium">Status</th>
-                    <th className="w-1/3 py-1 font-medium">Progress</th>
+                    <th className="w-1/4 py-1 font-medium">Progress</th>
                     <th className="py-1 text-right font-medium">Rows</th>
+                    <th className="py-1 text-right font-medium">Rate</th>
+                    <th className="py-1 text-right font-medium">ETA</th>
                   </tr>
                 </thead>
                 <tbody className="divide-y divide-slate-100">
@@ -126,6 +128,12 @@ export function BackfillPage({ planId }: { planId: string }) {
                       <td className="py-1.5 text-right tabular-nums">
                         {nf.format(t.rowsCopied)} / {nf.format(t.rowsTotal)}
                       </td>
+                      <TableRate
+                        samples={s.samples}
+                        table={t.table}
+                        status={t.status}
+                        remaining={t.rowsTotal - t.rowsCopied}
+                      />
                     </tr>
                   ))}
                 </tbody>
@@ -185,6 +193,34 @@ export function BackfillPage({ planId }: { planId: string }) {
           </>
         ) : null}
       </div>
+    </>
+  );
+}
+
+/** A table's own copy rate (its latest sample while it copies) and ETA range. */
+function TableRate({
+  samples,
+  table,
+  status,
+  remaining,
+}: {
+  samples: Sample[];
+  table: string;
+  status: string;
+  remaining: number;
+}) {
+  const series = namedSeries(samples, `backfill.rows_per_s:${table}`);
+  const latest = series.at(-1);
+  const copying = status === "running" && latest !== undefined && Date.now() - latest.t < 10_000;
+  const eta = copying ? etaRange(remaining, series) : null;
+  return (
+    <>
+      <td className="py-1.5 text-right tabular-nums">
+        {copying ? `${nf.format(Math.round(latest.value))} rows/s` : "—"}
+      </td>
+      <td className="py-1.5 text-right tabular-nums">
+        {status === "done" ? "done" : eta ? formatEta(eta) : "—"}
+      </td>
     </>
   );
 }

@@ -52,3 +52,10 @@ export function formatDuration(seconds: number): string {
   if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
   return `${(seconds / 3600).toFixed(1)} h`;
 }
+
+/** "2 min – 5 min", or one figure when the range rounds to it. */
+export function formatEta(eta: { low: number; high: number }): string {
+  const low = formatDuration(eta.low);
+  const high = formatDuration(eta.high);
+  return low === high ? low : `${low} – ${high}`;
+}
