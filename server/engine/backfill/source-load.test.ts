@@ -45,11 +45,11 @@ describe("the load query", () => {
         );
       const cases: [string, RegExp][] = [
         ["select 1, 2", /one row with one number; it returned 1 row of 2 columns/],
-        ["select 1 from tenants limit 2", /it returned 2 rows of 1 column/],
+        ["select 1 from tenants limit 2", /it returned several rows of 1 column/],
         ["select 'busy'", /must return a number; it returned "busy"/],
         ["select null::int", /must return a number; it returned null/],
         ["select 1; select 2", /failed on legacy: syntax error/],
-        ["select generate_series(1, 100000000)", /it returned 2 rows/], // read back: at most two
+        ["select generate_series(1, 100000000)", /it returned several rows/], // read back: at most two
         [
           "with gone as (delete from events returning 1) select count(*) from gone",
           /failed on legacy: WITH clause containing a data-modifying statement must be at the top level/,

@@ -42,7 +42,9 @@ export async function readLoadQuery(client: pg.ClientBase, query: string): Promi
     throw error;
   }
   await client.query("commit");
-  const shape = `${result.rows.length} row${result.rows.length === 1 ? "" : "s"} of ${result.fields.length} column${result.fields.length === 1 ? "" : "s"}`;
+  // At most two rows are read back (limit 2): two means "more than one".
+  const rows = result.rows.length === 0 ? "no rows" : result.rows.length === 1 ? "1 row" : "several rows";
+  const shape = `${rows} of ${result.fields.length} column${result.fields.length === 1 ? "" : "s"}`;
   if (result.rows.length !== 1 || result.fields.length !== 1) {
     throw new LoadQueryError(`The load query must return one row with one number; it returned ${shape}.`);
   }
