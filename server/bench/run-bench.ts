@@ -8,15 +8,12 @@
 //   3. raw COPY   the baseline for the backfill, into separate `raw` databases on the shard servers;
 //                 then, emptied, the same databases take the bare chunk loop (a diagnostic in between)
 //   4. backfill   movement 1 through the real worker at 1,000,000 rows/s: wall time to all tasks done
-//   5. CDC        movement 1 keeps streaming, and native logical replication between the same servers
-//                 (databases of its own) is started: paced probe writes (lag) to each in interleaved
-//                 rounds (A B B A A B B A), so both see the same machine over time; then our burst
-//                 (apply rate). Each test waits for the worker's parity passes in flight, and
-//                 reports any overlap
+//   5. CDC        movement 1 keeps streaming: paced probe writes (lag), then a burst (apply rate);
+//                 each test waits for the worker's parity passes in flight, and reports any overlap
 //   6. throttled  movement 1 cancelled, movement 2 (shards reset by the service) at a fixed rate
-//   7. native     the burst through native replication, with nothing of ours running
-// Only one side is written to at a time; a CHECKPOINT on every server precedes each measurement so
-// a checkpoint caused by earlier writes does not land inside it.
+//   7. native     built-in logical replication between the same servers: the same lag and burst tests
+// Every side of a comparison runs with nothing else running; a CHECKPOINT on every server precedes
+// each measurement so a checkpoint caused by earlier writes does not land inside it.
 import os from "node:os";
 import pg from "pg";
 import { db, disconnectDb } from "@/server/db";
@@ -150,110 +147,67 @@ async function quiet(cluster: BenchCluster, log: (line: string) => void, what: s
   if (waited > 500) log(`    ${what}: waited ${(waited / 1000).toFixed(1)} s for autovacuum to finish`);
 }
 
-/** Something that replicates source.bench_probe into targets: our movement, or native replication. */
-interface CdcSide {
-  what: string;
-  source: pg.Pool;
-  targets: readonly pg.Pool[];
+/** The lag test then the burst test, against whatever replicates source.bench_probe into targets. */
+async function measureCdc(
+  what: string,
+  source: pg.Pool,
+  targets: readonly pg.Pool[],
+  cluster: BenchCluster,
+  options: BenchOptions,
+  tenantIds: readonly string[],
+  log: (line: string) => void,
   /** Runs before each test: lets background work of the system under test finish first. */
-  settle: () => Promise<void>;
-}
-
-/** Lag rounds per side, in the order A B B A A B B A: both sides see the same machine over time. */
-const LAG_ROUNDS = 4;
-
-/** Opens the probe pool and sends a few probes through: a fresh apply path pays for parsing and planning. */
-async function warmSide(side: CdcSide, tenantIds: readonly string[]): Promise<void> {
-  await warmPool(side.source, PROBE_POOL_SIZE);
-  await burstProbes(side.source, { rows: 20, batch: 1, connections: 4, tenantIds });
-  await waitForArrivals(side.targets, 20, `${side.what} (warm-up)`);
-  await clearArrivals(side.targets);
-}
-
-/**
- * The lag test, paced probe writes, for every side in interleaved rounds: comparing two runs taken
- * minutes apart compares two states of a shared machine as much as the two systems.
- */
-async function measureLag(
-  sides: readonly CdcSide[],
-  cluster: BenchCluster,
-  options: BenchOptions,
-  tenantIds: readonly string[],
-  log: (line: string) => void,
-): Promise<Map<string, { lag: LagSummary; paced: ProbeDriveResult; window: { from: Date; to: Date } }>> {
-  for (const side of sides) await warmSide(side, tenantIds);
-  for (const side of sides) await side.settle();
-  await quiet(cluster, log, "lag test");
+  settle: () => Promise<void> = async () => {},
+): Promise<CdcMeasurement> {
+  await warmPool(source, PROBE_POOL_SIZE);
+  // A few probes first: the first rows through a fresh apply path pay for parsing and planning.
+  await burstProbes(source, { rows: 20, batch: 1, connections: 4, tenantIds });
+  await waitForArrivals(targets, 20, `${what} (warm-up)`);
+  await clearArrivals(targets);
+  await settle();
+  await quiet(cluster, log, what);
   await checkpointAll(cluster);
-  const from = new Date();
-  const seconds = options.cdcSeconds / LAG_ROUNDS;
-  log(
-    `    lag: ${options.cdcRate} writes/s, ${LAG_ROUNDS} rounds of ${seconds.toFixed(2)} s per side, interleaved (${sides.map((s) => s.what).join(", ")})`,
-  );
-  const totals = new Map(sides.map((s) => [s.what, { inserted: 0, errors: 0, seconds: 0 }]));
-  for (let round = 0; round < LAG_ROUNDS; round++) {
-    const order = Math.floor((round + 1) / 2) % 2 === 0 ? sides : [...sides].reverse();
-    for (const side of order) {
-      const paced = await drivePacedProbes(side.source, { rate: options.cdcRate, seconds, tenantIds });
-      const total = totals.get(side.what);
-      if (!total) continue;
-      total.inserted += paced.inserted;
-      total.errors += paced.errors;
-      total.seconds += paced.seconds;
-      await waitForArrivals(side.targets, total.inserted, side.what);
-    }
-  }
-  const window = { from, to: new Date() };
-  const results = new Map<
-    string,
-    { lag: LagSummary; paced: ProbeDriveResult; window: { from: Date; to: Date } }
-  >();
-  for (const side of sides) {
-    const total = totals.get(side.what) ?? { inserted: 0, errors: 0, seconds: 1 };
-    const lag = await readLagSummary(side.targets);
-    if (options.verbose) {
-      const timeline = await readLagTimeline(side.targets);
-      log(`    ${side.what}: worst lag per 250 ms (ms): ${timeline.map((v) => v.toFixed(0)).join(" ")}`);
-    }
-    const paced: ProbeDriveResult = { ...total, writesPerSecond: total.inserted / total.seconds };
-    log(
-      `    ${side.what}: ${paced.inserted} rows at ${paced.writesPerSecond.toFixed(0)} writes/s; lag p50 ${lag.p50.toFixed(1)} ms, p99 ${lag.p99.toFixed(1)} ms, max ${lag.max.toFixed(1)} ms`,
-    );
-    await clearArrivals(side.targets);
-    results.set(side.what, { lag, paced, window });
-  }
-  return results;
-}
 
-/** The apply-throughput test: a burst of multi-row inserts, timed by arrival on the targets. */
-async function measureBurst(
-  side: CdcSide,
-  cluster: BenchCluster,
-  options: BenchOptions,
-  tenantIds: readonly string[],
-  log: (line: string) => void,
-): Promise<Pick<CdcMeasurement, "burst" | "apply" | "burstWindow">> {
-  await side.settle();
-  await quiet(cluster, log, side.what);
+  const lagFrom = new Date();
+  log(`    ${what}: ${options.cdcRate} writes/s for ${options.cdcSeconds} s`);
+  const paced = await drivePacedProbes(source, {
+    rate: options.cdcRate,
+    seconds: options.cdcSeconds,
+    tenantIds,
+  });
+  await waitForArrivals(targets, paced.inserted, what);
+  const lagWindow = { from: lagFrom, to: new Date() };
+  const lag = await readLagSummary(targets);
+  if (options.verbose) {
+    const timeline = await readLagTimeline(targets);
+    log(`    ${what}: worst lag per 250 ms (ms): ${timeline.map((v) => v.toFixed(0)).join(" ")}`);
+  }
+  log(
+    `    ${what}: ${paced.inserted} rows at ${paced.writesPerSecond.toFixed(0)} writes/s; lag p50 ${lag.p50.toFixed(1)} ms, p99 ${lag.p99.toFixed(1)} ms, max ${lag.max.toFixed(1)} ms`,
+  );
+
+  await clearArrivals(targets);
+  await settle();
+  await quiet(cluster, log, what);
   await checkpointAll(cluster);
   const burstFrom = new Date();
   log(
-    `    ${side.what}: burst of ${options.burstRows} rows (${options.burstBatch} per transaction, ${options.burstConnections} connections)`,
+    `    ${what}: burst of ${options.burstRows} rows (${options.burstBatch} per transaction, ${options.burstConnections} connections)`,
   );
-  const burst = await burstProbes(side.source, {
+  const burst = await burstProbes(source, {
     rows: options.burstRows,
     batch: options.burstBatch,
     connections: options.burstConnections,
     tenantIds,
   });
-  await waitForArrivals(side.targets, burst.inserted, `${side.what} (burst)`, 180_000);
+  await waitForArrivals(targets, burst.inserted, `${what} (burst)`, 180_000);
   const burstWindow = { from: burstFrom, to: new Date() };
-  const apply = await readApplyThroughput(side.targets);
+  const apply = await readApplyThroughput(targets);
   log(
-    `    ${side.what}: written at ${burst.writesPerSecond.toFixed(0)} rows/s, applied at ${apply.rowsPerSecond.toFixed(0)} rows/s (${apply.seconds.toFixed(2)} s)`,
+    `    ${what}: written at ${burst.writesPerSecond.toFixed(0)} rows/s, applied at ${apply.rowsPerSecond.toFixed(0)} rows/s (${apply.seconds.toFixed(2)} s)`,
   );
-  await clearArrivals(side.targets);
-  return { burst, apply, burstWindow };
+  await clearArrivals(targets);
+  return { lag, paced, burst, apply, lagWindow, burstWindow };
 }
 
 export async function runBench(
@@ -418,13 +372,8 @@ export async function runBench(
     return rate;
   });
 
-  let nativeReplication: {
-    sides: { source: pg.Pool; targets: pg.Pool[] };
-    stop: () => Promise<void>;
-  } | null = null;
-  let nativeLag: { lag: LagSummary; paced: ProbeDriveResult; window: { from: Date; to: Date } } | null = null;
   // 5. CDC through our movement: backfill done, nothing else writing
-  const ours = await step("5/7 CDC lag, ours and native interleaved; our apply throughput", async () => {
+  const ours = await step("5/7 CDC through our movement: lag and apply throughput", async () => {
     for (const shard of shardPools) await shard.query(ARRIVAL_SETUP_SQL);
     const { slotName } = await movementNames(planId);
     await pollUntil(
@@ -443,36 +392,16 @@ export async function runBench(
         );
       }
     };
-    // Native replication between the same servers (its own databases) runs its lag rounds
-    // interleaved with ours; its burst is measured at step 7, with nothing of ours running.
-    const replication = await startNativeReplication({
-      legacy: cluster.legacy,
-      shards: cluster.shards,
-      password: cluster.password,
-      sourcePoolSize: PROBE_POOL_SIZE,
-    });
-    const stop = once(() => replication.stop());
-    cleanup.push("drop the native subscriptions", stop);
-    nativeReplication = { sides: replication, stop };
-    const oursSide: CdcSide = { what: "ours", source: legacyPool, targets: shardPools, settle };
-    const nativeSide: CdcSide = {
-      what: "native",
-      source: replication.source,
-      targets: replication.targets,
-      settle: async () => {},
-    };
-    const lags = await measureLag([oursSide, nativeSide], cluster, options, tenantIds, log);
-    const oursLag = lags.get("ours");
-    const nativeLagResult = lags.get("native");
-    if (!oursLag || !nativeLagResult) throw new Error("The lag test measured no side.");
-    nativeLag = nativeLagResult;
-    const burst = await measureBurst(oursSide, cluster, options, tenantIds, log);
-    const measured: CdcMeasurement = {
-      ...burst,
-      lag: oursLag.lag,
-      paced: oursLag.paced,
-      lagWindow: oursLag.window,
-    };
+    const measured = await measureCdc(
+      "ours",
+      legacyPool,
+      shardPools,
+      cluster,
+      options,
+      tenantIds,
+      log,
+      settle,
+    );
     for (const [test, window] of [
       ["lag test", measured.lagWindow],
       ["burst", measured.burstWindow],
@@ -526,27 +455,28 @@ export async function runBench(
   await stopWorker();
   await disconnectDb();
 
-  // 7. native logical replication's burst, same servers, nothing of ours running
-  const native = await step("7/7 baseline: native logical replication, apply throughput", async () => {
-    if (!nativeReplication || !nativeLag) throw new Error("Native replication was not started at step 5.");
+  // 7. native logical replication, same servers, nothing of ours running
+  const native = await step("7/7 baseline: native logical replication, same tests", async () => {
+    const replication = await startNativeReplication({
+      legacy: cluster.legacy,
+      shards: cluster.shards,
+      password: cluster.password,
+      sourcePoolSize: PROBE_POOL_SIZE,
+    });
+    const stop = once(() => replication.stop());
+    cleanup.push("drop the native subscriptions", stop);
     try {
-      await warmSide({ what: "native", ...nativeReplication.sides, settle: async () => {} }, tenantIds);
-      const burst = await measureBurst(
-        { what: "native", ...nativeReplication.sides, settle: async () => {} },
+      return await measureCdc(
+        "native",
+        replication.source,
+        replication.targets,
         cluster,
         options,
         tenantIds,
         log,
       );
-      const measured: CdcMeasurement = {
-        ...burst,
-        lag: nativeLag.lag,
-        paced: nativeLag.paced,
-        lagWindow: nativeLag.window,
-      };
-      return measured;
     } finally {
-      await nativeReplication.stop();
+      await stop();
     }
   });
 
