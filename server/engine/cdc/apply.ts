@@ -329,6 +329,7 @@ export function applySessionSql(): string {
   return [
     "set session_replication_role = replica",
     "set synchronous_commit = off",
+    "set default_transaction_isolation = 'read committed'",
     setSessionRenderingSql(),
   ].join("; ");
 }
@@ -362,6 +363,13 @@ export async function applyToShard(
   const closing = "commit";
   const pipelined = (client as pg.ClientBase & { pipeline?: boolean }).pipeline === true;
 
+  // One statement and nothing to lock: it is its own transaction (the session already replicates,
+  // commits asynchronously and reads committed), sent alone — a third of the messages both ways.
+  const [only] = body;
+  if (pipelined && options.sessionPrepared && body.length === 1 && only && !only.reread && !recorded.length) {
+    await client.query(only);
+    return true;
+  }
   if (pipelined && !body.some((s) => s.reread)) {
     // The whole transaction in one round trip. After a failed statement the server rejects the
     // rest and turns COMMIT into ROLLBACK: the first error is the batch's outcome.
