@@ -21,11 +21,11 @@ import { guardClient } from "../sql/pools";
 import { setSessionRenderingSql } from "../sql/rendering";
 import { applySessionSql, applyToShard, CdcStopError, ChangeRouter, type Statement } from "./apply";
 import { insertMetric, readMovementState, upsertTouched, writeConfirmedLsn } from "./cdc-bookkeeping";
-import { DurableConfirmer } from "./durable-confirm";
+import { DurableConfirmer, readShardWal } from "./durable-confirm";
 import type { Tuple } from "./pgoutput";
 import { pgTimestampToIso } from "./pgoutput";
 import { ReplicationStream, ReplicationStreamError } from "./replication-stream";
-import { currentWalLsn, formatLsn, parseLsn } from "./slot";
+import { currentWalLsn, formatLsn } from "./slot";
 
 const CDC_LOCK_CLASS = 7_363_200;
 const RETRYABLE = new Set(["40P01", "40001"]);
@@ -144,21 +144,7 @@ export function startCdcRunner(planId: string, options: { log: (m: string) => vo
         });
     };
     const confirmer = new DurableConfirmer(
-      async (ordinal, flush) => {
-        const result: unknown = await (ctx.shards[ordinal] as pg.Pool).query(
-          // A transaction that wrote WAL (a logical message no subscriber reads), committed
-          // synchronously on this server ("local": never waiting on a standby), flushes all WAL
-          // inserted before it.
-          `${flush ? "begin; set local synchronous_commit = local; select pg_logical_emit_message(true, 'shardshift.flush', ''); commit; " : ""}` +
-            "select pg_current_wal_insert_lsn()::text as insert, pg_current_wal_flush_lsn()::text as flush",
-        );
-        const last = (Array.isArray(result) ? result.at(-1) : result) as pg.QueryResult<{
-          insert: string;
-          flush: string;
-        }>;
-        const rows = last.rows;
-        return { insert: parseLsn(rows[0]?.insert ?? "0/0"), flush: parseLsn(rows[0]?.flush ?? "0/0") };
-      },
+      (ordinal, flush) => readShardWal(ctx.shards[ordinal] as pg.Pool, flush),
       (lsn) => {
         stream?.confirm(lsn);
         confirmed = lsn;

@@ -5,7 +5,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
 import { waitFor } from "../../testing/worker-process";
-import { DurableConfirmer, type ShardWal } from "./durable-confirm";
+import { DurableConfirmer, readShardWal, type ShardWal } from "./durable-confirm";
 import { parseLsn } from "./slot";
 
 let shard: TestDatabase;
@@ -24,17 +24,7 @@ afterAll(async () => {
   await shard?.drop();
 });
 
-const positions = async (flush = false): Promise<ShardWal> => {
-  const result: unknown = await shard.pool.query(
-    `${flush ? "begin; set local synchronous_commit = local; select pg_logical_emit_message(true, 'shardshift.flush', ''); commit; " : ""}` +
-      "select pg_current_wal_insert_lsn()::text as insert, pg_current_wal_flush_lsn()::text as flush",
-  );
-  const { rows } = (Array.isArray(result) ? result.at(-1) : result) as pg.QueryResult<{
-    insert: string;
-    flush: string;
-  }>;
-  return { insert: parseLsn(rows[0]?.insert ?? "0/0"), flush: parseLsn(rows[0]?.flush ?? "0/0") };
-};
+const positions = (flush = false): Promise<ShardWal> => readShardWal(shard.pool, flush);
 
 /** Commits one row asynchronously; returns a WAL position at or past its commit record. */
 async function commitRow(id: number): Promise<bigint> {

@@ -16,6 +16,9 @@
 // session's open transaction), which the WAL writer can leave unflushed while the shard is quiet.
 // A mark still not durable after FORCE_FLUSH_AFTER_MS has its shard flushed on purpose (a tiny
 // synchronous commit), so the slot never waits on an idle shard.
+import type pg from "pg";
+import { parseLsn } from "./slot";
+
 export interface ShardWal {
   /** pg_current_wal_insert_lsn(): past every commit that returned before it was read. */
   insert: bigint;
@@ -24,6 +27,25 @@ export interface ShardWal {
 }
 
 const FORCE_FLUSH_AFTER_MS = 1_000;
+
+/**
+ * A shard's WAL positions in one query. With `flush`, first a transaction that wrote WAL (a logical
+ * message no subscriber reads) commits synchronously on this server ("local": never waiting on a
+ * standby), which flushes all WAL inserted before it.
+ */
+export async function readShardWal(shard: pg.Pool, flush: boolean): Promise<ShardWal> {
+  const result: unknown = await shard.query(
+    `${flush ? "begin; set local synchronous_commit = local; select pg_logical_emit_message(true, 'shardshift.flush', ''); commit; " : ""}` +
+      "select pg_current_wal_insert_lsn()::text as insert, pg_current_wal_flush_lsn()::text as flush",
+  );
+  // Several statements answer with one result each: the positions are the last.
+  const last = (Array.isArray(result) ? result.at(-1) : result) as pg.QueryResult<{
+    insert: string;
+    flush: string;
+  }>;
+  const row = last.rows[0];
+  return { insert: parseLsn(row?.insert ?? "0/0"), flush: parseLsn(row?.flush ?? "0/0") };
+}
 
 interface Pending {
   lsn: bigint;

@@ -17,6 +17,7 @@ import {
   type TUpdatePlanSettingsInput,
   ZPlanSettings,
 } from "../../schemas/plan";
+import { roleAtLeast } from "../../schemas/user";
 import type { Actor } from "../actor";
 import { appendAuditEvent } from "../audit/audit-log";
 import { connectionUrlFor } from "../databases/databases";
@@ -137,18 +138,18 @@ async function loadDatabases(input: TCreatePlanInput) {
   return { source, shards };
 }
 
-/**
- * Runs the backfill's load query once on legacy, so a query that cannot work is refused on save.
- * Only admins set it: it runs as legacy's registered user, whose credentials only admins manage.
- */
-async function checkLoadQuery(actor: Actor, source: { id: string; name: string }, query: string) {
-  if (actor.role !== "admin" && actor.role !== "system") {
-    throw new AppError(
-      "FORBIDDEN",
-      "Only an admin may set the load query: it runs on legacy as the registered database user. Ask an admin, or leave it as it was.",
-      { field: "settings.sourceLoadQuery" },
-    );
-  }
+/** Only admins set the load query: it runs as legacy's registered user, whose credentials only admins manage. */
+function assertMayEditLoadQuery(actor: Actor) {
+  if (actor.role === "system" || roleAtLeast(actor.role, "admin")) return;
+  throw new AppError(
+    "FORBIDDEN",
+    "Only an admin may set the load query: it runs on legacy as the registered database user. Ask an admin, or leave it as it was.",
+    { field: "settings.sourceLoadQuery" },
+  );
+}
+
+/** Runs the backfill's load query once on legacy, so a query that cannot work is refused on save. */
+async function checkLoadQuery(source: { id: string; name: string }, query: string) {
   try {
     await withClient(await connectionUrlFor(source.id), (client) => readLoadQuery(client, query));
   } catch (error) {
@@ -181,7 +182,10 @@ export async function createPlan(actor: Actor, input: TCreatePlanInput): Promise
       findShardKeyColumn(client, input.shardKeyColumn),
     );
     tablesWithKey = report.tablesWithKey;
-    if (input.settings?.sourceLoadQuery) await checkLoadQuery(actor, source, input.settings.sourceLoadQuery);
+    if (input.settings?.sourceLoadQuery) {
+      assertMayEditLoadQuery(actor);
+      await checkLoadQuery(source, input.settings.sourceLoadQuery);
+    }
   } catch (error) {
     if (error instanceof ConnectionFailedError) {
       throw new AppError(
@@ -256,13 +260,9 @@ export async function updatePlanSettings(actor: Actor, input: TUpdatePlanSetting
   const query = input.settings.sourceLoadQuery;
   const before = current ? settingsOf(current).sourceLoadQuery : "";
   if (current && query !== before) {
-    // Clearing it needs no check; setting or changing it does.
-    if (query) await checkLoadQuery(actor, current.sourceDatabase, query);
-    else if (actor.role !== "admin" && actor.role !== "system") {
-      throw new AppError("FORBIDDEN", "Only an admin may change the load query.", {
-        field: "settings.sourceLoadQuery",
-      });
-    }
+    // Any change is an admin's; a query (not a clearing) is also run once on legacy.
+    assertMayEditLoadQuery(actor);
+    if (query) await checkLoadQuery(current.sourceDatabase, query);
   }
   await db().$transaction(async (tx) => {
     const plan = await tx.plan.findUnique({ where: { id: input.planId } });
