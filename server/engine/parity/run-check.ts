@@ -15,6 +15,7 @@ import { TokenBucket } from "../backfill/token-bucket";
 import { loadMovementContext, recordEngineEvent, recordMetric } from "../runtime/movement-context";
 import { fullPass, locate, type RowDifference, WHOLE_RANGE } from "./chunk-hash";
 import { confirmDifferences, slotCatchUp } from "./recheck";
+import { forgetCheckedPairs, readTouchedPairs } from "./touched-pairs";
 
 export type ParityKind = "full" | "recent";
 
@@ -92,11 +93,7 @@ export async function runParityCheck(
         }
       }
     } else {
-      const touched = await db().parityTouched.findMany({
-        where: { planId },
-        orderBy: { touchedAt: "asc" },
-        take: 2_000,
-      });
+      const touched = await readTouchedPairs(planId, 2_000);
       for (const t of touched) {
         const plan = plans.get(t.tableName);
         if (!plan) continue;
@@ -124,13 +121,7 @@ export async function runParityCheck(
         summaries.set(t.tableName, s);
       }
       // Forget only what this pass checked (and not touched again since it began).
-      await db().parityTouched.deleteMany({
-        where: {
-          planId,
-          touchedAt: { lt: touchedSince },
-          OR: touched.map((t) => ({ tableName: t.tableName, tenantKey: t.tenantKey })),
-        },
-      });
+      await forgetCheckedPairs(planId, touched, touchedSince);
     }
 
     // 3. re-check past the lag, one table at a time
