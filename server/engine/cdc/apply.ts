@@ -157,6 +157,8 @@ export function tableApplier(table: TableInfo): TableApplier {
   };
 }
 
+type Push = (shards: readonly number[], statement: Statement, applier: TableApplier, keyRow: Tuple) => void;
+
 export class ChangeRouter {
   private readonly appliers = new Map<string, TableApplier>();
   /** Relation ids whose columns were checked against the schema snapshot. */
@@ -176,6 +178,7 @@ export class ChangeRouter {
   ) {
     for (const table of schema.tables)
       this.appliers.set(`${table.schema}.${table.name}`, tableApplier(table));
+    this.allShards = Array.from({ length: placement.shardCount }, (_, i) => i);
   }
 
   private applierFor(schema: string, table: string): TableApplier {
@@ -208,8 +211,11 @@ export class ChangeRouter {
     this.verified.add(relation.relationId);
   }
 
-  private shardsOf(applier: TableApplier, row: Tuple | null): number[] {
-    const all = Array.from({ length: this.placement.shardCount }, (_, i) => i);
+  /** Read-only: shared by every statement that goes to every shard. */
+  private readonly allShards: readonly number[];
+
+  private shardsOf(applier: TableApplier, row: Tuple | null): readonly number[] {
+    const all = this.allShards;
     if (applier.table.kind === "reference" || !row) return all;
     const key = row[this.schema.shardKeyColumn];
     if (key === undefined || key === UNCHANGED_TOAST) return all;
@@ -231,26 +237,22 @@ export class ChangeRouter {
    * is each transaction's full legacy xid8 (text); statements carry it with the key they write.
    */
   route(transactions: readonly { xid: string; changes: readonly Change[] }[]): Statement[][] {
-    const out: Statement[][] = Array.from({ length: this.placement.shardCount }, () => []);
+    const out: Statement[][] = this.allShards.map(() => []);
     let xid = "";
-    const push = (shards: number[], statement: Statement, applier: TableApplier, keyRow: Tuple) => {
-      const keyed = {
-        ...statement,
-        touches: { relation: applier.table.qualified, key: applier.keyOf(keyRow), xid },
-      };
-      for (const s of shards) out[s]?.push(keyed);
+    // Every statement is a fresh object from its applier, so it takes its `touches` in place (this
+    // runs per change on the event loop that receives the stream: no copies).
+    const push: Push = (shards, statement, applier, keyRow) => {
+      statement.touches = { relation: applier.table.qualified, key: applier.keyOf(keyRow), xid };
+      for (const s of shards) out[s]?.push(statement);
     };
-    for (const change of transactions.flatMap((tx) => tx.changes.map((c) => ({ c, xid: tx.xid })))) {
-      xid = change.xid;
-      this.routeChange(change.c, push);
+    for (const tx of transactions) {
+      xid = tx.xid;
+      for (const change of tx.changes) this.routeChange(change, push);
     }
     return out;
   }
 
-  private routeChange(
-    change: Change,
-    push: (shards: number[], statement: Statement, applier: TableApplier, keyRow: Tuple) => void,
-  ): void {
+  private routeChange(change: Change, push: Push): void {
     switch (change.kind) {
       case "truncate":
         throw new CdcStopError(
@@ -288,9 +290,7 @@ export class ChangeRouter {
           // The tenant is not part of the key, and without an old image (REPLICA IDENTITY DEFAULT)
           // a change of tenant cannot be told from any other update: the row may have left another
           // shard. Remove it from every other shard (REPLICA IDENTITY FULL avoids these deletes).
-          const elsewhere = Array.from({ length: this.placement.shardCount }, (_, i) => i).filter(
-            (i) => !targets.includes(i),
-          );
+          const elsewhere = this.allShards.filter((i) => !targets.includes(i));
           if (elsewhere.length) push(elsewhere, a.deleteByKey(change.new), a, change.new);
         }
         if (oldKey && a.hasKey(oldKey)) {
@@ -345,6 +345,23 @@ export async function applyToShard(
 ): Promise<boolean> {
   if (statements.length === 0) return false;
   const guarded = options.guarded ?? (() => false);
+  const pipelined = (client as pg.ClientBase & { pipeline?: boolean }).pipeline === true;
+
+  // One statement and nothing to lock: it is its own transaction (the session already replicates,
+  // commits asynchronously and reads committed), sent alone — a third of the messages both ways.
+  // The common case at a steady write rate, so it is decided before anything is allocated.
+  const [first] = statements;
+  if (
+    pipelined &&
+    options.sessionPrepared &&
+    statements.length === 1 &&
+    first &&
+    !first.reread &&
+    !(first.touches && guarded(first.touches.relation))
+  ) {
+    await client.query(queryConfig(first));
+    return true;
+  }
   const recorded = statements.flatMap((s) => (s.touches && guarded(s.touches.relation) ? [s.touches] : []));
   // Read committed whatever the shard's default: after the guard lock, every statement must see
   // what the backfill's chunk writes committed before it.
@@ -361,13 +378,10 @@ export async function applyToShard(
   const body = mergeRuns(statements);
   if (recorded.length) body.push(recordTouchedSql(recorded));
   const closing = "commit";
-  const pipelined = (client as pg.ClientBase & { pipeline?: boolean }).pipeline === true;
-
-  // One statement and nothing to lock: it is its own transaction (the session already replicates,
-  // commits asynchronously and reads committed), sent alone — a third of the messages both ways.
+  // Several rows folded into one statement: the same single message, as above.
   const [only] = body;
   if (pipelined && options.sessionPrepared && body.length === 1 && only && !only.reread && !recorded.length) {
-    await client.query(only);
+    await client.query(queryConfig(only));
     return true;
   }
   if (pipelined && !body.some((s) => s.reread)) {
@@ -380,7 +394,11 @@ export async function applyToShard(
     socket?.cork();
     let sent: Promise<unknown>[];
     try {
-      sent = [client.query(opening.join("; ")), ...body.map((s) => client.query(s)), client.query(closing)];
+      sent = [
+        client.query(opening.join("; ")),
+        ...body.map((s) => client.query(queryConfig(s))),
+        client.query(closing),
+      ];
     } finally {
       socket?.uncork();
     }
@@ -396,11 +414,11 @@ export async function applyToShard(
   await client.query(opening.join("; "));
   try {
     for (const s of body) {
-      const result = await client.query(s);
+      const result = await client.query(queryConfig(s));
       if (s.reread && result.rowCount === 0 && options.readLegacy) {
         const row = await options.readLegacy(s.reread.select);
         // Gone on legacy since: its DELETE follows in the stream.
-        if (row) await client.query(s.reread.upsert(row));
+        if (row) await client.query(queryConfig(s.reread.upsert(row)));
       }
     }
     await client.query(closing);
@@ -409,6 +427,16 @@ export async function applyToShard(
     await client.query("rollback").catch(() => {});
     throw error;
   }
+}
+
+/**
+ * Only what pg sends: it copies every own property of a query config, and a statement also carries
+ * its merge, guard and re-read details.
+ */
+function queryConfig(s: Statement): pg.QueryConfig<Statement["values"]> {
+  return s.name === undefined
+    ? { text: s.text, values: s.values }
+    : { name: s.name, text: s.text, values: s.values };
 }
 
 /** Folds runs of mergeable statements into multi-row statements, keeping the order of every row. */
