@@ -36,7 +36,7 @@ export const DEFAULT_BENCH_OPTIONS: BenchOptions = {
   throttleFromS: 3,
   throttleToS: 13,
   cdcRate: 1_000,
-  cdcSeconds: 15,
+  cdcSeconds: 30,
   burstRows: 30_000,
   burstBatch: 100,
   burstConnections: 4,
