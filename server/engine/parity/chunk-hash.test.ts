@@ -14,6 +14,7 @@ import {
   chunkBoundaries,
   chunkTargetRows,
   compareChunk,
+  compareTenants,
   fullPass,
   type KeyRange,
   type KeyValues,
@@ -331,6 +332,29 @@ describe("drift in a sharded table", () => {
         mismatch.tenant === deleted.tenant_id ? -1 : mismatch.tenant === inserted.tenant_id ? 1 : 0,
       );
     }
+
+    // The recent pass's form: whole tenants, one statement per side, finds the same three (and
+    // verifies the untouched tenants beside them, on both shards).
+    const clean = tenants.filter((t) => !onShard0.includes(t)).slice(0, 4);
+    const byTenants = await compareTenants(
+      legacy.pool,
+      shards.map((s) => s.pool),
+      placement,
+      plan,
+      [...onShard0, ...clean].map((t) => t.tenant_id),
+    );
+    expect(
+      byTenants.mismatches.map((m) => [m.tenant, m.shard, m.actual.rows - m.expected.rows]).sort(),
+    ).toEqual(
+      [
+        [updated.tenant_id, 0, 0],
+        [deleted.tenant_id, 0, -1],
+        [inserted.tenant_id, 0, 1],
+      ].sort(),
+    );
+    expect(new Set(clean.map((t) => placement.shardFor(t.tenant_id))).size).toBe(2);
+    expect(byTenants.rowsVerified).toBe(clean.reduce((n, t) => n + t.n, 0));
+    expect(byTenants.legacyRows).toBe([...onShard0, ...clean].reduce((n, t) => n + t.n, 0));
 
     const { differences, rangesHashed } = await locateAll(plan, mismatched);
     expect(rangesHashed).toBeGreaterThan(mismatched.length); // it bisected

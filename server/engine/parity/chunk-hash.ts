@@ -176,6 +176,26 @@ export function hashChunkSql(plan: TablePlan, range: KeyRange, tenant: string | 
   };
 }
 
+/**
+ * Whole tenants of a sharded table, hashed per tenant in one statement (the recent pass: many
+ * tenants, each small, so one query per side instead of a range walk per tenant).
+ */
+export function hashTenantsSql(plan: TablePlan, tenants: readonly string[]): SqlStatement {
+  const shardKey = plan.keyColumns[0];
+  if (plan.table.kind !== "sharded" || shardKey === undefined) {
+    throw new Error(`${plan.table.qualified} is a reference table: it has no tenants to hash by.`);
+  }
+  const params = new Params();
+  const tenantColumn = `x.${quoteIdent(shardKey)}`;
+  const list = params.add([...tenants], `${plan.keyTypes[0] ?? "text"}[]`);
+  return {
+    text:
+      `select ${tenantColumn}::text as tenant, count(*)::text as rows, coalesce(sum(${rowHashSql(plan)}), 0)::text as hash ` +
+      `from ${plan.table.qualified} x where ${tenantColumn} = any(${list}) group by ${tenantColumn}`,
+    values: params.values,
+  };
+}
+
 /** The key `offset` rows into a range (0 = its first row), in key order. */
 export function keyAtOffsetSql(
   plan: TablePlan,
@@ -276,7 +296,14 @@ export async function hashChunk(
   range: KeyRange,
   tenant: string | null = null,
 ): Promise<ChunkHashes> {
-  const statement = hashChunkSql(plan, range, tenant);
+  return readHashes(client, plan, hashChunkSql(plan, range, tenant));
+}
+
+async function readHashes(
+  client: ParityClient,
+  plan: TablePlan,
+  statement: SqlStatement,
+): Promise<ChunkHashes> {
   const { rows } = await client.query<{ tenant: string | null; rows: string; hash: string }>(
     statement.text,
     statement.values,
@@ -341,6 +368,31 @@ export async function compareChunk(
     ...shards.map((shard) => pinned(shard, (c) => hashChunk(c, plan, range))),
   ]);
   return compareHashes(placement, plan, range, legacyHashes ?? new Map(), shardHashes);
+}
+
+/**
+ * Whole tenants of one sharded table on legacy against their owning shards: one statement per
+ * side. (Rows a non-owning shard holds for them are the full pass's to find.)
+ */
+export async function compareTenants(
+  legacy: ParityDb,
+  shards: readonly ParityDb[],
+  placement: Placement,
+  plan: TablePlan,
+  tenants: readonly string[],
+): Promise<ChunkComparison> {
+  assertShardCount(shards, placement);
+  const owned: string[][] = shards.map(() => []);
+  for (const tenant of tenants) owned[placement.shardFor(tenant)]?.push(tenant);
+  const none: ChunkHashes = new Map();
+  const [legacyHashes, ...shardHashes] = await Promise.all([
+    tenants.length ? pinned(legacy, (c) => readHashes(c, plan, hashTenantsSql(plan, tenants))) : none,
+    ...shards.map((shard, i) => {
+      const mine = owned[i] ?? [];
+      return mine.length ? pinned(shard, (c) => readHashes(c, plan, hashTenantsSql(plan, mine))) : none;
+    }),
+  ]);
+  return compareHashes(placement, plan, { after: null, upTo: null }, legacyHashes ?? none, shardHashes);
 }
 
 /** Legacy's per-tenant hashes of a range against each tenant's owning shard's (pure). */

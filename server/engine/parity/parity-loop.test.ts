@@ -66,6 +66,17 @@ describe("parity under live writes", () => {
       expect(result.confirmed).toBe(0);
     }
     expect((await getParityStatus(plan.id)).state).toBe("clean");
+    // The recent pass (the tenants CDC touched, each hashed whole) agrees under the same writes.
+    await waitFor(
+      "CDC to record the tenants it touched",
+      async () => (await db().parityTouched.count({ where: { planId: plan.id } })) > 0,
+      30_000,
+    );
+    const quiet = await runParityCheck(plan.id, "recent");
+    expect(quiet.confirmed).toBe(0);
+    const quietRun = await db().parityRun.findUniqueOrThrow({ where: { id: quiet.runId } });
+    expect(quietRun.chunksChecked).toBeGreaterThan(0);
+    expect(Number(quietRun.rowsVerified)).toBeGreaterThan(0);
 
     // Tamper with shard 0 directly, in the largest table, for tenants that live there.
     const placement = hashPlacement(shards.length);
@@ -87,6 +98,28 @@ describe("parity under live writes", () => {
       "insert into events (tenant_id, id, kind, payload, created_at) select tenant_id, 9000000000 + id, kind, payload, created_at from events where tenant_id = $1 and id = $2",
       [changed.tenant_id, changed.id],
     );
+
+    // The recent pass finds all three once their tenants are among the touched (oldest first, so
+    // they are within the pass's 2,000 however many the workload touched).
+    await db().parityTouched.createMany({
+      data: [changed, deleted].map((r) => ({
+        planId: plan.id,
+        tableName: '"public"."events"',
+        tenantKey: r.tenant_id,
+        touchedAt: new Date("2000-01-01T00:00:00Z"),
+      })),
+      skipDuplicates: true,
+    });
+    await db().parityTouched.updateMany({
+      where: {
+        planId: plan.id,
+        tableName: '"public"."events"',
+        tenantKey: { in: [changed.tenant_id, deleted.tenant_id] },
+      },
+      data: { touchedAt: new Date("2000-01-01T00:00:00Z") },
+    });
+    const recent = await runParityCheck(plan.id, "recent");
+    expect(recent.confirmed).toBe(3);
 
     const found = await runParityCheck(plan.id, "full");
     expect(found.confirmed).toBe(3);
