@@ -105,7 +105,7 @@ export async function runParityCheck(
       // each, a burst of thousands of queries every 30 s on legacy and the shards.)
       for (const [table, tenants] of tenantsOf) {
         const plan = plans.get(table);
-        if (!plan || plan.table.kind !== "sharded") continue;
+        if (plan?.table.kind !== "sharded") continue;
         for (const tenant of tenants) checkedPairs.add(`${table}|${tenant}`);
         const comparison = await compareTenants(ctx.source, ctx.shards, ctx.placement, plan, tenants);
         await bucket.take(comparison.legacyRows);
