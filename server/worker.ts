@@ -5,11 +5,11 @@
 // or CDC batch finishes, unconfirmed work is redone by the next worker.
 
 import { pathToFileURL } from "node:url";
-import pg from "pg";
 import type PgBoss from "pg-boss";
 import { runBackfillSlice } from "./engine/backfill/run-slice";
 import { runTenantCensus } from "./engine/backfill/tenant-census";
-import { type ParityKind, runParityCheck } from "./engine/parity/run-check";
+import { runParityCheck } from "./engine/parity/run-check";
+import { runExclusivePerPlan } from "./engine/runtime/plan-lock";
 import { type Supervisor, startSupervisor } from "./engine/runtime/supervisor";
 import { listenForWakeups } from "./engine/runtime/wake";
 import { closeEnginePools } from "./engine/sql/pools";
@@ -26,22 +26,6 @@ import { migrateControlPlane } from "./store/migrate";
 export interface Worker {
   boss: PgBoss;
   stop(): Promise<void>;
-}
-
-/** One parity check per plan at a time, whichever worker got the job. */
-async function runExclusiveParityCheck(connectionString: string, planId: string, kind: ParityKind) {
-  const lock = new pg.Client({ connectionString, application_name: "shardshift-parity-lock" });
-  lock.on("error", () => {});
-  await lock.connect();
-  try {
-    const { rows } = await lock.query<{ ok: boolean }>(
-      "select pg_try_advisory_lock(7363300, hashtext($1)) as ok",
-      [planId],
-    );
-    if (rows[0]?.ok) await runParityCheck(planId, kind);
-  } finally {
-    await lock.end().catch(() => {});
-  }
 }
 
 export async function startWorker(
@@ -64,10 +48,16 @@ export async function startWorker(
     sliceWorkers.push(id);
   }
   await boss.work<ParityCheckJob>(QUEUES.parityCheck, { pollingIntervalSeconds: 0.5 }, async ([job]) => {
-    if (job) await runExclusiveParityCheck(connectionString, job.data.planId, job.data.kind);
+    if (job) {
+      const { planId, kind } = job.data;
+      await runExclusivePerPlan(connectionString, "parity", planId, () => runParityCheck(planId, kind));
+    }
   });
   await boss.work<TenantCensusJob>(QUEUES.tenantCensus, { pollingIntervalSeconds: 1 }, async ([job]) => {
-    if (job) await runTenantCensus(job.data.planId);
+    if (job) {
+      const { planId } = job.data;
+      await runExclusivePerPlan(connectionString, "census", planId, () => runTenantCensus(planId));
+    }
   });
   const supervisor: Supervisor = startSupervisor(boss, {
     log,
