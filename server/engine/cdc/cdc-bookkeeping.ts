@@ -4,6 +4,7 @@
 // milliseconds of synchronous work there (query compilation), which showed up in the lag's tail.
 // The tables and columns are Prisma's (prisma/schema.prisma); the movement test exercises every query.
 import type pg from "pg";
+import { RESTAMP_AFTER_SECONDS } from "../parity/touched-pairs";
 
 export interface MovementState {
   /** Running or paused: the stream keeps going. */
@@ -32,7 +33,10 @@ export async function insertMetric(client: pg.ClientBase, planId: string, name: 
   ]);
 }
 
-/** Tenants CDC changed, per table: the "recently changed" parity pass checks these first. */
+/**
+ * Tenants CDC changed, per table: the "recently changed" parity pass checks these. A pair stamped
+ * within RESTAMP_AFTER_SECONDS is left as it is (read, not rewritten): see touched-pairs.ts.
+ */
 export async function upsertTouched(
   client: pg.ClientBase,
   planId: string,
@@ -40,9 +44,13 @@ export async function upsertTouched(
 ) {
   await client.query(
     `insert into parity_touched (plan_id, table_name, tenant_key, touched_at)
-     select $1::uuid, t, k, now() from unnest($2::text[], $3::text[]) as u(t, k)
+     select $1::uuid, u.t, u.k, now() from unnest($2::text[], $3::text[]) as u(t, k)
+     where not exists (
+       select 1 from parity_touched p
+       where p.plan_id = $1::uuid and p.table_name = u.t and p.tenant_key = u.k
+         and p.touched_at > now() - make_interval(secs => $4::int))
      on conflict (plan_id, table_name, tenant_key) do update set touched_at = excluded.touched_at`,
-    [planId, touched.map((p) => p.table), touched.map((p) => p.tenant)],
+    [planId, touched.map((p) => p.table), touched.map((p) => p.tenant), RESTAMP_AFTER_SECONDS],
   );
 }
 
