@@ -59,6 +59,9 @@ export type ChunkHashes = Map<string, ChunkHash>;
 
 export const WHOLE_RANGE = "";
 
+/** Every key of a table (or of one tenant, with a tenant given). */
+export const WHOLE_KEY_RANGE: Readonly<KeyRange> = { after: null, upTo: null };
+
 const EMPTY: ChunkHash = { rows: 0, hash: "0" };
 
 /** Row differences are described down to this many rows on the larger side of a range. */
@@ -392,7 +395,7 @@ export async function compareTenants(
       return mine.length ? pinned(shard, (c) => readHashes(c, plan, hashTenantsSql(plan, mine))) : none;
     }),
   ]);
-  return compareHashes(placement, plan, { after: null, upTo: null }, legacyHashes ?? none, shardHashes);
+  return compareHashes(placement, plan, WHOLE_KEY_RANGE, legacyHashes ?? none, shardHashes);
 }
 
 /** Legacy's per-tenant hashes of a range against each tenant's owning shard's (pure). */
@@ -741,7 +744,7 @@ export async function fullPass(
       const comparison = compareHashes(
         placement,
         plan,
-        { after: null, upTo: null },
+        WHOLE_KEY_RANGE,
         legacyScan.hashes,
         shardScans.map((s) => s.hashes),
       );

@@ -13,10 +13,14 @@ import type { TableInfo } from "../analysis/introspect";
 import { planTable, type TablePlan } from "../backfill/copy-chunk";
 import { TokenBucket } from "../backfill/token-bucket";
 import { loadMovementContext, recordEngineEvent, recordMetric } from "../runtime/movement-context";
-import { compareTenants, fullPass, locate, type RowDifference, WHOLE_RANGE } from "./chunk-hash";
-
-const WHOLE_KEY_RANGE = { after: null, upTo: null };
-
+import {
+  compareTenants,
+  fullPass,
+  locate,
+  type RowDifference,
+  WHOLE_KEY_RANGE,
+  WHOLE_RANGE,
+} from "./chunk-hash";
 import { confirmDifferences, slotCatchUp } from "./recheck";
 import { forgetCheckedPairs, readTouchedPairs } from "./touched-pairs";
 
@@ -98,8 +102,11 @@ export async function runParityCheck(
     } else {
       const touched = await readTouchedPairs(planId, 2_000);
       const tenantsOf = new Map<string, string[]>();
-      for (const t of touched)
-        tenantsOf.set(t.tableName, [...(tenantsOf.get(t.tableName) ?? []), t.tenantKey]);
+      for (const t of touched) {
+        const tenants = tenantsOf.get(t.tableName);
+        if (tenants) tenants.push(t.tenantKey);
+        else tenantsOf.set(t.tableName, [t.tenantKey]);
+      }
       // Per table, every touched tenant is hashed in one statement per side; only a tenant whose
       // hashes differ is walked down to its rows. (One range walk per tenant made ~8 round trips
       // each, a burst of thousands of queries every 30 s on legacy and the shards.)
@@ -124,7 +131,7 @@ export async function runParityCheck(
         s.rowsVerified += comparison.rowsVerified;
         summaries.set(table, s);
       }
-      // Forget only what this pass checked (and not touched again since it began).
+      // Forget only what this pass checked (and not stamped again shortly before or since it began).
       await forgetCheckedPairs(planId, touched, touchedSince);
     }
 

@@ -4,7 +4,7 @@
 import type PgBoss from "pg-boss";
 import { db } from "../../db";
 import { planTable } from "../../engine/backfill/copy-chunk";
-import { locate } from "../../engine/parity/chunk-hash";
+import { locate, WHOLE_KEY_RANGE } from "../../engine/parity/chunk-hash";
 import { repairRow } from "../../engine/parity/repair";
 import { hashPlacement } from "../../engine/router/placement";
 import { loadMovementContext } from "../../engine/runtime/movement-context";
@@ -199,14 +199,10 @@ export async function repair(actor: Actor, input: TRepairInput) {
     const shard = ctx.placement.shardFor(input.tenant);
     for (const table of ctx.schema.tables.filter((t) => t.kind === "sharded")) {
       const plan = planTable(table, ctx.schema.shardKeyColumn);
-      const located = await locate(
-        ctx.source,
-        ctx.shards,
-        ctx.placement,
-        plan,
-        { after: null, upTo: null },
-        { tenant: input.tenant, shard },
-      );
+      const located = await locate(ctx.source, ctx.shards, ctx.placement, plan, WHOLE_KEY_RANGE, {
+        tenant: input.tenant,
+        shard,
+      });
       for (const d of located.differences) {
         const outcome = await repairRow(ctx.source, ctx.shards, ctx.placement, plan, d.shard, d.key);
         repaired.push({
