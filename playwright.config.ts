@@ -1,14 +1,19 @@
 // Browser tests drive the real, built app in Debian's Chromium (Playwright's own browser download
 // is not available here). The web server is `npm run demo` itself, on its own ports and a fresh
-// data directory with a small dataset, so the quick start is exercised by every run.
+// data directory with a small dataset, so the quick start is exercised by every run. It runs with
+// --empty (no sample plan): each spec makes its own plans on the demo's shards, and a sample plan
+// moving data into them would refuse their movements. The sample plan has its own test
+// (server/demo/sample-plan.test.ts).
 import os from "node:os";
 import path from "node:path";
 import { defineConfig } from "@playwright/test";
 
+// Defaults sit below Linux's ephemeral port range (32768+), so an outgoing connection never holds one.
+// The variables let several checkouts run their browser tests side by side.
 export const E2E = {
-  port: 3100,
-  pgPortBase: 55_320,
-  dataDir: path.join(os.tmpdir(), "shardshift-e2e"),
+  port: Number(process.env.E2E_PORT ?? 3100),
+  pgPortBase: Number(process.env.E2E_PG_PORT_BASE ?? 25_320),
+  dataDir: process.env.E2E_DATA_DIR ?? path.join(os.tmpdir(), "shardshift-e2e"),
 };
 
 export default defineConfig({
@@ -42,7 +47,7 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: "node --import tsx scripts/demo.ts --fresh --no-build",
+    command: "node --import tsx scripts/demo.ts --fresh --empty --no-build",
     url: `http://localhost:${E2E.port}/sign-in`,
     reuseExistingServer: false,
     timeout: 180_000,

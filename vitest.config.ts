@@ -4,7 +4,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   resolve: { alias: { "@": path.resolve(import.meta.dirname) } },
   test: {
-    include: ["server/**/*.test.ts", "scripts/**/*.test.ts"],
+    include: ["server/**/*.test.ts", "scripts/**/*.test.ts", "components/**/*.test.ts"],
     globalSetup: ["server/testing/global-setup.ts"],
     testTimeout: 60_000,
     hookTimeout: 120_000,

@@ -68,8 +68,30 @@ export async function trpc<T>(page: Page, path: string, input?: unknown): Promis
   return body.result.data.json as T;
 }
 
-/** A plan at "Two-way CDC" on the demo's legacy database and every shard, set up through the API. */
+/**
+ * Cancels every movement still going on the demo's shards and waits until each is cancelled: a spec
+ * that failed (or timed out, when its own `finally` may not get to run) must not refuse the next
+ * spec's start with "is moving data into the same shard".
+ */
+export async function cancelLeftoverMovements(page: Page) {
+  const pool = controlPlanePool();
+  try {
+    const going = async () =>
+      (await pool.query<{ plan_id: string }>("select plan_id from data_movement where status <> 'cancelled'"))
+        .rows;
+    for (const { plan_id } of await going()) await cancelMovement(page, plan_id);
+    await expect.poll(async () => (await going()).length, { timeout: 60_000 }).toBe(0);
+  } finally {
+    await pool.end();
+  }
+}
+
+/**
+ * A plan at "Two-way CDC" on the demo's legacy database and every shard, set up through the API,
+ * with no other movement left on those shards.
+ */
 export async function planAtTwoWayCdc(page: Page, name: string, settings: Record<string, unknown> = {}) {
+  await cancelLeftoverMovements(page);
   const dbs = await trpc<{ id: string; kind: string }[]>(page, "databases.list");
   let plan = await trpc<{ id: string; version: number }>(page, "plans.create", {
     name,
@@ -96,4 +118,12 @@ export async function planAtTwoWayCdc(page: Page, name: string, settings: Record
     });
   }
   return plan;
+}
+
+/**
+ * Cancels a plan's movement, if it has one still going, so no spec leaves a slot streaming into the
+ * shards the next spec uses (whatever happened in it: call it from a `finally`).
+ */
+export async function cancelMovement(page: Page, planId: string) {
+  await trpc(page, "movement.control", { planId, action: "cancel", reason: "test over" }).catch(() => {});
 }

@@ -77,10 +77,16 @@ test("settings refuse bad values beside the field, then save", async ({ page }) 
   await page.getByRole("link", { name: planName }).click();
   await page.getByRole("link", { name: "Settings" }).click();
   await page.getByLabel("Soak before clean-up (days)").fill("3");
+  // "0, 100" would promote nobody first: refused beside the field, like a decreasing ladder.
+  await page.getByLabel("Cohort steps (% of tenants)").fill("0, 100");
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await expect(page.getByText("Each cohort step must be more than 0% (e.g. 1, 5, 25, 100)")).toBeVisible();
   await page.getByLabel("Cohort steps (% of tenants)").fill("5, 1, 100");
   await page.getByRole("button", { name: "Save settings" }).click();
   await expect(page.getByText("Soak at least 7 days before clean-up")).toBeVisible();
-  await expect(page.getByText("Cohort steps must increase (e.g. 1, 5, 25, 100)")).toBeVisible();
+  await expect(
+    page.getByText("Each cohort step must be larger than the one before (e.g. 1, 5, 25, 100)"),
+  ).toBeVisible();
   await screenshot(page, "06-settings-errors");
 
   await page.getByLabel("Soak before clean-up (days)").fill("10");

@@ -7,7 +7,7 @@ test("a viewer cannot create or edit: no enabled button, and the API refuses", a
   await signIn(page, "viewer");
   const newPlan = page.getByRole("button", { name: "New plan" });
   await expect(newPlan).toBeDisabled();
-  await expect(page.getByText("Needs the Operator role; you are a Viewer.")).toBeVisible();
+  await expect(page.getByText("Needs the Operator role; you are signed in as Viewer.")).toBeVisible();
 
   const before = await page.request.get(
     `/api/trpc/plans.list?input=${encodeURIComponent(JSON.stringify({ json: { includeArchived: true } }))}`,

@@ -41,7 +41,7 @@ try {
   process.removeAllListeners("SIGTERM");
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   console.log(`
-Shardshift is running (ready in ${seconds} s): ${demo.url}
+Shardshift is running (ready in ${seconds} s): ${demo.url}${demo.samplePlanUrl ? `\nThe sample plan (legacy → shards): ${demo.samplePlanUrl}` : ""}
 
 Sign in with one of the demo accounts:
 ${demo.accounts.map((a) => `  ${a.role.padEnd(9)} ${a.email.padEnd(28)} password: ${a.password}`).join("\n")}
@@ -49,7 +49,8 @@ ${demo.accounts.map((a) => `  ${a.role.padEnd(9)} ${a.email.padEnd(28)} password
 PostgreSQL servers (user postgres; password in ${config.dataDir}/demo-secrets.json):
 ${demo.servers.map((s) => `  ${s.name.padEnd(9)} 127.0.0.1:${s.port}`).join("\n")}
 
-Ctrl-C stops everything; the data stays for the next run (npm run demo -- --fresh starts over).`);
+Ctrl-C stops everything; the data stays for the next run (npm run demo -- --fresh starts over;
+add --empty for an environment without the sample plan).`);
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;

@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 export NEXT_TELEMETRY_DISABLED=1 CHECKPOINT_DISABLE=1 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 
 started=$SECONDS
+echo "== browser for the Playwright tests (${CHROMIUM_PATH:-/usr/bin/chromium})"
+bash scripts/ensure-chromium.sh
+
 echo "== lint, format and types (biome, tsc)"
 node_modules/.bin/biome check .
 node_modules/.bin/tsc --noEmit
@@ -17,10 +20,6 @@ echo "== production build (next build)"
 node_modules/.bin/next build
 
 echo "== browser tests (playwright, ${CHROMIUM_PATH:-/usr/bin/chromium})"
-if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
-  echo "Chromium is missing: install it with 'apt-get install -y chromium' (or set CHROMIUM_PATH)." >&2
-  exit 1
-fi
 node_modules/.bin/playwright test
 
 echo "== all tests passed in $((SECONDS - started)) s"

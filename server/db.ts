@@ -9,7 +9,9 @@ export type { Prisma } from "./generated/prisma/client";
 let client: PrismaClient | undefined;
 
 export function createPrismaClient(connectionString: string): PrismaClient {
-  return new PrismaClient({ adapter: new PrismaPg({ connectionString, max: 10 }) });
+  // "minimal": Prisma's default message names our source file and quotes code lines around the
+  // call, and engine errors (stored for the dashboard) and API errors reached users with them.
+  return new PrismaClient({ adapter: new PrismaPg({ connectionString, max: 10 }), errorFormat: "minimal" });
 }
 
 /** Lazily created so that importing this module never needs a database (e.g. during `next build`). */

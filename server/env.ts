@@ -16,9 +16,29 @@ const ZServerEnv = z.object({
     .refine((value) => Buffer.from(value, "base64").length === 32, {
       message: "SHARDSHIFT_SECRET_KEY must be 32 bytes, base64-encoded (openssl rand -base64 32)",
     }),
+  SHARDSHIFT_AUDIT_KEY: z
+    .string()
+    .refine((value) => Buffer.from(value, "base64").length >= 32, {
+      message: "SHARDSHIFT_AUDIT_KEY must be at least 32 bytes, base64-encoded (openssl rand -base64 32)",
+    })
+    .optional(),
+  SHARDSHIFT_AUDIT_DIGEST_MINUTES: z.coerce
+    .number()
+    .int()
+    .min(1, "SHARDSHIFT_AUDIT_DIGEST_MINUTES must be 1–59")
+    .max(59, "SHARDSHIFT_AUDIT_DIGEST_MINUTES must be 1–59")
+    .default(5),
   BETTER_AUTH_SECRET: z.string().min(32, "BETTER_AUTH_SECRET must be at least 32 characters"),
   BETTER_AUTH_URL: z.string().url().default("http://localhost:3000"),
   NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
+  // Session policy (server/auth/auth.ts): absolute lifetime from sign-in, never extended by use;
+  // an idle limit only when set.
+  SHARDSHIFT_SESSION_HOURS: z.coerce
+    .number()
+    .positive()
+    .max(24 * 30)
+    .default(12),
+  SHARDSHIFT_SESSION_IDLE_MINUTES: z.coerce.number().int().positive().optional(),
 });
 
 export type ServerEnv = z.infer<typeof ZServerEnv>;

@@ -8,12 +8,15 @@ import { pathToFileURL } from "node:url";
 import type PgBoss from "pg-boss";
 import { runBackfillSlice } from "./engine/backfill/run-slice";
 import { runTenantCensus } from "./engine/backfill/tenant-census";
+import { startShardWatch } from "./engine/gates/shard-watch";
 import { runParityCheck } from "./engine/parity/run-check";
+import { startFenceWatch } from "./engine/routing/fence-watch";
 import { runExclusivePerPlan } from "./engine/runtime/plan-lock";
 import { type Supervisor, startSupervisor } from "./engine/runtime/supervisor";
 import { listenForWakeups } from "./engine/runtime/wake";
 import { closeEnginePools } from "./engine/sql/pools";
 import { serverEnv } from "./env";
+import { startAuditDigests } from "./jobs/audit-digest-job";
 import {
   type BackfillSliceJob,
   type ParityCheckJob,
@@ -21,6 +24,8 @@ import {
   startQueue,
   type TenantCensusJob,
 } from "./jobs/queue";
+import { systemActor } from "./services/actor";
+import { auditRoutingChangesAs } from "./services/routing/routing";
 import { migrateControlPlane } from "./store/migrate";
 
 export interface Worker {
@@ -59,18 +64,27 @@ export async function startWorker(
       await runExclusivePerPlan(connectionString, "census", planId, () => runTenantCensus(planId));
     }
   });
-  const supervisor: Supervisor = startSupervisor(boss, {
+  await startAuditDigests(boss, log);
+  const supervisor: Supervisor = startSupervisor(boss, connectionString, {
     log,
     onSlicesQueued: () => {
       for (const id of sliceWorkers) boss.notifyWorker(id);
     },
+    // The engine's map changes (cutovers) are audited as the system, like an operator's are as them.
+    routingAudit: auditRoutingChangesAs(systemActor(`worker-${process.pid}`, "engine@shardshift")),
   });
+  // Fences follow the routing map and their refusals are recorded as stray writes (every second).
+  const fenceWatch = startFenceWatch({ log });
+  // Shards are probed every few seconds: the breaker's "shard unreachable" rule judges the history.
+  const shardWatch = startShardWatch({ log });
   // A movement started or resumed: act now rather than at the next tick.
   const wake = await listenForWakeups(connectionString, () => supervisor.poke());
   return {
     boss,
     async stop() {
       await wake.stop();
+      await fenceWatch.stop();
+      await shardWatch.stop();
       await supervisor.stop();
       await boss.stop({ graceful: true, timeout: 10_000 });
       await closeEnginePools();

@@ -1,8 +1,8 @@
 "use client";
 
 import { useMutation, useQuery } from "@tanstack/react-query";
-import { useSearchParams } from "next/navigation";
-import { useMemo, useState } from "react";
+import { usePathname, useRouter, useSearchParams } from "next/navigation";
+import { useEffect, useMemo, useState } from "react";
 import { useTRPC } from "@/components/providers/trpc";
 import { Alert } from "@/components/ui/alert";
 import { Badge } from "@/components/ui/badge";
@@ -11,67 +11,65 @@ import { Card, PageTitle } from "@/components/ui/card";
 import { Field, SelectInput, TextInput } from "@/components/ui/field";
 import { type FieldErrors, fieldErrorsFromZod, messageOf } from "@/components/ui/field-errors";
 import { QueryState } from "@/components/ui/query-state";
-import { type TAuditFilter, ZAuditFilter } from "@/server/schemas/audit";
+import { ZAuditFilter } from "@/server/schemas/audit";
+import { AuditDigests } from "./audit-digests";
 import { AuditTable } from "./audit-table";
-
-interface Draft {
-  actorEmail: string;
-  action: string;
-  planId: string;
-  from: string;
-  to: string;
-}
+import { type AuditDraft, draftFromParams, EMPTY_DRAFT, filterInput, paramsFromFilter } from "./audit-url";
+import { ChainVerificationResult } from "./chain-verification";
 
 const PAGE_SIZE = 25;
 
-function toFilter(draft: Draft): unknown {
-  return {
-    actorEmail: draft.actorEmail || undefined,
-    action: draft.action || undefined,
-    planId: draft.planId || undefined,
-    from: draft.from ? new Date(draft.from) : undefined,
-    to: draft.to ? new Date(draft.to) : undefined,
-  };
-}
-
 export function AuditLog() {
   const trpc = useTRPC();
+  const router = useRouter();
+  const pathname = usePathname();
   const params = useSearchParams();
-  const initial: Draft = { actorEmail: "", action: "", planId: params.get("planId") ?? "", from: "", to: "" };
-  const [draft, setDraft] = useState<Draft>(initial);
-  const [filter, setFilter] = useState<TAuditFilter>(ZAuditFilter.parse(toFilter(initial)));
-  const [errors, setErrors] = useState<FieldErrors>({});
+  const query = params.toString();
+  // The URL is the filter: the form edits a draft, Apply writes the URL, and the list follows it.
+  const fromUrl = useMemo(() => {
+    const draft = draftFromParams(new URLSearchParams(query));
+    return { draft, parsed: ZAuditFilter.safeParse(filterInput(draft)) };
+  }, [query]);
+  const filter = fromUrl.parsed.success ? fromUrl.parsed.data : null;
+  const [draft, setDraft] = useState<AuditDraft>(fromUrl.draft);
+  const [errors, setErrors] = useState<FieldErrors>(
+    fromUrl.parsed.success ? {} : fieldErrorsFromZod(fromUrl.parsed.error),
+  );
   // Cursors of the pages before this one, so "Newer" can go back.
   const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
+  // A new URL (Apply, Clear, back/forward, a pasted link): its filter in the form, from page 1.
+  useEffect(() => {
+    setDraft(fromUrl.draft);
+    setErrors(fromUrl.parsed.success ? {} : fieldErrorsFromZod(fromUrl.parsed.error));
+    setCursors([undefined]);
+  }, [fromUrl]);
   const cursor = cursors.at(-1);
   const events = useQuery({
-    ...trpc.audit.list.queryOptions({ filter, cursor, limit: PAGE_SIZE }),
+    ...trpc.audit.list.queryOptions({ filter: filter ?? {}, cursor, limit: PAGE_SIZE }),
+    // A link with an invalid filter shows its errors, never the unfiltered log as if filtered.
+    enabled: filter !== null,
     refetchInterval: 15_000,
   });
   const actions = useQuery(trpc.audit.actions.queryOptions());
   const plans = useQuery(trpc.plans.list.queryOptions({ includeArchived: true }));
   const verify = useMutation(trpc.audit.verify.mutationOptions());
 
-  const exportQuery = useMemo(() => {
-    const q = new URLSearchParams();
-    if (filter.actorEmail) q.set("actorEmail", filter.actorEmail);
-    if (filter.action) q.set("action", filter.action);
-    if (filter.planId) q.set("planId", filter.planId);
-    if (filter.from) q.set("from", filter.from.toISOString());
-    if (filter.to) q.set("to", filter.to.toISOString());
-    return q.toString();
-  }, [filter]);
+  const exportQuery = filter ? paramsFromFilter(filter).toString() : "";
+
+  function show(next: URLSearchParams) {
+    const q = next.toString();
+    router.push(q ? `${pathname}?${q}` : pathname, { scroll: false });
+  }
 
   function apply(event: React.FormEvent) {
     event.preventDefault();
-    const parsed = ZAuditFilter.safeParse(toFilter(draft));
+    const parsed = ZAuditFilter.safeParse(filterInput(draft));
     if (!parsed.success) {
       setErrors(fieldErrorsFromZod(parsed.error));
       return;
     }
     setErrors({});
-    setFilter(parsed.data);
-    setCursors([undefined]);
+    show(paramsFromFilter(parsed.data));
   }
 
   const page = cursors.length;
@@ -105,25 +103,7 @@ export function AuditLog() {
         }
       />
       <div className="mb-4" aria-live="polite">
-        {verify.data ? (
-          verify.data.ok ? (
-            <Alert
-              tone="ok"
-              title={`Chain verified: all ${verify.data.checked.toLocaleString()} events match their hashes.`}
-            >
-              <span className="font-mono text-xs">head {verify.data.headHash}</span>
-            </Alert>
-          ) : (
-            <Alert
-              tone="error"
-              title={`Chain broken at event #${verify.data.brokenAt?.seq}: ${verify.data.brokenAt?.problem}.`}
-            >
-              {verify.data.checked.toLocaleString()} events before it verified. Events from #
-              {verify.data.brokenAt?.seq} on cannot be trusted; restore the audit table from a backup and
-              investigate who had superuser access.
-            </Alert>
-          )
-        ) : null}
+        {verify.data ? <ChainVerificationResult result={verify.data} /> : null}
         {verify.error ? <Alert tone="error" title={messageOf(verify.error)} /> : null}
       </div>
       <Card title="Filter">
@@ -187,11 +167,9 @@ export function AuditLog() {
             <Button
               variant="ghost"
               onClick={() => {
-                const empty = { actorEmail: "", action: "", planId: "", from: "", to: "" };
-                setDraft(empty);
-                setFilter({});
+                setDraft(EMPTY_DRAFT);
                 setErrors({});
-                setCursors([undefined]);
+                show(new URLSearchParams());
               }}
             >
               Clear
@@ -220,12 +198,13 @@ export function AuditLog() {
       >
         <QueryState isLoading={events.isLoading} error={events.error} what="audit events" />
         {events.data ? <AuditTable events={events.data.events} /> : null}
-        {filter.planId ? (
+        {filter?.planId ? (
           <p className="mt-2 text-xs text-slate-500">
             <Badge tone="info">Filtered</Badge> to one plan.
           </p>
         ) : null}
       </Card>
+      <AuditDigests />
     </>
   );
 }

@@ -11,10 +11,13 @@ export interface AuditRow {
   action: string;
   targetType: string;
   targetId: string | null;
+  /** the plan's or database's name (the user's email); null when unknown */
+  targetName?: string | null;
   reason: string | null;
   before: unknown;
   after: unknown;
   requestId: string;
+  clientRequestId?: string | null;
   hash: string;
 }
 
@@ -48,10 +51,7 @@ export function AuditTable({ events, compact = false }: { events: AuditRow[]; co
               </td>
               <td className="py-1.5 pr-2 font-mono">{event.action}</td>
               <td className="py-1.5 pr-2">
-                {event.targetType}
-                {event.targetId ? (
-                  <span className="block font-mono text-[0.65rem] text-slate-500">{event.targetId}</span>
-                ) : null}
+                <Target event={event} />
               </td>
               <td className="py-1.5 pr-2 text-slate-700">
                 {event.reason ?? <span className="text-slate-400">—</span>}
@@ -77,7 +77,9 @@ export function AuditTable({ events, compact = false }: { events: AuditRow[]; co
                     <Json label="After" value={event.after} />
                   </div>
                   <p className="mt-2 font-mono text-[0.65rem] text-slate-500">
-                    request {event.requestId} · hash {event.hash}
+                    request {event.requestId}
+                    {event.clientRequestId ? ` (client's id ${event.clientRequestId})` : ""} · hash{" "}
+                    {event.hash}
                   </p>
                 </td>
               </tr>
@@ -86,6 +88,26 @@ export function AuditTable({ events, compact = false }: { events: AuditRow[]; co
         ))}
       </tbody>
     </table>
+  );
+}
+
+/** "plan EU split", the id on hover (and in the accessible name); the id itself when no name is known. */
+function Target({ event }: { event: AuditRow }) {
+  if (!event.targetId) return <>{event.targetType}</>;
+  if (!event.targetName) {
+    return (
+      <>
+        {event.targetType}
+        <span className="block font-mono text-[0.65rem] text-slate-500">{event.targetId}</span>
+      </>
+    );
+  }
+  return (
+    <span title={`${event.targetType} id ${event.targetId}`} data-testid="audit-target">
+      <span className="text-slate-500">{event.targetType}</span>{" "}
+      <span className="font-medium text-slate-800">{event.targetName}</span>
+      <span className="sr-only"> (id {event.targetId})</span>
+    </span>
   );
 }
 

@@ -1,6 +1,9 @@
 "use client";
 
 import { CartesianGrid, Legend, Line, LineChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from "recharts";
+import { formatClock } from "@/components/ui/time";
+import { needsSeconds, timeTicks } from "./chart-window";
+import { type ChartMarker, markerLines } from "./markers";
 
 export interface Series {
   name: string;
@@ -18,7 +21,6 @@ const COLORS = [
   "#a16207",
   "#334155",
 ];
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 
 /** Several lines on one fixed time domain, so charts stacked above each other line up. */
 export function MultiSeriesChart({
@@ -27,6 +29,8 @@ export function MultiSeriesChart({
   unit,
   label,
   height = 176,
+  markers,
+  markerLabels = true,
   empty,
 }: {
   series: Series[];
@@ -34,6 +38,9 @@ export function MultiSeriesChart({
   unit: string;
   label: string;
   height?: number;
+  markers?: ChartMarker[];
+  /** label the marker lines (the top chart of a stack; the ones below repeat only the lines) */
+  markerLabels?: boolean;
   empty: string;
 }) {
   const nf = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
@@ -47,7 +54,7 @@ export function MultiSeriesChart({
   return (
     <figure aria-label={label} style={{ height }}>
       <ResponsiveContainer width="100%" height="100%">
-        <LineChart margin={{ top: 8, right: 12, bottom: 0, left: 8 }}>
+        <LineChart margin={{ top: 14, right: 12, bottom: 0, left: 8 }}>
           <CartesianGrid stroke="#e2e8f0" strokeDasharray="3 3" />
           <XAxis
             dataKey="t"
@@ -55,19 +62,23 @@ export function MultiSeriesChart({
             scale="time"
             domain={domain}
             allowDuplicatedCategory={false}
-            tickFormatter={(t: number) => timeFormat.format(new Date(t))}
+            allowDataOverflow
+            ticks={timeTicks(domain)}
+            tickFormatter={(t: number) => formatClock(t, needsSeconds(domain))}
             tick={{ fontSize: 11, fill: "#475569" }}
           />
           <YAxis
             tick={{ fontSize: 11, fill: "#475569" }}
             tickFormatter={(v: number) => nf.format(v)}
-            width={48}
+            width={64}
             allowDecimals={false}
+            label={{ value: unit, angle: -90, position: "insideLeft", fontSize: 11, fill: "#475569" }}
           />
           <Tooltip
-            labelFormatter={(t) => new Date(Number(t)).toLocaleTimeString()}
+            labelFormatter={(t) => formatClock(Number(t))}
             formatter={(v, name) => [`${nf.format(Number(v))} ${unit}`, String(name)]}
           />
+          {markerLines(markers, domain, markerLabels)}
           {series.length > 1 ? <Legend wrapperStyle={{ fontSize: 11 }} /> : null}
           {series.map((s, i) => (
             <Line

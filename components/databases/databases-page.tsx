@@ -17,6 +17,7 @@ import {
   messageOf,
 } from "@/components/ui/field-errors";
 import { QueryState } from "@/components/ui/query-state";
+import { takePassword, withPassword } from "@/server/schemas/connection-url";
 import { ZConnectionUrl, ZRegisterDatabaseInput } from "@/server/schemas/database";
 
 interface Report {
@@ -35,6 +36,25 @@ function ReportLine({ report }: { report: Report }) {
       {report.warnings.map((w) => (
         <Alert key={w} tone="warn" title={w} />
       ))}
+    </div>
+  );
+}
+
+/** What the server reported: where it was reached and what it is (two names, one database, are told apart here). */
+function ServerIdentityLine({
+  database,
+}: {
+  database: { serverAddress: string | null; systemIdentifier: string | null; databaseOid: string | null };
+}) {
+  if (!database.systemIdentifier) {
+    return <div className="font-sans text-slate-500">Not identified yet: test the connection.</div>;
+  }
+  return (
+    <div
+      className="text-slate-500"
+      title="Read from the server: inet_server_addr(), pg_control_system(), the database's oid"
+    >
+      reached at {database.serverAddress} · system {database.systemIdentifier} · oid {database.databaseOid}
     </div>
   );
 }
@@ -86,6 +106,7 @@ export function DatabasesPage() {
                   </td>
                   <td className="py-2 font-mono text-xs">
                     {d.host}:{d.port}/{d.databaseName}
+                    <ServerIdentityLine database={d} />
                   </td>
                   <td className="py-2 font-mono text-xs">{d.username}</td>
                   <td className="py-2 text-xs">{d.usedByPlans}</td>
@@ -111,6 +132,7 @@ export function DatabasesPage() {
                           title={`Remove ${d.name}?`}
                           scope={`Unregister “${d.name}” (${d.host}:${d.port}/${d.databaseName}). The database itself is not touched. Refused while a plan uses it.`}
                           confirmLabel={`Remove ${d.name}`}
+                          dismissLabel="Keep it registered"
                           tone="danger"
                           busy={remove.isPending}
                           error={remove.error ? messageOf(remove.error) : null}
@@ -141,6 +163,9 @@ function RegisterDatabase({ blocked }: { blocked: string | null }) {
   const [name, setName] = useState("");
   const [kind, setKind] = useState<"legacy" | "shard">("shard");
   const [url, setUrl] = useState("");
+  const [password, setPassword] = useState("");
+  // The URL as sent: the readable part with the masked password put back.
+  const fullUrl = withPassword(url, password);
   const [errors, setErrors] = useState<FieldErrors>({});
   const [report, setReport] = useState<Report | null>(null);
   const [done, setDone] = useState<string | null>(null);
@@ -151,6 +176,7 @@ function RegisterDatabase({ blocked }: { blocked: string | null }) {
         setDone(`Registered ${created.name}.`);
         setName("");
         setUrl("");
+        setPassword("");
         setReport(null);
         await queryClient.invalidateQueries();
       },
@@ -170,7 +196,7 @@ function RegisterDatabase({ blocked }: { blocked: string | null }) {
         onSubmit={(event) => {
           event.preventDefault();
           setDone(null);
-          const parsed = ZRegisterDatabaseInput.safeParse({ name, kind, url });
+          const parsed = ZRegisterDatabaseInput.safeParse({ name, kind, url: fullUrl });
           if (!parsed.success) {
             setErrors(fieldErrorsFromZod(parsed.error));
             return;
@@ -198,20 +224,34 @@ function RegisterDatabase({ blocked }: { blocked: string | null }) {
               <option value="legacy">Legacy (source)</option>
             </SelectInput>
           </Field>
-          <div className="col-span-2">
+          <div className="col-span-2 grid grid-cols-[1fr_11rem] gap-3">
             <Field
               id="db-url"
               label="Connection URL"
-              hint="postgresql://user:password@host:5432/database — stored encrypted"
+              hint="postgresql://user@host:5432/database — a pasted password moves to its own field"
               errors={errors.url}
             >
               <TextInput
                 id="db-url"
-                type="password"
                 autoComplete="off"
+                spellCheck={false}
                 value={url}
-                onChange={(e) => setUrl(e.target.value)}
+                onChange={(e) => {
+                  const split = takePassword(e.target.value);
+                  setUrl(split ? split.url : e.target.value);
+                  if (split) setPassword(split.password);
+                }}
                 invalid={Boolean(errors.url)}
+                className="font-mono"
+              />
+            </Field>
+            <Field id="db-password" label="Password" hint="stored encrypted, never shown again">
+              <TextInput
+                id="db-password"
+                type="password"
+                autoComplete="new-password"
+                value={password}
+                onChange={(e) => setPassword(e.target.value)}
                 className="font-mono"
               />
             </Field>
@@ -222,7 +262,7 @@ function RegisterDatabase({ blocked }: { blocked: string | null }) {
             disabledReason={blocked}
             busy={test.isPending}
             onClick={() => {
-              const parsed = ZConnectionUrl.safeParse(url);
+              const parsed = ZConnectionUrl.safeParse(fullUrl);
               if (!parsed.success) {
                 setErrors({ url: parsed.error.issues.map((i) => i.message) });
                 return;

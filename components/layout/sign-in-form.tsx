@@ -38,9 +38,10 @@ export function SignInForm({
       setFailure(
         result.error.status === 401
           ? "That email and password do not match an account. Check both, or ask an admin to add you."
-          : result.error.status === 429
+          : result.error.status === 429 && result.error.code !== "ACCOUNT_THROTTLED"
             ? "Too many sign-in attempts from here. Wait a minute, then try again."
-            : (result.error.message ?? "Sign-in failed. Try again."),
+            : // A disabled account (403) or too many attempts on this account: the server says what to do.
+              (result.error.message ?? "Sign-in failed. Try again."),
       );
       return;
     }

@@ -1,5 +1,6 @@
 // Turns raw metric samples into chart series. Backfill rate samples are per table (each copier
-// reports its own); the chart shows their sum per 2-second bucket.
+// reports its own); the chart shows their sum per 2-second bucket. Figures and ETAs are not made
+// here: they come from the server (server/services/plans/figures.ts), one source for every page.
 import type { SeriesPoint } from "@/components/charts/time-series-chart";
 
 export interface Sample {
@@ -9,6 +10,8 @@ export interface Sample {
 }
 
 const BUCKET_MS = 2_000;
+/** Copiers report every 2–3 s while they copy; a longer silence is a pause. */
+const GAP_MS = 8_000;
 
 export function backfillRateSeries(samples: Sample[]): SeriesPoint[] {
   const buckets = new Map<number, Map<string, number[]>>();
@@ -19,7 +22,7 @@ export function backfillRateSeries(samples: Sample[]): SeriesPoint[] {
     tables.set(s.name, [...(tables.get(s.name) ?? []), s.value]);
     buckets.set(bucket, tables);
   }
-  return [...buckets.entries()]
+  const points = [...buckets.entries()]
     .sort(([a], [b]) => a - b)
     .map(([t, tables]) => ({
       t,
@@ -28,34 +31,15 @@ export function backfillRateSeries(samples: Sample[]): SeriesPoint[] {
         0,
       ),
     }));
+  // No samples for a while (paused, or no copier running) means nothing was copied: draw zeros
+  // there, not a straight line across the gap as if copying had gone on.
+  return points.flatMap((p, i) => {
+    const previous = points[i - 1];
+    if (!previous || p.t - previous.t <= GAP_MS) return [p];
+    return [{ t: previous.t + BUCKET_MS, value: 0 }, { t: p.t - BUCKET_MS, value: 0 }, p];
+  });
 }
 
 export function namedSeries(samples: Sample[], name: string): SeriesPoint[] {
   return samples.filter((s) => s.name === name).map((s) => ({ t: new Date(s.at).getTime(), value: s.value }));
-}
-
-/** ETA as a range from the slowest and fastest recent rates; null when nothing is moving. */
-export function etaRange(
-  remainingRows: number,
-  rates: SeriesPoint[],
-  now = Date.now(),
-): { low: number; high: number } | null {
-  const recent = rates.filter((p) => now - p.t < 60_000 && p.value > 0).map((p) => p.value);
-  if (remainingRows <= 0 || recent.length === 0) return null;
-  const fastest = Math.max(...recent);
-  const slowest = Math.min(...recent);
-  return { low: remainingRows / fastest, high: remainingRows / slowest };
-}
-
-export function formatDuration(seconds: number): string {
-  if (seconds < 60) return `${Math.max(1, Math.round(seconds))} s`;
-  if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
-  return `${(seconds / 3600).toFixed(1)} h`;
-}
-
-/** "2 min – 5 min", or one figure when the range rounds to it. */
-export function formatEta(eta: { low: number; high: number }): string {
-  const low = formatDuration(eta.low);
-  const high = formatDuration(eta.high);
-  return low === high ? low : `${low} – ${high}`;
 }

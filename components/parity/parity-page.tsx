@@ -3,10 +3,14 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import type { inferRouterOutputs } from "@trpc/server";
 import { Fragment, useState } from "react";
+import { fitWindow } from "@/components/charts/chart-window";
+import { MarkerList } from "@/components/charts/markers";
 import { MultiSeriesChart, type Series } from "@/components/charts/multi-series-chart";
 import { WindowSelect } from "@/components/charts/window-select";
 import { PlanHeader } from "@/components/plans/plan-header";
+import { PlanQueryState } from "@/components/plans/plan-query-state";
 import { usePlan } from "@/components/plans/use-plan";
+import { useChartMarkers } from "@/components/plans/use-plan-figures";
 import { useTRPC } from "@/components/providers/trpc";
 import { useRoleBlock } from "@/components/providers/user";
 import { Alert } from "@/components/ui/alert";
@@ -24,6 +28,13 @@ type Status = inferRouterOutputs<AppRouter>["parity"]["status"];
 type Mismatch = Status["mismatches"][number];
 const nf = new Intl.NumberFormat();
 const plain = (table: string) => table.replaceAll('"', "");
+
+/** "1,046,978 of 1,046,978 rows verified" (older checks did not count the rows in the tables). */
+function verifiedOf(run: { rowsVerified: number; rowsTotal: number }): string {
+  return run.rowsTotal > 0
+    ? `${nf.format(run.rowsVerified)} of ${nf.format(run.rowsTotal)} rows verified`
+    : `${nf.format(run.rowsVerified)} rows verified`;
+}
 
 function seriesOf(samples: Status["samples"], prefix: string): Series[] {
   const byName = new Map<string, Series>();
@@ -45,10 +56,9 @@ export function ParityPage({ planId }: { planId: string }) {
     ...trpc.parity.status.queryOptions({ planId, minutes }),
     refetchInterval: 3_000,
   });
-  if (!plan.data) return <QueryState isLoading={plan.isLoading} error={plan.error} what="the plan" />;
+  const markers = useChartMarkers(planId, minutes).data;
+  if (!plan.data) return <PlanQueryState planId={planId} isLoading={plan.isLoading} error={plan.error} />;
   const s = status.data;
-  const now = Date.now();
-  const domain: [number, number] = [now - minutes * 60_000, now];
   const drift = s
     ? seriesOf(s.samples, "parity.mismatches:").filter(
         (x) => x.points.some((p) => p.value > 0) || x.name.endsWith("events"),
@@ -58,6 +68,13 @@ export function ParityPage({ planId }: { planId: string }) {
     ? seriesOf(s.samples, "parity.rows_per_s").map((x) => ({ ...x, name: "rows verified/s" }))
     : [];
   const lag = s ? seriesOf(s.samples, "cdc.lag_ms").map((x) => ({ ...x, name: "CDC lag (ms)" })) : [];
+  // The window fits the data: a fresh plan's first minutes fill the axis, not its right edge.
+  const times = [...drift, ...verified, ...lag].flatMap((x) => x.points.map((p) => p.t));
+  const domain = fitWindow(
+    [...times, ...(markers ?? []).map((m) => m.t)],
+    minutes,
+    Math.max(Date.now(), ...times.slice(-1)),
+  );
 
   return (
     <>
@@ -76,6 +93,7 @@ export function ParityPage({ planId }: { planId: string }) {
               series={drift}
               domain={domain}
               unit="rows"
+              markers={markers}
               label="Drift by table"
               empty="No parity checks in this window yet."
             />
@@ -86,6 +104,8 @@ export function ParityPage({ planId }: { planId: string }) {
               series={verified}
               domain={domain}
               unit="rows/s"
+              markers={markers}
+              markerLabels={false}
               label="Rows verified per second"
               height={120}
               empty="No full check finished in this window."
@@ -95,26 +115,37 @@ export function ParityPage({ planId }: { planId: string }) {
               series={lag}
               domain={domain}
               unit="ms"
+              markers={markers}
+              markerLabels={false}
               label="CDC lag"
               height={120}
               empty="No CDC measurements in this window."
             />
+            <MarkerList markers={markers} domain={domain} />
           </Card>
         ) : null}
         {s?.mismatches.length ? (
           <Mismatches planId={planId} mismatches={s.mismatches} tenants={s.tenantsWithDrift} />
         ) : null}
         {s ? <TenantParity planId={planId} /> : null}
+        {s?.unverified.length ? <Unverified unverified={s.unverified} /> : null}
         {s?.lastFull ? (
           <Card
             title="Last full check per table"
-            description={`Finished ${new Date(s.lastFull.finishedAt ?? 0).toLocaleString()}.`}
+            description={
+              s.lastFull.finishedAt ? (
+                <>
+                  Finished <Time value={s.lastFull.finishedAt} />.
+                </>
+              ) : undefined
+            }
           >
             <table className="w-full text-left text-xs">
               <thead className="text-slate-500">
                 <tr>
                   <th className="py-1 font-medium">Table</th>
                   <th className="py-1 text-right font-medium">Rows verified</th>
+                  <th className="py-1 text-right font-medium">Rows in table</th>
                   <th className="py-1 text-right font-medium">Chunks</th>
                   <th className="py-1 pr-6 text-right font-medium">Mismatched rows</th>
                   <th className="py-1 font-medium">Result</th>
@@ -125,10 +156,19 @@ export function ParityPage({ planId }: { planId: string }) {
                   <tr key={t.table} data-testid="parity-table">
                     <td className="py-1.5 font-mono">{plain(t.table)}</td>
                     <td className="py-1.5 text-right tabular-nums">{nf.format(t.rowsVerified)}</td>
+                    <td className="py-1.5 text-right tabular-nums">
+                      {t.rows === undefined ? "—" : nf.format(t.rows)}
+                    </td>
                     <td className="py-1.5 text-right tabular-nums">{t.chunks}</td>
                     <td className="py-1.5 pr-6 text-right tabular-nums">{t.mismatches}</td>
                     <td className="py-1.5">
-                      {t.mismatches ? <Badge tone="danger">Drift</Badge> : <Badge tone="ok">Clean</Badge>}
+                      {t.mismatches ? (
+                        <Badge tone="danger">Drift</Badge>
+                      ) : t.unverifiedTenants ? (
+                        <Badge tone="warn">{`${t.unverifiedTenants} tenant${t.unverifiedTenants === 1 ? "" : "s"} not verified`}</Badge>
+                      ) : (
+                        <Badge tone="ok">Clean</Badge>
+                      )}
                     </td>
                   </tr>
                 ))}
@@ -152,7 +192,7 @@ export function ParityPage({ planId }: { planId: string }) {
                           ? "danger"
                           : r.status === "running"
                             ? "info"
-                            : r.mismatchesConfirmed
+                            : r.mismatchesConfirmed || r.unverifiedTenants
                               ? "warn"
                               : "ok"
                       }
@@ -160,7 +200,9 @@ export function ParityPage({ planId }: { planId: string }) {
                       {r.status === "complete"
                         ? r.mismatchesConfirmed
                           ? `${r.mismatchesConfirmed} confirmed`
-                          : "clean"
+                          : r.unverifiedTenants
+                            ? "incomplete"
+                            : "clean"
                         : r.status}
                     </Badge>
                     <span className="font-medium">
@@ -171,8 +213,11 @@ export function ParityPage({ planId }: { planId: string }) {
                     </span>
                     <span>
                       {r.kind === "full"
-                        ? `${nf.format(r.rowsVerified)} rows verified in ${r.chunksChecked} chunks, ${r.chunksMismatched} differed before the re-check`
-                        : `${nf.format(r.chunksChecked)} recently changed (table, tenant) pairs checked, ${r.chunksMismatched} differed before the re-check`}
+                        ? `${verifiedOf(r)} in ${r.chunksChecked} chunks, ${r.chunksMismatched} differed before the re-check`
+                        : `${nf.format(r.chunksChecked)} recently changed (table, tenant) pairs checked (${verifiedOf(r)}), ${r.chunksMismatched} differed before the re-check`}
+                      {r.unverifiedTenants
+                        ? ` · ${r.unverifiedTenants} tenant${r.unverifiedTenants === 1 ? "" : "s"} not verified`
+                        : null}
                     </span>
                     {r.error ? <span className="text-red-700">{r.error}</span> : null}
                   </li>
@@ -198,13 +243,25 @@ function Overview({ planId, status }: { planId: string; status: Status }) {
       ? "Clean"
       : status.state === "drift"
         ? `Drift: ${status.openMismatches} row${status.openMismatches === 1 ? "" : "s"}`
-        : "Not checked yet";
+        : status.state === "unverified"
+          ? "Not every row verified"
+          : "Not checked yet";
   return (
     <Card
       title="Parity"
       description="Legacy and the shards are compared with in-database chunk hashes (no rows leave the servers for matching chunks); a difference counts only if it is still there after CDC has caught up past it."
       actions={
-        <Badge tone={status.state === "clean" ? "ok" : status.state === "drift" ? "danger" : "neutral"}>
+        <Badge
+          tone={
+            status.state === "clean"
+              ? "ok"
+              : status.state === "drift"
+                ? "danger"
+                : status.state === "unverified"
+                  ? "warn"
+                  : "neutral"
+          }
+        >
           {word}
         </Badge>
       }
@@ -214,7 +271,7 @@ function Overview({ planId, status }: { planId: string; status: Status }) {
           {status.lastFullCheckAt ? (
             <>
               Last full check <Time value={status.lastFullCheckAt} />
-              {status.lastFull ? ` · ${nf.format(status.lastFull.rowsVerified)} rows verified` : null}
+              {status.lastFull ? ` · ${verifiedOf(status.lastFull)}` : null}
             </>
           ) : (
             "No full check has finished yet."
@@ -280,7 +337,8 @@ function Mismatches({
             trigger={<Button>Repair all in {plain(table)}</Button>}
             title="Repair a table's mismatches"
             scope={`Copy ${mismatches.filter((m) => m.table === table).length} row(s) of ${plain(table)} from legacy to their shard.`}
-            confirmLabel="Repair"
+            confirmLabel={`Repair ${plain(table)}`}
+            dismissLabel="Leave the rows as they are"
             busy={repair.isPending}
             error={error}
             onConfirm={(reason) => repair.mutateAsync({ scope: "table", planId, table, reason })}
@@ -340,6 +398,7 @@ function Mismatches({
                         title="Repair one row"
                         scope={`Make ${plain(m.table)} (${m.key.join(", ")}) on shard ${m.shard} equal legacy's row${m.kind === "extra" ? " (delete it: legacy has no such row)" : ""}.`}
                         confirmLabel="Repair row"
+                        dismissLabel="Leave the row as it is"
                         busy={repair.isPending}
                         error={error}
                         onConfirm={(reason) =>
@@ -374,6 +433,7 @@ function Mismatches({
                 title="Repair a tenant"
                 scope={`Compare every sharded table of tenant ${t.tenant} with legacy and copy every differing row from legacy to its shard.`}
                 confirmLabel="Repair tenant"
+                dismissLabel="Leave the tenant as it is"
                 busy={repair.isPending}
                 error={error}
                 onConfirm={(reason) =>
@@ -419,5 +479,42 @@ function RowValues({ mismatch }: { mismatch: Mismatch }) {
         })}
       </tbody>
     </table>
+  );
+}
+
+/** The tenants the last full check could not verify, and why: what stands between "no drift found" and "clean". */
+function Unverified({ unverified }: { unverified: Status["unverified"] }) {
+  const rows = unverified.reduce((n, u) => n + u.rows, 0);
+  return (
+    <Card
+      title={`${unverified.length} tenant${unverified.length === 1 ? "" : "s"} not verified by the last full check`}
+      description={`${nf.format(rows)} row${rows === 1 ? "" : "s"} could not be compared before the check ended; the next checks try them again, and open mismatches there stay open until they are verified.`}
+    >
+      <table className="w-full text-left text-xs" data-testid="parity-unverified">
+        <thead className="text-slate-500">
+          <tr>
+            <th className="py-1 font-medium">Table</th>
+            <th className="py-1 font-medium">Tenant</th>
+            <th className="py-1 font-medium">Shard</th>
+            <th className="py-1 text-right font-medium">Rows not verified</th>
+            <th className="py-1 pl-6 font-medium">Why</th>
+          </tr>
+        </thead>
+        <tbody className="divide-y divide-slate-100">
+          {unverified.slice(0, 100).map((u) => (
+            <tr key={`${u.table}|${u.tenant}|${u.shard}`}>
+              <td className="py-1.5 font-mono">{plain(u.table)}</td>
+              <td className="py-1.5 font-mono">{u.tenant ?? "—"}</td>
+              <td className="py-1.5">shard {u.shard}</td>
+              <td className="py-1.5 text-right tabular-nums">{nf.format(u.rows)}</td>
+              <td className="py-1.5 pl-6">{u.reason}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {unverified.length > 100 ? (
+        <p className="mt-2 text-xs text-slate-500">{`And ${unverified.length - 100} more.`}</p>
+      ) : null}
+    </Card>
   );
 }

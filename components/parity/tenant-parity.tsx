@@ -2,54 +2,51 @@
 
 // One tenant's parity, table by table: what a cohort gate reads before promoting the tenant.
 import { useQuery } from "@tanstack/react-query";
-import { type FormEvent, useState } from "react";
+import { useState } from "react";
 import { useTRPC } from "@/components/providers/trpc";
 import { Alert } from "@/components/ui/alert";
 import { Badge } from "@/components/ui/badge";
-import { Button } from "@/components/ui/button";
 import { Card } from "@/components/ui/card";
-import { Field, TextInput } from "@/components/ui/field";
 import { messageOf } from "@/components/ui/field-errors";
+import { TenantKeyForm } from "@/components/ui/tenant-key-form";
 import { Time } from "@/components/ui/time";
 
 const plain = (table: string) => table.replaceAll('"', "");
 
-function StateBadge({ state }: { state: "clean" | "drift" | "unchecked" }) {
+function StateBadge({
+  state,
+  reason,
+}: {
+  state: "clean" | "drift" | "unverified" | "unchecked";
+  reason?: string | null;
+}) {
   if (state === "drift") return <Badge tone="danger">Drift</Badge>;
   if (state === "clean") return <Badge tone="ok">Clean</Badge>;
+  if (state === "unverified")
+    return (
+      <span title={reason ?? undefined}>
+        <Badge tone="warn">Not every row verified</Badge>
+      </span>
+    );
   return <Badge tone="neutral">Not checked yet</Badge>;
 }
 
 export function TenantParity({ planId }: { planId: string }) {
   const trpc = useTRPC();
-  const [draft, setDraft] = useState("");
   const [tenant, setTenant] = useState<string | null>(null);
   const result = useQuery({
     ...trpc.parity.tenant.queryOptions({ planId, tenant: tenant ?? "" }),
     enabled: tenant !== null,
     refetchInterval: 5_000,
   });
-  const submit = (event: FormEvent) => {
-    event.preventDefault();
-    setTenant(draft.trim() || null);
-  };
   const t = result.data;
 
   return (
     <Card
       title="A tenant's parity"
-      description="Table by table, as the cohort gates read it: clean once a full check found nothing open for the tenant. Every full check covers every tenant."
+      description="Table by table, as the cohort gates read it: clean once a full check verified every row of the tenant and found nothing open. Every full check covers every tenant."
     >
-      <form onSubmit={submit} className="flex items-end gap-2">
-        <div className="w-56">
-          <Field id="tenant-key" label="Tenant key" hint="The value of the shard key, e.g. 42.">
-            <TextInput id="tenant-key" value={draft} onChange={(e) => setDraft(e.target.value)} />
-          </Field>
-        </div>
-        <Button type="submit" variant="secondary" disabled={!draft.trim()}>
-          Show
-        </Button>
-      </form>
+      <TenantKeyForm id="tenant-key" buttonLabel="Show" onLookup={setTenant} />
       {result.error ? (
         <div className="mt-3">
           <Alert tone="error">{messageOf(result.error)}</Alert>
@@ -82,7 +79,10 @@ export function TenantParity({ planId }: { planId: string }) {
                 <tr key={row.table} data-testid="tenant-parity-table">
                   <td className="py-1.5 font-mono">{plain(row.table)}</td>
                   <td className="py-1.5">
-                    <StateBadge state={row.state} />
+                    <StateBadge state={row.state} reason={row.unverifiedReason} />
+                    {row.unverifiedReason ? (
+                      <span className="ml-2 text-slate-600">{row.unverifiedReason}</span>
+                    ) : null}
                   </td>
                   <td className="py-1.5 text-right tabular-nums">{row.openMismatches}</td>
                   <td className="py-1.5 pl-6">

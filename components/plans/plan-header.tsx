@@ -1,14 +1,23 @@
 "use client";
 
-// Every plan page answers "is it safe, and what is happening?" in the same header: phase, breaker,
-// CDC lag and parity. Until the engine runs a step, its indicator says so in words.
-import { useQuery } from "@tanstack/react-query";
+// Every plan page answers "is it safe, and what is happening?" in the same header: phase, progress,
+// breaker, CDC lag and parity. Until the engine runs a step, its indicator says so in words.
 import Link from "next/link";
 import { usePathname } from "next/navigation";
-import { useTRPC } from "@/components/providers/trpc";
 import { Badge } from "@/components/ui/badge";
 import type { PlanPhase } from "@/server/schemas/plan";
+import {
+  BreakerBadge,
+  isStreaming,
+  LagBadge,
+  progressText,
+  ReverseLagBadge,
+  SlotRetention,
+  StrayWritesLink,
+} from "./figure-badges";
+import { ParityIndicator } from "./parity-indicator";
 import { PhaseBadge } from "./phase";
+import { usePlanFigures } from "./use-plan-figures";
 
 interface PlanHeaderProps {
   plan: {
@@ -19,32 +28,19 @@ interface PlanHeaderProps {
     source: { name: string };
     shards: { name: string }[];
     shardKeyColumn: string;
+    settings?: { cdcLagThresholdMs: number };
   };
-}
-
-function useLiveIndicators(planId: string) {
-  const trpc = useTRPC();
-  const status = useQuery({
-    ...trpc.movement.status.queryOptions({ planId, minutes: 1 }),
-    refetchInterval: 3_000,
-  });
-  const movement = status.data?.movement ?? null;
-  const lag = status.data?.samples.filter((s) => s.name === "cdc.lag_ms").at(-1);
-  const streaming = movement && ["running", "paused"].includes(movement.status);
-  const parity = useQuery({
-    ...trpc.parity.status.queryOptions({ planId, minutes: 1 }),
-    refetchInterval: 5_000,
-  });
-  return { movement, lagMs: streaming && lag ? lag.value : null, streaming, parity: parity.data };
 }
 
 export function PlanHeader({ plan }: PlanHeaderProps) {
   const pathname = usePathname();
-  const live = useLiveIndicators(plan.id);
+  // The same figures (one query) as the page's cards below: header and cards cannot disagree.
+  const figures = usePlanFigures(plan.id).data;
   const tabs = [
     { href: `/plans/${plan.id}`, label: "Overview" },
     { href: `/plans/${plan.id}/backfill`, label: "Backfill & CDC" },
     { href: `/plans/${plan.id}/parity`, label: "Parity" },
+    { href: `/plans/${plan.id}/routing`, label: "Routing" },
     { href: `/plans/${plan.id}/settings`, label: "Settings" },
     { href: `/audit?planId=${plan.id}`, label: "Audit" },
   ];
@@ -65,39 +61,57 @@ export function PlanHeader({ plan }: PlanHeaderProps) {
             <code className="font-mono">{plan.shardKeyColumn}</code>
           </p>
         </div>
-        <dl className="grid grid-cols-4 gap-2 text-xs" aria-label="Plan status">
+        <dl className="grid grid-cols-6 gap-2 text-xs" aria-label="Plan status">
           <Indicator label="Phase">
             <PhaseBadge phase={plan.phase} status={plan.status} />
           </Indicator>
+          <Indicator label="Progress">
+            {figures ? (
+              <span className="text-slate-800" data-testid="header-progress">
+                {progressText(figures)}
+              </span>
+            ) : (
+              <Badge tone="neutral">…</Badge>
+            )}
+          </Indicator>
           <Indicator label="Breaker">
-            <Badge tone="neutral">Not armed</Badge>
+            <BreakerBadge />
           </Indicator>
           <Indicator label="CDC lag">
-            {live.movement?.status === "failed" ? (
-              <Badge tone="danger">Stopped (error)</Badge>
-            ) : live.streaming ? (
-              live.lagMs === null ? (
-                <Badge tone="info">Streaming</Badge>
-              ) : (
-                <Badge
-                  tone={live.lagMs > 5_000 ? "warn" : "ok"}
-                >{`${Math.round(live.lagMs).toLocaleString()} ms`}</Badge>
-              )
+            {figures ? (
+              <span data-testid="header-lag">
+                <LagBadge lag={figures.lag} thresholdMs={plan.settings?.cdcLagThresholdMs} />
+              </span>
             ) : (
-              <Badge tone="neutral">Not streaming</Badge>
+              <Badge tone="neutral">…</Badge>
+            )}
+          </Indicator>
+          <Indicator label="Reverse lag">
+            {figures ? (
+              <span data-testid="header-reverse-lag">
+                <ReverseLagBadge lag={figures.reverseLag} thresholdMs={plan.settings?.cdcLagThresholdMs} />
+              </span>
+            ) : (
+              <Badge tone="neutral">…</Badge>
             )}
           </Indicator>
           <Indicator label="Parity">
-            {live.parity?.state === "clean" ? (
-              <Badge tone="ok">Clean</Badge>
-            ) : live.parity?.state === "drift" ? (
-              <Badge tone="danger">{`Drift: ${live.parity.openMismatches} row${live.parity.openMismatches === 1 ? "" : "s"}`}</Badge>
+            {figures ? (
+              <ParityIndicator parity={figures.parity} streaming={isStreaming(figures.lag)} />
             ) : (
-              <Badge tone="neutral">Not checked yet</Badge>
+              <Badge tone="neutral">…</Badge>
             )}
           </Indicator>
         </dl>
       </div>
+      {figures ? <SlotRetention slot={figures.slot} status={figures.movementStatus} /> : null}
+      {figures && figures.strayWrites.total > 0 ? (
+        <p className="text-xs text-slate-700" role="status">
+          <StrayWritesLink planId={plan.id} stray={figures.strayWrites} /> The in-database fences refused
+          writes to a tenant on a database that does not own it or while it was frozen: see which on the
+          Routing tab.
+        </p>
+      ) : null}
       <nav aria-label="Plan" className="flex gap-1 border-b border-slate-200">
         {tabs.map((tab) => {
           const active = pathname === tab.href;

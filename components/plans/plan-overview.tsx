@@ -1,7 +1,11 @@
 "use client";
 
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useState } from "react";
 import { AuditTable } from "@/components/audit/audit-table";
+import { fitWindow } from "@/components/charts/chart-window";
+import { LagChart } from "@/components/charts/lag-chart";
+import { WindowSelect } from "@/components/charts/window-select";
 import { useTRPC } from "@/components/providers/trpc";
 import { useRoleBlock } from "@/components/providers/user";
 import { Button } from "@/components/ui/button";
@@ -9,23 +13,30 @@ import { Card } from "@/components/ui/card";
 import { ConfirmDialog } from "@/components/ui/confirm-dialog";
 import { messageOf } from "@/components/ui/field-errors";
 import { QueryState } from "@/components/ui/query-state";
+import { useNow } from "@/components/ui/time";
 import { PHASE_INFO, PLAN_PHASES, type PlanPhase } from "@/server/schemas/plan";
+import { lagText, StrayWritesLink } from "./figure-badges";
 import { PhaseTimeline } from "./phase-timeline";
 import { PlanHeader } from "./plan-header";
+import { PlanQueryState } from "./plan-query-state";
 import { usePlan } from "./use-plan";
+import { useChartMarkers, usePlanFigures } from "./use-plan-figures";
 
 const nf = new Intl.NumberFormat();
 
 export function PlanOverview({ planId }: { planId: string }) {
   const plan = usePlan(planId);
-  if (!plan.data) return <QueryState isLoading={plan.isLoading} error={plan.error} what="the plan" />;
+  if (!plan.data) return <PlanQueryState planId={planId} isLoading={plan.isLoading} error={plan.error} />;
   const p = plan.data;
   return (
     <>
       <PlanHeader plan={p} />
       <div className="space-y-4">
-        <Card title="DATA-BALANCE timeline" description="Where this plan is in the method, and since when.">
-          <PhaseTimeline phase={p.phase} transitions={p.transitions} />
+        <Card
+          title="DATA-BALANCE timeline"
+          description="Each step's state from the engine's own facts (steps overlap: CDC and the backfill run together, parity stays on), and where the plan is."
+        >
+          <PhaseTimeline phase={p.phase} transitions={p.transitions} steps={p.steps} />
         </Card>
         <div className="grid grid-cols-3 gap-4">
           <PhaseActions plan={p} />
@@ -62,6 +73,7 @@ export function PlanOverview({ planId }: { planId: string }) {
             </ul>
           </Card>
         </div>
+        <ReplicationLag planId={planId} />
         <RecentPlanAudit planId={planId} />
       </div>
     </>
@@ -95,6 +107,7 @@ function PhaseActions({ plan }: { plan: Plan }) {
     label: string;
     title: string;
     scope: string;
+    dismiss: string;
     tone: "primary" | "danger";
   }[] = [
     {
@@ -104,6 +117,7 @@ function PhaseActions({ plan }: { plan: Plan }) {
       scope: next
         ? `Move plan “${plan.name}” from “${PHASE_INFO[plan.phase].title}” to “${PHASE_INFO[next].title}”.`
         : "",
+      dismiss: "Stay in this phase",
       tone: "primary",
     },
     {
@@ -113,6 +127,7 @@ function PhaseActions({ plan }: { plan: Plan }) {
       scope: previous
         ? `Move plan “${plan.name}” back from “${PHASE_INFO[plan.phase].title}” to “${PHASE_INFO[previous].title}”.`
         : "",
+      dismiss: "Stay in this phase",
       tone: "danger",
     },
     {
@@ -120,6 +135,7 @@ function PhaseActions({ plan }: { plan: Plan }) {
       label: "Archive plan",
       title: "Archive the plan",
       scope: `Archive “${plan.name}”: it becomes read-only, its history is kept.`,
+      dismiss: "Keep the plan active",
       tone: "danger",
     },
   ];
@@ -156,6 +172,7 @@ function PhaseActions({ plan }: { plan: Plan }) {
               title={action.title}
               scope={action.scope}
               confirmLabel={action.label}
+              dismissLabel={action.dismiss}
               tone={action.tone}
               busy={transition.isPending}
               error={error}
@@ -164,6 +181,72 @@ function PhaseActions({ plan }: { plan: Plan }) {
           );
         })}
       </div>
+    </Card>
+  );
+}
+
+/** Forward and reverse lag over a window, with the figures the header shows and the stray writes. */
+function ReplicationLag({ planId }: { planId: string }) {
+  const trpc = useTRPC();
+  const [minutes, setMinutes] = useState(15);
+  const series = useQuery({
+    ...trpc.figures.lagSeries.queryOptions({ planId, minutes }),
+    refetchInterval: 2_000,
+  });
+  const markers = useChartMarkers(planId, minutes).data;
+  const figures = usePlanFigures(planId).data;
+  const now = useNow();
+  const forward = series.data?.forward ?? [];
+  const reverse = series.data?.reverse ?? [];
+  const domain = fitWindow(
+    [...forward, ...reverse].map((p) => p.t),
+    minutes,
+    Math.max(Date.now(), forward.at(-1)?.t ?? 0, reverse.at(-1)?.t ?? 0),
+  );
+  const reverseText =
+    !figures || figures.reverseLag.state === "none_on_shards"
+      ? "— (no tenant on a shard)"
+      : figures.reverseLag.state === "waiting"
+        ? "Not measured yet"
+        : lagText({ ...figures.reverseLag }, now);
+  return (
+    <Card
+      title="Replication lag"
+      description="Forward: a write committed on legacy → applied on the shards. Reverse: a write on a shard → applied on legacy, which keeps legacy ready to take a tenant back. Reverse exists once a tenant is cut over."
+      actions={<WindowSelect id="lag-window" minutes={minutes} onChange={setMinutes} />}
+    >
+      <QueryState isLoading={series.isLoading} error={series.error} what="the lag" />
+      {figures ? (
+        <dl className="mb-2 flex flex-wrap gap-x-6 gap-y-1 text-xs" data-testid="overview-lag">
+          <div className="flex gap-1.5">
+            <dt className="text-slate-500">Forward now</dt>
+            <dd className="tabular-nums">{lagText(figures.lag, now)}</dd>
+          </div>
+          <div className="flex gap-1.5">
+            <dt className="text-slate-500">Reverse now</dt>
+            <dd className="tabular-nums" data-testid="overview-reverse-lag">
+              {reverseText}
+            </dd>
+          </div>
+          <div className="flex gap-1.5">
+            <dt className="text-slate-500">Tenants on shards</dt>
+            <dd className="tabular-nums">{nf.format(figures.tenants.onShards)}</dd>
+          </div>
+          <div className="flex gap-1.5">
+            <dt className="text-slate-500">Stray writes</dt>
+            <dd>
+              {figures.strayWrites.total > 0 ? (
+                <StrayWritesLink planId={planId} stray={figures.strayWrites} />
+              ) : (
+                "none refused"
+              )}
+            </dd>
+          </div>
+        </dl>
+      ) : null}
+      {series.data ? (
+        <LagChart forward={forward} reverse={reverse} domain={domain} markers={markers} />
+      ) : null}
     </Card>
   );
 }

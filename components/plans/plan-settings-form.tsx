@@ -14,9 +14,9 @@ import {
   fieldErrorsFromZod,
   messageOf,
 } from "@/components/ui/field-errors";
-import { QueryState } from "@/components/ui/query-state";
 import { ZUpdatePlanSettingsInput } from "@/server/schemas/plan";
 import { PlanHeader } from "./plan-header";
+import { PlanQueryState } from "./plan-query-state";
 import { fromDraft, type SettingsDraft, SettingsFields, toDraft } from "./settings-fields";
 import { usePlan } from "./use-plan";
 
@@ -52,7 +52,7 @@ export function PlanSettingsForm({ planId }: { planId: string }) {
   }, [plan.data, draft]);
 
   if (!plan.data || !draft || version === null) {
-    return <QueryState isLoading={plan.isLoading || !draft} error={plan.error} what="the plan" />;
+    return <PlanQueryState planId={planId} isLoading={plan.isLoading || !draft} error={plan.error} />;
   }
   const archived = plan.data.status === "archived" ? "Archived plans are read-only." : null;
   const blocked = roleBlock ?? archived;

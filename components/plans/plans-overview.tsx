@@ -1,27 +1,181 @@
 "use client";
 
+// The fleet view a TPM opens every morning: every plan with its phase, what it is doing in words
+// and colour, progress and ETA, forward CDC lag, parity, breaker and tenants on shards — the same
+// figures (server/services/plans/figures.ts) the plan's own pages show — sortable by each.
 import { useQuery } from "@tanstack/react-query";
+import type { inferRouterOutputs } from "@trpc/server";
 import Link from "next/link";
 import { useMemo, useState } from "react";
 import { useTRPC } from "@/components/providers/trpc";
 import { useRoleBlock } from "@/components/providers/user";
+import { Badge, type Tone } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Card, PageTitle } from "@/components/ui/card";
+import { type ColumnDef, DataTable } from "@/components/ui/data-table";
 import { TextInput } from "@/components/ui/field";
 import { QueryState } from "@/components/ui/query-state";
 import { Time } from "@/components/ui/time";
+import { PLAN_PHASES } from "@/server/schemas/plan";
+import type { AppRouter } from "@/server/trpc/root";
+import { BreakerBadge, isStreaming, LagBadge, PlanProgress } from "./figure-badges";
+import { ParityIndicator } from "./parity-indicator";
 import { PhaseBadge } from "./phase";
+
+type FleetRow = inferRouterOutputs<AppRouter>["figures"]["fleet"][number];
+const nf = new Intl.NumberFormat();
+
+/** What the plan is doing, in words and colour; `rank` sorts the worst first. */
+function activity(row: FleetRow): { word: string; tone: Tone; rank: number } {
+  if (row.status === "archived") return { word: "Archived", tone: "neutral", rank: 9 };
+  const f = row.figures;
+  switch (f.movementStatus) {
+    case "failed":
+      return { word: "Stopped: error", tone: "danger", rank: 0 };
+    case "paused":
+      return { word: "Paused", tone: "warn", rank: 2 };
+    case "cancelling":
+      return { word: "Cancelling", tone: "warn", rank: 3 };
+    case "preparing":
+      return { word: "Preparing", tone: "info", rank: 4 };
+    case "running":
+      return f.backfill.done
+        ? { word: "Streaming (CDC)", tone: "ok", rank: 5 }
+        : { word: "Copying", tone: "info", rank: 4 };
+    case "cancelled":
+      return { word: "Cancelled", tone: "neutral", rank: 7 };
+    default:
+      return { word: "Not started", tone: "neutral", rank: 8 };
+  }
+}
+
+const PARITY_RANK = { drift: 0, unverified: 1, unchecked: 2, clean: 3 } as const;
+
+const columns: ColumnDef<FleetRow>[] = [
+  {
+    id: "name",
+    header: "Plan",
+    accessorFn: (r) => r.name,
+    cell: ({ row: { original: r } }) => (
+      <div>
+        <Link href={`/plans/${r.id}`} className="font-medium text-sky-800 hover:underline">
+          {r.name}
+        </Link>
+        <p className="text-xs text-slate-500">
+          {r.source.name} → {r.shards.length} shard{r.shards.length === 1 ? "" : "s"} · key{" "}
+          <code className="font-mono">{r.shardKeyColumn}</code>
+        </p>
+      </div>
+    ),
+  },
+  {
+    id: "phase",
+    header: "Phase",
+    accessorFn: (r) => PLAN_PHASES.indexOf(r.phase),
+    enableGlobalFilter: false,
+    cell: ({ row: { original: r } }) => <PhaseBadge phase={r.phase} status={r.status} />,
+  },
+  {
+    id: "status",
+    header: "Status",
+    accessorFn: (r) => activity(r).rank,
+    enableGlobalFilter: false,
+    cell: ({ row: { original: r } }) => {
+      const a = activity(r);
+      return <Badge tone={a.tone}>{a.word}</Badge>;
+    },
+  },
+  {
+    id: "progress",
+    header: "Progress",
+    // Not started sorts below 0%.
+    accessorFn: (r) => r.figures.progress.fraction ?? (r.figures.progress.stage === "cutover" ? 1 : -1),
+    enableGlobalFilter: false,
+    cell: ({ row: { original: r } }) => (
+      <PlanProgress figures={r.figures} label={`${r.name} progress`} withEta={false} />
+    ),
+    meta: { className: "w-56" },
+  },
+  {
+    id: "eta",
+    header: "ETA",
+    // No ETA sorts last either way.
+    accessorFn: (r) => r.figures.progress.eta?.likely,
+    sortUndefined: "last",
+    enableGlobalFilter: false,
+    cell: ({ row: { original: r } }) => (
+      <span className="text-xs" data-testid="fleet-eta">
+        {r.figures.progress.eta?.text ?? (r.figures.progress.stage === "backfill" ? "estimating…" : "—")}
+      </span>
+    ),
+  },
+  {
+    id: "lag",
+    header: "Forward lag",
+    accessorFn: (r) => (r.figures.lag.state === "measured" ? r.figures.lag.ms : undefined),
+    sortUndefined: "last",
+    enableGlobalFilter: false,
+    cell: ({ row: { original: r } }) => (
+      <span data-testid="fleet-lag">
+        <LagBadge lag={r.figures.lag} thresholdMs={r.settings.cdcLagThresholdMs} />
+      </span>
+    ),
+  },
+  {
+    id: "parity",
+    header: "Parity",
+    accessorFn: (r) => PARITY_RANK[r.figures.parity.state],
+    enableGlobalFilter: false,
+    cell: ({ row: { original: r } }) => (
+      <span data-testid="fleet-parity">
+        <ParityIndicator parity={r.figures.parity} streaming={isStreaming(r.figures.lag)} />
+      </span>
+    ),
+  },
+  {
+    id: "breaker",
+    header: "Breaker",
+    enableSorting: false,
+    enableGlobalFilter: false,
+    cell: () => <BreakerBadge />,
+  },
+  {
+    id: "tenants",
+    header: "Tenants on shards",
+    accessorFn: (r) => r.figures.tenants.onShards,
+    enableGlobalFilter: false,
+    meta: { align: "right" },
+    cell: ({ row: { original: r } }) => (
+      <span
+        className="text-xs"
+        title="Tenants move to their shard at cutover, which is not built yet: none has moved."
+      >
+        {nf.format(r.figures.tenants.onShards)}
+        {r.figures.tenants.total !== null ? ` of ${nf.format(r.figures.tenants.total)}` : ""}
+      </span>
+    ),
+  },
+  {
+    id: "updated",
+    header: "Updated",
+    accessorFn: (r) => new Date(r.updatedAt).getTime(),
+    enableGlobalFilter: false,
+    meta: { className: "text-xs text-slate-600" },
+    cell: ({ row: { original: r } }) => <Time value={r.updatedAt} compact />,
+  },
+];
 
 export function PlansOverview() {
   const trpc = useTRPC();
   const [includeArchived, setIncludeArchived] = useState(false);
   const [filter, setFilter] = useState("");
-  const plans = useQuery(trpc.plans.list.queryOptions({ includeArchived }));
+  const fleet = useQuery({
+    ...trpc.figures.fleet.queryOptions({ includeArchived }),
+    refetchInterval: 5_000,
+  });
   const blocked = useRoleBlock("operator");
-  const rows = useMemo(
-    () => (plans.data ?? []).filter((p) => p.name.toLowerCase().includes(filter.trim().toLowerCase())),
-    [plans.data, filter],
-  );
+  const rows = useMemo(() => fleet.data ?? [], [fleet.data]);
+  const shown = rows.filter((p) => p.name.toLowerCase().includes(filter.trim().toLowerCase())).length;
 
   return (
     <>
@@ -44,7 +198,8 @@ export function PlansOverview() {
         }
       />
       <Card
-        title={`${rows.length} plan${rows.length === 1 ? "" : "s"}`}
+        title={`${shown} plan${shown === 1 ? "" : "s"}`}
+        description="Live figures, refreshed every 5 s. Click a column to sort."
         actions={
           <>
             <label className="sr-only" htmlFor="plan-filter">
@@ -68,47 +223,21 @@ export function PlansOverview() {
           </>
         }
       >
-        <QueryState isLoading={plans.isLoading} error={plans.error} what="plans" />
-        {plans.data && rows.length === 0 ? (
-          <p className="py-8 text-center text-sm text-slate-600">
-            {plans.data.length === 0
-              ? "No plans yet. Create one to start moving tenants from the legacy database to shards."
-              : "No plan matches the filter."}
-          </p>
-        ) : null}
-        {rows.length ? (
-          <table className="w-full text-left text-sm">
-            <thead className="text-xs text-slate-500">
-              <tr>
-                <th className="py-1.5 font-medium">Plan</th>
-                <th className="py-1.5 font-medium">Phase</th>
-                <th className="py-1.5 font-medium">Source → shards</th>
-                <th className="py-1.5 font-medium">Shard key</th>
-                <th className="py-1.5 font-medium">Updated</th>
-              </tr>
-            </thead>
-            <tbody className="divide-y divide-slate-100">
-              {rows.map((plan) => (
-                <tr key={plan.id} className="hover:bg-slate-50">
-                  <td className="py-2">
-                    <Link href={`/plans/${plan.id}`} className="font-medium text-sky-800 hover:underline">
-                      {plan.name}
-                    </Link>
-                  </td>
-                  <td className="py-2">
-                    <PhaseBadge phase={plan.phase} status={plan.status} />
-                  </td>
-                  <td className="py-2 text-slate-700">
-                    {plan.source.name} → {plan.shards.length} shard{plan.shards.length === 1 ? "" : "s"}
-                  </td>
-                  <td className="py-2 font-mono text-xs">{plan.shardKeyColumn}</td>
-                  <td className="py-2 text-xs text-slate-600">
-                    <Time value={plan.updatedAt} />
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+        <QueryState isLoading={fleet.isLoading} error={fleet.error} what="plans" />
+        {fleet.data ? (
+          <DataTable
+            data={rows}
+            columns={columns}
+            label="Migration plans"
+            filter={filter.trim()}
+            getRowId={(r) => r.id}
+            rowTestId="fleet-row"
+            empty={
+              rows.length === 0
+                ? "No plans yet. Create one to start moving tenants from the legacy database to shards."
+                : "No plan matches the filter."
+            }
+          />
         ) : null}
       </Card>
     </>

@@ -21,9 +21,17 @@ export function toDraft(settings: TPlanSettings): SettingsDraft {
     freezeBudgetMs: String(settings.freezeBudgetMs),
     soakDays: String(settings.soakDays),
     cohortPercents: settings.cohortPercents.join(", "),
+    slotRetainedWarnMb: String(settings.slotRetainedWarnMb),
     sourceBusyConnections: String(settings.sourceBusyConnections),
     sourceLoadQuery: settings.sourceLoadQuery,
     sourceLoadThreshold: String(settings.sourceLoadThreshold),
+    gateWindowMinutes: String(settings.gateWindowMinutes),
+    breakerParityDriftRows: String(settings.breakerParityDriftRows),
+    breakerLagThresholdMs: String(settings.breakerLagThresholdMs),
+    breakerWindowSeconds: String(settings.breakerWindowSeconds),
+    breakerShardDownSeconds: String(settings.breakerShardDownSeconds),
+    breakerStrayWrites: String(settings.breakerStrayWrites),
+    breakerSdkErrorPercent: String(settings.breakerSdkErrorPercent),
   };
 }
 
@@ -44,9 +52,17 @@ export function fromDraft(draft: SettingsDraft): unknown {
       .split(/[,\s]+/)
       .filter(Boolean)
       .map((p) => Number(p.replace("%", ""))),
+    slotRetainedWarnMb: num(draft.slotRetainedWarnMb),
     sourceBusyConnections: num(draft.sourceBusyConnections),
     sourceLoadQuery: draft.sourceLoadQuery,
     sourceLoadThreshold: num(draft.sourceLoadThreshold),
+    gateWindowMinutes: num(draft.gateWindowMinutes),
+    breakerParityDriftRows: num(draft.breakerParityDriftRows),
+    breakerLagThresholdMs: num(draft.breakerLagThresholdMs),
+    breakerWindowSeconds: num(draft.breakerWindowSeconds),
+    breakerShardDownSeconds: num(draft.breakerShardDownSeconds),
+    breakerStrayWrites: num(draft.breakerStrayWrites),
+    breakerSdkErrorPercent: num(draft.breakerSdkErrorPercent),
   };
 }
 
@@ -84,6 +100,50 @@ const numericFields: {
     key: "soakDays",
     label: "Soak before clean-up (days)",
     hint: "At least 7. Replication is kept for rollback until then.",
+  },
+  {
+    key: "slotRetainedWarnMb",
+    label: "Slot WAL warning (MB)",
+    hint: "Warn when legacy's replication slot holds more WAL than this while nothing streams it.",
+  },
+  {
+    key: "gateWindowMinutes",
+    label: "Gate window (min)",
+    hint: "Cohort gates judge lag and stray writes over this many minutes before a promotion.",
+  },
+];
+
+/** The breaker's automatic trip rules: each judges the plan's measured facts continuously. */
+const breakerFields: typeof numericFields = [
+  {
+    key: "breakerParityDriftRows",
+    label: "Breaker: parity drift above (rows)",
+    hint: "Trip when more confirmed differing rows than this are open for tenants on shards (0: any).",
+  },
+  {
+    key: "breakerLagThresholdMs",
+    label: "Breaker: lag above (ms)",
+    hint: "Trip when forward or reverse CDC lag stays above this for the whole breaker window.",
+  },
+  {
+    key: "breakerWindowSeconds",
+    label: "Breaker window (s)",
+    hint: "How long lag must stay high, and the span stray writes and SDK errors are counted over.",
+  },
+  {
+    key: "breakerShardDownSeconds",
+    label: "Breaker: shard unreachable for (s)",
+    hint: "Trip when a shard has not answered for longer than this.",
+  },
+  {
+    key: "breakerStrayWrites",
+    label: "Breaker: stray writes above",
+    hint: "Trip when the fences refused more writes than this within the breaker window (0: any).",
+  },
+  {
+    key: "breakerSdkErrorPercent",
+    label: "Breaker: SDK error rate above (%)",
+    hint: "Trip when more than this share of a shard's queries through the router SDK fail in the window.",
   },
 ];
 
@@ -143,6 +203,7 @@ export function SettingsFields({
         />
       </Field>
       {busyFields.map(numeric)}
+      {breakerFields.map(numeric)}
       <div className="col-span-full">
         <Field
           id="sourceLoadQuery"
@@ -150,7 +211,7 @@ export function SettingsFields({
           hint={
             queryBlock
               ? `Admins only: it runs as legacy's registered user. ${queryBlock}`
-              : "One SELECT returning one number, run on legacy every second while copying (read-only, 2 s limit). E.g. select count(*) from pg_locks where not granted"
+              : "One SELECT returning one number, run on legacy every second while copying (read-only, 2 s limit). It runs as legacy's registered database user and can read what that user can; only the number it returns, or its error's class, is ever shown. E.g. select count(*) from pg_locks where not granted"
           }
           errors={err("sourceLoadQuery")}
         >

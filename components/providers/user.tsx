@@ -27,5 +27,5 @@ export function useRoleBlock(needed: TRole): string | null {
   const user = useUser();
   return roleAtLeast(user.role, needed)
     ? null
-    : `Needs the ${ROLE_INFO[needed].title} role; you are a ${ROLE_INFO[user.role].title}.`;
+    : `Needs the ${ROLE_INFO[needed].title} role; you are signed in as ${ROLE_INFO[user.role].title}.`;
 }

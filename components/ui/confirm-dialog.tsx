@@ -12,6 +12,7 @@ export function ConfirmDialog({
   title,
   scope,
   confirmLabel,
+  dismissLabel,
   tone = "primary",
   busy,
   error,
@@ -22,7 +23,10 @@ export function ConfirmDialog({
   title: string;
   /** What exactly will change, in words: "Advance plan X from A to B". */
   scope: ReactNode;
+  /** Names the action: "Cancel the movement", never a bare "OK". */
   confirmLabel: string;
+  /** Names what dismissing means ("Keep it running"): a bare "Cancel" beside "Cancel the movement" is a trap. */
+  dismissLabel: string;
   tone?: "primary" | "danger";
   busy?: boolean;
   error?: string | null;
@@ -71,6 +75,7 @@ export function ConfirmDialog({
               }
             }}
           >
+            {children}
             <Field
               id="confirm-reason"
               label="Reason (recorded in the audit log)"
@@ -88,7 +93,7 @@ export function ConfirmDialog({
             {error ? <Alert tone="error" title={error} /> : null}
             <div className="flex justify-end gap-2">
               <Dialog.Close asChild>
-                <Button variant="ghost">Cancel</Button>
+                <Button variant="ghost">{dismissLabel}</Button>
               </Dialog.Close>
               <Button type="submit" variant={tone} busy={busy}>
                 {confirmLabel}

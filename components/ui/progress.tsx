@@ -1,3 +1,8 @@
+/** "9.9%", "89%": rounded down, so nothing reads 100% before it is done, and every page agrees. */
+export function percentText(pct: number): string {
+  return pct < 10 ? `${(Math.floor(pct * 10) / 10).toFixed(1)}%` : `${Math.floor(pct)}%`;
+}
+
 /** A progress bar that also says the number in words (never the bar alone). */
 export function Progress({ value, total, label }: { value: number; total: number; label: string }) {
   const pct = total > 0 ? Math.min(100, (value / total) * 100) : 0;
@@ -13,9 +18,7 @@ export function Progress({ value, total, label }: { value: number; total: number
       >
         <div className="h-full rounded-full bg-sky-700 transition-[width]" style={{ width: `${pct}%` }} />
       </div>
-      <span className="w-12 shrink-0 text-right text-xs tabular-nums text-slate-700">
-        {pct.toFixed(pct < 10 ? 1 : 0)}%
-      </span>
+      <span className="w-12 shrink-0 text-right text-xs tabular-nums text-slate-700">{percentText(pct)}</span>
     </div>
   );
 }

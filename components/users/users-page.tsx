@@ -19,6 +19,8 @@ import {
 import { QueryState } from "@/components/ui/query-state";
 import { Time } from "@/components/ui/time";
 import { ROLE_INFO, ROLES, type TRole, ZCreateUserInput } from "@/server/schemas/user";
+import { AccountActions, AccountActionsBlocked } from "./account-actions";
+import { OwnAccount } from "./own-account";
 
 export function UsersPage() {
   const blocked = useRoleBlock("admin");
@@ -43,6 +45,9 @@ export function UsersPage() {
           <Alert tone="info" title="Only admins can see and change accounts.">
             {blocked}
           </Alert>
+          <div className="mt-3">
+            <AccountActionsBlocked reason={blocked} />
+          </div>
         </div>
       ) : (
         <>
@@ -50,6 +55,7 @@ export function UsersPage() {
           <CreateUser />
         </>
       )}
+      <OwnAccount />
     </>
   );
 }
@@ -75,6 +81,7 @@ function UserList() {
               <th className="py-1.5 font-medium">Role</th>
               <th className="py-1.5 font-medium">Since</th>
               <th className="py-1.5 font-medium">Change role</th>
+              <th className="py-1.5 font-medium">Access</th>
             </tr>
           </thead>
           <tbody className="divide-y divide-slate-100">
@@ -88,6 +95,11 @@ function UserList() {
                     <Badge tone={u.role === "admin" ? "warn" : u.role === "operator" ? "info" : "neutral"}>
                       {ROLE_INFO[u.role].title}
                     </Badge>
+                    {u.disabledAt ? (
+                      <span className="ml-1.5" title={u.disabledReason ?? undefined}>
+                        <Badge tone="danger">Disabled</Badge>
+                      </span>
+                    ) : null}
                   </td>
                   <td className="py-2 text-xs">
                     <Time value={u.createdAt} />
@@ -118,6 +130,7 @@ function UserList() {
                             title="Change role"
                             scope={`Make ${u.email} a ${ROLE_INFO[chosen].title} (now ${ROLE_INFO[u.role].title}).`}
                             confirmLabel="Change role"
+                            dismissLabel="Keep the current role"
                             busy={setRole.isPending}
                             error={setRole.error ? messageOf(setRole.error) : null}
                             onConfirm={(reason) =>
@@ -127,6 +140,17 @@ function UserList() {
                         ) : null}
                       </div>
                     )}
+                  </td>
+                  <td className="py-2">
+                    <AccountActions
+                      isMe={u.id === me.id}
+                      user={{
+                        id: u.id,
+                        email: u.email,
+                        disabledAt: u.disabledAt,
+                        activeSessions: u._count.sessions,
+                      }}
+                    />
                   </td>
                 </tr>
               );

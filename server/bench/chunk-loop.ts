@@ -6,8 +6,9 @@
 //   chunk loop     →  worker backfill: what scheduling, checkpoints and polling cost
 import pg from "pg";
 import type { SourceSchema, TableInfo } from "@/server/engine/analysis/introspect";
-import { copyChunk, planTable } from "@/server/engine/backfill/copy-chunk";
+import { copyChunk } from "@/server/engine/backfill/copy-chunk";
 import type { Placement } from "@/server/engine/router/placement";
+import { planTable } from "@/server/engine/shared/table-plan";
 
 /** The largest chunk run-slice.ts copies (its MAX_CHUNK_ROWS), which an unthrottled slice always uses. */
 export const SLICE_CHUNK_ROWS = 20_000;

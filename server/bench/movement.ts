@@ -5,12 +5,14 @@ import crypto from "node:crypto";
 import { db } from "@/server/db";
 import { generateSecretKey } from "@/server/security/secrets";
 import { type Actor, systemActor } from "@/server/services/actor";
+import { registerDatabase } from "@/server/services/databases/databases";
 import {
   controlDataMovement,
   getMovementStatus,
   setBackfillRate,
   startDataMovement,
 } from "@/server/services/movement/movement";
+import { createPlan, transitionPlan } from "@/server/services/plans/plans";
 import { migrateControlPlane } from "@/server/store/migrate";
 import { planAtTwoWayCdc } from "@/server/testing/plan-fixture";
 import { pollUntil, type RateSample, sleep } from "./stats";
@@ -35,6 +37,68 @@ export async function createBenchPlan(legacyUrl: string, shardUrls: readonly str
     throw new Error(`The bench plan reached phase ${plan.phase}, not two_way_cdc; movement cannot start.`);
   }
   return plan.id;
+}
+
+/** A second plan over databases of its own, its registrations named after it (names are unique). */
+export async function createOtherBenchPlan(
+  name: string,
+  legacyUrl: string,
+  shardUrls: readonly string[],
+): Promise<string> {
+  const source = await registerDatabase(benchActor, {
+    name: `${name}-legacy`,
+    kind: "legacy",
+    url: legacyUrl,
+  });
+  const shardIds: string[] = [];
+  for (const [i, url] of shardUrls.entries()) {
+    shardIds.push(
+      (await registerDatabase(benchActor, { name: `${name}-shard-${i}`, kind: "shard", url })).id,
+    );
+  }
+  let plan = await createPlan(benchActor, {
+    name,
+    sourceDatabaseId: source.id,
+    shardDatabaseIds: shardIds,
+    shardKeyColumn: "tenant_id",
+  });
+  for (const reason of ["bench: key analysed", "bench: router deployed"]) {
+    plan = await transitionPlan(benchActor, {
+      planId: plan.id,
+      expectedVersion: plan.version,
+      event: "advance",
+      reason,
+    });
+  }
+  return plan.id;
+}
+
+/** Starts a movement at `rowsPerSecond` and returns once its first rows were copied. */
+export async function startThrottledBackfill(
+  planId: string,
+  rowsPerSecond: number,
+  /** Empty the shards first: the plan's movement ran (and was cancelled) before. */
+  resetShards = false,
+): Promise<void> {
+  await setBackfillRate(benchActor, { planId, rowsPerSecond, reason: "bench: background backfill" });
+  await startDataMovement(benchActor, { planId, reason: "bench: background backfill", resetShards });
+  await pollUntil(
+    "the background backfill to copy its first rows",
+    async () => (await totals(planId)).totals.rowsCopied > 0,
+    {
+      timeoutMs: 60_000,
+      intervalMs: POLL_MS,
+    },
+  );
+}
+
+/** Rows copied so far and whether every table is done. */
+export async function backfillProgress(planId: string): Promise<{ rows: number; done: boolean }> {
+  const status = await totals(planId);
+  return {
+    rows: status.totals.rowsCopied,
+    done: status.totals.tables > 0 && status.totals.tablesDone === status.totals.tables,
+  };
 }
 
 async function totals(planId: string) {

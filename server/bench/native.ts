@@ -23,7 +23,7 @@ export interface NativeReplication {
   stop(): Promise<void>;
 }
 
-function libpqConninfo(server: EmbeddedServer, password: string, database: string): string {
+export function libpqConninfo(server: EmbeddedServer, password: string, database: string): string {
   const quote = (v: string) => `'${v.replaceAll("\\", "\\\\").replaceAll("'", "\\'")}'`;
   return [
     `host=127.0.0.1`,

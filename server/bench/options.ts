@@ -2,6 +2,16 @@
 // whole run under ~4 minutes on 2 cores.
 import { parseArgs } from "node:util";
 
+/**
+ * Parts of the bench `--only` can pick. Each brings what it needs: the servers and the dataset
+ * always; parity, cdc, busy and throttled the worker's unthrottled backfill (its figure is reported
+ * with backfill only, which also runs the raw COPY baseline); busy the quiet lag test it is compared
+ * with (cdc's burst and native's tests only with cdc); cutover the native shard → legacy baseline of
+ * its reverse lag.
+ */
+export const BENCH_STEPS = ["backfill", "parity", "cdc", "busy", "throttled", "cutover", "routing"] as const;
+export type BenchStep = (typeof BENCH_STEPS)[number];
+
 export interface BenchOptions {
   rows: number;
   tenants: number;
@@ -21,16 +31,28 @@ export interface BenchOptions {
   burstRows: number;
   burstBatch: number;
   burstConnections: number;
+  /** Rounds of the parity measurement (full check, then the baselines); the median round is reported. */
+  parityRounds: number;
+  /** Tenants cut over to their shards under the SDK workload (cutovers/s, freeze window). */
+  cutoverTenants: number;
+  /** The SDK write workload's rate during the cutovers, writes/s over all tenants. */
+  cutoverWriteRate: number;
+  /** Of those, how many are cut back to legacy afterwards (their freeze window separately). */
+  cutoverBack: number;
+  /** The reverse lag test (shard → legacy, ours and native): paced at cdcRate for this many seconds. */
+  reverseSeconds: number;
   /** Write every figure as JSON here (null: print only). */
   out: string | null;
   verbose: boolean;
+  /** The steps to run (null: all of them). */
+  only: ReadonlySet<BenchStep> | null;
 }
 
 export const DEFAULT_BENCH_OPTIONS: BenchOptions = {
   rows: 1_000_000,
   tenants: 2_000,
   seed: 42,
-  portBase: 57_320,
+  portBase: 27_320,
   shards: 2,
   throttle: 20_000,
   throttleFromS: 3,
@@ -40,8 +62,14 @@ export const DEFAULT_BENCH_OPTIONS: BenchOptions = {
   burstRows: 30_000,
   burstBatch: 100,
   burstConnections: 4,
+  parityRounds: 3,
+  cutoverTenants: 500,
+  cutoverBack: 50,
+  cutoverWriteRate: 1_000,
+  reverseSeconds: 15,
   out: null,
   verbose: false,
+  only: null,
 };
 
 export const BENCH_USAGE = `Usage: npm run bench -- [options]
@@ -55,6 +83,12 @@ export const BENCH_USAGE = `Usage: npm run bench -- [options]
   --cdc-rate N           paced writes/s for the CDC lag test (default ${DEFAULT_BENCH_OPTIONS.cdcRate})
   --cdc-seconds N        duration of the CDC lag test (default ${DEFAULT_BENCH_OPTIONS.cdcSeconds})
   --burst N              rows inserted for the CDC throughput test (default ${DEFAULT_BENCH_OPTIONS.burstRows})
+  --parity-rounds N      rounds of the parity measurement, the median reported (default ${DEFAULT_BENCH_OPTIONS.parityRounds})
+  --cutover-tenants N    tenants cut over to their shards under SDK writes (default ${DEFAULT_BENCH_OPTIONS.cutoverTenants})
+  --cutover-back N       of those, cut back to legacy afterwards (default ${DEFAULT_BENCH_OPTIONS.cutoverBack})
+  --cutover-write-rate N SDK writes/s during the cutovers (default ${DEFAULT_BENCH_OPTIONS.cutoverWriteRate})
+  --reverse-seconds N    duration of the reverse (shard → legacy) lag test (default ${DEFAULT_BENCH_OPTIONS.reverseSeconds})
+  --only A,B             run only these steps (${BENCH_STEPS.join(", ")}); e.g. --only parity,busy
   --out FILE             also write every figure as JSON to FILE
   --verbose              print the PostgreSQL servers' log lines too
   --help                 show this text`;
@@ -105,12 +139,43 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions | null 
     burstRows: positiveInteger("burst", v.burst, d.burstRows, d.burstBatch),
     burstBatch: d.burstBatch,
     burstConnections: d.burstConnections,
+    parityRounds: positiveInteger("parity-rounds", v["parity-rounds"], d.parityRounds),
+    cutoverTenants: positiveInteger("cutover-tenants", v["cutover-tenants"], d.cutoverTenants),
+    cutoverBack: positiveInteger("cutover-back", v["cutover-back"], d.cutoverBack, 0),
+    cutoverWriteRate: positiveInteger("cutover-write-rate", v["cutover-write-rate"], d.cutoverWriteRate),
+    reverseSeconds: positiveInteger("reverse-seconds", v["reverse-seconds"], d.reverseSeconds),
     out: v.out ?? null,
     verbose: v.verbose ?? false,
+    only: parseOnly(v.only),
   };
+  if (options.cutoverTenants > options.tenants) {
+    throw new BenchUsageError(
+      `--cutover-tenants (${options.cutoverTenants}) cannot exceed the dataset's --tenants (${options.tenants}).`,
+    );
+  }
+  if (options.cutoverBack > options.cutoverTenants) {
+    throw new BenchUsageError(
+      `--cutover-back (${options.cutoverBack}) cannot exceed --cutover-tenants (${options.cutoverTenants}): only tenants on a shard can come back.`,
+    );
+  }
   if (options.throttle > 1_000_000) throw new BenchUsageError("--throttle is at most 1,000,000 rows/s.");
   if (options.portBase + 1 + options.shards > 65_535) throw new BenchUsageError("--port-base is too high.");
   return options;
+}
+
+function parseOnly(text: string | undefined): ReadonlySet<BenchStep> | null {
+  if (text === undefined) return null;
+  const names = text
+    .split(",")
+    .map((n) => n.trim())
+    .filter(Boolean);
+  const unknown = names.filter((n) => !(BENCH_STEPS as readonly string[]).includes(n));
+  if (!names.length || unknown.length) {
+    throw new BenchUsageError(
+      `--only takes steps from ${BENCH_STEPS.join(", ")}, separated by commas; got "${text}".`,
+    );
+  }
+  return new Set(names as BenchStep[]);
 }
 
 function parse(argv: readonly string[]) {
@@ -128,7 +193,13 @@ function parse(argv: readonly string[]) {
       "cdc-rate": { type: "string" },
       "cdc-seconds": { type: "string" },
       burst: { type: "string" },
+      "parity-rounds": { type: "string" },
+      "cutover-tenants": { type: "string" },
+      "cutover-back": { type: "string" },
+      "reverse-seconds": { type: "string" },
+      "cutover-write-rate": { type: "string" },
       out: { type: "string" },
+      only: { type: "string" },
       verbose: { type: "boolean" },
       help: { type: "boolean" },
     },

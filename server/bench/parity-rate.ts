@@ -9,10 +9,11 @@
 //                 can beat this on the bench's hardware.
 import type pg from "pg";
 import type { SourceSchema } from "@/server/engine/analysis/introspect";
-import { planTable } from "@/server/engine/backfill/copy-chunk";
+import { currentWalLsn } from "@/server/engine/cdc/slot";
 import { fullPass, rowHashSql } from "@/server/engine/parity/chunk-hash";
 import { withParitySession } from "@/server/engine/parity/session";
 import type { Placement } from "@/server/engine/router/placement";
+import { planTable } from "@/server/engine/shared/table-plan";
 
 export interface RateFigure {
   rows: number;
@@ -25,6 +26,12 @@ export interface ParityRate {
   ms: number;
   rowsPerSecond: number;
   mismatchedChunks: number;
+  /**
+   * WAL the full check wrote on legacy and on each shard: a read-only pass writes none unless it is
+   * the first to read freshly written rows, whose hint bits it then sets (a full-page image each,
+   * with data checksums on, as PostgreSQL 18 initializes by default).
+   */
+  walBytes: { legacy: number; shards: number[] };
   bare: RateFigure;
   sameHash: RateFigure;
   floor: RateFigure;
@@ -60,7 +67,10 @@ export async function measureParityRate(
   placement: Placement,
   schema: SourceSchema,
 ): Promise<ParityRate> {
+  const walFrom = await Promise.all([legacy, ...shards].map((p) => currentWalLsn(p)));
   const pass = await fullPass(legacy, shards, placement, schema);
+  const walTo = await Promise.all([legacy, ...shards].map((p) => currentWalLsn(p)));
+  const [legacyWal = 0, ...shardWal] = walTo.map((to, i) => Number(to - (walFrom[i] ?? to)));
   const textHash = () => "hashtextextended(x::text, 0)";
   const sameHash = (table: SourceSchema["tables"][number]) =>
     rowHashSql(planTable(table, schema.shardKeyColumn));
@@ -78,6 +88,7 @@ export async function measureParityRate(
     ms: pass.ms,
     rowsPerSecond: (pass.rowsVerified * 1000) / pass.ms,
     mismatchedChunks: pass.mismatchedChunks.length,
+    walBytes: { legacy: legacyWal, shards: shardWal },
     bare,
     sameHash: same,
     floor,

@@ -11,9 +11,9 @@ import { pipeline } from "node:stream/promises";
 import pg from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import type { SourceSchema, TableInfo } from "@/server/engine/analysis/introspect";
-import { planTable } from "@/server/engine/backfill/copy-chunk";
 import { prepareShard } from "@/server/engine/backfill/prepare-shards";
 import type { Placement } from "@/server/engine/router/placement";
+import { planTable } from "@/server/engine/shared/table-plan";
 
 export interface RawCopyResult {
   /** Source rows copied (a reference table's rows count once, as the backfill counts them). */

@@ -7,19 +7,34 @@
 //                 it is published and created on the shards like every other table)
 //   3. raw COPY   the baseline for the backfill, into separate `raw` databases on the shard servers;
 //                 then, emptied, the same databases take the bare chunk loop (a diagnostic in between)
-//   4. backfill   movement 1 through the real worker at 1,000,000 rows/s: wall time to all tasks done
+//   4. backfill   movement 1 through the real worker at 1,000,000 rows/s: wall time to all tasks done;
+//                 then (untimed) the shards vacuumed and analyzed, as legacy was after its load
+//   4b parity     a full check against bare hash aggregates on legacy, in rounds (median reported)
 //   5. CDC        movement 1 keeps streaming: paced probe writes (lag), then a burst (apply rate);
 //                 each test waits for the worker's parity passes in flight, and reports any overlap
+//   5b busy       the same lag test while the worker also runs a full parity pass of movement 1 and
+//                 the throttled backfill of another plan (worker-load.ts): against the quiet figure
+//   5c native     native logical replication (its own databases) quiet, then under that same load:
+//                 how much the load alone stretches a path with no worker hop (a second baseline)
+//   5d cutover    movement 1 still streaming: tenants cut over to their shards by the worker under an
+//                 SDK write workload (freeze windows, cutovers/s), some back to legacy, then the
+//                 reverse lag (shard → legacy) of probe writes to the tenants the shards now own
 //   6. throttled  movement 1 cancelled, movement 2 (shards reset by the service) at a fixed rate
 //   7. native     built-in logical replication between the same servers: the same lag and burst tests
+//   7b native     the same, shard → legacy: the reverse lag test of 5d
+// `--only` picks steps (options.ts: BENCH_STEPS); each brings the steps it needs.
 // Every side of a comparison runs with nothing else running; a CHECKPOINT on every server precedes
 // each measurement so a checkpoint caused by earlier writes does not land inside it.
+import fs from "node:fs";
 import os from "node:os";
+import path from "node:path";
 import pg from "pg";
 import { db, disconnectDb } from "@/server/db";
+import { loadDemoDataset } from "@/server/demo/dataset";
+import { ensureDatabase } from "@/server/embedded/embedded-server";
 import { introspectSource, type SourceSchema } from "@/server/engine/analysis/introspect";
 import { currentWalLsn, readSlotStatus } from "@/server/engine/cdc/slot";
-import { loadDemoDataset } from "@/server/engine/demo/dataset";
+import { readStageTrace } from "@/server/engine/cdc/stage-trace";
 import { hashPlacement } from "@/server/engine/router/placement";
 import { withClient } from "@/server/engine/sql/connect";
 import { spawnWorker } from "@/server/testing/worker-process";
@@ -36,6 +51,7 @@ import {
   startBenchCluster,
   waitForAutovacuumIdle,
 } from "./cluster";
+import { addCutoverFigures, runCutoverStep, runNativeReverseStep } from "./cutover-step";
 import { dropReplicationLeftovers } from "./leftovers";
 import {
   attachBenchControlPlane,
@@ -46,7 +62,7 @@ import {
   sampleThrottledBackfill,
 } from "./movement";
 import { startNativeReplication } from "./native";
-import type { BenchOptions } from "./options";
+import type { BenchOptions, BenchStep } from "./options";
 import { parityRunsBetween, waitForParityIdle } from "./parity-activity";
 import { measureParityRate } from "./parity-rate";
 import {
@@ -65,9 +81,13 @@ import {
 } from "./probe";
 import { prepareRawTargets, runRawCopy } from "./raw-copy";
 import { BenchReport, figure } from "./report";
-import { type LagSummary, pollUntil, rateBetween } from "./stats";
+import { addRoutingFigures, measureRoutingOverhead } from "./router-sdk";
+import { type LagSummary, pollUntil, rateBetween, summarizeLags } from "./stats";
+import { prepareOtherPlan, startWorkerLoad, type WorkerLoad } from "./worker-load";
 
 const RAW_DB = "raw";
+/** Step 8's own database on the legacy server: its scratch fence must not meet the plan's fence in LEGACY_DB. */
+const ROUTING_DB = "routing_bench";
 const PROBE_POOL_SIZE = 16;
 const UNTHROTTLED_RATE = 1_000_000;
 
@@ -89,13 +109,18 @@ export interface BenchResult {
   facts: BenchFacts;
 }
 
+interface BurstMeasurement {
+  window: { from: Date; to: Date };
+  drive: ProbeDriveResult;
+  apply: { rows: number; seconds: number; rowsPerSecond: number };
+}
+
 interface CdcMeasurement {
   lagWindow: { from: Date; to: Date };
-  burstWindow: { from: Date; to: Date };
   lag: LagSummary;
   paced: ProbeDriveResult;
-  burst: ProbeDriveResult;
-  apply: { rows: number; seconds: number; rowsPerSecond: number };
+  /** Null when only the lag test ran (`--only busy`: the quiet figure busy is compared with). */
+  burst: BurstMeasurement | null;
 }
 
 function once(fn: () => Promise<void>): () => Promise<void> {
@@ -147,6 +172,45 @@ async function quiet(cluster: BenchCluster, log: (line: string) => void, what: s
   if (waited > 500) log(`    ${what}: waited ${(waited / 1000).toFixed(1)} s for autovacuum to finish`);
 }
 
+/** The paced lag test alone: evenly spaced single-row inserts, lag as the targets saw each commit. */
+async function measureLag(
+  what: string,
+  source: pg.Pool,
+  targets: readonly pg.Pool[],
+  cluster: BenchCluster,
+  options: BenchOptions,
+  tenantIds: readonly string[],
+  log: (line: string) => void,
+  settle: () => Promise<void>,
+  /** Runs last before the writes start (after the checkpoint): the interference test starts its load here. */
+  beforeWrites: () => Promise<void> = async () => {},
+): Promise<{ lag: LagSummary; paced: ProbeDriveResult; window: { from: Date; to: Date } }> {
+  await clearArrivals(targets);
+  await settle();
+  await quiet(cluster, log, what);
+  await checkpointAll(cluster);
+  await beforeWrites();
+  const from = new Date();
+  log(`    ${what}: ${options.cdcRate} writes/s for ${options.cdcSeconds} s`);
+  const paced = await drivePacedProbes(source, {
+    rate: options.cdcRate,
+    seconds: options.cdcSeconds,
+    tenantIds,
+  });
+  await waitForArrivals(targets, paced.inserted, what);
+  const window = { from, to: new Date() };
+  const lag = await readLagSummary(targets);
+  if (options.verbose) {
+    const timeline = await readLagTimeline(targets);
+    log(`    ${what}: worst lag per 250 ms (ms): ${timeline.map((v) => v.toFixed(0)).join(" ")}`);
+  }
+  log(
+    `    ${what}: ${paced.inserted} rows at ${paced.writesPerSecond.toFixed(0)} writes/s; lag p50 ${lag.p50.toFixed(1)} ms, p99 ${lag.p99.toFixed(1)} ms, max ${lag.max.toFixed(1)} ms`,
+  );
+  await clearArrivals(targets);
+  return { lag, paced, window };
+}
+
 /** The lag test then the burst test, against whatever replicates source.bench_probe into targets. */
 async function measureCdc(
   what: string,
@@ -156,6 +220,7 @@ async function measureCdc(
   options: BenchOptions,
   tenantIds: readonly string[],
   log: (line: string) => void,
+  withBurst: boolean,
   /** Runs before each test: lets background work of the system under test finish first. */
   settle: () => Promise<void> = async () => {},
 ): Promise<CdcMeasurement> {
@@ -163,30 +228,13 @@ async function measureCdc(
   // A few probes first: the first rows through a fresh apply path pay for parsing and planning.
   await burstProbes(source, { rows: 20, batch: 1, connections: 4, tenantIds });
   await waitForArrivals(targets, 20, `${what} (warm-up)`);
-  await clearArrivals(targets);
-  await settle();
-  await quiet(cluster, log, what);
-  await checkpointAll(cluster);
+  const {
+    lag,
+    paced,
+    window: lagWindow,
+  } = await measureLag(what, source, targets, cluster, options, tenantIds, log, settle);
+  if (!withBurst) return { lag, paced, lagWindow, burst: null };
 
-  const lagFrom = new Date();
-  log(`    ${what}: ${options.cdcRate} writes/s for ${options.cdcSeconds} s`);
-  const paced = await drivePacedProbes(source, {
-    rate: options.cdcRate,
-    seconds: options.cdcSeconds,
-    tenantIds,
-  });
-  await waitForArrivals(targets, paced.inserted, what);
-  const lagWindow = { from: lagFrom, to: new Date() };
-  const lag = await readLagSummary(targets);
-  if (options.verbose) {
-    const timeline = await readLagTimeline(targets);
-    log(`    ${what}: worst lag per 250 ms (ms): ${timeline.map((v) => v.toFixed(0)).join(" ")}`);
-  }
-  log(
-    `    ${what}: ${paced.inserted} rows at ${paced.writesPerSecond.toFixed(0)} writes/s; lag p50 ${lag.p50.toFixed(1)} ms, p99 ${lag.p99.toFixed(1)} ms, max ${lag.max.toFixed(1)} ms`,
-  );
-
-  await clearArrivals(targets);
   await settle();
   await quiet(cluster, log, what);
   await checkpointAll(cluster);
@@ -207,7 +255,7 @@ async function measureCdc(
     `    ${what}: written at ${burst.writesPerSecond.toFixed(0)} rows/s, applied at ${apply.rowsPerSecond.toFixed(0)} rows/s (${apply.seconds.toFixed(2)} s)`,
   );
   await clearArrivals(targets);
-  return { lag, paced, burst, apply, lagWindow, burstWindow };
+  return { lag, paced, lagWindow, burst: { drive: burst, apply, window: burstWindow } };
 }
 
 export async function runBench(
@@ -217,6 +265,8 @@ export async function runBench(
 ): Promise<BenchResult> {
   const report = new BenchReport();
   const loadAtStart = os.loadavg()[0] ?? 0;
+  const wants = (s: BenchStep) => options.only === null || options.only.has(s);
+  const needsWorker = (["backfill", "parity", "cdc", "busy", "throttled", "cutover"] as const).some(wants);
   const step = async <T>(label: string, fn: () => Promise<T>): Promise<T> => {
     const started = performance.now();
     log(`… ${label}`);
@@ -273,352 +323,736 @@ export async function runBench(
   const placement = hashPlacement(cluster.shards.length);
 
   // 3. baselines for the backfill: the raw COPY pipe, then (a diagnostic) the bare chunk loop
-  const { raw, chunkLoop } = await step(
-    "3/7 baseline: raw COPY pipe into indexed tables; bare chunk loop",
-    async () => {
-      for (const shard of cluster.shards) await runSql(shard.url(), `create database ${RAW_DB}`);
-      const rawUrls = cluster.shards.map((s) => s.url(RAW_DB));
-      await prepareRawTargets(rawUrls, schema);
-      await checkpointAll(cluster);
-      const rawWalFrom = await currentWalLsn(legacyPool);
-      const copied = await runRawCopy({
-        sourceUrl: cluster.legacy.url(LEGACY_DB),
-        targetUrls: rawUrls,
-        schema,
-        placement,
-        tenantIds,
-      });
-      const rawWal = Number((await currentWalLsn(legacyPool)) - rawWalFrom);
-      log(
-        `    raw COPY: ${copied.rows.toLocaleString("en-US")} rows in ${(copied.ms / 1000).toFixed(2)} s = ${copied.rowsPerSecond.toFixed(0)} rows/s`,
-      );
-      const rawPools = rawUrls.map((url) => pool(url, 1));
-      try {
-        await truncateShardTables(rawPools);
-      } finally {
-        await Promise.all(rawPools.map((p) => p.end()));
-      }
-      await checkpointAll(cluster);
-      const loopWalFrom = await currentWalLsn(legacyPool);
-      const loop = await runChunkLoop({
-        sourceUrl: cluster.legacy.url(LEGACY_DB),
-        targetUrls: rawUrls,
-        schema,
-        placement,
-        lanes: 2,
-        chunkRows: SLICE_CHUNK_ROWS,
-      });
-      const loopWal = Number((await currentWalLsn(legacyPool)) - loopWalFrom);
-      log(
-        `    chunk loop: ${loop.rows.toLocaleString("en-US")} rows in ${(loop.ms / 1000).toFixed(2)} s = ${loop.rowsPerSecond.toFixed(0)} rows/s (${loop.chunks} chunks)`,
-      );
-      for (const shard of cluster.shards) await dropDatabase(shard, RAW_DB);
-      return { raw: { ...copied, walBytes: rawWal }, chunkLoop: { ...loop, walBytes: loopWal } };
-    },
-  );
-
-  // 4. backfill, unthrottled, through the real worker
-  const controlUrl = cluster.control.url(CONTROL_DB);
-  await attachBenchControlPlane(controlUrl);
-  cleanup.push("disconnect from the control plane", () => disconnectDb());
-  const planId = await createBenchPlan(
-    cluster.legacy.url(LEGACY_DB),
-    cluster.shards.map((s) => s.url(SHARD_DB)),
-  );
-  // Its own process, as `npm run worker` runs in production: the bench's probe writer (the
-  // "application") does not share an event loop with the engine.
-  const worker = spawnWorker({ onLine: options.verbose ? (l) => log(`    [worker] ${l}`) : undefined });
-  const stopWorker = once(() => worker.kill("SIGTERM"));
-  await worker.ready;
-  cleanup.push("stop the worker", stopWorker);
-  cleanup.push("cancel a movement still running", async () => {
-    if (cleanup.aborted) return; // the slot goes with its server
-    const movement = await db().dataMovement.findUnique({ where: { planId } });
-    if (movement && movement.status !== "cancelled") await cancelMovement(planId, "bench: clean-up");
-  });
-
-  await checkpointAll(cluster);
-  const backfill = await step("4/7 backfill through the worker, unthrottled", async () => {
-    const walFrom = await currentWalLsn(legacyPool);
-    const run = await runBackfillToCompletion(planId, UNTHROTTLED_RATE, 600_000);
-    const walBytes = Number((await currentWalLsn(legacyPool)) - walFrom);
-    log(
-      `    ${run.rows.toLocaleString("en-US")} rows in ${(run.ms / 1000).toFixed(2)} s = ${((run.rows * 1000) / run.ms).toFixed(0)} rows/s` +
-        ` (startDataMovement ${(run.startCallMs / 1000).toFixed(2)} s, first rows after ${((run.firstRowsMs ?? 0) / 1000).toFixed(2)} s)`,
-    );
-    const problems = await verifyCopy(legacyPool, shardPools, schema);
-    for (const p of problems) log(`    warning: row counts differ after the backfill: ${p}`);
-    if (problems.length) report.note(`Row counts differed after the backfill: ${problems.join("; ")}`);
-    return { ...run, walBytes };
-  });
-
-  // 4b. parity: a full check of the copied data against a bare hash aggregate on legacy
-  const parity = await step("4b parity: full check vs a bare in-database hash aggregate", async () => {
-    // The worker starts its own parity passes once the backfill is done: measure on a quiet system.
-    const inFlight = await waitForParityIdle(controlUrl, planId, { appearMs: 3_000, timeoutMs: 120_000 });
-    if (inFlight.runs > 0) {
-      log(
-        `    waited ${(inFlight.waitedMs / 1000).toFixed(1)} s for the worker's parity passes (${inFlight.runs})`,
-      );
-    }
-    await waitForAutovacuumIdle(cluster);
-    await checkpointAll(cluster);
-    const rate = await measureParityRate(legacyPool, shardPools, placement, schema);
-    log(
-      `    full check: ${rate.rowsVerified.toLocaleString("en-US")} rows verified in ${(rate.ms / 1000).toFixed(2)} s = ${rate.rowsPerSecond.toFixed(0)} rows/s` +
-        ` (${rate.mismatchedChunks} mismatched chunks); bare aggregate on legacy: ${rate.bare.rowsPerSecond.toFixed(0)} rows/s;` +
-        ` same hash on legacy: ${rate.sameHash.rowsPerSecond.toFixed(0)} rows/s; on legacy and shards at once: ${rate.floor.rowsPerSecond.toFixed(0)} rows/s`,
-    );
-    return rate;
-  });
-
-  // 5. CDC through our movement: backfill done, nothing else writing
-  const ours = await step("5/7 CDC through our movement: lag and apply throughput", async () => {
-    for (const shard of shardPools) await shard.query(ARRIVAL_SETUP_SQL);
-    const { slotName } = await movementNames(planId);
-    await pollUntil(
-      "our CDC stream to be attached to its slot",
-      async () => (await readSlotStatus(legacyPool, slotName))?.active,
-      {
-        timeoutMs: 30_000,
-        intervalMs: 200,
-      },
-    );
-    const settle = async () => {
-      const parity = await waitForParityIdle(controlUrl, planId, { appearMs: 5_000, timeoutMs: 60_000 });
-      if (parity.runs > 0) {
+  const baselines = !wants("backfill")
+    ? null
+    : await step("3/7 baseline: raw COPY pipe into indexed tables; bare chunk loop", async () => {
+        for (const shard of cluster.shards) await runSql(shard.url(), `create database ${RAW_DB}`);
+        const rawUrls = cluster.shards.map((s) => s.url(RAW_DB));
+        await prepareRawTargets(rawUrls, schema);
+        await checkpointAll(cluster);
+        const rawWalFrom = await currentWalLsn(legacyPool);
+        const copied = await runRawCopy({
+          sourceUrl: cluster.legacy.url(LEGACY_DB),
+          targetUrls: rawUrls,
+          schema,
+          placement,
+          tenantIds,
+        });
+        const rawWal = Number((await currentWalLsn(legacyPool)) - rawWalFrom);
         log(
-          `    waited ${(parity.waitedMs / 1000).toFixed(1)} s for parity passes in flight (${parity.runs} so far)`,
+          `    raw COPY: ${copied.rows.toLocaleString("en-US")} rows in ${(copied.ms / 1000).toFixed(2)} s = ${copied.rowsPerSecond.toFixed(0)} rows/s`,
         );
-      }
-    };
-    const measured = await measureCdc(
-      "ours",
-      legacyPool,
-      shardPools,
-      cluster,
-      options,
-      tenantIds,
-      log,
-      settle,
-    );
-    for (const [test, window] of [
-      ["lag test", measured.lagWindow],
-      ["burst", measured.burstWindow],
-    ] as const) {
-      const overlapping = await parityRunsBetween(controlUrl, planId, window.from, window.to);
-      if (overlapping.length) {
-        log(`    parity passes during our ${test}: ${overlapping.join(", ")}`);
-        report.note(`The worker's parity passes overlapped our CDC ${test}: ${overlapping.join(", ")}.`);
-      }
-    }
-    return measured;
-  });
+        const rawPools = rawUrls.map((url) => pool(url, 1));
+        try {
+          await truncateShardTables(rawPools);
+        } finally {
+          await Promise.all(rawPools.map((p) => p.end()));
+        }
+        await checkpointAll(cluster);
+        const loopWalFrom = await currentWalLsn(legacyPool);
+        const loop = await runChunkLoop({
+          sourceUrl: cluster.legacy.url(LEGACY_DB),
+          targetUrls: rawUrls,
+          schema,
+          placement,
+          lanes: 2,
+          chunkRows: SLICE_CHUNK_ROWS,
+        });
+        const loopWal = Number((await currentWalLsn(legacyPool)) - loopWalFrom);
+        log(
+          `    chunk loop: ${loop.rows.toLocaleString("en-US")} rows in ${(loop.ms / 1000).toFixed(2)} s = ${loop.rowsPerSecond.toFixed(0)} rows/s (${loop.chunks} chunks)`,
+        );
+        for (const shard of cluster.shards) await dropDatabase(shard, RAW_DB);
+        return { raw: { ...copied, walBytes: rawWal }, chunkLoop: { ...loop, walBytes: loopWal } };
+      });
 
-  // 6. backfill, throttled: a second movement on emptied shards
-  const throttled = await step(
-    `6/7 backfill through the worker, throttled at ${options.throttle} rows/s`,
-    async () => {
-      await cancelMovement(planId, "bench: next measurement");
-      await checkpointAll(cluster);
-      let nextTrace = 0;
-      const run = await sampleThrottledBackfill(
-        planId,
-        options.throttle,
-        options.throttleToS + 0.5,
-        (atMs, tasks) => {
-          if (!options.verbose || atMs < nextTrace) return;
-          nextTrace += 1_000;
-          const active = tasks.filter((t) => t.status === "running").map((t) => `${t.table} ${t.rowsCopied}`);
-          log(`    t=${(atMs / 1000).toFixed(2)} s running: ${active.join(", ") || "none"}`);
-        },
-      );
-      await cancelMovement(planId, "bench: measurements done");
-      const window = rateBetween(run.samples, options.throttleFromS * 1000, options.throttleToS * 1000);
-      if (!window) {
-        throw new Error(
-          `The throttled backfill gave no samples between ${options.throttleFromS} s and ${options.throttleToS} s` +
-            `${run.finishedEarly ? " (it finished before that: raise --rows or lower --throttle)" : ""}.`,
-        );
-      }
-      if (run.finishedEarly) {
-        report.note(
-          `The throttled backfill finished within the measuring window; the rate is over ${((window.toMs - window.fromMs) / 1000).toFixed(1)} s only.`,
-        );
-      }
+  const workerSteps = async () => {
+    // 4. backfill, unthrottled, through the real worker
+    const controlUrl = cluster.control.url(CONTROL_DB);
+    await attachBenchControlPlane(controlUrl);
+    cleanup.push("disconnect from the control plane", () => disconnectDb());
+    const planId = await createBenchPlan(
+      cluster.legacy.url(LEGACY_DB),
+      cluster.shards.map((s) => s.url(SHARD_DB)),
+    );
+    // Its own process, as `npm run worker` runs in production: the bench's probe writer (the
+    // "application") does not share an event loop with the engine.
+    // The worker's CDC writes per-transaction stage timestamps here (stage-trace.ts).
+    const tracePath = path.join(os.tmpdir(), `shardshift-cdc-trace-${process.pid}.txt`);
+    process.env.SHARDSHIFT_CDC_TRACE = tracePath;
+    cleanup.push("delete the CDC stage trace", async () => fs.rmSync(tracePath, { force: true }));
+    const stagesOf = (what: string, window: { from: Date; to: Date }) => {
+      const stages = readStageTrace(tracePath, window.from.getTime(), window.to.getTime());
+      const toRead = summarizeLags(stages.toRead);
+      const toApplied = summarizeLags(stages.toApplied);
       log(
-        `    ${window.rowsPerSecond.toFixed(0)} rows/s between ${(window.fromMs / 1000).toFixed(2)} s and ${(window.toMs / 1000).toFixed(2)} s`,
+        `    ${what}: stages (ms, p50 / p99 / max): legacy commit → in our worker ${toRead.p50.toFixed(2)} / ${toRead.p99.toFixed(2)} / ${toRead.max.toFixed(1)}; ` +
+          `→ apply returned ${toApplied.p50.toFixed(2)} / ${toApplied.p99.toFixed(2)} / ${toApplied.max.toFixed(1)}`,
       );
-      return window;
-    },
-  );
-  await stopWorker();
-  await disconnectDb();
+      return { toRead, toApplied };
+    };
+    const worker = spawnWorker({ onLine: options.verbose ? (l) => log(`    [worker] ${l}`) : undefined });
+    const stopWorker = once(() => worker.kill("SIGTERM"));
+    await worker.ready;
+    cleanup.push("stop the worker", stopWorker);
+    cleanup.push("cancel a movement still running", async () => {
+      if (cleanup.aborted) return; // the slot goes with its server
+      const movement = await db().dataMovement.findUnique({ where: { planId } });
+      if (movement && movement.status !== "cancelled") await cancelMovement(planId, "bench: clean-up");
+    });
+
+    await checkpointAll(cluster);
+    const backfill = await step("4/7 backfill through the worker, unthrottled", async () => {
+      const walFrom = await currentWalLsn(legacyPool);
+      const run = await runBackfillToCompletion(planId, UNTHROTTLED_RATE, 600_000);
+      const walBytes = Number((await currentWalLsn(legacyPool)) - walFrom);
+      log(
+        `    ${run.rows.toLocaleString("en-US")} rows in ${(run.ms / 1000).toFixed(2)} s = ${((run.rows * 1000) / run.ms).toFixed(0)} rows/s` +
+          ` (startDataMovement ${(run.startCallMs / 1000).toFixed(2)} s, first rows after ${((run.firstRowsMs ?? 0) / 1000).toFixed(2)} s)`,
+      );
+      const problems = await verifyCopy(legacyPool, shardPools, schema);
+      for (const p of problems) log(`    warning: row counts differ after the backfill: ${p}`);
+      if (problems.length) report.note(`Row counts differed after the backfill: ${problems.join("; ")}`);
+      // The backfill has just bulk-loaded the shards' tables. Their first vacuum (hint bits, the
+      // visibility map and, with data checksums on, a full-page image of every page: ~77 MB of WAL
+      // per shard here) is autovacuum's to run whenever its naptime comes round — in session 6's
+      // runs inside the measured parity pass (0.56–0.63 of the bare aggregate, against 0.88–0.99 for
+      // the same pass right after). Legacy was vacuumed after its load (step 2); the shards are now,
+      // outside the timed backfill, so every later step reads both sides in the same state.
+      const vacuumStarted = performance.now();
+      await Promise.all(shardPools.map((shard) => shard.query("vacuum (analyze)")));
+      log(
+        `    shards vacuumed and analyzed after the backfill in ${((performance.now() - vacuumStarted) / 1000).toFixed(1)} s`,
+      );
+      return { ...run, walBytes };
+    });
+
+    // 4b. parity: a full check of the copied data against a bare hash aggregate on legacy
+    const parity = !wants("parity")
+      ? null
+      : await step("4b parity: full check vs a bare in-database hash aggregate", async () => {
+          // The worker starts its own parity passes once the backfill is done: measure on a quiet system.
+          const inFlight = await waitForParityIdle(controlUrl, planId, {
+            appearMs: 3_000,
+            timeoutMs: 120_000,
+          });
+          if (inFlight.runs > 0) {
+            log(
+              `    waited ${(inFlight.waitedMs / 1000).toFixed(1)} s for the worker's parity passes (${inFlight.runs})`,
+            );
+          }
+          // The shards were vacuumed at the end of step 4, so no autovacuum of the bulk-loaded
+          // tables lands inside the pass; the WAL it writes is reported as a check (0 expected).
+          await waitForAutovacuumIdle(cluster);
+          await checkpointAll(cluster);
+          // Rounds, each the full check then its baselines right after it: a burst of other work on
+          // this shared machine hits one round, and the round with the median ratio is reported.
+          const rounds: Awaited<ReturnType<typeof measureParityRate>>[] = [];
+          for (let round = 1; round <= options.parityRounds; round++) {
+            const r = await measureParityRate(legacyPool, shardPools, placement, schema);
+            rounds.push(r);
+            if (options.parityRounds > 1) {
+              log(
+                `    round ${round}: full check ${r.rowsPerSecond.toFixed(0)} rows/s, bare aggregate ${r.bare.rowsPerSecond.toFixed(0)} rows/s: ${(r.rowsPerSecond / r.bare.rowsPerSecond).toFixed(2)} (load ${os.loadavg()[0]?.toFixed(1)})`,
+              );
+            }
+          }
+          const byRatio = [...rounds].sort(
+            (a, b) => a.rowsPerSecond / a.bare.rowsPerSecond - b.rowsPerSecond / b.bare.rowsPerSecond,
+          );
+          const rate = byRatio[Math.floor((byRatio.length - 1) / 2)] as (typeof rounds)[number];
+          log(
+            `    full check: ${rate.rowsVerified.toLocaleString("en-US")} rows verified in ${(rate.ms / 1000).toFixed(2)} s = ${rate.rowsPerSecond.toFixed(0)} rows/s` +
+              ` (${rate.mismatchedChunks} mismatched chunks); bare aggregate on legacy: ${rate.bare.rowsPerSecond.toFixed(0)} rows/s;` +
+              ` same hash on legacy: ${rate.sameHash.rowsPerSecond.toFixed(0)} rows/s; on legacy and shards at once: ${rate.floor.rowsPerSecond.toFixed(0)} rows/s`,
+          );
+          const mbText = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);
+          const first = rounds[0] ?? rate;
+          log(
+            `    WAL written by the full check (first round): legacy ${mbText(first.walBytes.legacy)} MB, shards ${first.walBytes.shards.map(mbText).join(" + ")} MB`,
+          );
+          return { ...rate, firstRoundWalBytes: first.walBytes };
+        });
+
+    // 5. CDC through our movement: backfill done, nothing else writing
+    const ours = !(wants("cdc") || wants("busy"))
+      ? null
+      : await step(
+          `5/7 CDC through our movement: lag${wants("cdc") ? " and apply throughput" : " (the quiet figure for busy)"}`,
+          async () => {
+            for (const shard of shardPools) await shard.query(ARRIVAL_SETUP_SQL);
+            const { slotName } = await movementNames(planId);
+            await pollUntil(
+              "our CDC stream to be attached to its slot",
+              async () => (await readSlotStatus(legacyPool, slotName))?.active,
+              {
+                timeoutMs: 30_000,
+                intervalMs: 200,
+              },
+            );
+            const settle = async () => {
+              const parity = await waitForParityIdle(controlUrl, planId, {
+                appearMs: 5_000,
+                timeoutMs: 60_000,
+              });
+              if (parity.runs > 0) {
+                log(
+                  `    waited ${(parity.waitedMs / 1000).toFixed(1)} s for parity passes in flight (${parity.runs} so far)`,
+                );
+              }
+            };
+            const measured = await measureCdc(
+              "ours",
+              legacyPool,
+              shardPools,
+              cluster,
+              options,
+              tenantIds,
+              log,
+              wants("cdc"),
+              settle,
+            );
+            for (const [test, window] of [
+              ["lag test", measured.lagWindow],
+              ["burst", measured.burst?.window ?? null],
+            ] as const) {
+              if (!window) continue;
+              const overlapping = await parityRunsBetween(controlUrl, planId, window.from, window.to);
+              if (overlapping.length) {
+                log(`    parity passes during our ${test}: ${overlapping.join(", ")}`);
+                report.note(
+                  `The worker's parity passes overlapped our CDC ${test}: ${overlapping.join(", ")}.`,
+                );
+              }
+            }
+            return { ...measured, stages: stagesOf("ours", measured.lagWindow) };
+          },
+        );
+
+    // 5b. CDC lag on a busy worker: the same lag test while the worker also runs full parity passes
+    //     of this plan and the throttled backfill of another plan (worker-load.ts)
+    const busy = !wants("busy")
+      ? null
+      : await step(
+          "5b CDC lag with a full parity pass and another plan's backfill on the same worker",
+          async () => {
+            const backfillRate = Math.max(1_000, Math.round(options.throttle / 2));
+            const otherPlanId = await prepareOtherPlan(cluster, {
+              rows: backfillRate * (options.cdcSeconds + 20),
+              tenants: 1_000,
+              seed: options.seed + 1,
+            });
+            cleanup.push("cancel the other plan's movement", async () => {
+              if (cleanup.aborted) return;
+              const movement = await db().dataMovement.findUnique({ where: { planId: otherPlanId } });
+              if (movement && !["cancelled", "failed"].includes(movement.status)) {
+                await cancelMovement(otherPlanId, "bench: clean-up");
+              }
+            });
+            const settle = async () => {
+              await waitForParityIdle(controlUrl, planId, { appearMs: 0, timeoutMs: 60_000 });
+            };
+            let load: WorkerLoad | null = null;
+            const measured = await measureLag(
+              "ours, busy worker",
+              legacyPool,
+              shardPools,
+              cluster,
+              options,
+              tenantIds,
+              log,
+              settle,
+              async () => {
+                load = await startWorkerLoad({
+                  controlUrl,
+                  measuredPlanId: planId,
+                  otherPlanId,
+                  backfillRate,
+                });
+              },
+            );
+            const summary = await (load as WorkerLoad | null)?.stop();
+            if (!summary) throw new Error("the worker load did not start");
+            log(
+              `    busy worker: ${summary.parityPasses} full parity pass(es) (${summary.paritySeconds.map((v) => `${v.toFixed(1)} s`).join(", ")}), ${summary.backfillRows.toLocaleString("en-US")} rows backfilled for the other plan at ${backfillRate} rows/s; ${summary.parityMismatched} table(s) with tenants that differed at the pass's scan` +
+                `${summary.backfillDoneEarly ? " (its backfill finished before the test ended)" : ""}`,
+            );
+            if (summary.backfillDoneEarly) {
+              report.note("The other plan's backfill finished before the busy-worker lag test ended.");
+            }
+            return {
+              ...measured,
+              ...summary,
+              backfillRate,
+              otherPlanId,
+              stages: stagesOf("ours, busy worker", measured.window),
+            };
+          },
+        );
+
+    // 5c. the same two lag tests on native logical replication (its own databases, native.ts) while
+    //     this worker stays up with our movement streaming but idle: quiet, then under the same load
+    //     as 5b. How much the load alone (two cores shared by the databases' hashing and copying)
+    //     stretches a replication path that has no worker hop, next to what it does to ours.
+    const nativeBusy = !busy
+      ? null
+      : await step(
+          "5c baseline: native logical replication's lag, quiet and under the same load",
+          async () => {
+            const replication = await startNativeReplication({
+              legacy: cluster.legacy,
+              shards: cluster.shards,
+              password: cluster.password,
+              sourcePoolSize: PROBE_POOL_SIZE,
+            });
+            const stop = once(() => replication.stop());
+            cleanup.push("drop the native subscriptions (5c)", stop);
+            try {
+              const { source, targets } = replication;
+              await warmPool(source, PROBE_POOL_SIZE);
+              await burstProbes(source, { rows: 20, batch: 1, connections: 4, tenantIds });
+              await waitForArrivals(targets, 20, "native (warm-up)");
+              const settle = async () => {
+                await waitForParityIdle(controlUrl, planId, { appearMs: 0, timeoutMs: 60_000 });
+              };
+              const quietRun = await measureLag(
+                "native, quiet",
+                source,
+                targets,
+                cluster,
+                options,
+                tenantIds,
+                log,
+                settle,
+              );
+              let load: WorkerLoad | null = null;
+              const busyRun = await measureLag(
+                "native, busy worker",
+                source,
+                targets,
+                cluster,
+                options,
+                tenantIds,
+                log,
+                settle,
+                async () => {
+                  load = await startWorkerLoad({
+                    controlUrl,
+                    measuredPlanId: planId,
+                    otherPlanId: busy.otherPlanId,
+                    backfillRate: busy.backfillRate,
+                    again: true,
+                  });
+                },
+              );
+              const summary = await (load as WorkerLoad | null)?.stop();
+              if (!summary) throw new Error("the worker load did not start");
+              log(
+                `    native, busy worker: ${summary.parityPasses} full parity pass(es) (${summary.paritySeconds.map((v) => `${v.toFixed(1)} s`).join(", ")}), ${summary.backfillRows.toLocaleString("en-US")} rows backfilled for the other plan; ${summary.parityMismatched} table(s) with tenants that differed at the pass's scan`,
+              );
+              return { quiet: quietRun.lag, busy: busyRun.lag, paced: busyRun.paced, ...summary };
+            } finally {
+              await stop();
+            }
+          },
+        );
+
+    // 5d. cutover: tenants to their shards and some back under SDK writes, then the reverse lag
+    //     (cutover-step.ts); tenants stay on the shards until step 6 cancels the movement
+    const cutover = !wants("cutover")
+      ? null
+      : await step(
+          `5d cutover: ${options.cutoverTenants} tenants to their shards under SDK writes, ${options.cutoverBack} back; reverse lag`,
+          () =>
+            runCutoverStep({
+              planId,
+              cluster,
+              legacyPool,
+              tenantIds,
+              options,
+              log,
+              report,
+              prepareMeasurement: async () => {
+                await waitForParityIdle(controlUrl, planId, { appearMs: 0, timeoutMs: 60_000 });
+                await quiet(cluster, log, "ours, shard → legacy");
+                await checkpointAll(cluster);
+              },
+            }),
+        );
+
+    // 6. backfill, throttled: a second movement on emptied shards
+    const throttled = !wants("throttled")
+      ? null
+      : await step(`6/7 backfill through the worker, throttled at ${options.throttle} rows/s`, async () => {
+          await cancelMovement(planId, "bench: next measurement");
+          await checkpointAll(cluster);
+          let nextTrace = 0;
+          const run = await sampleThrottledBackfill(
+            planId,
+            options.throttle,
+            options.throttleToS + 0.5,
+            (atMs, tasks) => {
+              if (!options.verbose || atMs < nextTrace) return;
+              nextTrace += 1_000;
+              const active = tasks
+                .filter((t) => t.status === "running")
+                .map((t) => `${t.table} ${t.rowsCopied}`);
+              log(`    t=${(atMs / 1000).toFixed(2)} s running: ${active.join(", ") || "none"}`);
+            },
+          );
+          await cancelMovement(planId, "bench: measurements done");
+          const window = rateBetween(run.samples, options.throttleFromS * 1000, options.throttleToS * 1000);
+          if (!window) {
+            throw new Error(
+              `The throttled backfill gave no samples between ${options.throttleFromS} s and ${options.throttleToS} s` +
+                `${run.finishedEarly ? " (it finished before that: raise --rows or lower --throttle)" : ""}.`,
+            );
+          }
+          if (run.finishedEarly) {
+            report.note(
+              `The throttled backfill finished within the measuring window; the rate is over ${((window.toMs - window.fromMs) / 1000).toFixed(1)} s only.`,
+            );
+          }
+          log(
+            `    ${window.rowsPerSecond.toFixed(0)} rows/s between ${(window.fromMs / 1000).toFixed(2)} s and ${(window.toMs / 1000).toFixed(2)} s`,
+          );
+          return window;
+        });
+    if (!throttled) await cancelMovement(planId, "bench: measurements done");
+    await stopWorker();
+    await disconnectDb();
+    return { backfill, parity, ours, busy, nativeBusy, throttled, cutover };
+  };
+  const engine = needsWorker ? await workerSteps() : null;
 
   // 7. native logical replication, same servers, nothing of ours running
-  const native = await step("7/7 baseline: native logical replication, same tests", async () => {
-    const replication = await startNativeReplication({
-      legacy: cluster.legacy,
-      shards: cluster.shards,
-      password: cluster.password,
-      sourcePoolSize: PROBE_POOL_SIZE,
-    });
-    const stop = once(() => replication.stop());
-    cleanup.push("drop the native subscriptions", stop);
-    try {
-      return await measureCdc(
-        "native",
-        replication.source,
-        replication.targets,
-        cluster,
-        options,
-        tenantIds,
-        log,
+  const native = !wants("cdc")
+    ? null
+    : await step("7/7 baseline: native logical replication, same tests", async () => {
+        const replication = await startNativeReplication({
+          legacy: cluster.legacy,
+          shards: cluster.shards,
+          password: cluster.password,
+          sourcePoolSize: PROBE_POOL_SIZE,
+        });
+        const stop = once(() => replication.stop());
+        cleanup.push("drop the native subscriptions", stop);
+        try {
+          return await measureCdc(
+            "native",
+            replication.source,
+            replication.targets,
+            cluster,
+            options,
+            tenantIds,
+            log,
+            true,
+          );
+        } finally {
+          await stop();
+        }
+      });
+
+  // 7b. native logical replication shard → legacy: the reverse lag test of 5d, for the same tenants
+  const cutover = engine?.cutover ?? null;
+  const nativeReverse = !cutover?.reverse
+    ? null
+    : await step("7b baseline: native logical replication shard → legacy, the reverse lag test", () =>
+        runNativeReverseStep({
+          cluster,
+          shardTenants: cutover.shardTenants,
+          options,
+          log,
+          cleanup,
+          prepareMeasurement: async () => {
+            await quiet(cluster, log, "native, shard → legacy");
+            await checkpointAll(cluster);
+          },
+        }),
       );
-    } finally {
-      await stop();
-    }
-  });
+
+  // 8. issue 12's per-query costs (server/bench/router-sdk.ts), nothing else running
+  const routing = !wants("routing")
+    ? null
+    : await step("8 router SDK and fence overhead on legacy", async () => {
+        await ensureDatabase(cluster.legacy.url(), ROUTING_DB);
+        const p = pool(cluster.legacy.url(ROUTING_DB), 2);
+        try {
+          return await measureRoutingOverhead(p, log);
+        } finally {
+          await p.end();
+        }
+      });
 
   // Figures
   const rawSplit = `split by tenant over ${cluster.shards.length} shards with the movement's placement, shards in parallel, tables in sequence`;
-  const backfillRate = (backfill.rows * 1000) / backfill.ms;
-  report.add({
-    figure: figure("backfill.unthrottled.rows_per_s", backfillRate, "rows/s", raw.rowsPerSecond),
-    label: "backfill, unthrottled (worker)",
-    baselineLabel: "raw COPY pipe",
-    aim: { text: "ratio ≥ 0.6", check: (f) => (f.ratio ?? 0) >= 0.6 },
-  });
-  report.add({
-    figure: figure("parity.full_check.rows_per_s", parity.rowsPerSecond, "rows/s", parity.bare.rowsPerSecond),
-    label: "parity, full check (legacy + every shard hashed, compared per tenant)",
-    baselineLabel: "bare hash aggregate on legacy",
-    aim: { text: "ratio ≥ 0.8", check: (f) => (f.ratio ?? 0) >= 0.8 },
-  });
-  report.add({
-    figure: figure(
-      "parity.full_check.vs_same_hash",
-      parity.rowsPerSecond,
-      "rows/s",
-      parity.sameHash.rowsPerSecond,
-    ),
-    label: "parity, full check, against its own row hash summed on legacy alone",
-    baselineLabel: "same hash, legacy alone",
-  });
-  report.add({
-    figure: figure("parity.full_check.vs_floor", parity.rowsPerSecond, "rows/s", parity.floor.rowsPerSecond),
-    label: "parity, full check, against the same hash on legacy and shards at once (the floor here)",
-    baselineLabel: "same hash, all servers at once",
-  });
-  report.add({
-    figure: figure("backfill.raw_copy.rows_per_s", raw.rowsPerSecond, "rows/s"),
-    label: "raw COPY pipe (baseline)",
-  });
-  report.add({
-    figure: figure("backfill.chunk_loop.rows_per_s", chunkLoop.rowsPerSecond, "rows/s", raw.rowsPerSecond),
-    label: `bare chunk loop (copyChunk × 2 lanes, ${SLICE_CHUNK_ROWS}-row chunks, no worker)`,
-    baselineLabel: "raw COPY pipe",
-  });
-  report.add({
-    figure: figure("backfill.unthrottled.seconds", backfill.ms / 1000, "s", raw.ms / 1000),
-    label: "backfill wall time (start → all tasks done)",
-    baselineLabel: "raw COPY",
-  });
-  report.add({
-    figure: figure("backfill.unthrottled.start_call_seconds", backfill.startCallMs / 1000, "s"),
-    label: "backfill start-up: the startDataMovement call",
-  });
-  report.add({
-    figure: figure(
-      "backfill.unthrottled.first_rows_seconds",
-      (backfill.firstRowsMs ?? Number.NaN) / 1000,
-      "s",
-    ),
-    label: "backfill start-up: start → first rows copied",
-  });
-  const mb = (bytes: number) => bytes / 1024 / 1024;
-  report.add({
-    figure: figure("backfill.unthrottled.legacy_wal_mb", mb(backfill.walBytes), "MB", mb(raw.walBytes)),
-    label: "WAL written on legacy during the backfill",
-    baselineLabel: "raw COPY",
-  });
-  report.add({
-    figure: figure("backfill.chunk_loop.legacy_wal_mb", mb(chunkLoop.walBytes), "MB", mb(raw.walBytes)),
-    label: "WAL written on legacy during the bare chunk loop",
-    baselineLabel: "raw COPY",
-  });
-  report.add({
-    figure: figure("backfill.throttled.rows_per_s", throttled.rowsPerSecond, "rows/s", options.throttle),
-    label: `backfill, throttled (${options.throttleFromS}–${options.throttleToS} s)`,
-    baselineLabel: "rate set",
-    aim: { text: "ratio 0.9–1.1", check: (f) => Math.abs((f.ratio ?? 0) - 1) <= 0.1 },
-  });
+  const {
+    backfill = null,
+    parity = null,
+    ours = null,
+    busy = null,
+    nativeBusy = null,
+    throttled = null,
+  } = engine ?? {};
+  const { raw = null, chunkLoop = null } = baselines ?? {};
+  if (backfill && raw && chunkLoop) {
+    const backfillRate = (backfill.rows * 1000) / backfill.ms;
+    report.add({
+      figure: figure("backfill.unthrottled.rows_per_s", backfillRate, "rows/s", raw.rowsPerSecond),
+      label: "backfill, unthrottled (worker)",
+      baselineLabel: "raw COPY pipe",
+      aim: { text: "ratio ≥ 0.6", check: (f) => (f.ratio ?? 0) >= 0.6 },
+    });
+  }
+  if (parity) {
+    report.add({
+      figure: figure(
+        "parity.full_check.rows_per_s",
+        parity.rowsPerSecond,
+        "rows/s",
+        parity.bare.rowsPerSecond,
+      ),
+      label: `parity, full check (legacy + every shard hashed, compared per tenant; median of ${options.parityRounds} round${options.parityRounds === 1 ? "" : "s"})`,
+      baselineLabel: "bare hash aggregate on legacy",
+      aim: { text: "ratio ≥ 0.8", check: (f) => (f.ratio ?? 0) >= 0.8 },
+    });
+    report.add({
+      figure: figure(
+        "parity.full_check.vs_same_hash",
+        parity.rowsPerSecond,
+        "rows/s",
+        parity.sameHash.rowsPerSecond,
+      ),
+      label: "parity, full check, against its own row hash summed on legacy alone",
+      baselineLabel: "same hash, legacy alone",
+    });
+    report.add({
+      figure: figure(
+        "parity.full_check.vs_floor",
+        parity.rowsPerSecond,
+        "rows/s",
+        parity.floor.rowsPerSecond,
+      ),
+      label: "parity, full check, against the same hash on legacy and shards at once (the floor here)",
+      baselineLabel: "same hash, all servers at once",
+    });
+    report.add({
+      figure: figure(
+        "parity.full_check.wal_mb",
+        (parity.firstRoundWalBytes.legacy + parity.firstRoundWalBytes.shards.reduce((a, b) => a + b, 0)) /
+          1024 /
+          1024,
+        "MB",
+      ),
+      label:
+        "WAL written by the first round's full check on legacy and the shards (hint bits set by a first read)",
+    });
+  }
+  if (backfill && raw && chunkLoop) {
+    report.add({
+      figure: figure("backfill.raw_copy.rows_per_s", raw.rowsPerSecond, "rows/s"),
+      label: "raw COPY pipe (baseline)",
+    });
+    report.add({
+      figure: figure("backfill.chunk_loop.rows_per_s", chunkLoop.rowsPerSecond, "rows/s", raw.rowsPerSecond),
+      label: `bare chunk loop (copyChunk × 2 lanes, ${SLICE_CHUNK_ROWS}-row chunks, no worker)`,
+      baselineLabel: "raw COPY pipe",
+    });
+    report.add({
+      figure: figure("backfill.unthrottled.seconds", backfill.ms / 1000, "s", raw.ms / 1000),
+      label: "backfill wall time (start → all tasks done)",
+      baselineLabel: "raw COPY",
+    });
+    report.add({
+      figure: figure("backfill.unthrottled.start_call_seconds", backfill.startCallMs / 1000, "s"),
+      label: "backfill start-up: the startDataMovement call",
+    });
+    report.add({
+      figure: figure(
+        "backfill.unthrottled.first_rows_seconds",
+        (backfill.firstRowsMs ?? Number.NaN) / 1000,
+        "s",
+      ),
+      label: "backfill start-up: start → first rows copied",
+    });
+    const mb = (bytes: number) => bytes / 1024 / 1024;
+    report.add({
+      figure: figure("backfill.unthrottled.legacy_wal_mb", mb(backfill.walBytes), "MB", mb(raw.walBytes)),
+      label: "WAL written on legacy during the backfill",
+      baselineLabel: "raw COPY",
+    });
+    report.add({
+      figure: figure("backfill.chunk_loop.legacy_wal_mb", mb(chunkLoop.walBytes), "MB", mb(raw.walBytes)),
+      label: "WAL written on legacy during the bare chunk loop",
+      baselineLabel: "raw COPY",
+    });
+  }
+  if (throttled) {
+    report.add({
+      figure: figure("backfill.throttled.rows_per_s", throttled.rowsPerSecond, "rows/s", options.throttle),
+      label: `backfill, throttled (${options.throttleFromS}–${options.throttleToS} s)`,
+      baselineLabel: "rate set",
+      aim: { text: "ratio 0.9–1.1", check: (f) => Math.abs((f.ratio ?? 0) - 1) <= 0.1 },
+    });
+  }
   const lagRows = [
     ["p50", "p50"],
     ["p99", "p99"],
     ["max", "max"],
   ] as const;
-  for (const [key, label] of lagRows) {
+  if (ours && native) {
+    for (const [key, label] of lagRows) {
+      report.add({
+        figure: figure(`cdc.lag.${key}_ms`, ours.lag[key], "ms", native.lag[key]),
+        label: `CDC lag ${label} at ${options.cdcRate} writes/s (ours)`,
+        baselineLabel: "native",
+        aim:
+          key === "p99"
+            ? { text: "ratio ≤ 2", check: (f) => (f.ratio ?? Number.POSITIVE_INFINITY) <= 2 }
+            : undefined,
+      });
+    }
+  }
+  if (busy && ours) {
+    for (const [key, label] of lagRows) {
+      report.add({
+        figure: figure(`cdc.busy_worker.lag.${key}_ms`, busy.lag[key], "ms", ours.lag[key]),
+        label: `CDC lag ${label} at ${options.cdcRate} writes/s, worker also running a full parity pass and another plan's backfill`,
+        baselineLabel: "quiet worker",
+        aim:
+          key === "p99"
+            ? { text: "ratio ≤ 1.5", check: (f) => (f.ratio ?? Number.POSITIVE_INFINITY) <= 1.5 }
+            : undefined,
+      });
+    }
     report.add({
-      figure: figure(`cdc.lag.${key}_ms`, ours.lag[key], "ms", native.lag[key]),
-      label: `CDC lag ${label} at ${options.cdcRate} writes/s (ours)`,
+      figure: figure(
+        "cdc.busy_worker.lag.write_rate",
+        busy.paced.writesPerSecond,
+        "writes/s",
+        options.cdcRate,
+      ),
+      label: `busy-worker lag test: writes achieved (${busy.parityPasses} full parity pass of ${busy.paritySeconds.map((v) => v.toFixed(1)).join(" + ")} s, ${busy.backfillRows} rows of the other plan's backfill at ${busy.backfillRate} rows/s meanwhile)`,
+      baselineLabel: "target",
+    });
+  }
+  if (nativeBusy) {
+    for (const [key, label] of lagRows) {
+      report.add({
+        figure: figure(
+          `cdc.busy_worker.native.lag.${key}_ms`,
+          nativeBusy.busy[key],
+          "ms",
+          nativeBusy.quiet[key],
+        ),
+        label: `native replication's lag ${label} under the same load as the busy worker's`,
+        baselineLabel: "native, quiet, same step",
+      });
+    }
+    if (busy) {
+      report.add({
+        figure: figure("cdc.busy_worker.lag.vs_native_p99_ms", busy.lag.p99, "ms", nativeBusy.busy.p99),
+        label: "CDC lag p99, busy worker (ours), against native's p99 under the same load",
+        baselineLabel: "native, same load",
+      });
+    }
+    report.add({
+      figure: figure(
+        "cdc.busy_worker.native.lag.write_rate",
+        nativeBusy.paced.writesPerSecond,
+        "writes/s",
+        options.cdcRate,
+      ),
+      label: `native under the busy worker's load: writes achieved (${nativeBusy.parityPasses} full parity pass of ${nativeBusy.paritySeconds.map((v) => v.toFixed(1)).join(" + ")} s, ${nativeBusy.backfillRows} rows of the other plan's backfill)`,
+      baselineLabel: "target",
+    });
+  }
+  const stageRuns = [
+    ["quiet", ours?.stages ?? null],
+    ["busy_worker", busy?.stages ?? null],
+  ] as const;
+  for (const [name, run] of stageRuns) {
+    if (!run) continue;
+    for (const [stage, label, summary] of [
+      ["commit_to_worker", "legacy commit → change in our worker", run.toRead],
+      ["worker_to_applied", "change in our worker → apply returned", run.toApplied],
+    ] as const) {
+      for (const key of ["p50", "p99"] as const) {
+        report.add({
+          figure: figure(`cdc.stage.${name}.${stage}.${key}_ms`, summary[key], "ms"),
+          label: `CDC stage ${key}, ${label} (${name === "quiet" ? "quiet worker" : "busy worker"})`,
+        });
+      }
+    }
+  }
+  if (native) {
+    for (const [key, label] of lagRows) {
+      report.add({
+        figure: figure(`cdc.native.lag.${key}_ms`, native.lag[key], "ms"),
+        label: `CDC lag ${label} at ${options.cdcRate} writes/s (native)`,
+      });
+    }
+  }
+  if (ours) {
+    report.add({
+      figure: figure("cdc.lag.write_rate", ours.paced.writesPerSecond, "writes/s", options.cdcRate),
+      label: "lag test: writes achieved (ours)",
+      baselineLabel: "target",
+    });
+  }
+  if (ours?.burst && native?.burst) {
+    report.add({
+      figure: figure("cdc.native.lag.write_rate", native.paced.writesPerSecond, "writes/s", options.cdcRate),
+      label: "lag test: writes achieved (native)",
+      baselineLabel: "target",
+    });
+    report.add({
+      figure: figure(
+        "cdc.apply.rows_per_s",
+        ours.burst.apply.rowsPerSecond,
+        "rows/s",
+        native.burst.apply.rowsPerSecond,
+      ),
+      label: `CDC apply throughput, ${options.burstRows} row burst (ours)`,
       baselineLabel: "native",
-      aim:
-        key === "p99"
-          ? { text: "ratio ≤ 2", check: (f) => (f.ratio ?? Number.POSITIVE_INFINITY) <= 2 }
-          : undefined,
     });
-  }
-  for (const [key, label] of lagRows) {
     report.add({
-      figure: figure(`cdc.native.lag.${key}_ms`, native.lag[key], "ms"),
-      label: `CDC lag ${label} at ${options.cdcRate} writes/s (native)`,
+      figure: figure("cdc.native.apply.rows_per_s", native.burst.apply.rowsPerSecond, "rows/s"),
+      label: "CDC apply throughput (native)",
+    });
+    report.add({
+      figure: figure("cdc.burst.write_rows_per_s", ours.burst.drive.writesPerSecond, "rows/s"),
+      label: "burst write rate on legacy (ours run)",
+    });
+    report.add({
+      figure: figure("cdc.native.burst.write_rows_per_s", native.burst.drive.writesPerSecond, "rows/s"),
+      label: "burst write rate on legacy (native run)",
     });
   }
-  report.add({
-    figure: figure("cdc.lag.write_rate", ours.paced.writesPerSecond, "writes/s", options.cdcRate),
-    label: "lag test: writes achieved (ours)",
-    baselineLabel: "target",
-  });
-  report.add({
-    figure: figure("cdc.native.lag.write_rate", native.paced.writesPerSecond, "writes/s", options.cdcRate),
-    label: "lag test: writes achieved (native)",
-    baselineLabel: "target",
-  });
-  report.add({
-    figure: figure("cdc.apply.rows_per_s", ours.apply.rowsPerSecond, "rows/s", native.apply.rowsPerSecond),
-    label: `CDC apply throughput, ${options.burstRows} row burst (ours)`,
-    baselineLabel: "native",
-  });
-  report.add({
-    figure: figure("cdc.native.apply.rows_per_s", native.apply.rowsPerSecond, "rows/s"),
-    label: "CDC apply throughput (native)",
-  });
-  report.add({
-    figure: figure("cdc.burst.write_rows_per_s", ours.burst.writesPerSecond, "rows/s"),
-    label: "burst write rate on legacy (ours run)",
-  });
-  report.add({
-    figure: figure("cdc.native.burst.write_rows_per_s", native.burst.writesPerSecond, "rows/s"),
-    label: "burst write rate on legacy (native run)",
-  });
 
-  report.note(
-    `Backfill tables done at (s after start): ${backfill.tables
-      .map(
-        (t) =>
-          `${t.table.replace(/^"public"\./, "").replaceAll('"', "")} ${(t.doneAtMs / 1000).toFixed(1)} (${t.rows})`,
-      )
-      .join(", ")}`,
-  );
-  report.note(
-    `Raw COPY per table (s): ${raw.perTable
-      .map(
-        (t) =>
-          `${t.table.replace(/^"public"\./, "").replaceAll('"', "")} ${(t.ms / 1000).toFixed(2)} (${t.rows})`,
-      )
-      .join(", ")}`,
-  );
+  if (cutover) addCutoverFigures(report, options, cutover, nativeReverse);
+  if (routing) addRoutingFigures(report, routing);
+
+  if (backfill) {
+    report.note(
+      `Backfill tables done at (s after start): ${backfill.tables
+        .map(
+          (t) =>
+            `${t.table.replace(/^"public"\./, "").replaceAll('"', "")} ${(t.doneAtMs / 1000).toFixed(1)} (${t.rows})`,
+        )
+        .join(", ")}`,
+    );
+  }
+  if (raw) {
+    report.note(
+      `Raw COPY per table (s): ${raw.perTable
+        .map(
+          (t) =>
+            `${t.table.replace(/^"public"\./, "").replaceAll('"', "")} ${(t.ms / 1000).toFixed(2)} (${t.rows})`,
+        )
+        .join(", ")}`,
+    );
+  }
   return {
     report,
     facts: {

@@ -8,7 +8,7 @@ const int = (fallback: number, min: number, max: number) =>
 
 const ZDemoConfig = z.object({
   dataDir: z.string().default(path.join(os.tmpdir(), "shardshift")),
-  pgPortBase: int(54_320, 1024, 65_000),
+  pgPortBase: int(24_320, 1024, 65_000),
   shards: int(4, 1, 16),
   tenants: int(2_000, 10, 1_000_000),
   rows: int(1_000_000, 1_000, 100_000_000),
@@ -17,6 +17,8 @@ const ZDemoConfig = z.object({
   controlPlaneUrl: z.string().url().optional(),
   skipBuild: z.boolean().default(false),
   fresh: z.boolean().default(false),
+  /** No sample plan: a bare environment (the browser tests' specs make their own plans). */
+  empty: z.boolean().default(false),
 });
 
 export type DemoConfig = z.infer<typeof ZDemoConfig>;
@@ -33,6 +35,7 @@ export function demoConfigFromEnv(env: NodeJS.ProcessEnv, argv: string[]): DemoC
     controlPlaneUrl: env.DATABASE_URL || undefined,
     skipBuild: argv.includes("--no-build") || env.SHARDSHIFT_SKIP_BUILD === "1",
     fresh: argv.includes("--fresh"),
+    empty: argv.includes("--empty"),
   });
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `  - ${i.path.join(".")}: ${i.message}`).join("\n");

@@ -9,6 +9,8 @@ export interface DemoSecrets {
   pgPassword: string;
   secretKey: string;
   authSecret: string;
+  /** Signs the audit chain's digests (SHARDSHIFT_AUDIT_KEY); kept here, never in the control plane. */
+  auditKey: string;
 }
 
 export async function loadDemoSecrets(dataDir: string, env: NodeJS.ProcessEnv): Promise<DemoSecrets> {
@@ -23,6 +25,7 @@ export async function loadDemoSecrets(dataDir: string, env: NodeJS.ProcessEnv): 
     pgPassword: stored.pgPassword ?? crypto.randomBytes(18).toString("base64url"),
     secretKey: env.SHARDSHIFT_SECRET_KEY ?? stored.secretKey ?? generateSecretKey(),
     authSecret: env.BETTER_AUTH_SECRET ?? stored.authSecret ?? crypto.randomBytes(32).toString("base64url"),
+    auditKey: env.SHARDSHIFT_AUDIT_KEY ?? stored.auditKey ?? crypto.randomBytes(32).toString("base64"),
   };
   await fs.mkdir(dataDir, { recursive: true });
   await fs.writeFile(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });

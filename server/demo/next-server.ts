@@ -64,7 +64,16 @@ export async function serveDashboard(
   env: Record<string, string>,
   log: (line: string) => void,
 ): Promise<DashboardServer> {
-  const child: ChildProcess = spawn(NEXT_BIN, ["start", "--port", String(port), "--hostname", "0.0.0.0"], {
+  // Our own HTTP server in front of Next.js: it resolves each client's address from the socket
+  // (server/http/serve.ts), which `next start` cannot give route handlers.
+  const serve = [
+    path.join(ROOT, "server", "http", "serve.ts"),
+    "--port",
+    String(port),
+    "--hostname",
+    "0.0.0.0",
+  ];
+  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", ...serve], {
     cwd: ROOT,
     env: { ...process.env, ...env, NEXT_TELEMETRY_DISABLED: "1", NODE_ENV: "production" },
     stdio: ["ignore", "pipe", "pipe"],

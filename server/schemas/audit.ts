@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { ZBigintId } from "./bounds";
 
 export const ZAuditFilter = z
   .object({
@@ -14,7 +15,7 @@ export type TAuditFilter = z.infer<typeof ZAuditFilter>;
 export const ZAuditListInput = z.object({
   filter: ZAuditFilter.default({}),
   /** Events older than this seq (exclusive): the page after the last one shown. */
-  cursor: z.string().regex(/^\d+$/).optional(),
+  cursor: ZBigintId("The cursor").optional(),
   limit: z.number().int().min(1).max(200).default(50),
 });
 export type TAuditListInput = z.infer<typeof ZAuditListInput>;

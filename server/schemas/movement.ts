@@ -21,7 +21,7 @@ export const ZSetRateInput = z.object({
     .int("Use a whole number")
     .min(100, "At least 100 rows/s")
     .max(1_000_000, "At most 1,000,000 rows/s"),
-  reason: z.string().trim().max(500).optional(),
+  reason: z.string().trim().min(3, "Say why (at least 3 characters): it goes into the audit log").max(500),
 });
 export type TSetRateInput = z.infer<typeof ZSetRateInput>;
 

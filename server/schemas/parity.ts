@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { ZBigintId } from "./bounds";
 
 const reason = z
   .string()
@@ -22,7 +23,7 @@ export const ZRequestParityCheckInput = z.object({
 });
 
 export const ZRepairInput = z.discriminatedUnion("scope", [
-  z.object({ scope: z.literal("row"), planId: z.uuid(), mismatchId: z.string().regex(/^\d+$/), reason }),
+  z.object({ scope: z.literal("row"), planId: z.uuid(), mismatchId: ZBigintId("The mismatch id"), reason }),
   z.object({ scope: z.literal("table"), planId: z.uuid(), table: z.string().min(1).max(200), reason }),
   z.object({ scope: z.literal("tenant"), planId: z.uuid(), tenant: z.string().min(1).max(200), reason }),
 ]);

@@ -1,5 +1,6 @@
 // Shared by the API and the forms: the browser imports this file, so it holds only zod and data.
 import { z } from "zod";
+import { ZRowVersion } from "./bounds";
 
 export const PLAN_PHASES = [
   "define_key",
@@ -60,12 +61,19 @@ export const PHASE_INFO: Record<PlanPhase, { letter: string; title: string; summ
   complete: { letter: "✓", title: "Complete", summary: "Migration finished; nothing left running." },
 };
 
+/** Each step a whole percentage above 0, strictly increasing, the last 100: "0, 100" promotes nobody first. */
 const cohortPercents = z
-  .array(z.number().int().min(1).max(100))
+  .array(
+    z
+      .number({ error: "Enter the steps as percentages, e.g. 1, 5, 25, 100" })
+      .int("Use whole percentages, e.g. 1, 5, 25, 100")
+      .min(1, "Each cohort step must be more than 0% (e.g. 1, 5, 25, 100)")
+      .max(100, "A cohort step is at most 100%"),
+  )
   .min(1, "Add at least one cohort step")
   .max(10, "At most 10 cohort steps")
   .refine((steps) => steps.every((p, i) => i === 0 || p > (steps[i - 1] ?? 0)), {
-    message: "Cohort steps must increase (e.g. 1, 5, 25, 100)",
+    message: "Each cohort step must be larger than the one before (e.g. 1, 5, 25, 100)",
   })
   .refine((steps) => steps.at(-1) === 100, { message: "The last cohort step must be 100%" });
 
@@ -103,6 +111,12 @@ export const ZPlanSettings = z.object({
     .min(7, "Soak at least 7 days before clean-up")
     .max(90, "At most 90 days"),
   cohortPercents,
+  slotRetainedWarnMb: z
+    .number({ error: "Enter a size in MB" })
+    .int("Use a whole number")
+    .min(1, "At least 1 MB")
+    .max(1_048_576, "At most 1,048,576 MB (1 TiB)")
+    .default(1_024),
   sourceBusyConnections: z
     .number({ error: "Enter a number of connections" })
     .int("Use a whole number")
@@ -121,7 +135,54 @@ export const ZPlanSettings = z.object({
   sourceLoadThreshold: z
     .number({ error: "Enter the value above which the backfill backs off" })
     .finite("Enter a finite number")
+    .min(-1e15, "At least -1,000,000,000,000,000")
+    .max(1e15, "At most 1,000,000,000,000,000")
     .default(0),
+  // Cohort gates (server/engine/gates/cohort-gates.ts) read cdcLagThresholdMs, gateSoakMinutes and
+  // requireCleanParity above, over this window:
+  gateWindowMinutes: z
+    .number({ error: "Enter a window in minutes" })
+    .int("Use a whole number")
+    .min(1, "At least 1 min")
+    .max(1_440, "At most 1,440 min (a day)")
+    .default(5),
+  // The breaker's automatic trip rules (server/engine/gates/trip-rules.ts).
+  breakerParityDriftRows: z
+    .number({ error: "Enter a number of rows" })
+    .int("Use a whole number")
+    .min(0, "Cannot be negative (0 trips on any confirmed difference)")
+    .max(1_000_000, "At most 1,000,000 rows")
+    .default(0),
+  breakerLagThresholdMs: z
+    .number({ error: "Enter a lag in milliseconds" })
+    .int("Use a whole number")
+    .min(1_000, "At least 1,000 ms")
+    .max(3_600_000, "At most 3,600,000 ms (an hour)")
+    .default(30_000),
+  breakerWindowSeconds: z
+    .number({ error: "Enter a window in seconds" })
+    .int("Use a whole number")
+    .min(10, "At least 10 s: shorter windows trip on a single slow sample")
+    .max(3_600, "At most 3,600 s (an hour)")
+    .default(60),
+  breakerShardDownSeconds: z
+    .number({ error: "Enter a time in seconds" })
+    .int("Use a whole number")
+    .min(5, "At least 5 s")
+    .max(3_600, "At most 3,600 s (an hour)")
+    .default(30),
+  breakerStrayWrites: z
+    .number({ error: "Enter a number of writes" })
+    .int("Use a whole number")
+    .min(0, "Cannot be negative (0 trips on any stray write)")
+    .max(1_000_000, "At most 1,000,000 writes")
+    .default(0),
+  breakerSdkErrorPercent: z
+    .number({ error: "Enter a percentage" })
+    .int("Use a whole percentage")
+    .min(1, "At least 1%")
+    .max(100, "At most 100%")
+    .default(5),
 });
 export type TPlanSettings = z.infer<typeof ZPlanSettings>;
 
@@ -134,9 +195,17 @@ export const DEFAULT_PLAN_SETTINGS: TPlanSettings = {
   freezeBudgetMs: 2_000,
   soakDays: 14,
   cohortPercents: [1, 5, 25, 100],
+  slotRetainedWarnMb: 1_024,
   sourceBusyConnections: 64,
   sourceLoadQuery: "",
   sourceLoadThreshold: 0,
+  gateWindowMinutes: 5,
+  breakerParityDriftRows: 0,
+  breakerLagThresholdMs: 30_000,
+  breakerWindowSeconds: 60,
+  breakerShardDownSeconds: 30,
+  breakerStrayWrites: 0,
+  breakerSdkErrorPercent: 5,
 };
 
 export const ZPlanName = z
@@ -177,7 +246,7 @@ export type TCreatePlanInput = z.infer<typeof ZCreatePlanInput>;
 export const ZUpdatePlanSettingsInput = z.object({
   planId: z.uuid(),
   /** The plan version the form was filled from: a stale form is refused, not merged. */
-  expectedVersion: z.number().int().min(1),
+  expectedVersion: ZRowVersion,
   settings: ZPlanSettings,
   reason: ZReason.optional(),
 });
@@ -185,10 +254,12 @@ export type TUpdatePlanSettingsInput = z.infer<typeof ZUpdatePlanSettingsInput>;
 
 export const ZPlanTransitionInput = z.object({
   planId: z.uuid(),
-  expectedVersion: z.number().int().min(1),
+  expectedVersion: ZRowVersion,
   event: z.enum(["advance", "revert", "archive"]),
   reason: ZRequiredReason,
 });
 export type TPlanTransitionInput = z.infer<typeof ZPlanTransitionInput>;
 
-export const ZPlanIdInput = z.object({ planId: z.uuid("Not a plan id") });
+export const ZPlanIdInput = z.object({
+  planId: z.uuid("Not a plan id: plan ids are UUIDs (3f2b8c1e-…). Check the link."),
+});

@@ -15,20 +15,57 @@ export function roleAtLeast(role: TRole, needed: TRole): boolean {
   return rank[role] >= rank[needed];
 }
 
+/** Every text input is bounded: an email by RFC 5321's 254 characters. */
+export const ZEmail = z
+  .email("Enter an email address")
+  .max(254, "An email address has at most 254 characters");
+export const ZPersonName = z
+  .string()
+  .trim()
+  .min(2, "Enter a name (at least 2 characters)")
+  .max(100, "Keep the name under 100 characters");
+
 export const ZSignInInput = z.object({
-  email: z.email("Enter an email address"),
-  password: z.string().min(1, "Enter your password"),
+  email: ZEmail,
+  password: z.string().min(1, "Enter your password").max(128, "Passwords have at most 128 characters"),
 });
 
 export const ZSetRoleInput = z.object({
-  userId: z.string().min(1),
+  userId: z.string().min(1).max(64),
   role: ZRole,
   reason: z.string().trim().min(3, "Say why (at least 3 characters)").max(500),
 });
 
 export const ZCreateUserInput = z.object({
-  name: z.string().trim().min(2, "Enter a name").max(80),
-  email: z.email("Enter an email address"),
+  name: ZPersonName,
+  email: ZEmail,
   role: ZRole,
   password: z.string().min(10, "At least 10 characters").max(128),
 });
+
+// ---- Locking people out (server/services/users/account-access.ts) ----
+
+const ZReason = z.string().trim().min(3, "Say why (at least 3 characters)").max(500);
+const ZNewPassword = z.string().min(10, "At least 10 characters").max(128, "At most 128 characters");
+
+export const ZUserAccessInput = z.object({ userId: z.string().min(1).max(64), reason: ZReason });
+
+export const ZResetPasswordInput = z.object({
+  userId: z.string().min(1).max(64),
+  newPassword: ZNewPassword,
+  reason: ZReason,
+});
+
+export const ZChangeOwnPasswordInput = z
+  .object({
+    currentPassword: z.string().min(1, "Enter your current password").max(128),
+    newPassword: ZNewPassword,
+  })
+  .refine((v) => v.currentPassword !== v.newPassword, {
+    path: ["newPassword"],
+    message: "Choose a password different from the current one",
+  });
+
+/** A signed-in person renames themself (audited); the only profile field anyone may change. */
+export const ZRenameSelfInput = z.object({ name: ZPersonName });
+export type TRenameSelfInput = z.infer<typeof ZRenameSelfInput>;

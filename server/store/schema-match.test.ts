@@ -139,7 +139,9 @@ async function catalogFacts(pool: pg.Pool): Promise<string[]> {
            array(select a.attname from unnest(i.indkey) with ordinality k(attnum, ord)
                  join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum order by k.ord)::text[] as columns
     from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace n on n.oid = c.relnamespace
-    where n.nspname = 'public' and c.relname <> '_prisma_migrations'`);
+    where n.nspname = 'public' and c.relname <> '_prisma_migrations'
+      -- Partial indexes (a WHERE clause) cannot be said in schema.prisma: they are the migrations' own.
+      and i.indpred is null`);
   for (const i of indexes.rows) {
     const kind = i.primary ? "primary key" : i.unique ? "unique index" : "index";
     facts.push(`${kind} ${i.table}(${i.columns.join(",")})`);

@@ -28,7 +28,7 @@ export async function setup(project: TestProject) {
   if (!url) {
     server = await startEmbeddedServer({
       name: `vitest-${process.pid}`,
-      port: Number(process.env.TEST_PG_PORT ?? 56_400),
+      port: Number(process.env.TEST_PG_PORT ?? 26_400),
       rootDir: path.join(os.tmpdir(), "shardshift-test"),
       password: crypto.randomBytes(12).toString("hex"),
       ephemeral: true,

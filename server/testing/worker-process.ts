@@ -11,10 +11,15 @@ export interface WorkerProcess {
   ready: Promise<void>;
   output(): string;
   kill(signal?: NodeJS.Signals): Promise<void>;
+  /** The process is still running. */
+  alive(): boolean;
 }
 
-export function spawnWorker(options: { onLine?: (line: string) => void } = {}): WorkerProcess {
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "server/worker.ts"], {
+export function spawnWorker(
+  options: { onLine?: (line: string) => void; nodeOptions?: string[] } = {},
+): WorkerProcess {
+  const args = [...(options.nodeOptions ?? []), "--import", "tsx", "server/worker.ts"];
+  const child: ChildProcess = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { ...process.env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -45,6 +50,7 @@ export function spawnWorker(options: { onLine?: (line: string) => void } = {}): 
     pid: child.pid ?? -1,
     ready,
     output: () => output,
+    alive: () => child.exitCode === null && child.signalCode === null,
     async kill(signal = "SIGKILL") {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await exited;

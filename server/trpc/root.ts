@@ -1,9 +1,12 @@
 import { createCallerFactory, router } from "./init";
 import { auditRouter } from "./routers/audit";
+import { cohortsRouter } from "./routers/cohorts";
 import { databasesRouter } from "./routers/databases";
+import { figuresRouter } from "./routers/figures";
 import { movementRouter } from "./routers/movement";
 import { parityRouter } from "./routers/parity";
 import { plansRouter } from "./routers/plans";
+import { routingRouter } from "./routers/routing";
 import { usersRouter } from "./routers/users";
 
 export const appRouter = router({
@@ -13,6 +16,9 @@ export const appRouter = router({
   parity: parityRouter,
   audit: auditRouter,
   users: usersRouter,
+  figures: figuresRouter,
+  routing: routingRouter,
+  cohorts: cohortsRouter,
 });
 
 export type AppRouter = typeof appRouter;

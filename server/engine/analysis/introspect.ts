@@ -16,8 +16,13 @@ export interface ColumnInfo {
   /** pg_get_expr of the default, if any (serial columns show nextval(...)). */
   defaultExpr: string | null;
   identity: "always" | "by default" | null;
-  /** Stored generated column expression: such columns are computed on the shard, never copied. */
+  /**
+   * Generated column expression (stored or, PostgreSQL 18+, virtual): such columns are computed on
+   * the shard, never copied nor expected in the stream.
+   */
   generatedExpr: string | null;
+  /** Absent in snapshots taken before virtual columns were told apart: stored. */
+  generatedKind?: "stored" | "virtual" | null;
   /**
    * null for types without collation; "default" for the database's; else the qualified name of the
    * column's own collation. Absent in schema snapshots taken before it was recorded.
@@ -34,6 +39,8 @@ export interface TableInfo {
   columns: ColumnInfo[];
   primaryKey: string[];
   replicaIdentity: "default" | "full" | "index" | "nothing";
+  /** REPLICA IDENTITY USING INDEX on an index other than the primary key: its name. */
+  replicaIdentityIndex?: string | null;
   /** CREATE [UNIQUE] INDEX statements other than the primary key's. */
   indexes: { name: string; definition: string }[];
   /** Foreign keys as ADD CONSTRAINT clauses (pg_get_constraintdef). */
@@ -50,7 +57,14 @@ export interface SourceSchema {
 
 const TABLES_SQL = `
 select c.oid, n.nspname as schema, c.relname as name, c.relreplident as replident,
-       greatest(c.reltuples, 0)::bigint as estimated_rows
+       (select ic.relname from pg_index i join pg_class ic on ic.oid = i.indexrelid
+         where i.indrelid = c.oid and i.indisreplident and not i.indisprimary) as replident_index,
+       -- A partitioned root stores nothing (reltuples -1, and autovacuum never analyzes it): its
+       -- rows are its leaf partitions'.
+       case when c.relkind = 'p'
+            then (select coalesce(sum(greatest(pc.reltuples, 0)), 0) from pg_partition_tree(c.oid) pt
+                    join pg_class pc on pc.oid = pt.relid where pt.isleaf)
+            else greatest(c.reltuples, 0) end::bigint as estimated_rows
   from pg_class c join pg_namespace n on n.oid = c.relnamespace
  where c.relkind in ('r', 'p') and not c.relispartition
    and n.nspname not in ('pg_catalog', 'information_schema', '_shardshift') and n.nspname not like 'pg\\_%'
@@ -60,7 +74,8 @@ const COLUMNS_SQL = `
 select a.attrelid as table_oid, a.attname as name, format_type(a.atttypid, a.atttypmod) as type,
        a.atttypid as type_oid, a.attnotnull as not_null,
        case when a.attgenerated = '' then pg_get_expr(d.adbin, d.adrelid) end as default_expr,
-       case when a.attgenerated = 's' then pg_get_expr(d.adbin, d.adrelid) end as generated_expr,
+       case when a.attgenerated <> '' then pg_get_expr(d.adbin, d.adrelid) end as generated_expr,
+       case a.attgenerated when 's' then 'stored' when 'v' then 'virtual' end as generated_kind,
        a.attidentity as identity,
        case when a.attcollation = 0 then null
             when a.attcollation = 100 then 'default'
@@ -117,6 +132,7 @@ export async function introspectSource(client: pg.ClientBase, shardKeyColumn: st
     schema: string;
     name: string;
     replident: string;
+    replident_index: string | null;
     estimated_rows: string;
   }>(TABLES_SQL);
   const oids = tables.rows.map((t) => t.oid);
@@ -156,6 +172,7 @@ export async function introspectSource(client: pg.ClientBase, shardKeyColumn: st
           defaultExpr: c.default_expr,
           identity: c.identity === "a" ? "always" : c.identity === "d" ? "by default" : null,
           generatedExpr: c.generated_expr,
+          generatedKind: c.generated_kind,
           collation: c.collation,
         }));
       return {
@@ -166,6 +183,7 @@ export async function introspectSource(client: pg.ClientBase, shardKeyColumn: st
         columns: cols,
         primaryKey: pks.rows.find((p) => p.table_oid === t.oid)?.columns ?? [],
         replicaIdentity: REPLIDENT[t.replident] ?? "default",
+        replicaIdentityIndex: t.replident === "i" ? t.replident_index : null,
         indexes: indexes.rows
           .filter((i) => i.table_oid === t.oid)
           .map((i) => ({ name: i.name, definition: i.definition })),
@@ -203,6 +221,25 @@ export function unsupportedTables(schema: SourceSchema): { table: string; proble
         table: t.qualified,
         problem:
           "has no primary key: the backfill needs one to copy in order and updates/deletes need it to find rows. Add a primary key before migrating.",
+      });
+    }
+    // CDC finds a row on the shard by its primary key, taken from the old row image of an UPDATE or
+    // DELETE: the replica identity must carry it (DEFAULT with a primary key, FULL, or an index
+    // that is the primary key's).
+    if (t.replicaIdentity === "nothing") {
+      problems.push({
+        table: t.qualified,
+        problem:
+          "has REPLICA IDENTITY NOTHING: once it is published, legacy refuses every UPDATE and DELETE on it, and CDC could not find the rows. " +
+          `Run ALTER TABLE ${t.qualified} REPLICA IDENTITY DEFAULT (it has a primary key) before migrating.`,
+      });
+    } else if (t.replicaIdentity === "index" && t.replicaIdentityIndex) {
+      problems.push({
+        table: t.qualified,
+        problem:
+          `has REPLICA IDENTITY USING INDEX ${t.replicaIdentityIndex}, which is not its primary key: updates and deletes would carry that index's columns, ` +
+          "and CDC finds rows on the shards by primary key (a changed key would be missed). " +
+          `Run ALTER TABLE ${t.qualified} REPLICA IDENTITY DEFAULT (or FULL) before migrating.`,
       });
     }
     const keyType = t.columns.find((c) => c.name === schema.shardKeyColumn)?.type ?? "";

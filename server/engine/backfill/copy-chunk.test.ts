@@ -2,16 +2,18 @@
 // (idempotently), and copying every chunk of every table yields an exact, placed copy.
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadDemoDataset } from "../../demo/dataset";
 import { compareShards } from "../../testing/compare-shards";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
 import { introspectSource, type SourceSchema } from "../analysis/introspect";
-import { applyToShard, ChangeRouter, type Statement, tableApplier } from "../cdc/apply";
+import { applyToShard, type Statement, tableApplier } from "../cdc/apply";
+import { ChangeRouter, placementRoute } from "../cdc/change-router";
 import { type Tuple, UNCHANGED_TOAST } from "../cdc/pgoutput";
-import { loadDemoDataset } from "../demo/dataset";
 import { hashPlacement } from "../router/placement";
-import { copyChunk, planTable, readChunk, writeChunk } from "./copy-chunk";
+import { COPIER_TAKEN_OVER, claimCopier } from "../shared/snapshot-guard";
+import { planTable } from "../shared/table-plan";
+import { copyChunk, databaseLocale, readChunk, writeChunk, writeModeForLocales } from "./copy-chunk";
 import { prepareShard } from "./prepare-shards";
-import { COPIER_TAKEN_OVER, claimCopier } from "./snapshot-guard";
 
 let legacy: TestDatabase;
 let shards: TestDatabase[];
@@ -252,7 +254,7 @@ describe("shard preparation", () => {
       key.tenant_id,
       key.id,
     ]);
-    const router = new ChangeRouter(schema, placement());
+    const router = new ChangeRouter(schema, placementRoute(placement()));
     const relation = {
       relationId: 1,
       schema: table.schema,
@@ -315,5 +317,16 @@ describe("shard preparation", () => {
       shards.map(async (s) => (await s.pool.query("select count(*)::int n from tasks")).rows[0].n),
     );
     expect(perShard.every((n) => n > 0)).toBe(true);
+  });
+});
+
+describe("write mode and collation versions", () => {
+  it("reads the collation library's version with the locale, and a different version means upsert", async () => {
+    const locale = await withClient(legacy.pool, (c) => databaseLocale(c));
+    expect(locale).toMatch(/\|version=/);
+    expect(writeModeForLocales(locale, [locale, locale])).toBe("range");
+    // Same locale names, another glibc/ICU release on one shard: its text order may differ.
+    const upgraded = locale.replace(/version=.*$/, "version=999.1");
+    expect(writeModeForLocales(locale, [locale, upgraded])).toBe("upsert");
   });
 });

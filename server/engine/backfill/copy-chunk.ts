@@ -20,60 +20,14 @@
 // Idempotent: re-copying a chunk (after a crash before its checkpoint) writes the same rows again.
 // Shard writes run with session_replication_role = replica so foreign keys between chunks of
 // different tables, copied in any order, do not fire (as native logical replication does).
-import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
 import pg from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
-import type { TableInfo } from "../analysis/introspect";
 import type { Placement } from "../router/placement";
+import { assertCopierSql, guardLockSql, TOUCHED_TABLE } from "../shared/snapshot-guard";
+import type { TablePlan } from "../shared/table-plan";
 import { quoteIdent } from "../sql/identifiers";
 import { setLocalRenderingSql } from "../sql/rendering";
-import { assertCopierSql, guardLockSql, TOUCHED_TABLE } from "./snapshot-guard";
-
-export interface TablePlan {
-  table: TableInfo;
-  /** Ordering key: the shard key first for sharded tables, then the primary key's columns. */
-  keyColumns: string[];
-  keyTypes: string[];
-  /** Columns copied (generated columns are computed by the shard). */
-  copyColumns: string[];
-  /** Positions of keyColumns, and of the primary key's columns, within copyColumns. */
-  keyPositions: number[];
-  primaryKeyPositions: number[];
-  hasIdentity: boolean;
-  stageName: string;
-}
-
-export function planTable(table: TableInfo, shardKeyColumn: string): TablePlan {
-  if (table.primaryKey.length === 0) {
-    throw new Error(
-      `${table.qualified} has no primary key; add one before migrating (the backfill copies in key order).`,
-    );
-  }
-  const keyColumns =
-    table.kind === "sharded" && table.primaryKey[0] !== shardKeyColumn
-      ? [shardKeyColumn, ...table.primaryKey.filter((c) => c !== shardKeyColumn)]
-      : [...table.primaryKey];
-  const typeOf = (name: string) => {
-    const column = table.columns.find((c) => c.name === name);
-    if (!column) throw new Error(`${table.qualified} has no column ${name}`);
-    return column.type;
-  };
-  const copyColumns = table.columns.filter((c) => !c.generatedExpr).map((c) => c.name);
-  // Readable, and unique: "a_b"."c" and "a"."b_c" (or two long names) must not share a stage.
-  const digest = createHash("sha1").update(table.qualified).digest("hex").slice(0, 8);
-  const stage = `ss_stage_${`${table.schema}_${table.name}`.replace(/[^a-z0-9_]/gi, "_").slice(0, 40)}_${digest}`;
-  return {
-    table,
-    keyColumns,
-    keyTypes: keyColumns.map(typeOf),
-    copyColumns,
-    keyPositions: keyColumns.map((c) => copyColumns.indexOf(c)),
-    primaryKeyPositions: table.primaryKey.map((c) => copyColumns.indexOf(c)),
-    hasIdentity: table.columns.some((c) => c.identity),
-    stageName: stage,
-  };
-}
 
 /** Decodes one field of COPY text format. */
 export function decodeCopyField(field: string): string | null {
@@ -349,10 +303,17 @@ export async function writeChunk(
 /** Collations that sort by bytes on every server and version. */
 const BYTEWISE_COLLATIONS = new Set(['"pg_catalog"."C"', '"pg_catalog"."POSIX"', '"pg_catalog"."ucs_basic"']);
 
-async function databaseLocale(client: pg.ClientBase): Promise<string> {
+/**
+ * How a database sorts text by default: provider, locale names AND the collation library's version
+ * for them (pg_database_collation_actual_version, PostgreSQL 15+; the engine needs 16+ anyway). Two servers with the same locale
+ * names but another glibc or ICU release can order the same strings differently, so a key range
+ * would select other rows on the shard than on legacy.
+ */
+export async function databaseLocale(client: pg.ClientBase): Promise<string> {
   const { rows } = await client.query<{ locale: string }>(
     // Through to_jsonb: datlocprovider, daticulocale and datlocale each exist only in some versions.
-    `select concat_ws('|', to_jsonb(d)->>'datlocprovider', datcollate, datctype, to_jsonb(d)->>'datlocale', to_jsonb(d)->>'daticulocale') as locale
+    `select concat_ws('|', to_jsonb(d)->>'datlocprovider', datcollate, datctype, to_jsonb(d)->>'datlocale', to_jsonb(d)->>'daticulocale',
+                      'version=' || coalesce(pg_database_collation_actual_version(d.oid), '')) as locale
        from pg_database d where datname = current_database()`,
   );
   return rows[0]?.locale ?? "";
@@ -360,14 +321,26 @@ async function databaseLocale(client: pg.ClientBase): Promise<string> {
 
 /**
  * "range" when a key range selects the same rows on legacy and on every shard: no key column sorts
- * by a collation, or only bytewise ones, or the databases' default locales are the same. Otherwise
- * "upsert" (see the header).
+ * by a collation, or only bytewise ones, or the databases' default locales — names and collation
+ * versions — are the same. Otherwise "upsert" (see the header).
  */
 export async function chooseWriteMode(
   plan: TablePlan,
   source: pg.ClientBase,
   shards: readonly pg.ClientBase[],
 ): Promise<WriteMode> {
+  const sorted = keyCollations(plan);
+  if (sorted === "bytewise") return "range";
+  if (sorted === "own") return "upsert";
+  return writeModeForLocales(await databaseLocale(source), await Promise.all(shards.map(databaseLocale)));
+}
+
+/** "range" only if every shard sorts by default exactly as legacy does (pure). */
+export function writeModeForLocales(legacy: string, shards: readonly string[]): WriteMode {
+  return shards.every((s) => s === legacy) ? "range" : "upsert";
+}
+
+function keyCollations(plan: TablePlan): "bytewise" | "own" | "default" {
   const sorted = plan.keyColumns.map((name) => plan.table.columns.find((c) => c.name === name));
   const collations = sorted.map((c) =>
     // Snapshots from before collations were recorded: assume a text-like key sorts by the default.
@@ -377,9 +350,7 @@ export async function chooseWriteMode(
         : null
       : c.collation,
   );
-  if (collations.every((c) => c === null || BYTEWISE_COLLATIONS.has(c))) return "range";
-  if (collations.some((c) => c !== null && c !== "default" && !BYTEWISE_COLLATIONS.has(c))) return "upsert";
-  const expected = await databaseLocale(source);
-  for (const shard of shards) if ((await databaseLocale(shard)) !== expected) return "upsert";
-  return "range";
+  if (collations.every((c) => c === null || BYTEWISE_COLLATIONS.has(c))) return "bytewise";
+  if (collations.some((c) => c !== null && c !== "default" && !BYTEWISE_COLLATIONS.has(c))) return "own";
+  return "default";
 }

@@ -10,21 +10,27 @@
 // - The plan's rate limit is shared by the tasks copying at that moment, re-read every second, so
 //   a new limit takes effect within a second; CDC lag or a busy source (active connections, or the
 //   plan's load query) halves it until they recover.
+// - Pause or cancel holds within about a second at any rate: a chunk is at most a quarter second of
+//   work at the current rate, and a wait for the rate limit (which at a few rows/s can be seconds)
+//   looks at the movement's status every STOP_CHECK_MS and stops there, before reading anything.
+//   Stopping between chunks keeps every checkpoint and snapshot-guard invariant as they are.
 import crypto from "node:crypto";
 import pg from "pg";
-import { db } from "../../db";
 import { serverEnv } from "../../env";
 import { ZPlanSettings } from "../../schemas/plan";
-import { loadMovementContext, recordEngineEvent, recordMetric } from "../runtime/movement-context";
+import { assertCopier, COPIER_TAKEN_OVER, claimCopier, dropTouched } from "../shared/snapshot-guard";
+import { planTable } from "../shared/table-plan";
+import { TokenBucket } from "../shared/token-bucket";
 import { guardClient } from "../sql/pools";
-import { type ChunkRead, chooseWriteMode, planTable, readChunk, writeChunk } from "./copy-chunk";
-import { assertCopier, COPIER_TAKEN_OVER, claimCopier, dropTouched } from "./snapshot-guard";
+import { TASK_LOCK_CLASS } from "../store/active-copiers";
+import { db } from "../store/db";
+import { loadMovementContext, recordEngineEvent, recordMetric } from "../store/movement-context";
+import { type ChunkRead, chooseWriteMode, readChunk, writeChunk } from "./copy-chunk";
 import { LoadQueryError, type SourceLoadLimits, sourceBusyReason } from "./source-load";
-import { TokenBucket } from "./token-bucket";
 
-const TASK_LOCK_CLASS = 7_363_100;
 const RETRYABLE = new Set(["40P01", "40001", "55P03"]);
 const MAX_CHUNK_ROWS = 20_000;
+const STOP_CHECK_MS = 250;
 /** 50 × 200 ms: longer than CDC takes to catch up unless it is stuck. */
 const UNIQUE_CONFLICT_RETRIES = 50;
 
@@ -51,12 +57,49 @@ async function sharedRate(
   };
 }
 
+async function movementRunning(planId: string): Promise<boolean> {
+  const movement = await db().dataMovement.findUnique({ where: { planId }, select: { status: true } });
+  return movement?.status === "running";
+}
+
+/**
+ * Waits until `rows` may go at the bucket's rate, checking every STOP_CHECK_MS that the movement
+ * still runs; false means it does not (paused or cancelled): stop before the next chunk.
+ */
+async function throttle(bucket: TokenBucket, rows: number, planId: string): Promise<boolean> {
+  let wait = bucket.reserve(rows);
+  while (wait > 0) {
+    const step = Math.min(wait, STOP_CHECK_MS);
+    await new Promise((r) => setTimeout(r, step));
+    wait -= step;
+    if (!(await movementRunning(planId))) return false;
+  }
+  return true;
+}
+
 async function currentLagMs(planId: string): Promise<number | null> {
   const sample = await db().metricSample.findFirst({
     where: { planId, name: "cdc.lag_ms", at: { gt: new Date(Date.now() - 10_000) } },
     orderBy: { at: "desc" },
   });
   return sample?.value ?? null;
+}
+
+/**
+ * One connection from each pool, or none: when one server refuses (a shard crashed or restarting),
+ * the connections already taken go back. Holding them would leak one per failed slice, and a
+ * worker whose legacy pool (6) was used up that way could copy nothing again: every later slice
+ * waited 30 s for a connection and failed, and the backfill stalled after a shard crash.
+ */
+async function checkOutAll(pools: readonly pg.Pool[]): Promise<pg.PoolClient[]> {
+  const settled = await Promise.allSettled(pools.map((p) => p.connect()));
+  const clients = settled.flatMap((r) => (r.status === "fulfilled" ? [guardClient(r.value)] : []));
+  const refused = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (refused) {
+    for (const c of clients) c.release();
+    throw refused.reason;
+  }
+  return clients;
 }
 
 /**
@@ -136,9 +179,8 @@ async function runLockedSlice(
   let { rate, lagThresholdMs, limits } = await sharedRate(task.planId, taskId);
   let backoff = 1;
   const bucket = new TokenBucket(rate);
-  const source = await ctx.source.connect();
-  const shards = await Promise.all(ctx.shards.map((p) => p.connect()));
-  for (const c of [source, ...shards]) guardClient(c);
+  const [source, ...shards] = await checkOutAll([ctx.source, ...ctx.shards]);
+  if (!source) throw new Error("No connection to legacy was checked out.");
   let lastKey = (task.lastKey as string[] | null) ?? null;
   const started = performance.now();
   let conflicts = 0;
@@ -147,6 +189,7 @@ async function runLockedSlice(
   let windowRows = 0;
   let windowStart = started;
   let failed = false;
+  let stopAfterChunk = false;
   try {
     const mode = await chooseWriteMode(plan, source, shards);
     // Fence out any earlier holder of this task (see claimCopier) before the first chunk.
@@ -200,16 +243,20 @@ async function runLockedSlice(
         if (ahead && ahead.after === from) {
           read = await ahead.read;
         } else {
-          await bucket.take(limit);
+          if (!(await throttle(bucket, limit, task.planId))) return "skipped";
           read = await readChunk(source, shards.length, ctx.placement, plan, from, limit);
         }
         ahead = null;
         // Unthrottled, the next chunk is read from legacy while this one is written to the shards.
+        // (Told to stop while waiting for it: this chunk is still written, then the slice stops.)
         if (read.rows > 0 && limit === MAX_CHUNK_ROWS) {
-          await bucket.take(limit);
-          const next = readChunk(source, shards.length, ctx.placement, plan, read.lastKey, limit);
-          next.catch(() => {}); // awaited when used; a failure then is handled there
-          ahead = { after: read.lastKey, read: next };
+          if (await throttle(bucket, limit, task.planId)) {
+            const next = readChunk(source, shards.length, ctx.placement, plan, read.lastKey, limit);
+            next.catch(() => {}); // awaited when used; a failure then is handled there
+            ahead = { after: read.lastKey, read: next };
+          } else {
+            stopAfterChunk = true;
+          }
         }
         chunk =
           read.rows === 0
@@ -257,6 +304,7 @@ async function runLockedSlice(
           chunks: { increment: 1 },
         },
       });
+      if (stopAfterChunk) return "skipped";
     }
   } catch (error) {
     failed = true;

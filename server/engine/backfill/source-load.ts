@@ -7,12 +7,38 @@
 // a short statement timeout, on a connection of its own that is discarded afterwards (nothing it
 // sets survives), and it must return exactly one number. The same checks run when the setting is
 // saved, so a query that cannot work is refused there with the reason, not discovered mid-backfill.
+//
+// Whatever that user can read, the query can read, so nothing it returns is ever echoed: messages
+// carry the number it returned, or the class of its error (SQLSTATE and condition name) and where
+// in the query it happened — never the server's error text, which quotes values
+// (`invalid input syntax for type integer: "<a value from some table>"`).
 import type pg from "pg";
+import { PostgresError } from "pg-error-enum";
 
 /** A load query that runs too long is itself a sign of load: it is cut off, and reported. */
 const LOAD_QUERY_TIMEOUT_MS = 2_000;
 
 export class LoadQueryError extends Error {}
+
+/** SQLSTATE → condition name ("42601" → "syntax_error"), as PostgreSQL's manual lists them. */
+const CONDITION_NAMES = new Map<string, string>(
+  Object.entries(PostgresError).map(([name, code]) => [code, name.toLowerCase()]),
+);
+
+/** The wrapper readLoadQuery puts around the query: error positions are reported without it. */
+const WRAPPER_PREFIX = "select * from (";
+
+function errorClass(error: { code: string; position?: string }): string {
+  const name = CONDITION_NAMES.get(error.code) ?? "error";
+  const at = Number(error.position) - WRAPPER_PREFIX.length;
+  return `${name} (SQLSTATE ${error.code})${at > 0 ? ` at character ${at}` : ""}`;
+}
+
+function describeValue(raw: unknown): string {
+  if (raw === null || raw === undefined) return "null";
+  if (typeof raw === "string") return "text that is not a number";
+  return `a ${typeof raw} value`;
+}
 
 export async function activeConnections(client: pg.Pool | pg.ClientBase): Promise<number> {
   const { rows } = await client.query<{ n: number }>(
@@ -27,18 +53,19 @@ export async function readLoadQuery(client: pg.ClientBase, query: string): Promi
   let result: pg.QueryArrayResult<unknown[]>;
   try {
     // queryMode "extended" (pg ≥ 8.9; not in its types) makes the server refuse a second statement.
-    const text = `select * from (${query.replace(/[\s;]+$/, "")}\n) as load_query limit 2`;
+    const text = `${WRAPPER_PREFIX}${query.replace(/[\s;]+$/, "")}\n) as load_query limit 2`;
     const config = { text, rowMode: "array", queryMode: "extended" } as pg.QueryArrayConfig;
     result = await client.query<unknown[]>(config);
   } catch (error) {
     await client.query("rollback").catch(() => {});
-    const e = error as { message: string; code?: string };
+    const e = error as { code?: string; position?: string };
     if (e.code === "57014") {
       throw new LoadQueryError(
         `The load query ran longer than ${LOAD_QUERY_TIMEOUT_MS / 1000} s on legacy and was cancelled.`,
       );
     }
-    if (e.code) throw new LoadQueryError(`The load query failed on legacy: ${e.message}.`);
+    if (e.code)
+      throw new LoadQueryError(`The load query failed on legacy: ${errorClass({ ...e, code: e.code })}.`);
     throw error;
   }
   await client.query("commit");
@@ -52,7 +79,7 @@ export async function readLoadQuery(client: pg.ClientBase, query: string): Promi
   const value =
     typeof raw === "number" ? raw : typeof raw === "string" && raw.trim() !== "" ? Number(raw) : Number.NaN;
   if (!Number.isFinite(value)) {
-    throw new LoadQueryError(`The load query must return a number; it returned ${JSON.stringify(raw)}.`);
+    throw new LoadQueryError(`The load query must return a number; it returned ${describeValue(raw)}.`);
   }
   return value;
 }

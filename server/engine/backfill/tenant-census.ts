@@ -7,11 +7,11 @@
 // is a figure for progress and cohort sizes, not part of the copy's correctness, so rows written
 // since only make a tenant's figure slightly stale (a finished table reports every tenant copied).
 import type pg from "pg";
-import { db } from "../../db";
 import type { TableInfo } from "../analysis/introspect";
-import { loadMovementContext, recordEngineEvent } from "../runtime/movement-context";
 import { quoteIdent } from "../sql/identifiers";
 import { setLocalRenderingSql } from "../sql/rendering";
+import { db } from "../store/db";
+import { loadMovementContext, recordEngineEvent } from "../store/movement-context";
 
 export interface TenantRows {
   /** The shard key's text as COPY renders it (the output function), which the placement hashes. */

@@ -3,7 +3,8 @@
 import { describe, expect, it } from "vitest";
 import type { TableInfo } from "../analysis/introspect";
 import { hashPlacement } from "../router/placement";
-import { ChangeRouter, mergeRuns, tableApplier } from "./apply";
+import { mergeRuns, tableApplier } from "./apply";
+import { ChangeRouter, placementRoute } from "./change-router";
 
 const table: TableInfo = {
   schema: "public",
@@ -78,7 +79,10 @@ describe("ChangeRouter", () => {
   it("removes a row from the other shards when an update without an old image may have moved its tenant", () => {
     // The tenant is not in the primary key, and REPLICA IDENTITY DEFAULT sends no old row.
     const byId: TableInfo = { ...table, name: "notes", qualified: '"public"."notes"', primaryKey: ["id"] };
-    const router = new ChangeRouter({ shardKeyColumn: "tenant_id", tables: [byId] }, hashPlacement(3));
+    const router = new ChangeRouter(
+      { shardKeyColumn: "tenant_id", tables: [byId] },
+      placementRoute(hashPlacement(3)),
+    );
     const relation = {
       relationId: 1,
       schema: "public",

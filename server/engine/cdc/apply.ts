@@ -1,27 +1,23 @@
-// Applies decoded changes from legacy to the shards that own them.
+// Row-image statements and the transaction that applies them to one target (which changes go to
+// which target is change-router.ts's decision).
 //
 // Design:
-// - A batch (several source transactions) becomes one transaction per shard; changes keep their
-//   source commit order within each shard. Only after every shard committed is the batch's end
-//   LSN confirmed to the slot (by the caller): a crash re-delivers the batch, and re-applying it is
-//   harmless because every statement sets rows to the state the event carries (idempotent).
+// - A batch (several source transactions) becomes one transaction per target; changes keep their
+//   source commit order within each target. Only after every target committed is the batch's end
+//   LSN confirmed to the slot (by the confirmer): a crash re-delivers the batch, and the targets'
+//   replication origins skip what they already hold (target-applier.ts).
 // - Row images, never deltas: INSERT and a full UPDATE become an upsert of the new row; DELETE
 //   deletes by primary key; an UPDATE carrying the "unchanged TOAST" marker updates only the
 //   columns it has, so a large value it did not touch is kept, never set to NULL.
-// - Routing: a sharded table's row goes to the shard of its tenant key (text, as pgoutput sends
-//   it); a row whose tenant changed is deleted from the old tenant's shard; a delete without the
-//   key in its old image (key not in the replica identity) goes to every shard; reference tables
-//   go to every shard.
-// - TRUNCATE and schema changes cannot be replayed safely mid-migration: they stop the stream with
-//   a message that says what happened and what to do (CdcStopError).
 import { createHash } from "node:crypto";
 import type pg from "pg";
-import type { SourceSchema, TableInfo } from "../analysis/introspect";
-import { guardLocksSql, recordTouchedSql } from "../backfill/snapshot-guard";
-import type { Placement } from "../router/placement";
+import type { TableInfo } from "../analysis/introspect";
+import { guardLocksSql, recordTouchedSql } from "../shared/snapshot-guard";
 import { quoteIdent } from "../sql/identifiers";
 import { setLocalRenderingSql, setSessionRenderingSql } from "../sql/rendering";
-import { type Change, type Relation, type Tuple, UNCHANGED_TOAST } from "./pgoutput";
+import { originXactSetupSql, originXactSetupStatement } from "./apply-origin";
+import { runInOneSync } from "./one-sync-transaction";
+import { type Tuple, UNCHANGED_TOAST } from "./pgoutput";
 
 export class CdcStopError extends Error {
   constructor(message: string) {
@@ -157,164 +153,6 @@ export function tableApplier(table: TableInfo): TableApplier {
   };
 }
 
-type Push = (shards: readonly number[], statement: Statement, applier: TableApplier, keyRow: Tuple) => void;
-
-export class ChangeRouter {
-  private readonly appliers = new Map<string, TableApplier>();
-  /** Relation ids whose columns were checked against the schema snapshot. */
-  private readonly verified = new Set<number>();
-  /** (table, tenant) pairs changed since the last drain: the parity "recent" pass checks them. */
-  private readonly touchedPairs = new Map<string, { table: string; tenant: string }>();
-
-  drainTouched(): { table: string; tenant: string }[] {
-    const pairs = [...this.touchedPairs.values()];
-    this.touchedPairs.clear();
-    return pairs;
-  }
-
-  constructor(
-    private readonly schema: SourceSchema,
-    private readonly placement: Placement,
-  ) {
-    for (const table of schema.tables)
-      this.appliers.set(`${table.schema}.${table.name}`, tableApplier(table));
-    this.allShards = Array.from({ length: placement.shardCount }, (_, i) => i);
-  }
-
-  private applierFor(schema: string, table: string): TableApplier {
-    const applier = this.appliers.get(`${schema}.${table}`);
-    if (!applier) {
-      throw new CdcStopError(
-        `A change arrived for ${schema}.${table}, which was not in the source schema when the migration started. ` +
-          "Tables added during a migration are not migrated: cancel the data movement and start it again to include it.",
-      );
-    }
-    return applier;
-  }
-
-  /**
-   * The stream reports a relation change only within one session; after a restart the first
-   * Relation message is simply "the current definition". So every relation is checked against the
-   * snapshot taken at start, once per runner: a column added while no stream ran must stop CDC too,
-   * not have its values silently dropped.
-   */
-  private checkRelation(relation: Relation, applier: TableApplier): void {
-    if (this.verified.has(relation.relationId)) return;
-    const expected = applier.columns.map((c) => c.name).join(",");
-    const actual = relation.columns.map((c) => c.name).join(",");
-    if (expected !== actual) {
-      throw new CdcStopError(
-        `The schema of ${relation.schema}.${relation.table} changed on legacy during the migration (columns now: ${actual}; at start: ${expected}). ` +
-          "The change was not applied to the shards. Apply the same change to every shard, then cancel and restart the data movement.",
-      );
-    }
-    this.verified.add(relation.relationId);
-  }
-
-  /** Read-only: shared by every statement that goes to every shard. */
-  private readonly allShards: readonly number[];
-
-  private shardsOf(applier: TableApplier, row: Tuple | null): readonly number[] {
-    const all = this.allShards;
-    if (applier.table.kind === "reference" || !row) return all;
-    const key = row[this.schema.shardKeyColumn];
-    if (key === undefined || key === UNCHANGED_TOAST) return all;
-    if (key !== null)
-      this.touchedPairs.set(`${applier.table.qualified}\u0000${key}`, {
-        table: applier.table.qualified,
-        tenant: key,
-      });
-    if (key === null) {
-      throw new CdcStopError(
-        `${applier.table.qualified} received a row with a NULL ${this.schema.shardKeyColumn}; it cannot be placed on a shard.`,
-      );
-    }
-    return [this.placement.shardFor(key)];
-  }
-
-  /**
-   * Turns transactions (in commit order) into per-shard statement lists (in the same order). `xid`
-   * is each transaction's full legacy xid8 (text); statements carry it with the key they write.
-   */
-  route(transactions: readonly { xid: string; changes: readonly Change[] }[]): Statement[][] {
-    const out: Statement[][] = this.allShards.map(() => []);
-    let xid = "";
-    // Every statement is a fresh object from its applier, so it takes its `touches` in place (this
-    // runs per change on the event loop that receives the stream: no copies).
-    const push: Push = (shards, statement, applier, keyRow) => {
-      statement.touches = { relation: applier.table.qualified, key: applier.keyOf(keyRow), xid };
-      for (const s of shards) out[s]?.push(statement);
-    };
-    for (const tx of transactions) {
-      xid = tx.xid;
-      for (const change of tx.changes) this.routeChange(change, push);
-    }
-    return out;
-  }
-
-  private routeChange(change: Change, push: Push): void {
-    switch (change.kind) {
-      case "truncate":
-        throw new CdcStopError(
-          `TRUNCATE of ${change.relations.map((r) => `${r.schema}.${r.table}`).join(", ")} on legacy during the migration. ` +
-            "The shards were not truncated: a truncate cannot be replayed per tenant. Cancel the data movement, and start it again once the table is in the state you want.",
-        );
-      case "insert": {
-        const a = this.applierFor(change.relation.schema, change.relation.table);
-        this.checkRelation(change.relation, a);
-        push(this.shardsOf(a, change.new), a.upsert(change.new), a, change.new);
-        break;
-      }
-      case "delete": {
-        const a = this.applierFor(change.relation.schema, change.relation.table);
-        this.checkRelation(change.relation, a);
-        if (!a.hasKey(change.old.tuple)) {
-          throw new CdcStopError(
-            `A DELETE on ${a.table.qualified} arrived without its primary key (replica identity ${change.relation.replicaIdentity}). ` +
-              "Set REPLICA IDENTITY DEFAULT (with a primary key) or FULL on the table and start the data movement again.",
-          );
-        }
-        push(this.shardsOf(a, change.old.tuple), a.deleteByKey(change.old.tuple), a, change.old.tuple);
-        break;
-      }
-      case "update": {
-        const a = this.applierFor(change.relation.schema, change.relation.table);
-        this.checkRelation(change.relation, a);
-        const targets = this.shardsOf(a, change.new);
-        const oldKey = change.old?.tuple ?? null;
-        if (
-          !oldKey &&
-          a.table.kind === "sharded" &&
-          !a.table.primaryKey.includes(this.schema.shardKeyColumn)
-        ) {
-          // The tenant is not part of the key, and without an old image (REPLICA IDENTITY DEFAULT)
-          // a change of tenant cannot be told from any other update: the row may have left another
-          // shard. Remove it from every other shard (REPLICA IDENTITY FULL avoids these deletes).
-          const elsewhere = this.allShards.filter((i) => !targets.includes(i));
-          if (elsewhere.length) push(elsewhere, a.deleteByKey(change.new), a, change.new);
-        }
-        if (oldKey && a.hasKey(oldKey)) {
-          const oldTargets = this.shardsOf(a, oldKey);
-          const keyChanged = a.table.primaryKey.some((c) => oldKey[c] !== change.new[c]);
-          // The row left its old key or its tenant's shard: remove the old image there first.
-          const movedAway = oldTargets.filter((s) => !targets.includes(s));
-          if (keyChanged) push(oldTargets, a.deleteByKey(oldKey), a, oldKey);
-          else if (movedAway.length) push(movedAway, a.deleteByKey(oldKey), a, oldKey);
-        }
-        const partial = Object.values(change.new).some((v) => v === UNCHANGED_TOAST);
-        const statement: Statement = partial
-          ? {
-              ...a.partialUpdate(change.new, change.new),
-              reread: { select: a.selectByKey(change.new), upsert: (row) => a.upsert(row) },
-            }
-          : a.upsert(change.new);
-        push(targets, statement, a, change.new);
-        break;
-      }
-    }
-  }
-}
-
 export interface ApplyOptions {
   /** Tables whose backfill is unfinished: writes to them take the guard lock and are recorded. */
   guarded?: (relation: string) => boolean;
@@ -322,6 +160,16 @@ export interface ApplyOptions {
   readLegacy?: (select: Statement) => Promise<Tuple | null>;
   /** The connection ran APPLY_SESSION_SQL: the transaction needs no settings of its own. */
   sessionPrepared?: boolean;
+  /**
+   * The session carries a replication origin (apply-origin.ts): the transaction is stamped with
+   * the source position it brings the target to, in its commit record.
+   */
+  originStamp?: { lsn: bigint; commitTimeIso: string };
+  /**
+   * The statements are one piece of a large transaction already begun on this connection: no
+   * BEGIN or COMMIT here, and after a failure the caller rolls the whole transaction back.
+   */
+  inTransaction?: boolean;
 }
 
 /** What every apply transaction needs, for a connection dedicated to applying (the CDC runner's). */
@@ -346,47 +194,57 @@ export async function applyToShard(
   if (statements.length === 0) return false;
   const guarded = options.guarded ?? (() => false);
   const pipelined = (client as pg.ClientBase & { pipeline?: boolean }).pipeline === true;
-
-  // One statement and nothing to lock: it is its own transaction (the session already replicates,
-  // commits asynchronously and reads committed), sent alone — a third of the messages both ways.
-  // The common case at a steady write rate, so it is decided before anything is allocated.
-  const [first] = statements;
-  if (
-    pipelined &&
-    options.sessionPrepared &&
-    statements.length === 1 &&
-    first &&
-    !first.reread &&
-    !(first.touches && guarded(first.touches.relation))
-  ) {
-    await client.query(queryConfig(first));
-    return true;
-  }
+  const stamp = options.originStamp;
+  const inTransaction = options.inTransaction === true;
   const recorded = statements.flatMap((s) => (s.touches && guarded(s.touches.relation) ? [s.touches] : []));
-  // Read committed whatever the shard's default: after the guard lock, every statement must see
-  // what the backfill's chunk writes committed before it.
-  const opening = options.sessionPrepared
-    ? ["begin isolation level read committed"]
-    : [
-        "begin isolation level read committed",
-        "set local session_replication_role = replica",
-        "set local synchronous_commit = off",
-        setLocalRenderingSql(),
-      ];
-  // The backfill's chunk writes take the same locks: a chunk and a batch never interleave on a table.
-  if (recorded.length) opening.push(guardLocksSql(recorded.map((t) => t.relation)));
   const body = mergeRuns(statements);
   if (recorded.length) body.push(recordTouchedSql(recorded));
-  const closing = "commit";
-  // Several rows folded into one statement: the same single message, as above.
-  const [only] = body;
-  if (pipelined && options.sessionPrepared && body.length === 1 && only && !only.reread && !recorded.length) {
-    await client.query(queryConfig(only));
+  const rereads = body.some((s) => s.reread);
+
+  // STAMP LAST. PostgreSQL advances a session's origin when a transaction stamped with
+  // pg_replication_origin_xact_setup ABORTS too (the abort record carries the origin, and crash
+  // recovery replays it): a stamp sent before the writes, in a transaction that then failed — a
+  // statement error, a lock or statement timeout, or the engine killed mid-transaction so the
+  // server rolled it back — moved the origin past source transactions the target never committed.
+  // The next runner read that origin, skipped them, and they were lost. So the stamp is the last
+  // thing before the commit: a transaction that fails before it never carries it.
+  //
+  // The common case, on the runner's own session: the stamp, the guard lock and every statement as
+  // one implicit transaction under a single Sync — one message sequence out, one answer back
+  // (one-sync-transaction.ts). Read committed and asynchronous commit are the session's settings.
+  if (pipelined && options.sessionPrepared && !inTransaction && !rereads) {
+    await runInOneSync(client, [
+      // The backfill's chunk writes take the same locks: a chunk and a batch never interleave on a table.
+      ...(recorded.length ? [{ text: guardLocksSql(recorded.map((t) => t.relation)), values: [] }] : []),
+      ...body,
+      // Last (see STAMP LAST above): a statement that fails skips it.
+      ...(stamp ? [originXactSetupStatement(stamp.lsn, stamp.commitTimeIso)] : []),
+    ]);
     return true;
   }
-  if (pipelined && !body.some((s) => s.reread)) {
-    // The whole transaction in one round trip. After a failed statement the server rejects the
-    // rest and turns COMMIT into ROLLBACK: the first error is the batch's outcome.
+
+  // Read committed whatever the shard's default: after the guard lock, every statement must see
+  // what the backfill's chunk writes committed before it.
+  const opening = inTransaction
+    ? []
+    : options.sessionPrepared
+      ? ["begin isolation level read committed"]
+      : [
+          "begin isolation level read committed",
+          "set local session_replication_role = replica",
+          "set local synchronous_commit = off",
+          setLocalRenderingSql(),
+        ];
+  if (recorded.length) opening.push(guardLocksSql(recorded.map((t) => t.relation)));
+  // The stamp rides with the COMMIT (see STAMP LAST above), never before the writes.
+  const closing = inTransaction
+    ? null
+    : stamp
+      ? `${originXactSetupSql(stamp.lsn, stamp.commitTimeIso)}; commit`
+      : "commit";
+  if (pipelined && !rereads) {
+    // The whole transaction (or piece) in one round trip. After a failed statement the server
+    // rejects the rest and turns COMMIT into ROLLBACK: the first error is the batch's outcome.
     // Corked, the batch leaves in one write instead of one per statement (syscalls dominated the
     // CPU cost of a small batch).
     const socket = (client as unknown as { connection?: { stream?: { cork(): void; uncork(): void } } })
@@ -395,9 +253,9 @@ export async function applyToShard(
     let sent: Promise<unknown>[];
     try {
       sent = [
-        client.query(opening.join("; ")),
+        ...(opening.length ? [client.query(opening.join("; "))] : []),
         ...body.map((s) => client.query(queryConfig(s))),
-        client.query(closing),
+        ...(closing ? [client.query(closing)] : []),
       ];
     } finally {
       socket?.uncork();
@@ -405,13 +263,13 @@ export async function applyToShard(
     const settled = await Promise.allSettled(sent);
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) {
-      await client.query("rollback").catch(() => {});
+      if (!inTransaction) await client.query("rollback").catch(() => {});
       throw failed.reason;
     }
     return true;
   }
 
-  await client.query(opening.join("; "));
+  if (opening.length) await client.query(opening.join("; "));
   try {
     for (const s of body) {
       const result = await client.query(queryConfig(s));
@@ -421,10 +279,10 @@ export async function applyToShard(
         if (row) await client.query(queryConfig(s.reread.upsert(row)));
       }
     }
-    await client.query(closing);
+    if (closing) await client.query(closing);
     return true;
   } catch (error) {
-    await client.query("rollback").catch(() => {});
+    if (!inTransaction) await client.query("rollback").catch(() => {});
     throw error;
   }
 }

@@ -1,95 +1,97 @@
-// A position is confirmed only once the shard's WAL is flushed past the batch's commit, and a batch
-// applied while a check reads the positions waits for the next check. Against a real server,
-// committing asynchronously as CDC does.
-import pg from "pg";
+// A position is confirmed only once every target that wrote for it holds it by its replication
+// origin, flushed; a target that had nothing to do does not hold the slot back; a stamp the target
+// never committed is never confirmed. Against real servers, committing asynchronously as CDC does.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
 import { waitFor } from "../../testing/worker-process";
-import { DurableConfirmer, readShardWal, type ShardWal } from "./durable-confirm";
-import { parseLsn } from "./slot";
+import type { TableInfo } from "../analysis/introspect";
+import { tableApplier } from "./apply";
+import { applyOriginName, dropSlotOriginsSql } from "./apply-origin";
+import { DurableConfirmer } from "./durable-confirm";
+import { readOriginProgress, TargetApplier } from "./target-applier";
 
-let shard: TestDatabase;
-let apply: pg.Client;
+let busy: TestDatabase;
+let quiet: TestDatabase;
+const targets: TargetApplier[] = [];
+const slot = `confirm_${process.pid}`;
+
+const table: TableInfo = {
+  schema: "public",
+  name: "t",
+  qualified: '"public"."t"',
+  kind: "reference",
+  columns: [
+    {
+      name: "id",
+      type: "integer",
+      typeOid: 23,
+      notNull: true,
+      defaultExpr: null,
+      identity: null,
+      generatedExpr: null,
+    },
+  ],
+  primaryKey: ["id"],
+  replicaIdentity: "default",
+  indexes: [],
+  foreignKeys: [],
+  sequences: [],
+  estimatedRows: 0,
+};
 
 beforeAll(async () => {
-  shard = await createTestDatabase("confirm_shard");
-  await shard.pool.query("create table t (id int primary key)");
-  apply = new pg.Client({ connectionString: shard.url });
-  await apply.connect();
-  await apply.query("set synchronous_commit = off");
+  busy = await createTestDatabase("confirm_busy");
+  quiet = await createTestDatabase("confirm_quiet");
+  for (const [ordinal, db] of [busy, quiet].entries()) {
+    await db.pool.query("create table t (id int primary key)");
+    targets.push(
+      await TargetApplier.open({ url: db.url, ordinal, origin: applyOriginName(slot, 1n, ordinal) }),
+    );
+  }
 });
 
 afterAll(async () => {
-  await apply?.end();
-  await shard?.drop();
+  for (const t of targets) await t.close();
+  const drop = dropSlotOriginsSql(slot);
+  await busy?.pool.query(drop.text, drop.values);
+  await busy?.drop();
+  await quiet?.drop();
 });
 
-const positions = (flush = false): Promise<ShardWal> => readShardWal(shard.pool, flush);
-
-/** Commits one row asynchronously; returns a WAL position at or past its commit record. */
-async function commitRow(id: number): Promise<bigint> {
-  await apply.query(`begin; insert into t values (${id}); commit`);
-  const { rows } = await apply.query<{ lsn: string }>("select pg_current_wal_insert_lsn()::text as lsn");
-  return parseLsn(rows[0]?.lsn ?? "0/0");
-}
-
 describe("DurableConfirmer", () => {
-  it("confirms a batch only after the shard flushed past its commit", { timeout: 30_000 }, async () => {
-    const commits = new Map<bigint, bigint>();
-    const violations: string[] = [];
-    const verifications: Promise<void>[] = [];
-    let confirmed = 0n;
-    let duringRead: (() => Promise<void>) | null = null;
+  it("confirms by the targets' flushed origins; a quiet target does not hold the slot back", {
+    timeout: 30_000,
+  }, async () => {
+    const [t0] = targets;
+    if (!t0) throw new Error("no target");
+    const pools = [busy.pool, quiet.pool];
+    const confirmedAt: bigint[] = [];
     const confirmer = new DurableConfirmer(
-      async (_, flush) => {
-        // Before the hook, everything is flushed: only the marking decides whether 23 is confirmed.
-        const wal = await positions(flush || duringRead !== null);
-        const hook = duringRead;
-        duringRead = null;
-        await hook?.();
-        return wal;
-      },
-      (lsn) => {
-        confirmed = lsn;
-        // Every batch up to lsn must be on disk now.
-        verifications.push(
-          positions().then(({ flush }) => {
-            for (const [source, commit] of commits) {
-              if (source <= lsn && commit > flush)
-                violations.push(`source ${source}: commit ${commit} > flush ${flush}`);
-            }
-          }),
-        );
-      },
+      (ordinal) => readOriginProgress(pools[ordinal] ?? busy.pool, targets[ordinal]?.origin ?? ""),
+      (lsn) => confirmedAt.push(lsn),
     );
-
+    const upsert = tableApplier(table).upsert;
     for (let i = 1; i <= 20; i++) {
-      commits.set(BigInt(i), await commitRow(i));
-      confirmer.applied(BigInt(i), [0]);
+      const stamp = BigInt(i * 100);
+      expect(
+        await t0.apply([upsert({ id: String(i) })], { lsn: stamp, commitTimeIso: new Date().toISOString() }),
+      ).toBe(true);
+      // Target 1 got nothing from these batches.
+      confirmer.applied(stamp + 10n, new Map([[0, stamp]]));
     }
-    confirmer.applied(21n, []); // a batch that wrote nothing still confirms in order
+    confirmer.applied(2_050n); // a batch that wrote nowhere still confirms, in order
     await waitFor("batches 1–21 to be confirmed", async () => {
       await confirmer.check();
-      return confirmed === 21n;
+      return confirmedAt.at(-1) === 2_050n;
     });
+    expect(await readOriginProgress(busy.pool, t0.origin)).toBe(2_000n);
+    expect(await readOriginProgress(quiet.pool, targets[1]?.origin ?? "")).toBe(0n);
 
-    // Batch 23 commits while a check reads the positions: that check must not confirm it.
-    commits.set(22n, await commitRow(22));
-    confirmer.applied(22n, [0]);
-    duringRead = async () => {
-      commits.set(23n, await commitRow(23));
-      confirmer.applied(23n, [0]);
-    };
-    await confirmer.check();
-    expect(duringRead).toBeNull(); // the read happened
-    expect(confirmed).toBeLessThan(23n);
-    await waitFor("batch 23 to be confirmed", async () => {
-      await confirmer.check();
-      return confirmed === 23n;
-    });
-    expect(confirmer.waiting).toBe(0);
-    await Promise.all(verifications);
-    expect(verifications.length).toBeGreaterThan(0);
-    expect(violations).toEqual([]);
+    // A stamp the target never committed (its transaction was lost) is never confirmed, nor anything after it.
+    confirmer.applied(3_010n, new Map([[0, 3_000n]]));
+    confirmer.applied(3_020n);
+    for (let i = 0; i < 3; i++) await confirmer.check();
+    expect(confirmedAt.at(-1)).toBe(2_050n);
+    expect(confirmer.waiting).toBe(2);
   });
 });

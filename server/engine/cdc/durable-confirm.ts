@@ -1,74 +1,40 @@
-// Confirms positions to the slot only once what they stand for is on disk on every shard.
+// Confirms positions to the slot only once what they stand for is on disk on every target, by the
+// targets' own record: their replication origins (apply-origin.ts).
 //
-// CDC commits on the shards with synchronous_commit = off, as PostgreSQL's own subscriptions do: a
+// CDC commits on the targets with synchronous_commit = off, as PostgreSQL's own subscriptions do: a
 // commit returns before its WAL is flushed, which takes the flush out of the replication lag. The
-// price is that a shard crash can lose the last few hundred milliseconds of commits — so the slot
-// must not be told they are done until they are durable.
+// price is that a target crash can lose its last commits — so the slot must not be told they are
+// done until they are durable. The target's WAL position cannot say that: after a crash and restart
+// a flush soon passes any position read before the crash, although the commits behind it are gone
+// (that confirmed, and so lost, whole batches). The origin can: each apply transaction carries in
+// its commit record the end LSN of the last source transaction it applied, and
+// pg_replication_origin_progress(origin, true) flushes the target up to its last such commit and
+// returns that source position — after a crash, the last stamped commit that survived.
 //
-// Each check reads every shard's WAL insert and flush positions in one query. A batch applied
-// before a check began has its commit record behind that check's insert position (the commit
-// returned before the query was sent), so the position marks it; a later check that sees the flush
-// position past the mark confirms it. Marking by check, not by batch, keeps the apply path to one
-// round trip per batch (no position query after each commit), at the cost of confirming up to one
-// check later. A crash before confirmation replays the batch from the slot, which is harmless.
-//
-// The insert position may also cover WAL that no commit asks to flush (hint bits, pruning, another
-// session's open transaction), which the WAL writer can leave unflushed while the shard is quiet.
-// A mark still not durable after FORCE_FLUSH_AFTER_MS has its shard flushed on purpose (a tiny
-// synchronous commit), so the slot never waits on an idle shard.
-import type pg from "pg";
-import { parseLsn } from "./slot";
-
-export interface ShardWal {
-  /** pg_current_wal_insert_lsn(): past every commit that returned before it was read. */
-  insert: bigint;
-  /** pg_current_wal_flush_lsn(): everything before it is on disk. */
-  flush: bigint;
-}
-
-const FORCE_FLUSH_AFTER_MS = 1_000;
-
-/**
- * A shard's WAL positions in one query. With `flush`, first a transaction that wrote WAL (a logical
- * message no subscriber reads) commits synchronously on this server ("local": never waiting on a
- * standby), which flushes all WAL inserted before it.
- */
-export async function readShardWal(shard: pg.Pool, flush: boolean): Promise<ShardWal> {
-  const result: unknown = await shard.query(
-    `${flush ? "begin; set local synchronous_commit = local; select pg_logical_emit_message(true, 'shardshift.flush', ''); commit; " : ""}` +
-      "select pg_current_wal_insert_lsn()::text as insert, pg_current_wal_flush_lsn()::text as flush",
-  );
-  // Several statements answer with one result each: the positions are the last.
-  const last = (Array.isArray(result) ? result.at(-1) : result) as pg.QueryResult<{
-    insert: string;
-    flush: string;
-  }>;
-  const row = last.rows[0];
-  return { insert: parseLsn(row?.insert ?? "0/0"), flush: parseLsn(row?.flush ?? "0/0") };
-}
-
-interface Pending {
+// So a batch is durable once, for every target it wrote to, the origin's flushed position reached
+// the stamp that target's transaction carried. A target the batch did not write to does not hold it
+// back: it has nothing pending for that range. Batches are confirmed in order, so a position is
+// confirmed only when everything before it is durable everywhere.
+export interface PendingBatch {
+  /** The source position to confirm once the batch is durable (its confirmableLsn). */
   lsn: bigint;
-  /** Ordinals of the shards the batch wrote to. */
-  shards: number[];
-  /** Per shard, the insert position of the first check after the batch: null until then. */
-  marks: Map<number, bigint> | null;
-  markedAt: number;
+  /** Per target ordinal that committed something for this batch, the origin stamp it carried. */
+  stamps: ReadonlyMap<number, bigint>;
 }
 
 export class DurableConfirmer {
-  private readonly pending: Pending[] = [];
+  private readonly pending: PendingBatch[] = [];
   private checking: Promise<void> | null = null;
 
   constructor(
-    /** The WAL positions of shard `ordinal`; with `flush`, after making it flush everything inserted so far. */
-    private readonly walOf: (ordinal: number, flush: boolean) => Promise<ShardWal>,
+    /** The flushed origin position of target `ordinal` (pg_replication_origin_progress(…, true)). */
+    private readonly durableOf: (ordinal: number) => Promise<bigint>,
     private readonly confirm: (lsn: bigint) => void,
   ) {}
 
-  /** A batch ending at source position `lsn` committed on `shards` (ordinals; empty: wrote nothing). */
-  applied(lsn: bigint, shards: number[]): void {
-    this.pending.push({ lsn, shards, marks: null, markedAt: 0 });
+  /** A batch ending at source position `lsn` committed on the targets in `stamps` (empty: wrote nothing). */
+  applied(lsn: bigint, stamps: ReadonlyMap<number, bigint> = new Map()): void {
+    this.pending.push({ lsn, stamps });
   }
 
   get waiting(): number {
@@ -85,25 +51,17 @@ export class DurableConfirmer {
 
   private async runCheck(): Promise<void> {
     if (this.pending.length === 0) return;
-    // Taken before the positions are read: batches applied during the read are marked next time.
-    const unmarked = this.pending.filter((p) => p.marks === null);
-    const shards = new Set(this.pending.flatMap((p) => p.shards));
-    const now = Date.now();
-    const stale = new Set(
-      this.pending.flatMap((p) => (p.marks && now - p.markedAt >= FORCE_FLUSH_AFTER_MS ? p.shards : [])),
-    );
-    const wal = new Map<number, ShardWal>();
-    await Promise.all([...shards].map(async (i) => wal.set(i, await this.walOf(i, stale.has(i)))));
-    for (const p of unmarked) {
-      p.marks = new Map(p.shards.map((i) => [i, wal.get(i)?.insert ?? 0n]));
-      p.markedAt = now;
-    }
+    // Batches applied while the positions are read are judged at the next check.
+    const count = this.pending.length;
+    const targets = new Set(this.pending.slice(0, count).flatMap((p) => [...p.stamps.keys()]));
+    const durable = new Map<number, bigint>();
+    await Promise.all([...targets].map(async (t) => durable.set(t, await this.durableOf(t))));
     let upTo: bigint | null = null;
-    for (;;) {
+    for (let i = 0; i < count; i++) {
       const head = this.pending[0];
-      if (!head?.marks) break;
-      const durable = [...head.marks].every(([i, mark]) => mark <= (wal.get(i)?.flush ?? 0n));
-      if (!durable) break;
+      if (!head) break;
+      const done = [...head.stamps].every(([t, stamp]) => stamp <= (durable.get(t) ?? 0n));
+      if (!done) break;
       this.pending.shift();
       upTo = head.lsn;
     }

@@ -12,7 +12,7 @@ import {
   UNCHANGED_TOAST,
 } from "./pgoutput";
 import { type CommittedTransaction, ReplicationStream } from "./replication-stream";
-import { createPublication, createSlot, dropSlot, listSlots } from "./slot";
+import { createPublication, createSlot, dropSlot, listSlots, parseLsn } from "./slot";
 
 // Slots are per server, not per database: a unique prefix per run, and every slot dropped.
 const SLOT_PREFIX = `cdc_test_pgout_${crypto.randomBytes(3).toString("hex")}_`;
@@ -133,6 +133,8 @@ function summarize(change: Change): Record<string, unknown> {
         cascade: change.cascade,
         restartIdentity: change.restartIdentity,
       };
+    case "message":
+      return { kind: "message", prefix: change.prefix, content: change.content.toString("utf8") };
   }
 }
 
@@ -254,7 +256,8 @@ describe("pgoutput decoding (real server)", () => {
     const relations = new Map<string, Relation>();
     for (const tx of transactions) {
       for (const change of tx.changes) {
-        if (change.kind !== "truncate") relations.set(tableOf(change.relation), change.relation);
+        if (change.kind !== "truncate" && change.kind !== "message")
+          relations.set(tableOf(change.relation), change.relation);
       }
     }
     expect(relations.get("public.docs")).toMatchObject({
@@ -337,6 +340,36 @@ describe("pgoutput decoding (real server)", () => {
     ]);
     await database.pool.query("alter table memberships drop column note; truncate memberships");
   });
+
+  it("delivers a transactional logical message at its place among the transaction's changes, and leaves out non-transactional ones", async () => {
+    const slot = await newSlot("messages");
+    const stream = await startStream(slot);
+
+    await database.pool.query(
+      "select pg_logical_emit_message(false, 'shardshift_fence', 'not in any transaction')",
+    );
+    const [emitted] = await inTransaction(
+      "insert into memberships values (3, 30, 'admin')",
+      "select pg_logical_emit_message(true, 'shardshift_fence', '{\"planId\":\"p\"}')::text as lsn",
+    );
+    await inTransaction(
+      "insert into memberships values (3, 31, 'viewer')",
+      "select pg_logical_emit_message(true, 'other_prefix', 'x')",
+    );
+
+    const [first, second] = await readTransactions(stream, 2);
+    expect(first?.changes.map(summarize)).toEqual([
+      { kind: "insert", table: "public.memberships", new: { tenant_id: "3", user_id: "30", role: "admin" } },
+      { kind: "message", prefix: "shardshift_fence", content: '{"planId":"p"}' },
+    ]);
+    // The message's own position (the end of its record, as pg_logical_emit_message returned it):
+    // at or before the transaction's commit record.
+    const message = first?.changes[1];
+    expect(message?.kind === "message" && message.lsn).toBe(parseLsn(String(emitted?.lsn)));
+    expect(message?.kind === "message" && message.lsn <= (first?.commitLsn ?? 0n)).toBe(true);
+    expect(second?.changes.map((c) => c.kind)).toEqual(["insert", "message"]);
+    await database.pool.query("truncate memberships");
+  });
 });
 
 describe("pgoutput decoder (pure)", () => {
@@ -377,6 +410,32 @@ describe("pgoutput decoder (pure)", () => {
     expect(
       decodedNull.tag === "change" && decodedNull.change.kind === "update" && decodedNull.change.new,
     ).toEqual({ id: "7", body: null });
+  });
+
+  it("decodes a logical message: flags, position, prefix and content", () => {
+    const content = Buffer.from('{"version":7}');
+    const length = Buffer.alloc(4);
+    length.writeInt32BE(content.length);
+    const message = (flags: number) =>
+      Buffer.concat([
+        Buffer.from("M"),
+        Buffer.from([flags]),
+        Buffer.from([0, 0, 0, 1, 0x0a, 0x0b, 0x0c, 0x0d]), // 1/A0B0C0D
+        Buffer.from("shardshift_fence\0"),
+        length,
+        content,
+      ]);
+    const decoder = new PgoutputDecoder();
+    expect(decoder.decode(message(1))).toEqual({
+      tag: "message",
+      transactional: true,
+      lsn: 0x1_0a0b_0c0dn,
+      prefix: "shardshift_fence",
+      content,
+    });
+    expect(decoder.decode(message(0))).toMatchObject({ tag: "message", transactional: false });
+    // A content shorter than its announced length is refused, not read past.
+    expect(() => decoder.decode(message(1).subarray(0, -1))).toThrow(/ended early/);
   });
 
   it("refuses what it cannot decode instead of skipping it", () => {

@@ -65,7 +65,13 @@ export type Change =
       old: OldRow | null;
     }
   | { kind: "delete"; relation: Relation; old: OldRow }
-  | { kind: "truncate"; relations: Relation[]; cascade: boolean; restartIdentity: boolean };
+  | { kind: "truncate"; relations: Relation[]; cascade: boolean; restartIdentity: boolean }
+  /**
+   * A transactional logical message (pg_logical_emit_message(true, prefix, content)), at its place
+   * among the transaction's changes. Only a stream that asked for messages receives them; the
+   * fence writes one per change of ownership (FENCE_MESSAGE_PREFIX).
+   */
+  | { kind: "message"; lsn: bigint; prefix: string; content: Buffer };
 
 export type PgoutputMessage =
   | { tag: "begin"; finalLsn: bigint; commitTime: bigint; xid: number }

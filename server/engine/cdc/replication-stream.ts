@@ -65,10 +65,21 @@ export interface ReplicationStreamOptions {
    * reverse stream do not loop back. Default 'any'.
    */
   origin?: "any" | "none";
+  /**
+   * Ask for transactional logical messages (pgoutput `messages`), delivered as changes of kind
+   * 'message' in their transaction. Default true: the fence's ownership changes travel this way.
+   */
+  messages?: boolean;
   /** Pause reading once this many committed transactions wait for the consumer. Default 1,000. */
   maxBufferedTransactions?: number;
   /** …or once this many changes wait for the consumer. Default 100,000. */
   maxBufferedChanges?: number;
+  /**
+   * Bounded memory for any transaction size: once an open transaction holds this many changes,
+   * they are handed out as a TransactionPiece before its commit arrives (protocol v1 sends only
+   * committed transactions, so a piece is never rolled back). Default: whole transactions only.
+   */
+  maxChangesPerPiece?: number;
   applicationName?: string;
   connectTimeoutMs?: number;
   /** How long stop() waits for the server to end the COPY before closing the socket. Default 5 s. */
@@ -92,11 +103,25 @@ export interface CommittedTransaction {
   /** The replication origin the transaction was applied with, or null for ordinary writes. */
   origin: string | null;
   changes: Change[];
+  /** Its earlier changes were handed out as pieces (TransactionPiece); `changes` holds the rest. */
+  continued?: boolean;
   /**
    * Relations whose definition changed before this transaction's changes (ALTER TABLE on the source).
    * Non-empty means the changes below use the new columns: a consumer that cannot follow schema
    * changes must stop here without applying or confirming this transaction.
    */
+  relationChanges: RelationChange[];
+}
+
+/** Part of a large committed transaction, handed out before its commit arrived (in order). */
+export interface TransactionPiece {
+  xid: number;
+  /** The replication origin the transaction was applied with, or null for ordinary writes. */
+  origin: string | null;
+  /** Position of the transaction's commit record (from its Begin): its end LSN lies after it. */
+  commitLsn: bigint;
+  commitTime: bigint;
+  changes: Change[];
   relationChanges: RelationChange[];
 }
 
@@ -108,6 +133,12 @@ export interface TransactionBatch {
    * transaction's endLsn, or further when the server reported that nothing else committed before it.
    */
   confirmableLsn: bigint;
+  /**
+   * Set on a batch that carries part of a large transaction (and no transactions): apply it inside
+   * that transaction's target transactions, and commit them with the transaction that follows
+   * (`continued`). Nothing new may be confirmed for it.
+   */
+  piece?: TransactionPiece;
 }
 
 export interface BatchLimits {
@@ -179,13 +210,16 @@ interface CopyBothConnection {
 interface OpenTransaction {
   xid: number;
   finalLsn: bigint;
+  commitTime: bigint;
   origin: string | null;
   changes: Change[];
   relationChanges: RelationChange[];
+  pieces: number;
 }
 
 interface Queued {
-  transaction: CommittedTransaction;
+  transaction?: CommittedTransaction;
+  piece?: TransactionPiece;
   arrivedAt: number;
 }
 
@@ -425,6 +459,7 @@ export class ReplicationStream {
     const publications = this.options.publications.map((name) => pg.escapeIdentifier(name)).join(",");
     const options = [`proto_version '1'`, `publication_names ${replicationLiteral(publications)}`];
     if (this.options.origin !== undefined) options.push(`origin ${replicationLiteral(this.options.origin)}`);
+    if (this.options.messages !== false) options.push(`messages 'true'`);
     return `START_REPLICATION SLOT ${pg.escapeIdentifier(this.slot)} LOGICAL ${formatLsn(startLsn)} (${options.join(", ")})`;
   }
 
@@ -469,9 +504,11 @@ export class ReplicationStream {
         this.open = {
           xid: message.xid,
           finalLsn: message.finalLsn,
+          commitTime: message.commitTime,
           origin: null,
           changes: [],
           relationChanges: this.pendingRelationChanges,
+          pieces: 0,
         };
         this.pendingRelationChanges = [];
         return;
@@ -485,13 +522,30 @@ export class ReplicationStream {
         }
         return;
       case "type":
+        // Types only name non-built-in column types.
+        return;
       case "message":
-        // Types only name non-built-in column types; messages are not requested (no `messages` option).
+        // A transactional message is part of its transaction, at its place among the changes (the
+        // fence's ownership changes: ownership-route.ts). A non-transactional one has no place in
+        // the commit order (the server sends it at once, even if its transaction rolls back): the
+        // fence never writes one, and nothing here can act on one safely, so it is left out.
+        if (!message.transactional) return;
+        if (this.open === null)
+          throw new PgoutputProtocolError("transactional Message outside a transaction");
+        this.open.changes.push({
+          kind: "message",
+          lsn: message.lsn,
+          prefix: message.prefix,
+          content: message.content,
+        });
         return;
       case "change":
         if (this.open === null)
           throw new PgoutputProtocolError(`${message.change.kind} outside a transaction`);
         this.open.changes.push(message.change);
+        if (this.open.changes.length >= (this.options.maxChangesPerPiece ?? Number.POSITIVE_INFINITY)) {
+          this.queuePiece(this.open);
+        }
         return;
       case "commit":
         this.onCommit(message.commitLsn, message.endLsn, message.commitTime);
@@ -522,11 +576,38 @@ export class ReplicationStream {
         origin: open.origin,
         changes: open.changes,
         relationChanges: open.relationChanges,
+        ...(open.pieces > 0 ? { continued: true } : {}),
       },
       arrivedAt: Date.now(),
     });
     this.queuedChanges += open.changes.length;
     this.lastQueuedEndLsn = endLsn;
+    this.pauseIfFull();
+    this.wake();
+  }
+
+  /** Hands out what an open transaction holds so far, so it never sits whole in memory. */
+  private queuePiece(open: OpenTransaction): void {
+    this.queue.push({
+      piece: {
+        xid: open.xid,
+        origin: open.origin,
+        commitLsn: open.finalLsn,
+        commitTime: open.commitTime,
+        changes: open.changes,
+        relationChanges: open.relationChanges,
+      },
+      arrivedAt: Date.now(),
+    });
+    this.queuedChanges += open.changes.length;
+    open.changes = [];
+    open.relationChanges = [];
+    open.pieces++;
+    this.pauseIfFull();
+    this.wake();
+  }
+
+  private pauseIfFull(): void {
     if (
       !this.paused &&
       (this.queue.length >= (this.options.maxBufferedTransactions ?? 1000) ||
@@ -536,7 +617,6 @@ export class ReplicationStream {
       this.paused = true;
       this.connection?.stream.pause();
     }
-    this.wake();
   }
 
   private onKeepalive(walEnd: bigint, replyRequested: boolean): void {
@@ -608,6 +688,25 @@ export class ReplicationStream {
     const flushAll = this.failure !== null;
 
     const oldest = this.queue[0];
+    // A piece, and the transaction that completes pieces, go alone and at once: the consumer
+    // applies them inside an open target transaction.
+    if (oldest?.piece !== undefined) {
+      this.queue.shift();
+      this.queuedChanges -= oldest.piece.changes.length;
+      this.resumeIfDrained();
+      return {
+        batch: { transactions: [], confirmableLsn: this.deliveredLsn, piece: oldest.piece },
+        wakeAt: null,
+      };
+    }
+    if (oldest?.transaction?.continued) {
+      const transaction = oldest.transaction;
+      this.queue.shift();
+      this.queuedChanges -= transaction.changes.length;
+      if (transaction.endLsn > this.deliveredLsn) this.deliveredLsn = transaction.endLsn;
+      this.resumeIfDrained();
+      return { batch: { transactions: [transaction], confirmableLsn: transaction.endLsn }, wakeAt: null };
+    }
     if (oldest !== undefined) {
       const due = oldest.arrivedAt + maxWaitMs;
       const ready =
@@ -616,16 +715,18 @@ export class ReplicationStream {
       const transactions: CommittedTransaction[] = [];
       let changes = 0;
       while (transactions.length < maxTransactions && changes < maxChanges) {
-        const next = this.queue.shift();
-        if (next === undefined) break;
-        transactions.push(next.transaction);
-        changes += next.transaction.changes.length;
+        const next = this.queue[0]?.transaction;
+        if (next === undefined || next.continued) break; // a piece or its completion: next batch
+        this.queue.shift();
+        transactions.push(next);
+        changes += next.changes.length;
       }
       this.queuedChanges -= changes;
       // The loop ran at least once (the queue had an oldest entry), so the fallback never applies.
       let confirmableLsn = transactions[transactions.length - 1]?.endLsn ?? this.deliveredLsn;
       // The idle position covers these transactions too if nothing left in the queue commits before it.
-      const following = this.queue[0]?.transaction.commitLsn;
+      const head = this.queue[0];
+      const following = head?.transaction?.commitLsn ?? head?.piece?.commitLsn;
       if (this.idleLsn > confirmableLsn && (following === undefined || this.idleLsn <= following)) {
         confirmableLsn = this.idleLsn;
       }

@@ -10,11 +10,9 @@
 // - A slot retains WAL until it is dropped: every slot created here must be dropped at the end (or
 //   on cancel). dropSlot refuses to kill an active consumer unless told to.
 import pg from "pg";
+import type { SqlStatement } from "../shared/sql-statement";
 
-export interface SqlStatement {
-  text: string;
-  values: unknown[];
-}
+export type { SqlStatement };
 
 export interface TableName {
   schema: string;
@@ -71,13 +69,18 @@ function qualified({ schema, table }: TableName): string {
 // ---------------------------------------------------------------------------------------------
 // Builders
 
-/** Publishes every kind of change, truncate included, so a TRUNCATE on legacy reaches the shards. */
+/**
+ * Publishes every kind of change, truncate included, so a TRUNCATE on legacy reaches the shards.
+ * A partitioned table's changes are published as its root's (publish_via_partition_root): the
+ * engine migrates roots (the schema snapshot lists no partitions), and a change named after a
+ * partition would stop CDC as "a table not in the migration".
+ */
 export function createPublicationSql(publication: string, tables: readonly TableName[]): SqlStatement {
   if (tables.length === 0) throw new Error(`publication "${publication}" needs at least one table`);
   return {
     text:
       `create publication ${pg.escapeIdentifier(publication)} for table ${tables.map(qualified).join(", ")} ` +
-      "with (publish = 'insert, update, delete, truncate')",
+      "with (publish = 'insert, update, delete, truncate', publish_via_partition_root = true)",
     values: [],
   };
 }

@@ -3,11 +3,12 @@
 // the (simulated) replication lag so that lag is never reported as drift.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadDemoDataset } from "@/server/demo/dataset";
 import { introspectSource, type SourceSchema } from "@/server/engine/analysis/introspect";
-import { copyChunk, planTable, type TablePlan } from "@/server/engine/backfill/copy-chunk";
+import { copyChunk } from "@/server/engine/backfill/copy-chunk";
 import { prepareShard } from "@/server/engine/backfill/prepare-shards";
-import { loadDemoDataset } from "@/server/engine/demo/dataset";
 import { hashPlacement, type Placement } from "@/server/engine/router/placement";
+import { planTable, type TablePlan } from "@/server/engine/shared/table-plan";
 import { createTestDatabase, type TestDatabase } from "@/server/testing/databases";
 import {
   type ChunkMismatch,

@@ -29,8 +29,9 @@
 //   mismatch may be replication lag, which recheck.ts separates from drift.
 import pg from "pg";
 import type { SourceSchema } from "../analysis/introspect";
-import { planTable, type TablePlan } from "../backfill/copy-chunk";
 import type { Placement } from "../router/placement";
+import type { SqlStatement } from "../shared/sql-statement";
+import { planTable, type TablePlan } from "../shared/table-plan";
 import { quoteIdent } from "../sql/identifiers";
 import {
   assertComparableSessions,
@@ -62,7 +63,7 @@ export const WHOLE_RANGE = "";
 /** Every key of a table (or of one tenant, with a tenant given). */
 export const WHOLE_KEY_RANGE: Readonly<KeyRange> = { after: null, upTo: null };
 
-const EMPTY: ChunkHash = { rows: 0, hash: "0" };
+export const EMPTY: ChunkHash = { rows: 0, hash: "0" };
 
 /** Row differences are described down to this many rows on the larger side of a range. */
 export const LOCATE_LEAF_ROWS = 64;
@@ -80,12 +81,9 @@ async function pinned<T>(db: ParityDb, fn: (client: ParityClient) => Promise<T>)
 // ---------------------------------------------------------------------------------------------
 // SQL builders (pure)
 
-export interface SqlStatement {
-  text: string;
-  values: unknown[];
-}
+export type { SqlStatement };
 
-class Params {
+export class Params {
   readonly values: unknown[] = [];
   add(value: unknown, type?: string): string {
     this.values.push(value);
@@ -97,7 +95,7 @@ function keyList(plan: TablePlan): string {
   return plan.keyColumns.map((c) => `x.${quoteIdent(c)}`).join(", ");
 }
 
-function keyText(plan: TablePlan): string {
+export function keyText(plan: TablePlan): string {
   return `array[${plan.keyColumns.map((c) => `x.${quoteIdent(c)}::text`).join(", ")}]`;
 }
 
@@ -138,7 +136,7 @@ function keyTuple(plan: TablePlan, key: KeyValues, params: Params): string {
 }
 
 /** Where clauses for a key range, optionally narrowed to one tenant (sharded tables only). */
-function rangeWhere(plan: TablePlan, range: KeyRange, tenant: string | null, params: Params): string {
+export function rangeWhere(plan: TablePlan, range: KeyRange, tenant: string | null, params: Params): string {
   const clauses: string[] = [];
   if (range.after) {
     assertKey(plan, range.after, "the range's lower bound");
@@ -618,6 +616,8 @@ export interface FullPassProgress {
   chunk: number;
   chunks: number;
   rowsVerified: number;
+  /** Legacy rows hashed so far in the pass. */
+  legacyRows: number;
 }
 
 export interface FullPassResult {
@@ -662,10 +662,14 @@ async function scanTable(
   beforeChunk?: (expectedRows: number) => Promise<void>,
   pagesPerChunk?: number,
 ): Promise<TableScan> {
+  // A partitioned root stores nothing itself: a TID range on it reads that range of every leaf
+  // partition, so the chunks walk the largest leaf's pages and expect every leaf's rows.
   const { rows: sizes } = await client.query<{ pages: string; tuples: string }>(
-    `select (pg_relation_size(c.oid) / current_setting('block_size')::int)::text as pages,
-            greatest(c.reltuples, 0)::bigint::text as tuples
-       from pg_class c where c.oid = $1::regclass`,
+    `select coalesce(max(pg_relation_size(c.oid) / current_setting('block_size')::int), 0)::text as pages,
+            coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint::text as tuples
+       from pg_class c
+      where c.relkind <> 'p'
+        and (c.oid = $1::regclass or c.oid in (select relid from pg_partition_tree($1::regclass)))`,
     [plan.table.qualified],
   );
   const pages = Number(sizes[0]?.pages ?? 0);
@@ -757,6 +761,7 @@ export async function fullPass(
         chunk: legacyScan.chunks,
         chunks: legacyScan.chunks,
         rowsVerified: result.rowsVerified,
+        legacyRows: result.legacyRows,
       });
     }
     result.ms = Math.round(performance.now() - startedAt);

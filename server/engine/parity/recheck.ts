@@ -25,9 +25,10 @@
 // A row on a shard that does not own its tenant is expected absent whatever legacy holds.
 import { setTimeout as delay } from "node:timers/promises";
 import pg from "pg";
-import type { TablePlan } from "../backfill/copy-chunk";
 import { formatLsn, readSlotStatus } from "../cdc/slot";
 import type { Placement } from "../router/placement";
+import type { SqlStatement } from "../shared/sql-statement";
+import type { TablePlan } from "../shared/table-plan";
 import { quoteIdent } from "../sql/identifiers";
 import {
   type ColumnDifference,
@@ -37,8 +38,8 @@ import {
   type RowDifference,
   type RowValues,
   rowValues,
-  type SqlStatement,
 } from "./chunk-hash";
+
 import { type ParityClient, withParitySession } from "./session";
 
 export type WaitForApplied = (lsn: bigint) => Promise<void>;

@@ -1,14 +1,20 @@
-// Repair copies a row from its owner (legacy, until the tenant cuts over) to the shard, with the
-// row-lock rule: the legacy row is read FOR SHARE and stays locked until the shard
-// committed, so a concurrent write lands after the repair and its CDC event overwrites it — a
-// repair can never leave an older version behind. A row legacy does not have is deleted from
-// the shard; a row on a shard that does not own its tenant is deleted there.
+// Repair copies a row from its owner to the shard, with the row-lock rule: the owner's row is read
+// FOR SHARE and stays locked until the shard committed, so a concurrent write lands after the
+// repair and its CDC event overwrites it — a repair can never leave an older version behind. A row
+// the owner does not have is deleted from the shard; a row on a shard that does not own its tenant
+// is deleted there.
+//
+// The owner is a parameter: legacy until the tenant cuts over (all a caller can pass today); the
+// cutover issue passes the tenant's current owner. Both sides run under the pinned rendering
+// settings: the row travels as text, and an owner session rendering dates as 'SQL, DMY' read back
+// by a shard session in 'ISO, MDY' would write another date (or fail) — silently wrong repairs.
 import type pg from "pg";
-import type { TablePlan } from "../backfill/copy-chunk";
 import { tableApplier } from "../cdc/apply";
 import type { Tuple } from "../cdc/pgoutput";
 import type { Placement } from "../router/placement";
+import type { TablePlan } from "../shared/table-plan";
 import { quoteIdent } from "../sql/identifiers";
+import { setLocalRenderingSql } from "../sql/rendering";
 
 export interface RepairOutcome {
   action: "upserted" | "deleted" | "none";
@@ -16,7 +22,8 @@ export interface RepairOutcome {
 }
 
 export async function repairRow(
-  legacy: pg.Pool,
+  /** The database that owns the row's tenant now: its row is the truth. */
+  owner: pg.Pool,
   shards: readonly pg.Pool[],
   placement: Placement,
   plan: TablePlan,
@@ -30,12 +37,12 @@ export async function repairRow(
   const where = pk.map((c, i) => `${quoteIdent(c)} = $${i + 1}::${typeOf.get(c) ?? "text"}`).join(" and ");
   // The key is in plan.keyColumns order (shard key first); the statements want primary-key order.
   const pkValues = pk.map((c) => key[plan.keyColumns.indexOf(c)] ?? null);
-  const source = await legacy.connect();
+  const source = await owner.connect();
   const target = shards[shardOrdinal];
   if (!target) throw new Error(`No shard ${shardOrdinal} in this plan.`);
   const shard = await target.connect();
   try {
-    await source.query("begin");
+    await source.query(`begin; ${setLocalRenderingSql()}`);
     const cols = applier.columns
       .map((c) => `${quoteIdent(c.name)}::text as ${quoteIdent(c.name)}`)
       .join(", ");
@@ -49,8 +56,7 @@ export async function repairRow(
         ? shardOrdinal
         : placement.shardFor(legacyRow[plan.keyColumns[0] ?? ""] ?? "");
     let action: RepairOutcome["action"] = "none";
-    await shard.query("begin");
-    await shard.query("set local session_replication_role = replica");
+    await shard.query(`begin; set local session_replication_role = replica; ${setLocalRenderingSql()}`);
     if (legacyRow && owner === shardOrdinal) {
       const statement = applier.upsert(legacyRow as Tuple);
       await shard.query(statement.text, statement.values);

@@ -4,8 +4,12 @@
 // worker's lock goes with its connection, so the next attempt can take over.
 import pg from "pg";
 
-/** Advisory lock classes on the control plane (the CDC runner's is 7_363_200, in cdc-runner.ts). */
-export const PLAN_JOB_LOCKS = { parity: 7_363_300, census: 7_363_400 } as const;
+/**
+ * Advisory lock classes on the control plane (the CDC runner's is 7_363_200, in forward-cdc.ts).
+ * `start` is held by a movement's start from before its claim to its end: a `preparing` movement
+ * whose lock is free was left by a start whose process died (interrupted-start.ts).
+ */
+export const PLAN_JOB_LOCKS = { parity: 7_363_300, census: 7_363_400, start: 7_363_600 } as const;
 
 /** Runs `job` if no other holder has the plan's lock of this kind; returns null when it did not run. */
 export async function runExclusivePerPlan<T>(

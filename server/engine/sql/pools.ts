@@ -12,6 +12,10 @@ export function enginePool(url: string, max = 6): pg.Pool {
       max,
       application_name: "shardshift-engine",
       idleTimeoutMillis: 30_000,
+      // A server that does not answer (or a pool whose clients are all taken) fails the caller
+      // after this long instead of holding it — and whatever waits on it, like a cancel — forever.
+      connectionTimeoutMillis: 30_000,
+      keepAlive: true,
     });
     // A broken idle connection must not crash the worker; the next checkout gets a fresh one.
     pool.on("error", () => {});

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_PLAN_SETTINGS, PLAN_PHASES, type PlanPhase } from "../../schemas/plan";
-import { decideTransition, type PlanFacts } from "./plan-phase";
+import { DEFAULT_PLAN_SETTINGS, type PlanPhase } from "../../schemas/plan";
+import type { EngineFacts } from "./plan-facts";
+import { decideTransition, exitBlocked, type PlanFacts } from "./plan-phase";
 
 const now = new Date("2026-11-24T12:00:00Z");
 const facts = (phase: PlanPhase, extra: Partial<PlanFacts> = {}): PlanFacts => ({
@@ -12,34 +13,101 @@ const facts = (phase: PlanPhase, extra: Partial<PlanFacts> = {}): PlanFacts => (
   ...extra,
 });
 
+const minutesAgo = (m: number) => new Date(now.getTime() - m * 60_000);
+const streaming = { status: "running" as const, confirmedLsn: "0/1A2B3C", lastError: null };
+const cleanFull = { finishedAt: minutesAgo(5), rowsVerified: 30_000, rowsTotal: 30_000, differences: 0 };
+const everythingDone: EngineFacts = {
+  movement: streaming,
+  backfill: { tables: 9, tablesDone: 9, rowsCopied: 30_000, finishedAt: minutesAgo(40) },
+  lag: { ms: 3, at: minutesAgo(0) },
+  parity: { lastFull: cleanFull, openMismatches: 0, checking: false },
+};
+
 describe("plan phase state machine", () => {
-  it("advances one step at a time through all eight DATA-BALANCE phases", () => {
-    const daysAgo = (d: number) => new Date(now.getTime() - d * 86_400_000);
+  it("advances only as far as the engine's facts allow, never into a step that does not exist yet", () => {
     let phase: PlanPhase = "define_key";
     const seen: PlanPhase[] = [phase];
     for (;;) {
-      const outcome = decideTransition(facts(phase, { phaseEnteredAt: daysAgo(30) }), "advance");
-      if (!outcome.allowed) break;
+      const outcome = decideTransition(facts(phase, { engine: everythingDone }), "advance");
+      if (!outcome.allowed) {
+        expect(outcome.reason).toMatch(/“Bit-by-bit routing” is not available yet/);
+        break;
+      }
       phase = outcome.to.phase;
       seen.push(phase);
     }
-    expect(seen).toEqual([...PLAN_PHASES]);
+    expect(seen).toEqual(["define_key", "application_router", "two_way_cdc", "async_backfill"]);
   });
 
-  it("refuses to advance past complete, and says why", () => {
-    const outcome = decideTransition(facts("complete"), "advance");
-    expect(outcome).toEqual({ allowed: false, reason: expect.stringMatching(/complete/) });
-  });
-
-  it("holds clean-up until the soak is over", () => {
-    const outcome = decideTransition(facts("live_rollback"), "advance");
-    expect(outcome.allowed).toBe(false);
-    if (!outcome.allowed) expect(outcome.reason).toMatch(/14 days left/);
-    const later = decideTransition(
-      facts("live_rollback", { phaseEnteredAt: new Date(now.getTime() - 14 * 86_400_000) }),
+  it("leaves Two-way CDC only once the stream runs and has confirmed changes", () => {
+    const refused = decideTransition(facts("two_way_cdc"), "advance");
+    expect(refused).toEqual({
+      allowed: false,
+      reason: expect.stringMatching(/not streaming: start the data movement/),
+    });
+    const unconfirmed = decideTransition(
+      facts("two_way_cdc", { engine: { ...everythingDone, movement: { ...streaming, confirmedLsn: null } } }),
       "advance",
     );
-    expect(later).toEqual({ allowed: true, to: { phase: "native_cleanup", status: "active" } });
+    expect(unconfirmed).toEqual({
+      allowed: false,
+      reason: expect.stringMatching(/not confirmed any change/),
+    });
+    const failed = decideTransition(
+      facts("two_way_cdc", { engine: { ...everythingDone, movement: { ...streaming, status: "failed" } } }),
+      "advance",
+    );
+    expect(failed).toEqual({ allowed: false, reason: expect.stringMatching(/stopped with an error/) });
+  });
+
+  it("does not call the backfill done while a table is still copying", () => {
+    const copying = {
+      ...everythingDone,
+      backfill: { ...everythingDone.backfill, tablesDone: 7, finishedAt: null },
+    };
+    expect(exitBlocked(facts("async_backfill", { engine: copying }))).toMatch(/7 of 9 tables are copied/);
+    expect(exitBlocked(facts("async_backfill", { engine: everythingDone }))).toBeNull();
+  });
+
+  it("does not pass parity before a clean full check of every row copied, while CDC streams", () => {
+    const check = (engine: EngineFacts) => exitBlocked(facts("automated_parity", { engine }));
+    expect(check(everythingDone)).toBeNull();
+    const parity = everythingDone.parity;
+    expect(check({ ...everythingDone, parity: { ...parity, lastFull: null } })).toMatch(
+      /no full check has passed/,
+    );
+    expect(
+      check({
+        ...everythingDone,
+        parity: { ...parity, lastFull: { ...cleanFull, finishedAt: minutesAgo(45) } },
+      }),
+    ).toMatch(/since the backfill finished/);
+    expect(check({ ...everythingDone, parity: { ...parity, openMismatches: 2 } })).toMatch(/2 rows differ/);
+    expect(
+      check({ ...everythingDone, parity: { ...parity, lastFull: { ...cleanFull, rowsVerified: 29_000 } } }),
+    ).toMatch(/verified 29,000 of 30,000 rows/);
+    expect(check({ ...everythingDone, movement: null })).toMatch(/CDC is not streaming/);
+    expect(
+      check({
+        ...everythingDone,
+        backfill: { ...everythingDone.backfill, finishedAt: minutesAgo(60) },
+        parity: { ...parity, lastFull: { ...cleanFull, finishedAt: minutesAgo(30) } },
+      }),
+    ).toMatch(/more than 20 min old/);
+  });
+
+  it("keeps a plan that sits in a step that does not exist yet from moving on", () => {
+    for (const phase of ["bit_by_bit_routing", "live_rollback", "native_cleanup"] as const) {
+      const outcome = decideTransition(
+        facts(phase, { engine: everythingDone, phaseEnteredAt: minutesAgo(60 * 24 * 30) }),
+        "advance",
+      );
+      expect(outcome).toEqual({ allowed: false, reason: expect.stringMatching(/is not available yet/) });
+    }
+    expect(decideTransition(facts("complete"), "advance")).toEqual({
+      allowed: false,
+      reason: expect.stringMatching(/complete/),
+    });
   });
 
   it("reverts only where nothing irreversible happened", () => {
@@ -49,6 +117,11 @@ describe("plan phase state machine", () => {
       to: { phase: "two_way_cdc", status: "active" },
     });
     expect(decideTransition(facts("native_cleanup"), "revert").allowed).toBe(false);
+    // A step that never existed is skipped on the way back.
+    expect(decideTransition(facts("automated_parity"), "revert")).toEqual({
+      allowed: true,
+      to: { phase: "async_backfill", status: "active" },
+    });
   });
 
   it("keeps the plan in Two-way CDC while a replication slot is held", () => {

@@ -8,7 +8,8 @@
 // - hash = SHA-256(prev_hash + "\n" + canonical JSON of the event). The first event chains from
 //   GENESIS_HASH. Secrets are redacted before hashing and storing.
 // - The database refuses UPDATE/DELETE/TRUNCATE (trigger in the init migration); verifyAuditChain
-//   recomputes every hash, so even a superuser's edit with the trigger disabled is found.
+//   recomputes every hash, so even a superuser's edit with the trigger disabled is found. One who
+//   also rehashes every later event is caught by the signed digests (audit-digest.ts).
 import crypto from "node:crypto";
 import type { Prisma } from "../../generated/prisma/client";
 import { redactSecrets } from "../../security/redact";
@@ -16,7 +17,7 @@ import type { Actor } from "../actor";
 import { canonicalJson, toJsonValue } from "./canonical-json";
 
 export const GENESIS_HASH = "0".repeat(64);
-const AUDIT_CHAIN_LOCK = 7_363_002;
+export const AUDIT_CHAIN_LOCK = 7_363_002;
 
 export interface AuditInput {
   actor: Actor;
@@ -41,11 +42,18 @@ interface ChainedFields {
   after: unknown;
   reason: string | null;
   requestId: string;
+  /** The client's x-request-id; hashed only when present, so events written before it verify as they were. */
+  clientRequestId?: string | null;
   prevHash: string;
 }
 
 export function hashAuditEvent(fields: ChainedFields): string {
-  const body = canonicalJson({ ...fields, at: fields.at.toISOString(), prevHash: undefined });
+  const body = canonicalJson({
+    ...fields,
+    at: fields.at.toISOString(),
+    clientRequestId: fields.clientRequestId ?? undefined,
+    prevHash: undefined,
+  });
   return crypto.createHash("sha256").update(`${fields.prevHash}\n${body}`).digest("hex");
 }
 
@@ -65,6 +73,7 @@ export async function appendAuditEvent(tx: Prisma.TransactionClient, input: Audi
     after: toJsonValue(redactSecrets(input.after ?? null)),
     reason: input.reason?.trim() || null,
     requestId: input.actor.requestId,
+    clientRequestId: input.actor.clientRequestId ?? null,
     prevHash: last?.hash ?? GENESIS_HASH,
   };
   return tx.auditEvent.create({
@@ -124,6 +133,7 @@ export async function verifyAuditChain(store: AuditReader, pageSize = 1000): Pro
         after: event.after ?? null,
         reason: event.reason,
         requestId: event.requestId,
+        clientRequestId: event.clientRequestId,
         prevHash: event.prevHash,
       });
       if (expected !== event.hash) {

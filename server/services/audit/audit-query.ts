@@ -3,6 +3,7 @@
 import { db } from "../../db";
 import type { Prisma } from "../../generated/prisma/client";
 import type { TAuditFilter, TAuditListInput } from "../../schemas/audit";
+import { type DigestVerification, verifyAuditDigests } from "./audit-digest-verify";
 import { verifyAuditChain } from "./audit-log";
 
 function whereOf(filter: TAuditFilter): Prisma.AuditEventWhereInput {
@@ -30,6 +31,7 @@ export interface AuditEventView {
   after: unknown;
   reason: string | null;
   requestId: string;
+  clientRequestId: string | null;
   prevHash: string;
   hash: string;
 }
@@ -59,8 +61,18 @@ export async function listAuditActions(): Promise<string[]> {
   return rows.map((r) => r.action);
 }
 
-export function verifyChain() {
-  return verifyAuditChain(db());
+export type AuditVerification = Awaited<ReturnType<typeof verifyAuditChain>> & {
+  digests: DigestVerification;
+};
+
+/**
+ * The chain recomputed (catches an edited event) and checked against the signed digests (catches
+ * an edited event whose successors were all rehashed). `ok` only if both hold.
+ */
+export async function verifyChain(): Promise<AuditVerification> {
+  const chain = await verifyAuditChain(db());
+  const digests = await verifyAuditDigests();
+  return { ...chain, ok: chain.ok && digests.status !== "diverged", digests };
 }
 
 /** All matching events, oldest first, in pages: exports stream instead of loading everything. */
@@ -95,6 +107,7 @@ const CSV_COLUMNS: (keyof AuditEventView)[] = [
   "before",
   "after",
   "requestId",
+  "clientRequestId",
   "prevHash",
   "hash",
 ];

@@ -4,9 +4,9 @@
 // census by a plain reference, independently of the SQL.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { db } from "../../db";
+import { loadDemoDataset } from "../../demo/dataset";
 import { runBackfillSlice } from "../../engine/backfill/run-slice";
 import { runTenantCensus } from "../../engine/backfill/tenant-census";
-import { loadDemoDataset } from "../../engine/demo/dataset";
 import { Prisma } from "../../generated/prisma/client";
 import { useControlPlane } from "../../testing/control-plane";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";

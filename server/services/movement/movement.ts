@@ -1,30 +1,32 @@
 // Starting and steering a plan's data movement (backfill + forward CDC). Operators only; every
-// change audited. The engine itself runs in worker processes (server/engine/runtime/supervisor.ts),
-// which read the state written here.
-//
-// Start, in order (each step safe to repeat after a crash):
-//   1. introspect legacy; refuse tables the migration cannot carry
-//   2. create the schema on every shard (idempotent)
-//   3. create the publication, then the slot: its consistent point precedes every backfill read,
-//      so no change can fall between the copy and the stream
-//   4. record the movement (schema snapshot, slot LSN) and one backfill task per table, audited
+// change audited. The start protocol itself (introspect, prepare the shards, slot, tasks) is engine
+// code (server/engine/runtime/start-movement.ts); this service authorizes, validates the plan,
+// identifies its databases and audits. The engine runs in worker processes
+// (server/engine/runtime/supervisor.ts), which read the state written here.
 
-import type pg from "pg";
 import { db } from "../../db";
-import { introspectSource, unsupportedTables } from "../../engine/analysis/introspect";
-import { prepareShard, ShardSchemaConflictError } from "../../engine/backfill/prepare-shards";
-import { TOUCHED_TABLE } from "../../engine/backfill/snapshot-guard";
-import { createPublication, createSlot, dropPublication, dropSlot, formatLsn } from "../../engine/cdc/slot";
+import {
+  introspectForStart,
+  replicationNames,
+  type StartHooks,
+  startMovement,
+} from "../../engine/runtime/start-movement";
 import { NOTIFY_ENGINE_SQL } from "../../engine/runtime/wake";
-import { ConnectionFailedError, withClient } from "../../engine/sql/connect";
 import { type MovementStatus, nextMovementStatus } from "../../engine/state/movement";
-import { AppError } from "../../errors";
-import type { Prisma } from "../../generated/prisma/client";
+import { transitionMovement } from "../../engine/state/movement-transition";
+import { countActiveCopiers } from "../../engine/store/active-copiers";
+import { AppError, withoutInternals } from "../../errors";
 import type { TControlMovementInput, TSetRateInput } from "../../schemas/movement";
-import { ZPlanSettings } from "../../schemas/plan";
 import type { Actor } from "../actor";
 import { appendAuditEvent } from "../audit/audit-log";
-import { connectionUrlFor } from "../databases/databases";
+import {
+  assertConnectedTo,
+  assertNoOtherMovementOnSameDatabases,
+  checkPlanDatabases,
+} from "../databases/plan-databases";
+import { assertMayCancel, lockPlanForControl } from "./cancel-guard";
+
+export { replicationNames };
 
 const MOVEMENT_PHASES = new Set([
   "two_way_cdc",
@@ -33,32 +35,6 @@ const MOVEMENT_PHASES = new Set([
   "automated_parity",
   "live_rollback",
 ]);
-
-export function replicationNames(planId: string) {
-  const short = planId.replaceAll("-", "").slice(0, 16);
-  return { publicationName: `shardshift_${short}`, slotName: `shardshift_${short}` };
-}
-
-async function reachable<T>(what: string, url: string, fn: Parameters<typeof withClient<T>>[1]): Promise<T> {
-  try {
-    return await withClient(url, fn, { timeoutMs: 10_000 });
-  } catch (error) {
-    if (error instanceof ConnectionFailedError) {
-      throw new AppError("BAD_REQUEST", `${what} is unreachable: ${error.message} Nothing was started.`);
-    }
-    if (error instanceof ShardSchemaConflictError) throw new AppError("PRECONDITION_FAILED", error.message);
-    throw error;
-  }
-}
-
-async function nonEmptyTables(client: pg.ClientBase, tables: { qualified: string }[]): Promise<string[]> {
-  const found: string[] = [];
-  for (const t of tables) {
-    const exists = await client.query(`select exists (select 1 from ${t.qualified}) as e`);
-    if (exists.rows[0]?.e) found.push(t.qualified.replaceAll('"', ""));
-  }
-  return found;
-}
 
 export async function startDataMovement(
   actor: Actor,
@@ -80,143 +56,81 @@ export async function startDataMovement(
       "Data movement starts in the “Two-way CDC” phase: advance the plan there first (after the key analysis and the router).",
     );
   }
-  if (plan.movement && plan.movement.status !== "cancelled") {
-    throw new AppError("CONFLICT", `The data movement is already ${plan.movement.status}.`);
+  if (plan.movement) {
+    const outcome = nextMovementStatus(plan.movement.status as MovementStatus, "start");
+    if (!outcome.ok) throw new AppError("CONFLICT", outcome.reason);
   }
 
-  // 1. introspect
-  const sourceUrl = await connectionUrlFor(plan.sourceDatabaseId);
-  const schema = await reachable(`The legacy database "${plan.sourceDatabase.name}"`, sourceUrl, (c) =>
-    introspectSource(c, plan.shardKeyColumn),
+  // 1. introspect (reads only: harmless before the claim)
+  const schema = await introspectForStart(plan.sourceDatabase, plan.shardKeyColumn);
+
+  // 2. the databases are who they say they are, and no other movement uses any of them — compared by
+  //    what the servers report, not by registration ids (plan-databases.ts)
+  const databases = await checkPlanDatabases(
+    actor,
+    plan.sourceDatabase,
+    plan.shards.map((s) => s.database),
+    "Nothing was started.",
   );
-  const problems = unsupportedTables(schema);
-  if (problems.length) {
-    throw new AppError("PRECONDITION_FAILED", problems.map((p) => `${p.table} ${p.problem}`).join(" "));
-  }
-  if (!schema.tables.some((t) => t.kind === "sharded")) {
-    throw new AppError("PRECONDITION_FAILED", `No table on legacy has the shard key ${plan.shardKeyColumn}.`);
-  }
+  await assertNoOtherMovementOnSameDatabases(plan.id, databases);
 
-  // 2. shards: the same shard must not be filled by two movements at once, and rows left by an
-  //    earlier copy must go first — this copy upserts what legacy has, it cannot know what legacy deleted since.
-  const busy = await db().dataMovement.findFirst({
-    where: {
-      planId: { not: plan.id },
-      status: { not: "cancelled" },
-      plan: { shards: { some: { databaseId: { in: plan.shards.map((s) => s.databaseId) } } } },
+  // 3–6. the engine's start protocol, audited in the transaction that records it
+  const shardRows = plan.shards.map((s, i) => databases.shards[i] ?? s.database);
+  const hooks: StartHooks = {
+    assertConnectedTo: (client, target) => {
+      const row = target.role === "shard" ? shardRows[target.index] : databases.source;
+      if (!row) throw new Error("the plan has no such shard");
+      return assertConnectedTo(client, row, "Nothing was started.");
     },
-    include: { plan: { select: { name: true } } },
-  });
-  if (busy) {
-    throw new AppError(
-      "CONFLICT",
-      `Plan "${busy.plan.name}" is moving data into the same shard(s) (its movement is ${busy.status}). Cancel it first; two movements into one shard would overwrite each other.`,
-    );
-  }
-  for (const shard of plan.shards) {
-    const url = await connectionUrlFor(shard.databaseId);
-    await reachable(`Shard "${shard.database.name}"`, url, async (c) => {
-      await prepareShard(c, shard.database.name, schema);
-      const filled = await nonEmptyTables(c, schema.tables);
-      if (filled.length && !input.resetShards) {
-        throw new AppError(
-          "PRECONDITION_FAILED",
-          `Shard "${shard.database.name}" already holds rows in ${filled.slice(0, 4).join(", ")}${filled.length > 4 ? ` and ${filled.length - 4} more` : ""} (left by an earlier data movement?). ` +
-            "This copy would not remove rows legacy deleted since. Start again with “Empty the shard tables first”.",
-        );
-      }
-      if (filled.length) await c.query(`truncate ${schema.tables.map((t) => t.qualified).join(", ")}`);
-      // An earlier movement's guard entries mean nothing to this one.
-      await c.query(`truncate ${TOUCHED_TABLE}`);
-    });
-  }
-
-  // 3. publication, then slot (drop leftovers of a cancelled or crashed start first)
-  const names = replicationNames(plan.id);
-  const slotLsn = await reachable(
-    `The legacy database "${plan.sourceDatabase.name}"`,
-    sourceUrl,
-    async (c) => {
-      await dropSlot(c, names.slotName, { terminateActive: true });
-      await dropPublication(c, names.publicationName);
-      await createPublication(
-        c,
-        names.publicationName,
-        schema.tables.map((t) => ({ schema: t.schema, table: t.name })),
-      );
-      return createSlot(c, names.slotName);
-    },
-  );
-
-  // 4. record it
-  await db().$transaction(async (tx) => {
-    await tx.backfillTask.deleteMany({ where: { planId: plan.id } });
-    await tx.tenantCensus.deleteMany({ where: { planId: plan.id } });
-    await tx.dataMovement.upsert({
-      where: { planId: plan.id },
-      create: {
+    recordStart: (tx, started) =>
+      appendAuditEvent(tx, {
+        actor,
+        action: "movement.start",
+        target: { type: "plan", id: plan.id },
         planId: plan.id,
-        status: "running",
-        ...names,
-        slotLsn: formatLsn(slotLsn),
-        sourceSchema: schema as unknown as Prisma.InputJsonValue,
-      },
-      update: {
-        status: "running",
-        ...names,
-        slotLsn: formatLsn(slotLsn),
-        confirmedLsn: null,
-        lastError: null,
-        startedAt: new Date(),
-        censusAt: null,
-        sourceSchema: schema as unknown as Prisma.InputJsonValue,
-      },
-    });
-    await tx.backfillTask.createMany({
-      data: schema.tables.map((t) => ({
-        planId: plan.id,
-        tableName: t.qualified,
-        kind: t.kind,
-        rowsTotal: BigInt(Math.max(0, Math.round(t.estimatedRows))),
-      })),
-    });
-    await appendAuditEvent(tx, {
-      actor,
-      action: "movement.start",
-      target: { type: "plan", id: plan.id },
+        after: {
+          tables: started.tables,
+          sharded: started.sharded,
+          shards: plan.shards.map((s) => s.database.name),
+          slot: started.slotName,
+          slotLsn: started.slotLsn,
+          resetShards: Boolean(input.resetShards),
+        },
+        reason: input.reason,
+      }),
+  };
+  await startMovement(
+    {
       planId: plan.id,
-      after: {
-        tables: schema.tables.length,
-        sharded: schema.tables.filter((t) => t.kind === "sharded").length,
-        shards: plan.shards.map((s) => s.database.name),
-        slot: names.slotName,
-        slotLsn: formatLsn(slotLsn),
-        resetShards: Boolean(input.resetShards),
-      },
-      reason: input.reason,
-    });
-    await tx.$executeRawUnsafe(NOTIFY_ENGINE_SQL, plan.id);
-  });
+      source: plan.sourceDatabase,
+      shards: plan.shards.map((s) => s.database),
+      schema,
+      resetShards: Boolean(input.resetShards),
+      isMovementPhase: (phase) => MOVEMENT_PHASES.has(phase),
+    },
+    hooks,
+  );
   return getMovementStatus(plan.id);
 }
 
 export async function controlDataMovement(actor: Actor, input: TControlMovementInput) {
   await db().$transaction(async (tx) => {
-    const movement = await tx.dataMovement.findUnique({ where: { planId: input.planId } });
-    if (!movement)
-      throw new AppError("PRECONDITION_FAILED", "No data movement has been started for this plan.");
-    const outcome = nextMovementStatus(movement.status as MovementStatus, input.action);
-    if (!outcome.ok) throw new AppError("PRECONDITION_FAILED", outcome.reason);
-    await tx.dataMovement.update({
-      where: { planId: input.planId },
-      data: { status: outcome.to, lastError: null },
-    });
+    // The plan row first, then the movement's (movement-transition.ts): controls of one plan take
+    // turns, a cancel is refused once tenants may depend on replication (cancel-guard.ts), of
+    // concurrent pauses only the first pauses, and a cancel is never overwritten by a pause that read
+    // "running" before it.
+    const phase = await lockPlanForControl(tx, input.planId);
+    if (input.action === "cancel") await assertMayCancel(tx, input.planId, phase);
+    const outcome = await transitionMovement(tx, input.planId, input.action, { data: { lastError: null } });
+    if (!outcome.ok) {
+      throw new AppError(outcome.status ? "CONFLICT" : "PRECONDITION_FAILED", outcome.reason);
+    }
     await appendAuditEvent(tx, {
       actor,
       action: `movement.${input.action}`,
       target: { type: "plan", id: input.planId },
       planId: input.planId,
-      before: { status: movement.status },
+      before: { status: outcome.from },
       after: { status: outcome.to },
       reason: input.reason,
     });
@@ -225,20 +139,34 @@ export async function controlDataMovement(actor: Actor, input: TControlMovementI
   return getMovementStatus(input.planId);
 }
 
-/** Changes the plan's backfill rate limit; running slices pick it up within a second. */
+/**
+ * Changes the plan's backfill rate limit; running slices pick it up within a second. Only that one
+ * field is written, in SQL, under the plan's row lock: rewriting the whole settings object from an
+ * earlier read lost concurrent settings edits that the audit log said were applied.
+ */
 export async function setBackfillRate(actor: Actor, input: TSetRateInput) {
   await db().$transaction(async (tx) => {
-    const plan = await tx.plan.findUnique({ where: { id: input.planId } });
+    const [plan] = await tx.$queryRaw<{ id: string; name: string; status: string; rate: unknown }[]>`
+      select id, name, status::text as status, settings -> 'backfillRowsPerSecond' as rate
+      from plan where id = ${input.planId}::uuid for no key update`;
     if (!plan) throw new AppError("NOT_FOUND", "No such plan.");
-    const settings = ZPlanSettings.parse(plan.settings);
-    const next = { ...settings, backfillRowsPerSecond: input.rowsPerSecond };
-    await tx.plan.update({ where: { id: plan.id }, data: { settings: next, version: { increment: 1 } } });
+    if (plan.status === "archived") {
+      throw new AppError(
+        "PRECONDITION_FAILED",
+        `"${plan.name}" is archived and read-only; its backfill rate cannot change.`,
+      );
+    }
+    await tx.$executeRaw`
+      update plan
+      set settings = jsonb_set(settings, '{backfillRowsPerSecond}', to_jsonb(${input.rowsPerSecond}::int)),
+          version = version + 1, updated_at = now()
+      where id = ${plan.id}::uuid`;
     await appendAuditEvent(tx, {
       actor,
       action: "movement.rate",
       target: { type: "plan", id: plan.id },
       planId: plan.id,
-      before: { backfillRowsPerSecond: settings.backfillRowsPerSecond },
+      before: { backfillRowsPerSecond: typeof plan.rate === "number" ? plan.rate : null },
       after: { backfillRowsPerSecond: input.rowsPerSecond },
       reason: input.reason,
     });
@@ -246,32 +174,8 @@ export async function setBackfillRate(actor: Actor, input: TSetRateInput) {
   return getMovementStatus(input.planId);
 }
 
-/** Drops the slot and publication of a cancelling movement; run by the supervisor (any worker). */
-export async function finishCancel(planId: string) {
-  const movement = await db().dataMovement.findUnique({ where: { planId } });
-  if (movement?.status !== "cancelling") return;
-  const plan = await db().plan.findUniqueOrThrow({ where: { id: planId } });
-  const url = await connectionUrlFor(plan.sourceDatabaseId);
-  await withClient(url, async (c) => {
-    await dropSlot(c, movement.slotName, { terminateActive: true });
-    await dropPublication(c, movement.publicationName);
-  });
-  await db().$transaction(async (tx) => {
-    await tx.dataMovement.update({ where: { planId }, data: { status: "cancelled" } });
-    await tx.backfillTask.updateMany({
-      where: { planId, status: { not: "done" } },
-      data: { status: "cancelled" },
-    });
-    await tx.engineEvent.create({
-      data: {
-        planId,
-        level: "info",
-        source: "movement",
-        message: `Cancelled: dropped slot ${movement.slotName} and publication ${movement.publicationName}.`,
-      },
-    });
-  });
-}
+/** Drops the slot and publication of a cancelling movement: engine code the supervisor runs. */
+export { finishCancel } from "../../engine/runtime/finish-cancel";
 
 export async function getMovementStatus(planId: string, minutes = 15) {
   const movement = await db().dataMovement.findUnique({ where: { planId } });
@@ -297,9 +201,11 @@ export async function getMovementStatus(planId: string, minutes = 15) {
           publicationName: movement.publicationName,
           slotLsn: movement.slotLsn,
           confirmedLsn: movement.confirmedLsn,
-          lastError: movement.lastError,
+          lastError: movement.lastError === null ? null : withoutInternals(movement.lastError),
           startedAt: movement.startedAt,
           updatedAt: movement.updatedAt,
+          /** Tasks a copier still works on: a pause has taken effect once this is 0. */
+          copiersActive: await countActiveCopiers(tasks.map((t) => t.id)),
         }
       : null,
     tasks: tasks.map((t) => ({
@@ -324,7 +230,7 @@ export async function getMovementStatus(planId: string, minutes = 15) {
       id: e.id.toString(),
       level: e.level,
       source: e.source,
-      message: e.message,
+      message: withoutInternals(e.message),
       at: e.at,
     })),
   };

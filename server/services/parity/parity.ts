@@ -1,30 +1,46 @@
-// Parity for people and gates: the status of a plan (clean / drift / unchecked), its history for
+// Parity for people and gates: the status of a plan (clean / drift / unverified / unchecked), its history for
 // the charts, the open mismatches with both sides' values, checks on demand, and repairs
 // (operators only, audited with before and after).
 import type PgBoss from "pg-boss";
 import { db } from "../../db";
-import { planTable } from "../../engine/backfill/copy-chunk";
 import { locate, WHOLE_KEY_RANGE } from "../../engine/parity/chunk-hash";
+import type { UnverifiedScope } from "../../engine/parity/record-run";
 import { repairRow } from "../../engine/parity/repair";
 import { hashPlacement } from "../../engine/router/placement";
-import { loadMovementContext } from "../../engine/runtime/movement-context";
-import { AppError } from "../../errors";
+import { planTable } from "../../engine/shared/table-plan";
+import { loadMovementContext } from "../../engine/store/movement-context";
+import { failAbandonedRuns } from "../../engine/store/run-liveness";
+import { AppError, withoutInternals } from "../../errors";
 import { QUEUES } from "../../jobs/queue";
 import type { TRepairInput } from "../../schemas/parity";
 import type { Actor } from "../actor";
 import { appendAuditEvent } from "../audit/audit-log";
 
-export type ParityState = "clean" | "drift" | "unchecked";
+/**
+ * clean: the last full check verified every row and nothing is open; drift: open mismatches;
+ * unverified: nothing open, but the last full check could not verify some tenants' rows (the
+ * check says which and why); unchecked: no full check has finished.
+ */
+export type ParityState = "clean" | "drift" | "unverified" | "unchecked";
+
+function unverifiedOf(run: { unverified: unknown } | null): UnverifiedScope[] {
+  return Array.isArray(run?.unverified) ? (run.unverified as UnverifiedScope[]) : [];
+}
 
 /**
- * What cohort gates and the breaker's automatic trip read: clean only after a full pass found
- * nothing open — for the plan, or narrowed to one table and/or one tenant. Every full pass checks
- * every tenant of every table, so its time is each tenant's last full check too.
+ * What cohort gates and the breaker's automatic trip read: clean only after a full pass verified
+ * every row and nothing is open — for the plan, or narrowed to one table and/or one tenant. Every
+ * full pass checks every tenant of every table, so its time is each tenant's last full check too.
  */
 export async function parityGate(
   planId: string,
   scope: { table?: string; tenant?: string } = {},
-): Promise<{ state: ParityState; openMismatches: number; lastFullCheckAt: Date | null }> {
+): Promise<{
+  state: ParityState;
+  openMismatches: number;
+  lastFullCheckAt: Date | null;
+  unverified: UnverifiedScope[];
+}> {
   const lastFull = await db().parityRun.findFirst({
     where: { planId, kind: "full", status: "complete" },
     orderBy: { finishedAt: "desc" },
@@ -32,11 +48,19 @@ export async function parityGate(
   const openMismatches = await db().parityMismatch.count({
     where: { planId, status: "open", tableName: scope.table, tenantKey: scope.tenant },
   });
-  const state: ParityState = openMismatches > 0 ? "drift" : lastFull ? "clean" : "unchecked";
-  return { state, openMismatches, lastFullCheckAt: lastFull?.finishedAt ?? null };
+  const unverified = unverifiedOf(lastFull).filter(
+    (u) =>
+      (scope.table === undefined || u.table === scope.table) &&
+      (scope.tenant === undefined || u.tenant === scope.tenant),
+  );
+  const state: ParityState =
+    openMismatches > 0 ? "drift" : !lastFull ? "unchecked" : unverified.length ? "unverified" : "clean";
+  return { state, openMismatches, lastFullCheckAt: lastFull?.finishedAt ?? null, unverified };
 }
 
 export async function getParityStatus(planId: string, minutes = 60) {
+  // A check whose worker died says so here rather than "running" for ever.
+  await failAbandonedRuns(planId);
   const gate = await parityGate(planId);
   const lastFull = await db().parityRun.findFirst({
     where: { planId, kind: "full", status: "complete" },
@@ -73,11 +97,15 @@ export async function getParityStatus(planId: string, minutes = 60) {
           id: lastFull.id.toString(),
           finishedAt: lastFull.finishedAt,
           rowsVerified: Number(lastFull.rowsVerified),
+          rowsTotal: Number(lastFull.rowsTotal),
           tables: lastFull.tables as {
             table: string;
             rowsVerified: number;
+            /** Absent in checks recorded before rows in the tables were counted. */
+            rows?: number;
             chunks: number;
             mismatches: number;
+            unverifiedTenants?: number;
             checkedAt: string;
           }[],
         }
@@ -87,12 +115,14 @@ export async function getParityStatus(planId: string, minutes = 60) {
       kind: r.kind,
       status: r.status,
       rowsVerified: Number(r.rowsVerified),
+      rowsTotal: Number(r.rowsTotal),
+      unverifiedTenants: unverifiedOf(r).length,
       chunksChecked: r.chunksChecked,
       chunksMismatched: r.chunksMismatched,
       mismatchesConfirmed: r.mismatchesConfirmed,
       startedAt: r.startedAt,
       finishedAt: r.finishedAt,
-      error: r.error,
+      error: r.error === null ? null : withoutInternals(r.error),
     })),
     mismatches: mismatches.map((m) => ({
       id: m.id.toString(),
@@ -285,7 +315,15 @@ export async function tenantParity(planId: string, tenant: string) {
       const openMismatches = openBy.get(table) ?? 0;
       return {
         table,
-        state: (openMismatches ? "drift" : gate.lastFullCheckAt ? "clean" : "unchecked") as ParityState,
+        state: (openMismatches
+          ? "drift"
+          : !gate.lastFullCheckAt
+            ? "unchecked"
+            : gate.unverified.some((u) => u.table === table)
+              ? "unverified"
+              : "clean") as ParityState,
+        /** Why the last full check could not verify this table's rows of the tenant. */
+        unverifiedReason: gate.unverified.find((u) => u.table === table)?.reason ?? null,
         openMismatches,
         lastFullCheckAt: gate.lastFullCheckAt,
         /** Changed by CDC since the last recent check: the next one (≤ 30 s) looks at it. */

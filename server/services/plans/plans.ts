@@ -6,6 +6,7 @@ import { findShardKeyColumn } from "../../engine/analysis/key-column";
 import { LoadQueryError, readLoadQuery } from "../../engine/backfill/source-load";
 import { ConnectionFailedError, withClient } from "../../engine/sql/connect";
 import { availableTransitions, decideTransition, type PlanEvent } from "../../engine/state/plan-phase";
+import { describeSteps } from "../../engine/state/plan-steps";
 import { AppError } from "../../errors";
 import type { Prisma } from "../../generated/prisma/client";
 import {
@@ -21,6 +22,9 @@ import { roleAtLeast } from "../../schemas/user";
 import type { Actor } from "../actor";
 import { appendAuditEvent } from "../audit/audit-log";
 import { connectionUrlFor } from "../databases/databases";
+import { checkPlanDatabases } from "../databases/plan-databases";
+import { movementCancelOutcome } from "../movement/cancel-guard";
+import { loadEngineFacts } from "./engine-facts";
 
 const planInclude = {
   sourceDatabase: true,
@@ -84,6 +88,7 @@ export async function getPlan(planId: string, now = new Date()) {
     settings: plan.settings,
     now,
     replicationActive: replicationActive(row),
+    engine: await loadEngineFacts(planId),
   };
   return {
     ...plan,
@@ -97,6 +102,10 @@ export async function getPlan(planId: string, now = new Date()) {
       at: t.at,
     })),
     available: availableTransitions(facts),
+    /** Each DATA-BALANCE step's state with its evidence (the timeline). */
+    steps: describeSteps({ ...facts, shardKeyColumn: plan.shardKeyColumn }),
+    /** Whether the data movement may be cancelled in this phase (the UI shows the reason when not). */
+    movementCancel: await movementCancelOutcome(db(), plan.id, plan.phase),
   };
 }
 
@@ -173,7 +182,9 @@ export async function createPlan(actor: Actor, input: TCreatePlanInput): Promise
       field: "name",
     });
   }
-  const { source, shards } = await loadDatabases(input);
+  // Registration ids are not identities: refuse overlapping databases and the control plane.
+  const loaded = await loadDatabases(input);
+  const { source, shards } = await checkPlanDatabases(actor, loaded.source, loaded.shards);
 
   // The key must exist on the real source: check now, not at backfill time.
   let tablesWithKey: string[];
@@ -295,6 +306,9 @@ export async function updatePlanSettings(actor: Actor, input: TUpdatePlanSetting
 export async function transitionPlan(actor: Actor, input: TPlanTransitionInput): Promise<PlanDetail> {
   const event: PlanEvent = input.event;
   await db().$transaction(async (tx) => {
+    // The plan's row lock first, as a start's claim takes it (start-claim.ts): the movement read
+    // below cannot change before this transition is written, so a revert never passes a start.
+    await tx.$queryRaw`select 1 from plan where id = ${input.planId}::uuid for no key update`;
     const row = await tx.plan.findUnique({ where: { id: input.planId }, include: planInclude });
     if (!row) throw new AppError("NOT_FOUND", "No such plan.");
     if (row.version !== input.expectedVersion) throw staleVersion(row.name, row.version);
@@ -306,6 +320,7 @@ export async function transitionPlan(actor: Actor, input: TPlanTransitionInput):
         settings: settingsOf(row),
         now: new Date(),
         replicationActive: replicationActive(row),
+        engine: await loadEngineFacts(row.id, tx),
       },
       event,
     );

@@ -7,6 +7,7 @@ import { AppError } from "../../errors";
 import type { TRole } from "../../schemas/user";
 import type { Actor } from "../actor";
 import { appendAuditEvent } from "../audit/audit-log";
+import { lockAdminChange } from "./admin-guard";
 
 export const DEMO_USERS: { email: string; name: string; role: TRole; password: string }[] = [
   { email: "admin@shardshift.local", name: "Ada Admin", role: "admin", password: "shardshift-admin" },
@@ -22,7 +23,16 @@ export const DEMO_USERS: { email: string; name: string; role: TRole; password: s
 export async function listUsers() {
   return db().user.findMany({
     orderBy: { createdAt: "asc" },
-    select: { id: true, name: true, email: true, role: true, createdAt: true },
+    select: {
+      id: true,
+      name: true,
+      email: true,
+      role: true,
+      createdAt: true,
+      disabledAt: true,
+      disabledReason: true,
+      _count: { select: { sessions: { where: { expiresAt: { gt: new Date() } } } } },
+    },
   });
 }
 
@@ -66,6 +76,7 @@ export async function setUserRole(actor: Actor, input: { userId: string; role: T
     });
   }
   await db().$transaction(async (tx) => {
+    await lockAdminChange(tx, actor);
     const user = await tx.user.findUnique({ where: { id: input.userId } });
     if (!user) throw new AppError("NOT_FOUND", "No such user.");
     if (user.role === input.role) return;
@@ -87,4 +98,28 @@ export async function ensureDemoUsers(actor: Actor): Promise<void> {
     if (await db().user.findUnique({ where: { email: user.email } })) continue;
     await createUser(actor, user);
   }
+}
+
+/**
+ * A signed-in person changes their own name: bounded by ZPersonName and audited with before and
+ * after, like every other change. (better-auth's own /update-user is disabled: it accepted any
+ * length and left no trace.)
+ */
+export async function renameSelf(actor: Actor, input: { name: string }): Promise<{ name: string }> {
+  if (!actor.id) throw new AppError("UNAUTHORIZED", "Sign in to change your name.");
+  const userId = actor.id;
+  return db().$transaction(async (tx) => {
+    const user = await tx.user.findUnique({ where: { id: userId } });
+    if (!user) throw new AppError("NOT_FOUND", "Your account no longer exists. Sign in again.");
+    if (user.name === input.name) return { name: user.name };
+    await tx.user.update({ where: { id: user.id }, data: { name: input.name } });
+    await appendAuditEvent(tx, {
+      actor,
+      action: "user.name.set",
+      target: { type: "user", id: user.id },
+      before: { email: user.email, name: user.name },
+      after: { email: user.email, name: input.name },
+    });
+    return { name: input.name };
+  });
 }

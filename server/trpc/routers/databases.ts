@@ -12,7 +12,9 @@ export const databasesRouter = router({
   register: adminProcedure
     .input(ZRegisterDatabaseInput)
     .mutation(({ ctx, input }) => registerDatabase(ctx.actor, input)),
-  testConnection: adminProcedure.input(ZTestConnectionInput).mutation(({ input }) => testConnection(input)),
+  testConnection: adminProcedure
+    .input(ZTestConnectionInput)
+    .mutation(({ ctx, input }) => testConnection(ctx.actor, input)),
   remove: adminProcedure
     .input(ZRemoveDatabaseInput)
     .mutation(({ ctx, input }) => removeDatabase(ctx.actor, input)),

@@ -1,7 +1,7 @@
-import { auth } from "@/server/auth/auth";
+import { handleAuthRequest } from "@/server/auth/auth-route";
 
 export const dynamic = "force-dynamic";
 
 // Built per request from the lazily created instance, so `next build` needs no environment.
-export const GET = (req: Request) => auth().handler(req);
-export const POST = (req: Request) => auth().handler(req);
+export const GET = (req: Request) => handleAuthRequest(req);
+export const POST = (req: Request) => handleAuthRequest(req);

@@ -1,4 +1,5 @@
 import { fetchRequestHandler } from "@trpc/server/adapters/fetch";
+import { guardStateChanges } from "@/server/security/origin-guard";
 import { createContext } from "@/server/trpc/init";
 import { appRouter } from "@/server/trpc/root";
 
@@ -12,4 +13,7 @@ const handler = (req: Request) =>
     createContext: () => createContext({ headers: req.headers }),
   });
 
-export { handler as GET, handler as POST };
+// Mutations are POSTs: a foreign origin is refused before any procedure runs.
+const guarded = guardStateChanges(handler);
+
+export { guarded as GET, guarded as POST };

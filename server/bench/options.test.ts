@@ -1,0 +1,24 @@
+import { describe, expect, it } from "vitest";
+import { BenchUsageError, DEFAULT_BENCH_OPTIONS, parseBenchOptions } from "./options";
+
+describe("parseBenchOptions", () => {
+  it("runs every step unless --only names some", () => {
+    expect(parseBenchOptions([])?.only).toBeNull();
+    const only = parseBenchOptions(["--only", "parity, busy"])?.only;
+    expect(only ? [...only].sort() : null).toEqual(["busy", "parity"]);
+  });
+
+  it("refuses a step it does not know, naming the ones it does", () => {
+    expect(() => parseBenchOptions(["--only", "parity,cdc-busy"])).toThrow(BenchUsageError);
+    expect(() => parseBenchOptions(["--only", "parity,cdc-busy"])).toThrow(
+      /backfill, parity, cdc, busy, throttled, cutover, routing/,
+    );
+    expect(() => parseBenchOptions(["--only", ","])).toThrow(BenchUsageError);
+  });
+
+  it("takes the parity rounds, at least one", () => {
+    expect(parseBenchOptions([])?.parityRounds).toBe(DEFAULT_BENCH_OPTIONS.parityRounds);
+    expect(parseBenchOptions(["--parity-rounds", "5"])?.parityRounds).toBe(5);
+    expect(() => parseBenchOptions(["--parity-rounds", "0"])).toThrow(BenchUsageError);
+  });
+});

@@ -1,0 +1,83 @@
+// Replication origins on a target: the target's own durable record of how far it applied a source.
+//
+// Why: apply commits asynchronously (synchronous_commit = off: the flush leaves the lag), so a
+// target that crashes loses its last commits — and its WAL position after a restart says nothing
+// about which source transactions those were. An origin does: every apply transaction is stamped
+// (pg_replication_origin_xact_setup) with the end LSN of the last source transaction it contains,
+// and the stamp is written in the commit record itself. After a crash the origin's position is
+// exactly the last stamped commit that survived.
+//
+// Invariants:
+// - One origin per source slot → target pair. Origins are per server (not per database), so the
+//   name carries the target's ordinal (two shards may be two databases of one server) and the
+//   slot's consistent point (a plan's slot name is reused by a later movement: its origins must
+//   start from nothing, not from an old movement's positions).
+// - A source transaction whose end LSN is at or below the target's origin position is already on
+//   that target: it is skipped there (exactly once), never applied again.
+// - pg_replication_origin_progress(name, true) flushes the target's WAL up to the origin's last
+//   commit before answering: what it returns is durable. Only that may be confirmed to the slot.
+// - Transactions written in a session that carries an origin are marked with it in the WAL, so a
+//   stream started with origin 'none' on that server does not send them back (loop safety for
+//   reverse CDC).
+import pg from "pg";
+import type { SqlStatement } from "./slot";
+import { formatLsn } from "./slot";
+
+/** The origin of one source slot → target pair. */
+export function applyOriginName(slot: string, slotLsn: bigint, targetOrdinal: number): string {
+  return `shardshift_${slot}_${slotLsn.toString(16)}_t${targetOrdinal}`;
+}
+
+/** Whether a transaction's origin is one of our appliers' (any slot, any target). */
+export function isApplyOrigin(origin: string): boolean {
+  return origin.startsWith("shardshift_");
+}
+
+/** Creates the origin unless it exists, and binds it to this session (one session per origin). */
+export function originSessionSetupSql(origin: string): string {
+  const name = pg.escapeLiteral(origin);
+  return (
+    `select pg_replication_origin_create(${name}) where pg_replication_origin_oid(${name}) is null; ` +
+    `select pg_replication_origin_session_setup(${name})`
+  );
+}
+
+/** The origin's position, flushed to disk first (so it survives a crash of the target). */
+export function originProgressSql(origin: string): SqlStatement {
+  return {
+    text: "select coalesce(pg_replication_origin_progress($1, true), '0/0')::text as lsn",
+    values: [origin],
+  };
+}
+
+/**
+ * Stamps the current transaction with the source position it brings the target to. Literals, not
+ * parameters: it rides in the same simple-protocol message as the BEGIN.
+ */
+export function originXactSetupSql(stampLsn: bigint, commitTimeIso: string): string {
+  return `select pg_replication_origin_xact_setup('${formatLsn(stampLsn)}', ${pg.escapeLiteral(commitTimeIso)})`;
+}
+
+/**
+ * The same stamp as a prepared statement, for a transaction sent as one message sequence
+ * (one-sync-transaction.ts): parsed once per session, the positions bound as parameters.
+ */
+export function originXactSetupStatement(
+  stampLsn: bigint,
+  commitTimeIso: string,
+): SqlStatement & { name: string } {
+  return {
+    name: "shardshift_origin_stamp",
+    text: "select pg_replication_origin_xact_setup($1::pg_lsn, $2::timestamptz)",
+    values: [formatLsn(stampLsn), commitTimeIso],
+  };
+}
+
+/** Every origin of a slot (any target) on one server, dropped when its movement ends. */
+export function dropSlotOriginsSql(slot: string): SqlStatement {
+  return {
+    text: `select pg_replication_origin_drop(roname) from pg_replication_origin
+           where left(roname, length($1)) = $1`,
+    values: [`shardshift_${slot}_`],
+  };
+}

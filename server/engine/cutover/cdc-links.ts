@@ -1,0 +1,65 @@
+// What the cutover needs of replication, in one place: the drain (origin progress on the new
+// owner: cdc/drain.ts), the shard's reverse slot (cdc/reverse-slot.ts), and how far behind a
+// reverse stream is.
+import type pg from "pg";
+
+import type { SourceSchema } from "../analysis/introspect";
+import {
+  ensureReverseSlot as createReverseSlot,
+  type ReverseSlot,
+  reverseSlotName,
+} from "../cdc/reverse-slot";
+import { parseLsn } from "../cdc/slot";
+import { FENCE_SCHEMA } from "../routing/fence-sql";
+
+export { reverseOriginName, waitForOriginProgress } from "../cdc/drain";
+
+const creating = new Map<string, Promise<ReverseSlot>>();
+
+/**
+ * The shard's reverse slot, created if missing. The common case (it exists) is one read, with no
+ * lock: ensureReverseSlot holds a pool connection while it waits for the shard's slot lock, and a
+ * slot's creation waits for every transaction running on the server — eight cutovers queueing
+ * there could empty the shard's pool under a control-plane transaction that the creation waits
+ * for. Creations in this process are also one at a time per slot.
+ */
+export async function ensureReverseSlot(
+  shard: pg.Pool,
+  input: { planId: string; shardOrdinal: number; schema: SourceSchema },
+): Promise<ReverseSlot> {
+  const slot = reverseSlotName(input.planId, input.shardOrdinal);
+  const ready = await shard
+    .query<{ slot_lsn: string; publication: string }>(
+      `select r.slot_lsn::text, r.publication from ${FENCE_SCHEMA}.reverse_slot r
+       where r.slot_name = $1
+         and exists (select 1 from pg_replication_slots s where s.slot_name = r.slot_name and s.database = current_database())
+         and exists (select 1 from pg_publication p where p.pubname = r.publication)`,
+      [slot],
+    )
+    .catch(() => ({ rows: [] as { slot_lsn: string; publication: string }[] }));
+  const row = ready.rows[0];
+  if (row) return { slot, slotLsn: parseLsn(row.slot_lsn), publication: row.publication };
+  let pending = creating.get(slot);
+  if (!pending) {
+    pending = createReverseSlot(shard, input).finally(() => creating.delete(slot));
+    creating.set(slot, pending);
+  }
+  return pending;
+}
+
+/**
+ * How far behind the reverse stream reading `slot` on this shard is (ms), from the walsender's own
+ * flush-lag measurement (null once it is caught up: 0); null when no stream reads the slot, so
+ * nothing would drain.
+ */
+export async function reverseLagMs(shard: pg.Pool, slot: string): Promise<number | null> {
+  const { rows } = await shard.query<{ active: boolean; lag_ms: number | null }>(
+    `select s.active, (extract(epoch from r.flush_lag) * 1000)::float8 as lag_ms
+     from pg_replication_slots s left join pg_stat_replication r on r.pid = s.active_pid
+     where s.slot_name = $1`,
+    [slot],
+  );
+  const row = rows[0];
+  if (!row?.active) return null;
+  return row.lag_ms ?? 0;
+}

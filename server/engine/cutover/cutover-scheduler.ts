@@ -1,0 +1,60 @@
+// Which cutover attempts this worker drives: every supervisor tick, the in-flight attempts no live
+// worker holds (their lock is free: 'requested' ones, and those whose worker died) are started
+// here, oldest first, at most `maxConcurrent` at a time. Several workers may run this at once: an
+// attempt's advisory lock (run-cutover.ts) lets exactly one drive it; the others skip it.
+import os from "node:os";
+import { db } from "../store/db";
+import { CUTOVER_LOCK_CLASS, type CutoverRun, type CutoverRunOptions, startCutoverRun } from "./run-cutover";
+
+const IN_FLIGHT = ["requested", "prechecking", "fencing", "draining", "flipped", "aborting"];
+
+export interface CutoverScheduler {
+  tick(): Promise<void>;
+  /** Attempts this worker drives now. */
+  running(): number;
+  stop(): Promise<void>;
+}
+
+export function workerName(): string {
+  return `${os.hostname()}:${process.pid}`;
+}
+
+export function startCutoverScheduler(
+  options: Omit<CutoverRunOptions, "worker" | "pauseAt"> & { maxConcurrent?: number; worker?: string },
+): CutoverScheduler {
+  const runs = new Map<string, CutoverRun>();
+  const maxConcurrent = options.maxConcurrent ?? 8;
+  const worker = options.worker ?? workerName();
+  const pauseAt = process.env.SHARDSHIFT_CUTOVER_PAUSE_AT || null;
+  let stopped = false;
+  return {
+    async tick() {
+      for (const [id, run] of runs) if (run.finished) runs.delete(id);
+      if (stopped || runs.size >= maxConcurrent) return;
+      // Attempts whose lock a session holds are driven (by us or another worker): skip them here
+      // rather than open a connection per attempt to find out.
+      const free = await db().$queryRaw<{ id: string }[]>`
+        select c.id::text as id from tenant_cutover c
+        where c.status = any(${IN_FLIGHT}::text[])
+          and not exists (
+            select 1 from pg_locks l
+            where l.locktype = 'advisory'
+              and l.database = (select oid from pg_database where datname = current_database())
+              and l.classid = ${CUTOVER_LOCK_CLASS}::oid
+              and l.objid = (hashtext(c.id::text)::bigint & 4294967295)::oid and l.objsubid = 2)
+        order by c.created_at
+        limit ${maxConcurrent * 2}`;
+      for (const { id } of free) {
+        if (runs.size >= maxConcurrent || stopped) break;
+        if (runs.has(id)) continue;
+        runs.set(id, startCutoverRun(id, { ...options, worker, pauseAt }));
+      }
+    },
+    running: () => runs.size,
+    async stop() {
+      stopped = true;
+      await Promise.all([...runs.values()].map((r) => r.stop()));
+      runs.clear();
+    },
+  };
+}

@@ -1,0 +1,67 @@
+// Sequences at a cutover (docs/cutover.md step 6). Replication copies rows with the ids their
+// owner generated, but not the owner's sequences: the new owner's sequence may stand far below
+// the ids the tenant already has. Before the new owner takes the tenant's inserts, each sequence
+// behind a sharded table's column (serial, bigserial or identity) is set past the old owner's
+// value plus headroom. Never lowered: other tenants on the new owner may be using it.
+import type pg from "pg";
+import type { TableInfo } from "../analysis/introspect";
+
+/** Ids the old owner may still hand out (another tenant's insert there) before ours pass them. */
+export const SEQUENCE_HEADROOM = 1_000_000n;
+
+const SEQUENCES_SQL = `
+select s.seq
+from pg_attribute a
+cross join lateral (select pg_get_serial_sequence($1, a.attname) as seq) s
+where a.attrelid = $1::regclass and a.attnum > 0 and not a.attisdropped and s.seq is not null`;
+
+async function sequencesOf(pool: pg.Pool, table: string): Promise<string[]> {
+  const { rows } = await pool.query<{ seq: string }>(SEQUENCES_SQL, [table]);
+  return rows.map((r) => r.seq);
+}
+
+export interface SequenceBump {
+  sequence: string;
+  oldOwner: bigint;
+  newOwner: bigint;
+}
+
+/** The sequences behind the sharded tables' columns (read once, before the freeze: catalog reads). */
+export async function shardedSequences(
+  pool: pg.Pool,
+  tables: readonly Pick<TableInfo, "qualified" | "kind">[],
+): Promise<string[]> {
+  const found: string[] = [];
+  for (const table of tables.filter((t) => t.kind === "sharded"))
+    found.push(...(await sequencesOf(pool, table.qualified)));
+  return found;
+}
+
+/**
+ * Sets each sequence on `to` to at least its value on `from` + headroom, in one round trip to
+ * each (this runs inside the freeze window). Returns what it set, for the attempt's step note.
+ */
+export async function advanceSequences(
+  from: pg.Pool,
+  to: pg.Pool,
+  sequences: readonly string[],
+): Promise<SequenceBump[]> {
+  if (sequences.length === 0) return [];
+  const { rows } = await from.query<{ seq: string; v: string | null }>(
+    "select s as seq, pg_sequence_last_value(s::regclass)::text as v from unnest($1::text[]) s",
+    [sequences],
+  );
+  const floors = rows.map((r) => (BigInt(r.v ?? "0") + SEQUENCE_HEADROOM).toString());
+  // greatest(): the new owner's own value may already be higher (its tenants' inserts).
+  const set = await to.query<{ seq: string; v: string }>(
+    `select s.seq, setval(s.seq::regclass, greatest(coalesce(pg_sequence_last_value(s.seq::regclass), 0), s.floor), true)::text as v
+     from unnest($1::text[], $2::bigint[]) as s(seq, floor)`,
+    [rows.map((r) => r.seq), floors],
+  );
+  const setBy = new Map(set.rows.map((r) => [r.seq, BigInt(r.v)]));
+  return rows.map((r) => ({
+    sequence: r.seq,
+    oldOwner: BigInt(r.v ?? "0"),
+    newOwner: setBy.get(r.seq) ?? 0n,
+  }));
+}

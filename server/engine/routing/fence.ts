@@ -1,0 +1,272 @@
+// The fence inside the database (issue 12, item 3; invariant 1): legacy and every shard refuse a
+// write to a tenant that is frozen there or owned by another database, whoever sends it — a router
+// with a stale map, or an application that bypasses the SDK.
+//
+// Design:
+// - Each database holds a mirror of the plan's sparse routing map (shardshift.tenant_fence) and
+//   statement-level triggers on every sharded table that check each statement's distinct tenants
+//   (fence-sql.ts). A tenant with no row is owned by legacy, so
+//   on legacy an empty fence refuses nothing and on a shard it refuses every application write.
+// - Who is exempt, and why session_replication_role: every engine writer (CDC apply in both
+//   directions, the backfill copy, parity repair) already runs with session_replication_role =
+//   replica — as PostgreSQL's own logical-replication apply workers do — and ordinary (ENABLE)
+//   triggers do not fire in such sessions. Only a superuser (or a role granted SET on it) may set
+//   it, so an application role cannot opt out, where a custom GUC anyone can SET would be a switch
+//   for every application. pg_replication_origin_session_is_setup() would exempt the CDC applier
+//   only (the backfill and repair carry no origin) and needs privileges inside the trigger.
+// - Ordering (what the cutover relies on): syncFence takes each changing tenant's advisory lock
+//   exclusively before it writes the fence; every fenced write takes the same lock shared for the
+//   rest of its transaction. So when syncFence returns, every transaction that wrote the tenant
+//   before the fence has ended (committed or not), and every later write sees the fence. A write
+//   that meets a fence change in progress waits for it and is refused, retryably. Transactions in
+//   REPEATABLE READ are caught by shardshift.fence_epoch, a sequence read outside their snapshot.
+// - Stray writes: the refused transaction rolls back, so the trigger records the attempt in
+//   sequences, which PostgreSQL never rolls back: a counter (exact number of refusals) and a ring
+//   of 16 (the last refusals' tenant hash and reason). The engine reads both (stray-writes.ts);
+//   more than 16 refusals between two reads are still counted, only their tenants are not told.
+//   A write refused only because it met a fence change in progress is not counted: any router's
+//   write can race a change, and the SDK retries it.
+//   (A table insert, a NOTIFY or an advisory lock would all vanish with the rollback.)
+// - Cost: per statement, one read of its transition table, then one index probe of a small table
+//   and one shared advisory lock per distinct tenant written; measured
+//   by `npm run bench` (router-sdk.ts) and reported in the README.
+import type pg from "pg";
+import type { TableInfo } from "../analysis/introspect";
+import { parseLsn } from "../cdc/slot";
+import {
+  advanceFenceVersionSql,
+  dropFenceSql,
+  dropFenceTriggerSql,
+  emitFenceMessageSql,
+  fenceFunctionSql,
+  fenceTriggerSql,
+  installFenceSchemaSql,
+  LEGACY_OWNER_KEY,
+  lockTenantsForFenceChangeSql,
+  readFenceStateSql,
+  upsertFenceStateSql,
+  upsertTenantFenceSql,
+} from "./fence-sql";
+
+export { FENCE_MESSAGE_PREFIX, FENCE_SQLSTATE, LEGACY_OWNER_KEY } from "./fence-sql";
+
+/** Which database a fence guards: legacy ("legacy") or a shard (its database id). */
+export interface FenceSelf {
+  key: string;
+  name: string;
+}
+
+export interface FenceInstall {
+  planId: string;
+  self: FenceSelf;
+  legacyName: string;
+  shardKeyColumn: string;
+  tables: Pick<TableInfo, "qualified" | "kind">[];
+  /** How long to wait for the table locks CREATE TRIGGER needs (writers hold them briefly). */
+  lockTimeoutMs?: number;
+}
+
+export interface FenceRoute {
+  tenantKey: string;
+  /** LEGACY_OWNER_KEY or a shard's database id. */
+  ownerKey: string;
+  ownerName: string;
+  frozen: boolean;
+  version: number;
+}
+
+type Queryable = Pick<pg.ClientBase, "query">;
+
+async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("begin");
+    const result = await fn(client);
+    await client.query("commit");
+    return result;
+  } catch (error) {
+    await client.query("rollback").catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * Creates (idempotently) the fence schema, the trigger function and one trigger per sharded table.
+ * CREATE TRIGGER briefly locks each table against writes: with a lock timeout, so a long
+ * transaction on the table fails the install (retry later) instead of queueing every writer.
+ */
+export async function installFence(pool: pg.Pool, install: FenceInstall): Promise<void> {
+  const sharded = install.tables.filter((t) => t.kind === "sharded");
+  const lockTimeout = `set local lock_timeout = ${Math.round(install.lockTimeoutMs ?? 2000)}`;
+  try {
+    await inTransaction(pool, async (client) => {
+      await client.query(lockTimeout);
+      await client.query(installFenceSchemaSql());
+      await client.query(upsertFenceStateSql(), [
+        install.planId,
+        install.self.key,
+        install.self.name,
+        install.legacyName,
+      ]);
+      await client.query(fenceFunctionSql(install.shardKeyColumn));
+    });
+    // One table per transaction: holding one table's lock while waiting for the next one's made a
+    // lock cycle with application transactions that write two tables (seen: "deadlock detected"
+    // for a demo write while the fences were installed under the workload).
+    for (const table of sharded) {
+      await inTransaction(pool, async (client) => {
+        await client.query(lockTimeout);
+        await client.query(
+          fenceTriggerSql(table.qualified, install.shardKeyColumn, install.self, install.legacyName),
+        );
+      });
+    }
+  } catch (error) {
+    const e = error as { code?: string; message?: string };
+    if (e.code === "55P03") {
+      throw new Error(
+        `Could not install the Shardshift fence on ${install.self.name}: a table stayed locked by another transaction for ${install.lockTimeoutMs ?? 2000} ms. Nothing was changed; try again when long transactions there have ended.`,
+        { cause: error },
+      );
+    }
+    throw new Error(`Could not install the Shardshift fence on ${install.self.name}: ${e.message}`, {
+      cause: error,
+    });
+  }
+}
+
+/** Removes the triggers and the fence schema (clean-up, or a cancelled movement). */
+export async function dropFence(
+  pool: pg.Pool,
+  tables: Pick<TableInfo, "qualified" | "kind">[],
+  keyColumns: string[],
+): Promise<void> {
+  await inTransaction(pool, async (client) => {
+    for (const table of tables.filter((t) => t.kind === "sharded")) {
+      await client.query(dropFenceTriggerSql(table.qualified));
+    }
+    await client.query(dropFenceSql(keyColumns));
+  });
+}
+
+export interface FenceState {
+  planId: string;
+  selfKey: string;
+  selfName: string;
+  mapVersion: number;
+}
+
+export async function readFenceState(db: Queryable): Promise<FenceState | null> {
+  try {
+    const { rows } = await db.query<{
+      plan_id: string;
+      self_key: string;
+      self_name: string;
+      map_version: string;
+    }>(readFenceStateSql());
+    const row = rows[0];
+    return row
+      ? {
+          planId: row.plan_id,
+          selfKey: row.self_key,
+          selfName: row.self_name,
+          mapVersion: Number(row.map_version),
+        }
+      : null;
+  } catch (error) {
+    if ((error as { code?: string }).code === "42P01") return null; // no fence installed here
+    throw error;
+  }
+}
+
+/** Where a fence change sits in its database's WAL. */
+export interface FenceSyncResult {
+  /**
+   * The freeze position: the WAL insert position right after the change's logical message, read
+   * while the tenants' exclusive locks were held. Every transaction that wrote those tenants
+   * before the change committed below it; the change itself commits above it. A stream from this
+   * database stamps every target past it once it met the change (the drain marker), so
+   * waitForOriginProgress(target, origin, lsn) is the cutover's drain (drain.ts).
+   */
+  lsn: bigint;
+}
+
+/**
+ * Writes routes into this database's fence and raises its version to `version`. The lock of each
+ * changing tenant the change restricts here (frozen, or owned elsewhere) is taken exclusively
+ * first, so this returns only once every transaction that wrote one of them before has ended. Fails (nothing changed) when that takes longer
+ * than `lockTimeoutMs` — the cutover's budget — naming the database.
+ *
+ * In the same transaction, the change is written into the WAL as a transactional logical message
+ * (FENCE_MESSAGE_PREFIX): streams reading this database change ownership at exactly that point of
+ * the commit order (ownership-route.ts). Returns the freeze position (FenceSyncResult).
+ */
+export async function syncFence(
+  pool: pg.Pool,
+  input: {
+    planId: string;
+    databaseName: string;
+    routes: readonly FenceRoute[];
+    version: number;
+    lockTimeoutMs?: number;
+  },
+): Promise<FenceSyncResult> {
+  const routes = input.routes;
+  try {
+    return await inTransaction(pool, async (client) => {
+      await client.query(`set local lock_timeout = ${Math.round(input.lockTimeoutMs ?? 5000)}`);
+      if (routes.length > 0) {
+        await client.query(lockTenantsForFenceChangeSql(), [
+          routes.map((r) => r.tenantKey),
+          routes.map((r) => r.ownerKey),
+          routes.map((r) => r.frozen),
+        ]);
+        await client.query(upsertTenantFenceSql(), [
+          routes.map((r) => r.tenantKey),
+          routes.map((r) => r.ownerKey),
+          routes.map((r) => r.ownerName),
+          routes.map((r) => r.frozen),
+          routes.map((r) => String(r.version)),
+        ]);
+      }
+      await client.query(advanceFenceVersionSql(), [String(input.version), input.planId]);
+      // Last, after the locks and the rows: the message's position is the change's place in the
+      // commit order, and the position read after it bounds every earlier write of these tenants.
+      const { rows } = await client.query<{ lsn: string }>(emitFenceMessageSql(), [
+        input.planId,
+        String(input.version),
+        routes.map((r) => r.tenantKey),
+      ]);
+      return { lsn: parseLsn(rows[0]?.lsn ?? "0/0") };
+    });
+  } catch (error) {
+    const e = error as { code?: string; message?: string };
+    if (e.code === "55P03") {
+      throw new Error(
+        `The fence on ${input.databaseName} could not be changed within ${input.lockTimeoutMs ?? 5000} ms: transactions writing ${routes.length === 1 ? `tenant ${routes[0]?.tenantKey}` : "these tenants"} did not end. Nothing was changed there; the next attempt retries.`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}
+
+/** A route as the fence of every database stores it (owner by key and name). */
+export function fenceRouteOf(
+  route: { tenantKey: string; ownerDatabaseId: string | null; frozen: boolean; version: number },
+  names: { legacyName: string; shardNames: ReadonlyMap<string, string> },
+): FenceRoute {
+  const ownerKey = route.ownerDatabaseId ?? LEGACY_OWNER_KEY;
+  return {
+    tenantKey: route.tenantKey,
+    ownerKey,
+    ownerName:
+      route.ownerDatabaseId === null
+        ? names.legacyName
+        : (names.shardNames.get(route.ownerDatabaseId) ?? route.ownerDatabaseId),
+    frozen: route.frozen,
+    version: route.version,
+  };
+}
