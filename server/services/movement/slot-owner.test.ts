@@ -45,6 +45,17 @@ async function slotExists(legacy: TestDatabase, slot: string): Promise<boolean> 
   return rows.length > 0;
 }
 
+// A logical slot is listed while it is still being created, and its creation waits for every
+// transaction then open on the whole server, other test files' included (a long apply on a shared
+// server took more than a minute in CI). It is created once it has a confirmed position.
+async function slotCreated(legacy: TestDatabase, slot: string): Promise<boolean> {
+  const { rows } = await legacy.pool.query(
+    "select 1 from pg_replication_slots where slot_name = $1 and confirmed_flush_lsn is not null",
+    [slot],
+  );
+  return rows.length > 0;
+}
+
 beforeAll(async () => {
   control = await useControlPlane("slot_owner_cp");
 });
@@ -57,7 +68,7 @@ afterAll(async () => {
 });
 
 describe("a start killed after it created the slot", () => {
-  it("leaves no slot behind: a worker drops it and gives the claim up", { timeout: 180_000 }, async () => {
+  it("leaves no slot behind: a worker drops it and gives the claim up", { timeout: 360_000 }, async () => {
     const legacy = await database("slot_owner_legacy", DDL);
     const shard = await database("slot_owner_shard");
     const plan = await planAtTwoWayCdc(actor, "killed-start", legacy.url, [shard.url]);
@@ -87,15 +98,20 @@ describe("a start killed after it created the slot", () => {
         output += d.toString();
       });
       const exited = new Promise((resolve) => started.once("exit", resolve));
-      await waitFor("the start to create the slot", () => slotExists(legacy, slotName), 60_000).catch((e) => {
-        throw new Error(`${(e as Error).message}\n${output}`);
-      });
-      await waitFor("the start to wait on the backfill tasks", async () => {
-        const { rows } = await blocker.query<{ n: number }>(
-          "select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
-        );
-        return (rows[0]?.n ?? 0) > 0;
-      });
+      const withOutput = (e: unknown) => {
+        throw new Error(`${(e as Error).message}\nThe start printed:\n${output}`);
+      };
+      await waitFor("the start to create the slot", () => slotCreated(legacy, slotName), 200_000).catch(withOutput);
+      await waitFor(
+        "the start to wait on the backfill tasks",
+        async () => {
+          const { rows } = await blocker.query<{ n: number }>(
+            "select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+          );
+          return (rows[0]?.n ?? 0) > 0;
+        },
+        60_000,
+      ).catch(withOutput);
       started.kill("SIGKILL");
       await exited;
       expect(output).not.toMatch(/started/);
