@@ -101,7 +101,9 @@ describe("a start killed after it created the slot", () => {
       const withOutput = (e: unknown) => {
         throw new Error(`${(e as Error).message}\nThe start printed:\n${output}`);
       };
-      await waitFor("the start to create the slot", () => slotCreated(legacy, slotName), 200_000).catch(withOutput);
+      await waitFor("the start to create the slot", () => slotCreated(legacy, slotName), 200_000).catch(
+        withOutput,
+      );
       await waitFor(
         "the start to wait on the backfill tasks",
         async () => {
