@@ -44,7 +44,7 @@ const note = (m: string) => console.log(`${new Date().toISOString()} ${m}`);
 
 beforeAll(async () => {
   control = await useControlPlane("blc_control");
-  server = await startCrashableServer("blc-legacy", 2);
+  server = await startCrashableServer("blc-legacy", 4);
   await ensureDatabase(server.url(), "app");
   legacy = new pg.Pool({ connectionString: server.url("app"), max: 12 });
   legacy.on("error", () => {});

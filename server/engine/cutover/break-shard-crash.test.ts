@@ -47,7 +47,7 @@ beforeAll(async () => {
   control = await useControlPlane("bsc_control");
   legacy = await createTestDatabase("bsc_legacy");
   shard1 = await createTestDatabase("bsc_shard1");
-  server = await startCrashableServer("bsc-shard0", 0);
+  server = await startCrashableServer("bsc-shard0", 3);
   await ensureDatabase(server.url(), "app");
   shard0 = new pg.Pool({ connectionString: server.url("app"), max: 12 });
   shard0.on("error", () => {});

@@ -19,7 +19,7 @@ const DDL =
 
 beforeAll(async () => {
   oldOwner = await createTestDatabase("seqcrash_old");
-  server = await startCrashableServer("seqcrash-new", 1);
+  server = await startCrashableServer("seqcrash-new", 5);
   await ensureDatabase(server.url(), "app");
   const admin = new pg.Client({ connectionString: server.url() });
   await admin.connect();
