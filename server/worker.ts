@@ -25,6 +25,7 @@ import {
   type TenantCensusJob,
 } from "./jobs/queue";
 import { systemActor } from "./services/actor";
+import { startPromotionWatch } from "./services/cohorts/promotion-runner";
 import { auditRoutingChangesAs } from "./services/routing/routing";
 import { migrateControlPlane } from "./store/migrate";
 
@@ -77,12 +78,18 @@ export async function startWorker(
   const fenceWatch = startFenceWatch({ log });
   // Shards are probed every few seconds: the breaker's "shard unreachable" rule judges the history.
   const shardWatch = startShardWatch({ log });
-  // A movement started or resumed: act now rather than at the next tick.
-  const wake = await listenForWakeups(connectionString, () => supervisor.poke());
+  // Cohort promotions: each driven by one worker, taken over from the store if that worker dies.
+  const promotions = startPromotionWatch({ controlPlaneUrl: connectionString, log });
+  // A movement started or resumed, a promotion asked for: act now rather than at the next tick.
+  const wake = await listenForWakeups(connectionString, () => {
+    supervisor.poke();
+    promotions.poke();
+  });
   return {
     boss,
     async stop() {
       await wake.stop();
+      await promotions.stop();
       await fenceWatch.stop();
       await shardWatch.stop();
       await supervisor.stop();

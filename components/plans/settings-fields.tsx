@@ -26,6 +26,7 @@ export function toDraft(settings: TPlanSettings): SettingsDraft {
     sourceLoadQuery: settings.sourceLoadQuery,
     sourceLoadThreshold: String(settings.sourceLoadThreshold),
     gateWindowMinutes: String(settings.gateWindowMinutes),
+    promotionConcurrency: String(settings.promotionConcurrency),
     breakerParityDriftRows: String(settings.breakerParityDriftRows),
     breakerLagThresholdMs: String(settings.breakerLagThresholdMs),
     breakerWindowSeconds: String(settings.breakerWindowSeconds),
@@ -57,6 +58,7 @@ export function fromDraft(draft: SettingsDraft): unknown {
     sourceLoadQuery: draft.sourceLoadQuery,
     sourceLoadThreshold: num(draft.sourceLoadThreshold),
     gateWindowMinutes: num(draft.gateWindowMinutes),
+    promotionConcurrency: num(draft.promotionConcurrency),
     breakerParityDriftRows: num(draft.breakerParityDriftRows),
     breakerLagThresholdMs: num(draft.breakerLagThresholdMs),
     breakerWindowSeconds: num(draft.breakerWindowSeconds),
@@ -110,6 +112,11 @@ const numericFields: {
     key: "gateWindowMinutes",
     label: "Gate window (min)",
     hint: "Cohort gates judge lag and stray writes over this many minutes before a promotion.",
+  },
+  {
+    key: "promotionConcurrency",
+    label: "Promotion: cutovers at once",
+    hint: "How many tenants a cohort's promotion cuts over at the same time (1–64).",
   },
 ];
 

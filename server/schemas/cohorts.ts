@@ -167,3 +167,42 @@ export type TSetTagsInput = z.infer<typeof ZSetTagsInput>;
 export const ZTenantOverviewInput = z.object({ planId: z.uuid(), tenantKey: ZTenantKey });
 export const ZGatesInput = z.object({ planId: z.uuid(), ordinal: z.number().int().min(1).max(10) });
 export const ZTripRulesInput = z.object({ planId: z.uuid() });
+
+export const ZPromotePreviewInput = z.object({
+  planId: z.uuid(),
+  ordinal: z.number().int().min(1).max(10),
+});
+export type TPromotePreviewInput = z.infer<typeof ZPromotePreviewInput>;
+
+export const ZPromoteInput = z.object({
+  planId: z.uuid(),
+  ordinal: z.number().int().min(1).max(10),
+  reason: ZRequiredReason,
+  /**
+   * Admins only: promote although a gate does not pass (e.g. the soak cut short on purpose). The
+   * reason is audited with every gate's judgement.
+   */
+  overrideReason: ZRequiredReason.optional(),
+});
+export type TPromoteInput = z.infer<typeof ZPromoteInput>;
+
+export const ZPromotionControlInput = z.object({
+  promotionId: z.uuid(),
+  reason: ZRequiredReason,
+});
+export type TPromotionControlInput = z.infer<typeof ZPromotionControlInput>;
+
+export const ZPromotionsInput = z.object({
+  planId: z.uuid(),
+  /** One promotion with every tenant; absent: the plan's newest ones, each with its tenants. */
+  promotionId: z.uuid().optional(),
+  limit: z.number().int().min(1).max(50).default(10),
+});
+export type TPromotionsInput = z.infer<typeof ZPromotionsInput>;
+
+export const ZRetryTenantInput = z.object({
+  promotionId: z.uuid(),
+  tenantKey: ZTenantKey,
+  reason: ZRequiredReason,
+});
+export type TRetryTenantInput = z.infer<typeof ZRetryTenantInput>;

@@ -146,6 +146,13 @@ export const ZPlanSettings = z.object({
     .min(1, "At least 1 min")
     .max(1_440, "At most 1,440 min (a day)")
     .default(5),
+  // A promotion's cutovers in flight at once (server/engine/promotion/).
+  promotionConcurrency: z
+    .number({ error: "Enter a number of tenants" })
+    .int("Use a whole number")
+    .min(1, "At least 1 tenant at a time")
+    .max(64, "At most 64 tenants at a time")
+    .default(8),
   // The breaker's automatic trip rules (server/engine/gates/trip-rules.ts).
   breakerParityDriftRows: z
     .number({ error: "Enter a number of rows" })
@@ -200,6 +207,7 @@ export const DEFAULT_PLAN_SETTINGS: TPlanSettings = {
   sourceLoadQuery: "",
   sourceLoadThreshold: 0,
   gateWindowMinutes: 5,
+  promotionConcurrency: 8,
   breakerParityDriftRows: 0,
   breakerLagThresholdMs: 30_000,
   breakerWindowSeconds: 60,

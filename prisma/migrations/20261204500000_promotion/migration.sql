@@ -14,6 +14,7 @@ CREATE TABLE "promotion" (
     "requested_by_email" TEXT NOT NULL,
     "reason" TEXT NOT NULL,
     "override_reason" TEXT,
+    "overridden_gates" JSONB NOT NULL DEFAULT '[]',
     "concurrency" INTEGER NOT NULL DEFAULT 8,
     "tenants_total" INTEGER NOT NULL DEFAULT 0,
     "tenants_done" INTEGER NOT NULL DEFAULT 0,

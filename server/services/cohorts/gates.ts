@@ -10,7 +10,7 @@ import { tripRules } from "../../engine/gates/trip-rules";
 import { AppError } from "../../errors";
 import { DEFAULT_PLAN_SETTINGS, type TPlanSettings, ZPlanSettings } from "../../schemas/plan";
 
-async function settingsOf(planId: string): Promise<TPlanSettings> {
+export async function settingsOf(planId: string): Promise<TPlanSettings> {
   const plan = await db().plan.findUnique({ where: { id: planId }, select: { settings: true } });
   if (!plan) throw new AppError("NOT_FOUND", "No such plan: it may have been removed, or the link is wrong.");
   return ZPlanSettings.parse({ ...DEFAULT_PLAN_SETTINGS, ...(plan.settings as object) });
@@ -29,9 +29,16 @@ export async function evaluateTripRules(planId: string, now = new Date()) {
   };
 }
 
-export async function evaluateCohortGates(planId: string, ordinal: number, now = new Date()) {
+export async function evaluateCohortGates(
+  planId: string,
+  ordinal: number,
+  now = new Date(),
+  /** A running promotion's start: stray writes are judged since (writes refused before were judged already). */
+  promotionStartedAt: Date | null = null,
+) {
   const settings = await settingsOf(planId);
-  const cohort = await loadCohortFacts(planId, ordinal);
+  const loaded = await loadCohortFacts(planId, ordinal);
+  const cohort = loaded ? { ...loaded, promotionStartedAt } : null;
   if (!cohort) {
     throw new AppError(
       "NOT_FOUND",

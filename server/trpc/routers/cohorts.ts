@@ -3,12 +3,26 @@ import {
   ZDrawLadderInput,
   ZGatesInput,
   ZMoveTenantInput,
+  ZPromoteInput,
+  ZPromotePreviewInput,
+  ZPromotionControlInput,
+  ZPromotionsInput,
+  ZRetryTenantInput,
   ZSetTagsInput,
   ZTenantOverviewInput,
   ZTripRulesInput,
 } from "../../schemas/cohorts";
 import { drawLadder, listCohorts, moveTenant, setTags, tenantOverview } from "../../services/cohorts/cohorts";
 import { evaluateCohortGates, evaluateTripRules } from "../../services/cohorts/gates";
+import {
+  listPromotions,
+  pausePromotion,
+  previewPromotion,
+  promote,
+  resumePromotion,
+  retryTenant,
+  stopPromotion,
+} from "../../services/cohorts/promotion";
 import { operatorProcedure, router, viewerProcedure } from "../init";
 
 export const cohortsRouter = router({
@@ -23,4 +37,20 @@ export const cohortsRouter = router({
     .input(ZGatesInput)
     .query(({ input }) => evaluateCohortGates(input.planId, input.ordinal)),
   tripRules: viewerProcedure.input(ZTripRulesInput).query(({ input }) => evaluateTripRules(input.planId)),
+  // Promotion (operators; an admin may override a gate with a reason): a durable job the workers drive.
+  promotePreview: viewerProcedure.input(ZPromotePreviewInput).query(({ input }) => previewPromotion(input)),
+  promote: operatorProcedure.input(ZPromoteInput).mutation(({ ctx, input }) => promote(ctx.actor, input)),
+  pausePromotion: operatorProcedure
+    .input(ZPromotionControlInput)
+    .mutation(({ ctx, input }) => pausePromotion(ctx.actor, input)),
+  resumePromotion: operatorProcedure
+    .input(ZPromotionControlInput)
+    .mutation(({ ctx, input }) => resumePromotion(ctx.actor, input)),
+  stopPromotion: operatorProcedure
+    .input(ZPromotionControlInput)
+    .mutation(({ ctx, input }) => stopPromotion(ctx.actor, input)),
+  promotions: viewerProcedure.input(ZPromotionsInput).query(({ input }) => listPromotions(input)),
+  retryTenant: operatorProcedure
+    .input(ZRetryTenantInput)
+    .mutation(({ ctx, input }) => retryTenant(ctx.actor, input)),
 });
