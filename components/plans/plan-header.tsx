@@ -41,6 +41,7 @@ export function PlanHeader({ plan }: PlanHeaderProps) {
     { href: `/plans/${plan.id}/backfill`, label: "Backfill & CDC" },
     { href: `/plans/${plan.id}/parity`, label: "Parity" },
     { href: `/plans/${plan.id}/routing`, label: "Routing" },
+    { href: `/plans/${plan.id}/cohorts`, label: "Cohorts" },
     { href: `/plans/${plan.id}/settings`, label: "Settings" },
     { href: `/audit?planId=${plan.id}`, label: "Audit" },
   ];

@@ -45,6 +45,11 @@ export interface MeasuredFacts {
   fencesInstalledAt: Date | null;
   /** Stray writes observed since the longest window's start. */
   strayWrites: { at: Date; database: string; tenant: string | null; count: number }[];
+  /**
+   * Refusals (frozen, not the owner, fence changing) of a tenant while it was being cut over, not
+   * in strayWrites: a router's write in flight when the fence closed, retried on the new owner.
+   */
+  strayWritesDuringCutovers?: number;
   shards: ShardReachability[];
   sdk: SdkErrorCounts[];
   /** Breaker trips recorded since the longest window's start (engine events of source "breaker"). */

@@ -129,6 +129,33 @@ describe("measured facts", () => {
         observedAt: ago(20_000),
       },
     });
+    // Tenant b's cutover froze it 40 s ago for a second: a router's write refused on legacy then is
+    // the cutover's own (retried on the shard), not a stray.
+    await db().tenantCutover.create({
+      data: {
+        planId,
+        tenantKey: "b",
+        direction: "to-shard",
+        status: "done",
+        requestedByEmail: "engineer@test",
+        reason: "test",
+        freezeStartedAt: ago(40_000),
+        freezeEndedAt: ago(39_000),
+        endedAt: ago(39_000),
+      },
+    });
+    await db().strayWrite.create({
+      data: {
+        planId,
+        databaseId: source.id,
+        databaseName: "legacy",
+        tenantKey: "b",
+        reason: "frozen",
+        ticket: 2n,
+        count: 5,
+        observedAt: ago(39_500),
+      },
+    });
     await db().metricSample.createMany({
       data: [
         { planId, name: "sdk.requests.0", value: 400, at: ago(30_000) },
@@ -164,6 +191,7 @@ describe("measured facts", () => {
     expect([...facts.parity.unverifiedTenants]).toEqual(["c"]);
     expect(facts.fencesInstalledAt).toEqual(ago(600_000));
     expect(facts.strayWrites).toEqual([{ at: ago(20_000), database: "legacy", tenant: "a", count: 2 }]);
+    expect(facts.strayWritesDuringCutovers).toBe(5);
     expect(facts.shards.map((s) => [s.name, s.reachable])).toEqual([
       ["shard-0", true],
       ["shard-1", false],

@@ -21,6 +21,9 @@ export const REVERSE_LAG_METRIC = "cdc.reverse_lag_ms";
 export const sdkRequestsMetric = (ordinal: number) => `sdk.requests.${ordinal}`;
 export const sdkErrorsMetric = (ordinal: number) => `sdk.errors.${ordinal}`;
 export const BREAKER_EVENT_SOURCE = "breaker";
+/** A refusal this close to a cutover's freeze (the fence watch reads refusals every second) is the cutover's. */
+const STRAY_GRACE_BEFORE_MS = 2_000;
+const STRAY_GRACE_AFTER_MS = 10_000;
 
 type WindowSettings = Pick<TPlanSettings, "gateWindowMinutes" | "breakerWindowSeconds">;
 
@@ -74,10 +77,30 @@ export async function loadMeasuredFacts(
         _count: true,
       }),
       db().routingMap.findUnique({ where: { planId }, select: { fenceInstalledAt: true } }),
-      db().strayWrite.findMany({
-        where: { planId, observedAt: { gte: since, lte: now } },
-        select: { observedAt: true, databaseName: true, tenantKey: true, count: true },
-      }),
+      // A refusal while its tenant was being cut over (frozen, not the owner any more, the fence
+      // changing) is the cutover's own: a router's write already in flight when the fence closed,
+      // which the SDK retries on the new owner. Counted apart, it neither fails the gate nor trips
+      // the breaker — otherwise every promotion under load would stop itself. A refusal whose
+      // tenant the ring lost (null) is the cutover's if any cutover of the plan was in its window.
+      db().$queryRaw<
+        {
+          observed_at: Date;
+          database_name: string;
+          tenant_key: string | null;
+          count: number;
+          during_cutover: boolean;
+        }[]
+      >`
+        select s.observed_at, s.database_name, s.tenant_key, s.count,
+               s.reason in ('frozen', 'not_owner', 'fence_changing') and exists (
+                 select 1 from tenant_cutover c
+                 where c.plan_id = s.plan_id and (s.tenant_key is null or c.tenant_key = s.tenant_key)
+                   and c.freeze_started_at is not null
+                   and s.observed_at >= c.freeze_started_at - ${STRAY_GRACE_BEFORE_MS} * interval '1 millisecond'
+                   and s.observed_at <= coalesce(c.ended_at, ${now}) + ${STRAY_GRACE_AFTER_MS} * interval '1 millisecond'
+               ) as during_cutover
+        from stray_write s
+        where s.plan_id = ${planId}::uuid and s.observed_at >= ${since} and s.observed_at <= ${now}`,
       // The newest probe of each shard, and the newest it answered.
       db().metricSample.groupBy({
         by: ["name"],
@@ -131,12 +154,10 @@ export async function loadMeasuredFacts(
       unverifiedTenants: new Set(unverified.flatMap((u) => (typeof u.tenant === "string" ? [u.tenant] : []))),
     },
     fencesInstalledAt: map?.fenceInstalledAt ?? null,
-    strayWrites: strays.map((w) => ({
-      at: w.observedAt,
-      database: w.databaseName,
-      tenant: w.tenantKey,
-      count: w.count,
-    })),
+    strayWrites: strays
+      .filter((w) => !w.during_cutover)
+      .map((w) => ({ at: w.observed_at, database: w.database_name, tenant: w.tenant_key, count: w.count })),
+    strayWritesDuringCutovers: strays.filter((w) => w.during_cutover).reduce((n, w) => n + w.count, 0),
     shards: shards.map((s) => {
       const name = reachabilityMetric(s.ordinal);
       const lastProbeAt = newestProbe.get(name) ?? null;

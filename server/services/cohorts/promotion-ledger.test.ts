@@ -120,6 +120,7 @@ async function finishPromotion(planId: string, promotionId: string) {
       `promotion of cohort ${p.ordinal} ${p.status}: ${p.counts.done} done, ${aborted.length} aborted ` +
         `(${[...new Set(aborted.map((t) => (t.error ?? "").slice(0, 80)))].join(" | ")})`,
     );
+    if (p.stopJudgement) note(`stopped by ${JSON.stringify(p.stopJudgement)}`);
     expect(p.status).toBe("done");
     if (aborted.length === 0 || round >= 3) return p;
     for (const t of aborted) {
