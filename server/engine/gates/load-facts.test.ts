@@ -139,6 +139,7 @@ describe("measured facts", () => {
         status: "done",
         requestedByEmail: "engineer@test",
         reason: "test",
+        createdAt: ago(41_000),
         freezeStartedAt: ago(40_000),
         freezeEndedAt: ago(39_000),
         endedAt: ago(39_000),

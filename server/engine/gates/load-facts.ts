@@ -21,9 +21,9 @@ export const REVERSE_LAG_METRIC = "cdc.reverse_lag_ms";
 export const sdkRequestsMetric = (ordinal: number) => `sdk.requests.${ordinal}`;
 export const sdkErrorsMetric = (ordinal: number) => `sdk.errors.${ordinal}`;
 export const BREAKER_EVENT_SOURCE = "breaker";
-/** A refusal this close to a cutover's freeze (the fence watch reads refusals every second) is the cutover's. */
+/** A refusal this close to a tenant's cutover attempt is the cutover's (see the stray-write read below). */
 const STRAY_GRACE_BEFORE_MS = 2_000;
-const STRAY_GRACE_AFTER_MS = 10_000;
+const STRAY_GRACE_AFTER_MS = 30_000;
 
 type WindowSettings = Pick<TPlanSettings, "gateWindowMinutes" | "breakerWindowSeconds">;
 
@@ -77,11 +77,13 @@ export async function loadMeasuredFacts(
         _count: true,
       }),
       db().routingMap.findUnique({ where: { planId }, select: { fenceInstalledAt: true } }),
-      // A refusal while its tenant was being cut over (frozen, not the owner any more, the fence
-      // changing) is the cutover's own: a router's write already in flight when the fence closed,
-      // which the SDK retries on the new owner. Counted apart, it neither fails the gate nor trips
-      // the breaker — otherwise every promotion under load would stop itself. A refusal whose
-      // tenant the ring lost (null) is the cutover's if any cutover of the plan was in its window.
+      // A refusal while its tenant was being cut over is the cutover's own: a router's write in
+      // flight when the fence closed, which the SDK retries on the owner. Counted apart, it neither
+      // fails the gate nor trips the breaker — otherwise every promotion under load stops itself.
+      // The window runs from the attempt's request to a little after its end, since the fence
+      // watch records refusals when it next reads the counters (seconds later on a loaded machine).
+      // A refusal whose tenant the ring lost (null) is the cutover's if any attempt was in its
+      // window. Forward CDC's drops after a flip (applied_after_flip) always count.
       db().$queryRaw<
         {
           observed_at: Date;
@@ -92,11 +94,10 @@ export async function loadMeasuredFacts(
         }[]
       >`
         select s.observed_at, s.database_name, s.tenant_key, s.count,
-               s.reason in ('frozen', 'not_owner', 'fence_changing') and exists (
+               s.reason <> 'applied_after_flip' and exists (
                  select 1 from tenant_cutover c
                  where c.plan_id = s.plan_id and (s.tenant_key is null or c.tenant_key = s.tenant_key)
-                   and c.freeze_started_at is not null
-                   and s.observed_at >= c.freeze_started_at - ${STRAY_GRACE_BEFORE_MS} * interval '1 millisecond'
+                   and s.observed_at >= c.created_at - ${STRAY_GRACE_BEFORE_MS} * interval '1 millisecond'
                    and s.observed_at <= coalesce(c.ended_at, ${now}) + ${STRAY_GRACE_AFTER_MS} * interval '1 millisecond'
                ) as during_cutover
         from stray_write s

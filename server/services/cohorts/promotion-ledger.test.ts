@@ -111,7 +111,7 @@ async function waitForPromotionEnd(planId: string, promotionId: string) {
   );
 }
 
-/** Runs the promotion to its end, retrying aborted tenants (each at most 3 times). */
+/** Runs the promotion to its end, retrying aborted tenants (each at most 5 times). */
 async function finishPromotion(planId: string, promotionId: string) {
   for (let round = 0; ; round++) {
     const p = await waitForPromotionEnd(planId, promotionId);
@@ -120,9 +120,18 @@ async function finishPromotion(planId: string, promotionId: string) {
       `promotion of cohort ${p.ordinal} ${p.status}: ${p.counts.done} done, ${aborted.length} aborted ` +
         `(${[...new Set(aborted.map((t) => (t.error ?? "").slice(0, 80)))].join(" | ")})`,
     );
-    if (p.stopJudgement) note(`stopped by ${JSON.stringify(p.stopJudgement)}`);
+    if (p.stopJudgement) {
+      note(`stopped by ${JSON.stringify(p.stopJudgement)}`);
+      const strays = await db().strayWrite.findMany({ where: { planId } });
+      const attempts = await db().tenantCutover.findMany({
+        where: { planId },
+        select: { tenantKey: true, createdAt: true, freezeStartedAt: true, endedAt: true, status: true },
+      });
+      note(`strays ${JSON.stringify(strays, (_, v) => (typeof v === "bigint" ? v.toString() : v))}`);
+      note(`attempts ${JSON.stringify(attempts)}`);
+    }
     expect(p.status).toBe("done");
-    if (aborted.length === 0 || round >= 3) return p;
+    if (aborted.length === 0 || round >= 5) return p;
     for (const t of aborted) {
       await retryTenant(operator, {
         promotionId,
@@ -156,7 +165,7 @@ describe("cohort promotion", () => {
       requireCleanParity: false,
       cdcLagThresholdMs: 60_000,
       promotionConcurrency: 4,
-      freezeBudgetMs: 5_000,
+      freezeBudgetMs: 10_000,
     });
     await startDataMovement(operator, { planId: plan.id, reason: "go", resetShards: true });
     const lines: string[] = [];
