@@ -191,6 +191,9 @@ function drive(id: string, lock: pg.Client, options: { worker: string; log: (m: 
     let lastJudgedAt = 0;
     let endedSinceJudged = Number.POSITIVE_INFINITY;
     while (!stopping) {
+      // The lock is held by this connection: if it died, so did the lock, and another worker may
+      // drive the promotion now — this driver stops (the query throws).
+      await lock.query("select 1");
       const row = await readPromotion(id);
       if (!row || !PROMOTION_DRIVEN.includes(row.status)) return;
       if (row.status === "requested") {
