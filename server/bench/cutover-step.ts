@@ -4,7 +4,10 @@
 // shards give the reverse streams their traffic.
 import pg from "pg";
 import { db } from "@/server/db";
-import { changeTenantRoutes } from "@/server/services/routing/routing";
+import { ensureReverseSlot } from "@/server/engine/cutover/cdc-links";
+import { hashPlacement } from "@/server/engine/router/placement";
+import { loadMovementContext } from "@/server/engine/store/movement-context";
+import { changeTenantRoutes, installFences } from "@/server/services/routing/routing";
 import type { CleanupStack } from "./cleanup";
 import { type BenchCluster, LEGACY_DB, SHARD_DB } from "./cluster";
 import {
@@ -32,9 +35,10 @@ const FREEZE_P99_AIM_MS = 250;
 const REVERSE_P99_AIM_RATIO = 2;
 
 export interface CutoverStepResult {
-  forward: CutoverBatch;
+  /** Null with --cutover-by-map: the tenants went to their shards by a map change, not cutovers. */
+  forward: CutoverBatch | null;
   back: CutoverBatch | null;
-  sdk: SdkWorkloadSummary;
+  sdk: SdkWorkloadSummary | null;
   /** Null when no tenant ended on a shard (every cutover aborted): nothing to carry back. */
   reverse: ReverseLagMeasurement | null;
   /** The tenants each shard owns at the end, in the shards' order: the native baseline writes the same. */
@@ -70,6 +74,8 @@ interface StepContext {
   report: BenchReport;
   /** Settle, wait out autovacuum, checkpoint: runs last before the reverse lag test's writes. */
   prepareMeasurement: () => Promise<void>;
+  /** Logs the worker's CDC stage trace (commit → read → applied) over the reverse test's writes. */
+  logStages?: (what: string, window: { from: Date; to: Date }) => void;
 }
 
 export async function runCutoverStep(ctx: StepContext): Promise<CutoverStepResult> {
@@ -87,23 +93,56 @@ export async function runCutoverStep(ctx: StepContext): Promise<CutoverStepResul
   });
   const shardPools = shardUrls.map((url) => pool(url, PROBE_POOL_SIZE));
   try {
-    const moved = await cutOverUnderWorkload(ctx, names, shardIds, shardPools);
+    const moved = ctx.options.cutoverByMap
+      ? { forward: null, back: null, sdk: null, owners: await placeByMap(ctx, shardIds) }
+      : await cutOverUnderWorkload(ctx, names, shardIds, shardPools);
     // The tenants each shard owns now: the reverse lag test writes probes for them.
     const backDone = new Set(moved.back?.owners.keys() ?? []);
+    const owners: Map<string, string | null> =
+      moved.forward?.owners ?? ("owners" in moved ? moved.owners : new Map());
     const shardTenants = shardIds.map((id) =>
-      [...moved.forward.owners].filter(([t, owner]) => owner === id && !backDone.has(t)).map(([t]) => t),
+      [...owners].filter(([t, owner]) => owner === id && !backDone.has(t)).map(([t]) => t),
     );
+    const result = { forward: moved.forward, back: moved.back, sdk: moved.sdk };
     if (shardTenants.every((t) => t.length === 0)) {
       ctx.log("    no tenant ended on a shard: no reverse lag test");
       ctx.report.note("No tenant ended on a shard, so the reverse lag was not measured.");
-      return { ...moved, reverse: null, shardTenants };
+      return { ...result, reverse: null, shardTenants };
     }
     const reverse = await measureOurReverseLag(ctx, shardPools, shardTenants);
-    return { ...moved, reverse, shardTenants };
+    ctx.logStages?.("ours, shard → legacy", reverse.window);
+    return { ...result, reverse, shardTenants };
   } finally {
     await releaseTenantsForCancel(planId, ctx.log);
     await Promise.all(shardPools.map((p) => p.end().catch(() => {})));
   }
+}
+
+/**
+ * --cutover-by-map: the tenants go to their placement's shards by one map change (audited as the
+ * bench's), with no SDK workload and no cutovers — only the reverse streams are measured. Not a
+ * product path: the fences are installed and each owning shard's reverse slot exists before the
+ * map changes (as a cutover's precheck has it), so no write on a shard precedes its slot.
+ */
+async function placeByMap(ctx: StepContext, shardIds: readonly string[]): Promise<Map<string, string>> {
+  const { planId, log } = ctx;
+  const tenants = spread(ctx.tenantIds, ctx.options.cutoverTenants);
+  const placement = hashPlacement(shardIds.length);
+  const owners = new Map(tenants.map((t) => [t, shardIds[placement.shardFor(t)] as string]));
+  await installFences(benchActor, { planId, reason: "bench: reverse lag test (--cutover-by-map)" });
+  const movement = await loadMovementContext(planId);
+  for (const ordinal of new Set(tenants.map((t) => placement.shardFor(t)))) {
+    const shard = movement.shards[ordinal];
+    if (!shard) throw new Error(`The plan has no shard ${ordinal}.`);
+    await ensureReverseSlot(shard, { planId, shardOrdinal: ordinal, schema: movement.schema });
+  }
+  await changeTenantRoutes(benchActor, {
+    planId,
+    changes: [...owners].map(([tenantKey, owner]) => ({ tenantKey, owner, frozen: false })),
+    reason: "bench: tenants put on their shards by the map, for the reverse lag test (--cutover-by-map)",
+  });
+  log(`    ${owners.size} tenant(s) put on their shards by a map change (no cutovers: --cutover-by-map)`);
+  return owners;
 }
 
 /** Tenants to their shards, then some back, all under the SDK workload; its summary once stopped. */
@@ -284,19 +323,20 @@ export async function runNativeReverseStep(ctx: {
   }
 }
 
-export function addCutoverFigures(
+/** The cutovers' figures (none with --cutover-by-map: no cutover ran). */
+function addFreezeFigures(
   report: BenchReport,
   options: BenchOptions,
-  result: CutoverStepResult,
-  nativeReverse: ReverseLagMeasurement | null,
+  forward: CutoverBatch | null,
+  back: CutoverBatch | null,
+  sdk: SdkWorkloadSummary | null,
 ): void {
-  const { forward, back, sdk, reverse } = result;
   const freezeAim = {
     text: `p99 ≤ ${FREEZE_P99_AIM_MS} ms`,
     check: (f: { value: number }) => f.value <= FREEZE_P99_AIM_MS,
   };
   for (const [batch, prefix, what] of [
-    [forward, "cutover", `${forward.requested} tenants to their shards`],
+    [forward, "cutover", `${forward?.requested ?? 0} tenants to their shards`],
     [back, "cutover.back", `${back?.requested ?? 0} of them back to legacy`],
   ] as const) {
     if (!batch) continue;
@@ -322,6 +362,7 @@ export function addCutoverFigures(
       baselineLabel: "requested",
     });
   }
+  if (!sdk) return;
   report.add({
     figure: figure("cutover.sdk.freeze_wait.p50_ms", sdk.metFreeze.p50, "ms"),
     label: `SDK calls that met a freeze (route frozen at the call or changed during it; ${sdk.metFreeze.count} calls), p50`,
@@ -339,6 +380,16 @@ export function addCutoverFigures(
     label: "SDK write workload during the cutovers: writes acknowledged",
     baselineLabel: "target",
   });
+}
+
+export function addCutoverFigures(
+  report: BenchReport,
+  options: BenchOptions,
+  result: CutoverStepResult,
+  nativeReverse: ReverseLagMeasurement | null,
+): void {
+  const { forward, back, sdk, reverse } = result;
+  addFreezeFigures(report, options, forward, back, sdk);
   if (!reverse) return;
   const lagRows = ["p50", "p99", "max"] as const;
   for (const key of lagRows) {

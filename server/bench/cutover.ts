@@ -439,6 +439,8 @@ export async function waitForReverseStreams(
 export interface ReverseLagMeasurement {
   lag: LagSummary;
   paced: ProbeDriveResult;
+  /** When the paced writes ran (the CDC stage trace is read for it). */
+  window: { from: Date; to: Date };
 }
 
 /**
@@ -464,6 +466,7 @@ export async function measureReverseLag(
   await clearArrivals([target]);
   await prepare();
   log(`    ${what}: ${options.rate} writes/s over ${used.length} shard(s) for ${options.seconds} s`);
+  const from = new Date();
   const drives = await Promise.all(
     used.map((s) =>
       drivePacedProbes(s.pool, {
@@ -475,6 +478,7 @@ export async function measureReverseLag(
   );
   const inserted = drives.reduce((n, d) => n + d.inserted, 0);
   const seconds = Math.max(...drives.map((d) => d.seconds));
+  const window = { from, to: new Date() };
   await waitForArrivals([target], inserted, what);
   const lag = await readLagSummary([target]);
   await clearArrivals([target]);
@@ -482,5 +486,5 @@ export async function measureReverseLag(
   log(
     `    ${what}: ${inserted} rows at ${paced.writesPerSecond.toFixed(0)} writes/s; lag p50 ${lag.p50.toFixed(1)} ms, p99 ${lag.p99.toFixed(1)} ms, max ${lag.max.toFixed(1)} ms`,
   );
-  return { lag, paced };
+  return { lag, paced, window };
 }

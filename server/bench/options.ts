@@ -41,6 +41,11 @@ export interface BenchOptions {
   cutoverBack: number;
   /** The reverse lag test (shard → legacy, ours and native): paced at cdcRate for this many seconds. */
   reverseSeconds: number;
+  /**
+   * The cutover step puts its tenants on their shards by one map change instead of cutovers under
+   * the SDK workload: the reverse lag alone, quickly, and whatever the cutovers' state.
+   */
+  cutoverByMap: boolean;
   /** Write every figure as JSON here (null: print only). */
   out: string | null;
   verbose: boolean;
@@ -67,6 +72,7 @@ export const DEFAULT_BENCH_OPTIONS: BenchOptions = {
   cutoverBack: 50,
   cutoverWriteRate: 1_000,
   reverseSeconds: 15,
+  cutoverByMap: false,
   out: null,
   verbose: false,
   only: null,
@@ -88,6 +94,8 @@ export const BENCH_USAGE = `Usage: npm run bench -- [options]
   --cutover-back N       of those, cut back to legacy afterwards (default ${DEFAULT_BENCH_OPTIONS.cutoverBack})
   --cutover-write-rate N SDK writes/s during the cutovers (default ${DEFAULT_BENCH_OPTIONS.cutoverWriteRate})
   --reverse-seconds N    duration of the reverse (shard → legacy) lag test (default ${DEFAULT_BENCH_OPTIONS.reverseSeconds})
+  --cutover-by-map       put the cutover step's tenants on their shards by a map change, not cutovers:
+                         the reverse lag only (e.g. --only cutover --cutover-by-map --cutover-tenants 50)
   --only A,B             run only these steps (${BENCH_STEPS.join(", ")}); e.g. --only parity,busy
   --out FILE             also write every figure as JSON to FILE
   --verbose              print the PostgreSQL servers' log lines too
@@ -144,6 +152,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions | null 
     cutoverBack: positiveInteger("cutover-back", v["cutover-back"], d.cutoverBack, 0),
     cutoverWriteRate: positiveInteger("cutover-write-rate", v["cutover-write-rate"], d.cutoverWriteRate),
     reverseSeconds: positiveInteger("reverse-seconds", v["reverse-seconds"], d.reverseSeconds),
+    cutoverByMap: v["cutover-by-map"] ?? false,
     out: v.out ?? null,
     verbose: v.verbose ?? false,
     only: parseOnly(v.only),
@@ -198,6 +207,7 @@ function parse(argv: readonly string[]) {
       "cutover-back": { type: "string" },
       "reverse-seconds": { type: "string" },
       "cutover-write-rate": { type: "string" },
+      "cutover-by-map": { type: "boolean" },
       out: { type: "string" },
       only: { type: "string" },
       verbose: { type: "boolean" },

@@ -386,7 +386,7 @@ export async function runBench(
       const toRead = summarizeLags(stages.toRead);
       const toApplied = summarizeLags(stages.toApplied);
       log(
-        `    ${what}: stages (ms, p50 / p99 / max): legacy commit → in our worker ${toRead.p50.toFixed(2)} / ${toRead.p99.toFixed(2)} / ${toRead.max.toFixed(1)}; ` +
+        `    ${what}: stages (ms, p50 / p99 / max): source commit → in our worker ${toRead.p50.toFixed(2)} / ${toRead.p99.toFixed(2)} / ${toRead.max.toFixed(1)}; ` +
           `→ apply returned ${toApplied.p50.toFixed(2)} / ${toApplied.p99.toFixed(2)} / ${toApplied.max.toFixed(1)}`,
       );
       return { toRead, toApplied };
@@ -672,6 +672,9 @@ export async function runBench(
               options,
               log,
               report,
+              logStages: (what, window) => {
+                stagesOf(what, window);
+              },
               prepareMeasurement: async () => {
                 await waitForParityIdle(controlUrl, planId, { appearMs: 0, timeoutMs: 60_000 });
                 await quiet(cluster, log, "ours, shard → legacy");

@@ -1,10 +1,13 @@
-// The body of the CDC worker thread (isolated-runner.ts starts it, once per worker process): every
-// plan's stream, appliers and confirmer this process runs, on an event loop of their own.
-// From the parent: { kind: "start" | "stop", planId }. To the parent: { kind: "log", message } and,
-// once per started runner, { kind: "finished", planId, failure, progressed }.
+// The body of a CDC worker thread (isolated-runner.ts starts one per direction per worker process):
+// the streams, appliers and confirmers of that direction this process runs — plans' forward CDC or
+// shards' reverse streams — on an event loop of their own.
+// From the parent: ToThread ({ kind: "start", key, job } | { kind: "stop", key }). To the parent:
+// { kind: "log", message } and, once per started runner, { kind: "finished", key, failure, progressed }.
 import { type MessagePort, parentPort } from "node:worker_threads";
+import { startReverseStream } from "../cutover/reverse-stream";
 import type { CdcRunner } from "./cdc-runner";
 import { startForwardCdc } from "./forward-cdc";
+import type { CdcJob, ToThread } from "./isolated-runner";
 
 if (!parentPort) throw new Error("cdc-thread.ts runs only as a worker thread (see isolated-runner.ts)");
 const port: MessagePort = parentPort;
@@ -12,16 +15,21 @@ const port: MessagePort = parentPort;
 const runners = new Map<string, CdcRunner>();
 const log = (message: string) => port.postMessage({ kind: "log", message });
 
-function start(planId: string) {
-  if (runners.has(planId)) return;
-  const runner = startForwardCdc(planId, { log });
-  runners.set(planId, runner);
+function run(job: CdcJob): CdcRunner {
+  if (job.direction === "forward") return startForwardCdc(job.planId, { log });
+  return startReverseStream(job.planId, job.ordinal, { controlPlaneUrl: job.controlPlaneUrl, log });
+}
+
+function start(key: string, job: CdcJob) {
+  if (runners.has(key)) return;
+  const runner = run(job);
+  runners.set(key, runner);
   void runner.ended.then(() => {
-    runners.delete(planId);
+    runners.delete(key);
     const failure = runner.failure as { message?: unknown; code?: unknown } | null;
     port.postMessage({
       kind: "finished",
-      planId,
+      key,
       progressed: runner.progressed,
       failure: failure
         ? {
@@ -33,7 +41,7 @@ function start(planId: string) {
   });
 }
 
-port.on("message", (message: { kind: "start" | "stop"; planId: string }) => {
-  if (message.kind === "start") start(message.planId);
-  else void runners.get(message.planId)?.stop();
+port.on("message", (message: ToThread) => {
+  if (message.kind === "start") start(message.key, message.job);
+  else void runners.get(message.key)?.stop();
 });

@@ -1,9 +1,12 @@
-// Runs CDC runners in a worker thread of their own (one per worker process, started on first use),
-// so nothing else in the process — Prisma queries, a parity pass, backfill slices, pg-boss — shares
-// the event loop that receives the streams and applies them (three stalls of the lag were traced to
-// that sharing). The thread has its own connections (pools, Prisma client); the process only asks
-// it to start and stop plans' runners, relays its log lines and learns how each runner ended. A
-// thread that dies ends every runner in it with that failure; the next start begins a new thread.
+// Runs CDC runners in worker threads (one per direction per worker process, started on first use),
+// so nothing else in the process — Prisma queries, a parity pass, backfill slices, pg-boss, the
+// supervisor's ticks, cutovers — shares the event loop that receives the streams and applies them
+// (three stalls of the forward lag were traced to that sharing). Both directions run off the main
+// loop, each in a thread of its own: every plan's forward stream in one, every (plan, shard)'s
+// reverse stream in the other, so a busy direction does not delay the other's drain during a
+// cutover. A thread has its own connections (pools, Prisma client); the process only asks it to
+// start and stop runners, relays its log lines and learns how each runner ended. A thread that dies
+// ends every runner in it with that failure; the next start begins a new thread.
 import { createRequire } from "node:module";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -25,11 +28,23 @@ function threadBootstrap(): string {
   return `import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); })`;
 }
 
+/** What the thread runs: a plan's forward stream, or one shard's reverse stream (reverse-stream.ts). */
+export type CdcJob =
+  | { direction: "forward"; planId: string }
+  | { direction: "reverse"; planId: string; ordinal: number; controlPlaneUrl: string };
+
+/** A job's name between the process and the thread (one runner per name at a time). */
+export function cdcJobKey(job: CdcJob): string {
+  return job.direction === "forward" ? job.planId : `reverse:${job.planId}:${job.ordinal}`;
+}
+
+export type ToThread = { kind: "start"; key: string; job: CdcJob } | { kind: "stop"; key: string };
+
 type FromThread =
   | { kind: "log"; message: string }
   | {
       kind: "finished";
-      planId: string;
+      key: string;
       progressed: boolean;
       failure: { message: string; code?: string } | null;
     };
@@ -41,13 +56,22 @@ interface Proxy {
   end: () => void;
 }
 
-let thread: Worker | null = null;
-const proxies = new Map<string, Proxy>();
+/** One thread per direction: a busy reverse stream never delays a forward drain, nor the other way. */
+type Lane = CdcJob["direction"];
+
+interface Thread {
+  worker: Worker;
+  proxies: Map<string, Proxy>;
+}
+
+const threads = new Map<Lane, Thread>();
 let logTo: (m: string) => void = () => {};
 
-function ensureThread(): Worker {
-  if (thread) return thread;
-  const worker = new Worker(threadBootstrap(), { eval: true });
+function ensureThread(lane: Lane): Thread {
+  const running = threads.get(lane);
+  if (running) return running;
+  const worker = new Worker(threadBootstrap(), { eval: true, name: `shardshift-cdc-${lane}` });
+  const thread: Thread = { worker, proxies: new Map() };
   // The process may exit while the thread still streams (its stop() ends the runners first).
   worker.unref();
   worker.on("message", (message: FromThread) => {
@@ -55,7 +79,7 @@ function ensureThread(): Worker {
       logTo(message.message);
       return;
     }
-    const proxy = proxies.get(message.planId);
+    const proxy = thread.proxies.get(message.key);
     if (!proxy) return;
     proxy.progressed = message.progressed;
     if (message.failure) {
@@ -64,24 +88,31 @@ function ensureThread(): Worker {
     proxy.end();
   });
   const died = (error: Error) => {
-    if (thread === worker) thread = null;
-    for (const proxy of [...proxies.values()]) {
+    if (threads.get(lane) === thread) threads.delete(lane);
+    for (const proxy of [...thread.proxies.values()]) {
       proxy.failure ??= error;
       proxy.end();
     }
   };
   worker.on("error", (error) => {
-    logTo(`[cdc] the CDC thread failed: ${error.message}`);
+    logTo(`[cdc] the ${lane} CDC thread failed: ${error.message}`);
     died(error);
   });
-  worker.on("exit", (code) => died(new Error(`the CDC thread exited (${code})`)));
-  thread = worker;
-  return worker;
+  worker.on("exit", (code) => died(new Error(`the ${lane} CDC thread exited (${code})`)));
+  threads.set(lane, thread);
+  return thread;
 }
 
+/** A plan's forward CDC, in the forward thread. */
 export function startIsolatedCdcRunner(planId: string, options: { log: (m: string) => void }): CdcRunner {
+  return startIsolatedRunner({ direction: "forward", planId }, options);
+}
+
+export function startIsolatedRunner(job: CdcJob, options: { log: (m: string) => void }): CdcRunner {
   logTo = options.log;
-  const worker = ensureThread();
+  const key = cdcJobKey(job);
+  const { worker, proxies } = ensureThread(job.direction);
+  const post = (message: ToThread) => worker.postMessage(message);
   let resolveEnded = () => {};
   const ended = new Promise<void>((resolve) => {
     resolveEnded = resolve;
@@ -91,13 +122,13 @@ export function startIsolatedCdcRunner(planId: string, options: { log: (m: strin
     progressed: false,
     failure: null,
     end: () => {
-      if (proxies.get(planId) === proxy) proxies.delete(planId);
+      if (proxies.get(key) === proxy) proxies.delete(key);
       proxy.finished = true;
       resolveEnded();
     },
   };
-  proxies.set(planId, proxy);
-  worker.postMessage({ kind: "start", planId });
+  proxies.set(key, proxy);
+  post({ kind: "start", key, job });
   return {
     get finished() {
       return proxy.finished;
@@ -111,7 +142,7 @@ export function startIsolatedCdcRunner(planId: string, options: { log: (m: strin
     ended,
     async stop() {
       if (proxy.finished) return;
-      worker.postMessage({ kind: "stop", planId });
+      post({ kind: "stop", key });
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([ended, new Promise<void>((r) => (timer = setTimeout(r, STOP_TIMEOUT_MS)))]);
       clearTimeout(timer);
@@ -122,9 +153,9 @@ export function startIsolatedCdcRunner(planId: string, options: { log: (m: strin
   };
 }
 
-/** Ends the thread (after every runner in it was stopped): the worker process is stopping. */
+/** Ends the threads (after every runner in them was stopped): the worker process is stopping. */
 export async function stopCdcThread(): Promise<void> {
-  const worker = thread;
-  thread = null;
-  await worker?.terminate();
+  const all = [...threads.values()];
+  threads.clear();
+  await Promise.all(all.map((t) => t.worker.terminate()));
 }

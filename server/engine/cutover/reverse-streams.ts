@@ -1,25 +1,22 @@
 // Reverse replication (shard → legacy) as the supervisor runs it: one stream per shard of a plan
 // that owns a tenant or has been given one (a cutover to it made its reverse slot), on any worker,
-// exactly one at a time — the same pattern as forward CDC: a session advisory lock on the control
-// plane per (plan, shard), taken by the stream's own connection; a killed worker's lock dies with
-// it and the next tick anywhere takes the stream over from the slot's confirmed position.
+// exactly one at a time — the same pattern as forward CDC (reverse-stream.ts has the stream).
 //
-// Each stream follows the shard's fence (ReverseOwnershipRoute): it carries exactly the tenants
-// the shard owns, changing at the fence messages' positions in the shard's WAL.
+// The streams run in the process's reverse CDC thread (isolated-runner.ts), not on this event
+// loop: here they shared it with the supervisor's ticks, the cutovers, Prisma, the queue's jobs and
+// parity, and every stall of that loop stalled their receipt and apply (forward CDC moved to a
+// thread for the same reason).
 // The plan's reverse lag (cdc.reverse_lag_ms: the largest over its shards, from the walsenders'
 // own flush-lag measurement) is sampled every 2 s by the worker running the streams.
-import pg from "pg";
-import { type CdcRunner, startRunner } from "../cdc/cdc-runner";
-import { ReverseOwnershipRoute, readFenceOwnership } from "../cdc/ownership-route";
-import { startReverseCdc } from "../cdc/reverse-cdc";
-import { dropReverseSlot, ensureReverseSlot, reverseSlotName } from "../cdc/reverse-slot";
+import type { CdcRunner } from "../cdc/cdc-runner";
+import { startIsolatedRunner } from "../cdc/isolated-runner";
+import { dropReverseSlot, reverseSlotName } from "../cdc/reverse-slot";
 import { dropSlotOrigins } from "../cdc/target-applier";
 import { db } from "../store/db";
 import { loadMovementContext, recordMetric } from "../store/movement-context";
 import { reverseLagMs } from "./cdc-links";
 import { REVERSE_LAG_METRIC } from "./precheck";
 
-const REVERSE_CDC_LOCK_CLASS = 7_363_201;
 const LAG_SAMPLE_EVERY_MS = 2_000;
 
 /** The ordinals of the plan's shards that need a reverse stream. */
@@ -32,58 +29,6 @@ async function shardsWithReverse(planId: string): Promise<number[]> {
       or exists (select 1 from tenant_cutover t where t.plan_id = s.plan_id and t.to_database_id = s.database_id))
     order by s.ordinal`;
   return rows.map((r) => r.ordinal);
-}
-
-function startReverseStream(
-  planId: string,
-  ordinal: number,
-  options: { controlPlaneUrl: string; log: (m: string) => void },
-): CdcRunner {
-  const log = (m: string) => options.log(`[reverse ${planId.slice(0, 8)}/${ordinal}] ${m}`);
-  return startRunner(async (control) => {
-    const lock = new pg.Client({
-      connectionString: options.controlPlaneUrl,
-      application_name: "shardshift-reverse-lock",
-    });
-    lock.on("error", () => {});
-    await lock.connect();
-    try {
-      const { rows } = await lock.query<{ ok: boolean }>(
-        "select pg_try_advisory_lock($1, hashtext($2)) as ok",
-        [REVERSE_CDC_LOCK_CLASS, `${planId}:${ordinal}`],
-      );
-      if (!rows[0]?.ok) return; // another worker streams this shard
-      const ctx = await loadMovementContext(planId);
-      const shard = ctx.shards[ordinal];
-      const shardUrl = ctx.shardUrls[ordinal];
-      const row = await db().planShard.findUnique({
-        where: { planId_ordinal: { planId, ordinal } },
-        select: { databaseId: true, database: { select: { name: true } } },
-      });
-      if (!shard || !shardUrl || !row) return;
-      const reverse = await ensureReverseSlot(shard, { planId, shardOrdinal: ordinal, schema: ctx.schema });
-      if (control.stopping) return;
-      const inner = startReverseCdc({
-        shardUrl,
-        shard,
-        shardName: row.database.name,
-        slot: reverse.slot,
-        slotLsn: reverse.slotLsn,
-        publication: reverse.publication,
-        legacyUrl: ctx.sourceUrl,
-        legacy: ctx.source,
-        schema: ctx.schema,
-        route: async () => new ReverseOwnershipRoute(await readFenceOwnership(shard, planId, row.databaseId)),
-        log,
-      });
-      control.onStop(() => inner.stop());
-      await inner.ended;
-      if (inner.progressed) control.progressed();
-      if (inner.failure) throw inner.failure;
-    } finally {
-      await lock.end().catch(() => {});
-    }
-  }, log);
 }
 
 export interface ReverseStreams {
@@ -129,7 +74,11 @@ export function startReverseStreams(options: {
           wanted.add(key);
           const current = runners.get(key);
           if (current && !current.runner.finished) continue;
-          runners.set(key, { planId, ordinal, runner: startReverseStream(planId, ordinal, options) });
+          const runner = startIsolatedRunner(
+            { direction: "reverse", planId, ordinal, controlPlaneUrl: options.controlPlaneUrl },
+            { log: options.log },
+          );
+          runners.set(key, { planId, ordinal, runner });
         }
       }
       for (const [key, { runner }] of runners) {
