@@ -30,7 +30,7 @@ import {
 } from "../cutover/cdc-links";
 import { lagBlocker } from "../cutover/precheck";
 import { advanceSequences, shardedSequences } from "../cutover/sequences";
-import { type FenceRoute, readFenceState, syncFence } from "../routing/fence";
+import { type FenceRoute, fenceRouteOf, readFenceState, syncFence } from "../routing/fence";
 import { type FencedDatabase, loadPlanFences, type PlanFences, syncPlanFences } from "../routing/plan-fences";
 import { type RoutingAuditWriter, writeRoutingChange } from "../routing/routing-map";
 import { breakerRecoveryFor, MAX_BREAKER_ATTEMPTS } from "../state/breaker";
@@ -381,9 +381,13 @@ async function fenceShards(
 }
 
 /**
- * Brings the shard's fence to at least `version` and returns its freeze position. When the fence
- * watch got there first, a second fence transaction for the set (same routes, the version the
- * shard already holds) takes the tenants' locks again and writes the position message.
+ * Brings the shard's fence to at least `version` and returns its freeze position — what
+ * syncPlanFences does for one database, but with the map's routes read in ONE statement (one
+ * snapshot: the map's version and every route changed since the shard's) instead of an interactive
+ * transaction: inside the freeze a busy worker's pool must not make it wait for a transaction slot
+ * (seen under load: "Unable to start a transaction in the given time"). When the fence watch got
+ * there first, a second fence transaction for the set (same routes, the version the shard already
+ * holds, whose change already raised its epoch) takes the tenants' locks again for the position.
  */
 async function freezeSetOn(
   fences: PlanFences,
@@ -392,11 +396,27 @@ async function freezeSetOn(
   version: number,
   lockTimeoutMs: number,
 ): Promise<bigint> {
-  const [outcome] = await syncPlanFences(fences, { only: [shard], lockTimeoutMs });
-  if (outcome?.error) throw new Error(outcome.error);
-  if (outcome?.lsn !== undefined && outcome.to >= version) return outcome.lsn;
   const state = await readFenceState(shard.pool);
-  if (!state || state.mapVersion < version) throw new Error(`its fence did not reach map version ${version}`);
+  if (!state || state.planId !== fences.planId) throw new Error("no fence of this plan is installed there");
+  if (state.mapVersion < version) {
+    const [read] = await db().$queryRaw<{ version: bigint | null; routes: RouteRow[] | null }[]>`
+      select (select version from routing_map where plan_id = ${fences.planId}::uuid) as version,
+             (select json_agg(json_build_object('tenantKey', tenant_key, 'ownerDatabaseId', owner_database_id,
+                                                'frozen', frozen, 'version', version))
+              from tenant_route where plan_id = ${fences.planId}::uuid and version > ${state.mapVersion}) as routes`;
+    const names = {
+      legacyName: fences.legacy.name,
+      shardNames: new Map(fences.shards.map((s) => [s.databaseId, s.name])),
+    };
+    const result = await syncFence(shard.pool, {
+      planId: fences.planId,
+      databaseName: shard.name,
+      routes: (read?.routes ?? []).map((r) => fenceRouteOf({ ...r, version: Number(r.version) }, names)),
+      version: Number(read?.version ?? 0),
+      lockTimeoutMs,
+    });
+    return result.lsn;
+  }
   const routes: FenceRoute[] = tenants.map((tenantKey) => ({
     tenantKey,
     ownerKey: shard.key,
@@ -412,6 +432,13 @@ async function freezeSetOn(
     lockTimeoutMs,
   });
   return result.lsn;
+}
+
+interface RouteRow {
+  tenantKey: string;
+  ownerDatabaseId: string | null;
+  frozen: boolean;
+  version: number | string;
 }
 
 /** Reverse replication of every shard of the set, in parallel, durably on legacy up to its P. */
