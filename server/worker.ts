@@ -25,6 +25,7 @@ import {
   type TenantCensusJob,
 } from "./jobs/queue";
 import { systemActor } from "./services/actor";
+import { auditBreakerEventsAs } from "./services/breaker/breaker";
 import { startPromotionWatch } from "./services/cohorts/promotion-runner";
 import { auditRoutingChangesAs } from "./services/routing/routing";
 import { migrateControlPlane } from "./store/migrate";
@@ -73,6 +74,7 @@ export async function startWorker(
     },
     // The engine's map changes (cutovers) are audited as the system, like an operator's are as them.
     routingAudit: auditRoutingChangesAs(systemActor(`worker-${process.pid}`, "engine@shardshift")),
+    breakerAudit: auditBreakerEventsAs(systemActor(`worker-${process.pid}`, "engine@shardshift")),
   });
   // Fences follow the routing map and their refusals are recorded as stray writes (every second).
   const fenceWatch = startFenceWatch({ log });

@@ -4,7 +4,7 @@
 // a figure reads the same wherever it appears.
 import type { inferRouterOutputs } from "@trpc/server";
 import Link from "next/link";
-import { Badge } from "@/components/ui/badge";
+import { Badge, type Tone } from "@/components/ui/badge";
 import { percentText } from "@/components/ui/progress";
 import { relative, useNow } from "@/components/ui/time";
 import type { AppRouter } from "@/server/trpc/root";
@@ -112,10 +112,24 @@ export function isStreaming(lag: Figures["lag"]): boolean {
   return lag.state === "measured" || lag.state === "waiting";
 }
 
-export function BreakerBadge() {
+const BREAKER_WORDS: Record<Figures["breaker"]["state"], { word: string; tone: Tone }> = {
+  armed: { word: "Armed", tone: "ok" },
+  tripped: { word: "Tripped", tone: "danger" },
+  rolling_back: { word: "Rolling back", tone: "warn" },
+  rolled_back: { word: "Tripped · rolled back", tone: "danger" },
+  failed: { word: "Tripped · rollback failed", tone: "danger" },
+};
+
+/** The plan's breaker by word and colour; the title says who tripped it, when and why. */
+export function BreakerBadge({ breaker }: { breaker: Figures["breaker"] }) {
+  const { word, tone } = BREAKER_WORDS[breaker.state];
+  const title =
+    breaker.state === "armed"
+      ? "Armed: one trip moves the chosen tenants back to legacy."
+      : `Tripped by ${breaker.trippedBy} at ${breaker.trippedAt?.toLocaleString()}: ${breaker.reason}${breaker.error ? ` — ${breaker.error}` : ""}`;
   return (
-    <span title="The rollback breaker is not built yet: nothing can arm or trip it.">
-      <Badge tone="neutral">Not available yet</Badge>
+    <span title={title} data-testid="breaker-state">
+      <Badge tone={tone}>{word}</Badge>
     </span>
   );
 }

@@ -76,7 +76,7 @@ export function PlanHeader({ plan }: PlanHeaderProps) {
             )}
           </Indicator>
           <Indicator label="Breaker">
-            <BreakerBadge />
+            {figures ? <BreakerBadge breaker={figures.breaker} /> : <Badge tone="neutral">…</Badge>}
           </Indicator>
           <Indicator label="CDC lag">
             {figures ? (

@@ -137,7 +137,7 @@ const columns: ColumnDef<FleetRow>[] = [
     header: "Breaker",
     enableSorting: false,
     enableGlobalFilter: false,
-    cell: () => <BreakerBadge />,
+    cell: ({ row: { original: r } }) => <BreakerBadge breaker={r.figures.breaker} />,
   },
   {
     id: "tenants",

@@ -1,5 +1,6 @@
 import { createCallerFactory, router } from "./init";
 import { auditRouter } from "./routers/audit";
+import { breakerRouter } from "./routers/breaker";
 import { cohortsRouter } from "./routers/cohorts";
 import { databasesRouter } from "./routers/databases";
 import { figuresRouter } from "./routers/figures";
@@ -19,6 +20,7 @@ export const appRouter = router({
   figures: figuresRouter,
   routing: routingRouter,
   cohorts: cohortsRouter,
+  breaker: breakerRouter,
 });
 
 export type AppRouter = typeof appRouter;

@@ -12,11 +12,13 @@
 // Any number of workers may run this loop at once.
 import type PgBoss from "pg-boss";
 import { type BackfillSliceJob, type ParityCheckJob, QUEUES, type TenantCensusJob } from "../../jobs/queue";
+import { startBreakerScheduler } from "../breaker/breaker-scheduler";
+import type { BreakerAuditWriter } from "../breaker/run-rollback";
 import type { CdcRunner } from "../cdc/cdc-runner";
 import { FailureStreak } from "../cdc/failure-streak";
 import { startIsolatedCdcRunner, stopCdcThread } from "../cdc/isolated-runner";
 import { dropSlotOrigins } from "../cdc/target-applier";
-import { startCutoverScheduler } from "../cutover/cutover-scheduler";
+import { startCutoverScheduler, workerName } from "../cutover/cutover-scheduler";
 import { dropReverseReplication, startReverseStreams } from "../cutover/reverse-streams";
 import type { RoutingAuditWriter } from "../routing/routing-map";
 import { db } from "../store/db";
@@ -72,6 +74,8 @@ export function startSupervisor(
     routingAudit: RoutingAuditWriter;
     /** Cutover attempts driven at once by this worker. */
     maxCutovers?: number;
+    /** Audits the breaker's rollback outcomes (a system actor's writer, from the process). */
+    breakerAudit: BreakerAuditWriter;
   },
 ): Supervisor {
   const log = options.log ?? ((m) => console.log(m));
@@ -86,6 +90,14 @@ export function startSupervisor(
     audit: options.routingAudit,
     log,
     maxConcurrent: options.maxCutovers,
+  });
+  // Breaker trips: rollbacks of a set of tenants to legacy, taken over after a dead worker.
+  const breaker = startBreakerScheduler({
+    controlPlaneUrl,
+    audit: options.routingAudit,
+    breakerAudit: options.breakerAudit,
+    log,
+    worker: workerName(),
   });
   // Reverse replication (shard → legacy) of every shard that owns, or was given, a tenant.
   const reverse = startReverseStreams({ controlPlaneUrl, log });
@@ -178,6 +190,7 @@ export function startSupervisor(
       .tick([...wanted])
       .catch((e) => log(`[supervisor] reverse streams: ${(e as Error).message}`));
     await cutovers.tick();
+    await breaker.tick().catch((e) => log(`[supervisor] breaker: ${(e as Error).message}`));
   }
 
   const runTick = () => {
@@ -195,6 +208,7 @@ export function startSupervisor(
       await slotWatch.stop();
       await ticking;
       await cutovers.stop();
+      await breaker.stop();
       await reverse.stop();
       await Promise.all([...runners.values()].map((r) => r.stop()));
       runners.clear();

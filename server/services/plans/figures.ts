@@ -8,10 +8,12 @@
 // (not done, not paused, a sample in the last FRESH_MS), a lag only for a stream that runs, measured
 // since the current movement started; older measurements come with their time so the page can say
 // how old they are.
+
 import { db } from "../../db";
 // The metric the reverse streams record per plan (max over shards), like forward's cdc.lag_ms.
 import { REVERSE_LAG_METRIC } from "../../engine/cutover/precheck";
 import { isStreamingStatus, RETAINED_WAL_METRIC } from "../../engine/runtime/slot-watch";
+import { type BreakerStatus, planBreakerState } from "../../engine/state/breaker";
 import type { MovementStatus } from "../../engine/state/movement";
 import { AppError } from "../../errors";
 import { DEFAULT_PLAN_SETTINGS, ZPlanSettings } from "../../schemas/plan";
@@ -91,8 +93,14 @@ export interface PlanFigures {
    * it holds more than the plan's threshold while nothing streams it. null without a sample.
    */
   slot: { retainedBytes: number; at: Date; streaming: boolean; warnBytes: number; warn: boolean } | null;
-  /** The breaker's machinery does not exist yet. */
-  breaker: { available: false };
+  /** The plan's breaker: armed, or its newest trip's status with who, when and why (docs/breaker.md). */
+  breaker: {
+    state: BreakerStatus;
+    trippedAt: Date | null;
+    trippedBy: string | null;
+    reason: string | null;
+    error: string | null;
+  };
   /** Tenants whose owner is a shard (the routing map's routes) of the tenants the census counted. */
   tenants: { onShards: number; total: number | null };
   at: Date;
@@ -102,7 +110,7 @@ export interface PlanFigures {
 export async function planFigures(planIds: string[], now = new Date()): Promise<Map<string, PlanFigures>> {
   const result = new Map<string, PlanFigures>();
   if (planIds.length === 0) return result;
-  const [movements, tasks, lags, rateSamples, census, retained, plans, reverseLags, onShards, stray] =
+  const [movements, tasks, lags, rateSamples, census, retained, plans, reverseLags, onShards, stray, trips] =
     await Promise.all([
       db().dataMovement.findMany({
         where: { planId: { in: planIds } },
@@ -156,6 +164,23 @@ export async function planFigures(planIds: string[], now = new Date()): Promise<
       select plan_id::text, coalesce(sum(count), 0) as total,
              coalesce(sum(count) filter (where reason = 'not_owner'), 0) as not_owner
       from stray_write where plan_id = any(${planIds}::uuid[]) group by plan_id`,
+      // The newest trip per plan (one index probe each).
+      db().$queryRaw<
+        {
+          plan_id: string;
+          status: string;
+          created_at: Date;
+          by: string;
+          reason: string;
+          error: string | null;
+        }[]
+      >`
+      select p.id::text as plan_id, t.status, t.created_at, t.requested_by_email as by, t.reason, t.error
+      from unnest(${planIds}::uuid[]) as p(id)
+      cross join lateral (
+        select status, created_at, requested_by_email, reason, error from breaker_trip
+        where plan_id = p.id order by created_at desc limit 1
+      ) t`,
     ]);
   const parity = await Promise.all(planIds.map((id) => parityGate(id)));
 
@@ -283,12 +308,21 @@ export async function planFigures(planIds: string[], now = new Date()): Promise<
       strayWrites: { total: Number(strayRow?.total ?? 0), notOwner: Number(strayRow?.not_owner ?? 0) },
       parity: gate,
       slot,
-      breaker: { available: false },
+      breaker: breakerFigure(trips.find((t) => t.plan_id === planId) ?? null),
       tenants: { onShards: tenantsOnShards, total: tenantsTotal === undefined ? null : Number(tenantsTotal) },
       at: now,
     });
   }
   return result;
+}
+
+function breakerFigure(
+  trip: { status: string; created_at: Date; by: string; reason: string; error: string | null } | null,
+): PlanFigures["breaker"] {
+  const state = planBreakerState(trip);
+  if (!trip || state === "armed")
+    return { state, trippedAt: null, trippedBy: null, reason: null, error: null };
+  return { state, trippedAt: trip.created_at, trippedBy: trip.by, reason: trip.reason, error: trip.error };
 }
 
 /** One plan's figures (the header and the cards of its pages). */

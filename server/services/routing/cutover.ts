@@ -18,6 +18,7 @@ import { AppError } from "../../errors";
 import type { TListCutoversInput, TRequestCutoverInput } from "../../schemas/routing";
 import type { Actor } from "../actor";
 import { appendAuditEvent } from "../audit/audit-log";
+import { breakerBlocksCutover } from "../breaker/breaker";
 import { lockPlanForControl } from "../movement/cancel-guard";
 
 const DEFAULT_BUDGET_MS = 2_000;
@@ -73,7 +74,7 @@ async function shapeCutover(
     options.budgetMs ??
     (typeof settings.freezeBudgetMs === "number" ? settings.freezeBudgetMs : DEFAULT_BUDGET_MS);
 
-  const [route, census, inFlight, forwardLagMs, reverseLagMs] = await Promise.all([
+  const [route, census, inFlight, forwardLagMs, reverseLagMs, breaker] = await Promise.all([
     db().tenantRoute.findUnique({ where: { planId_tenantKey: { planId, tenantKey } } }),
     db().tenantCensus.findFirst({ where: { planId, tenantKey }, select: { tenantKey: true } }),
     db().tenantCutover.findFirst({
@@ -82,7 +83,9 @@ async function shapeCutover(
     }),
     recentLagMs(planId, FORWARD_LAG_METRIC),
     recentLagMs(planId, REVERSE_LAG_METRIC),
+    breakerBlocksCutover(db(), planId),
   ]);
+  if (breaker) blockers.push(breaker);
 
   const shardNames = new Map(plan.shards.map((s) => [s.database.id, s.database.name]));
   const nameOf = (id: string | null) => (id === null ? plan.sourceDatabase.name : (shardNames.get(id) ?? id));
@@ -229,6 +232,9 @@ export async function requestCutover(
             `Cannot cut tenant ${input.tenantKey} over: the plan's data movement is ${movement?.status ?? "not started"} (a cutover needs it running).`,
           );
         }
+        // Under the plan's lock, which a breaker trip and its freeze take too (docs/breaker.md).
+        const breaker = await breakerBlocksCutover(tx, input.planId);
+        if (breaker) throw new AppError("CONFLICT", `Cannot cut tenant ${input.tenantKey} over: ${breaker}`);
         const row = await tx.tenantCutover.create({
           data: {
             planId: input.planId,

@@ -1,0 +1,677 @@
+// One trip's rollback, driven to its end by the worker that holds its lock (docs/breaker.md): every
+// tenant of the scope back to legacy AT ONCE — fence the set on their shards (one fence transaction
+// per shard), drain reverse replication of every affected shard to its fence position (shards in
+// parallel), flip every owner to legacy in ONE routing-map version, then unfreeze.
+//
+// Design:
+// - The same primitives as a tenant's cutover (run-cutover.ts is not touched): writeRoutingChange
+//   for the map, syncPlanFences/syncFence for the fences, waitForOriginProgress for the drain,
+//   advanceSequences, ensureReverseSlot/reverseLagMs. A set is one map change with many routes.
+// - Exclusivity: a session advisory lock per trip (BREAKER_LOCK_CLASS) on the runner's own
+//   connection; a killed worker's lock dies with it and the next tick anywhere takes the trip over.
+// - Cutovers of the same tenants: a `requested` one is aborted (nothing of it ran); one a worker
+//   already drives is WAITED for, before the freeze (it ends within its own freeze budget, and from
+//   outside it cannot be stopped safely: its runner holds the fence lock, and after its flip it can
+//   only finish). The freeze itself is written under the plan's row lock, the lock requestCutover
+//   takes, after checking none is in flight: a cutover requested later finds its tenant frozen (its
+//   pre-check aborts) or the trip in flight (the request is refused).
+// - Nothing half done: before the flip's commit any failure or missed budget lifts every fence of
+//   the set (the shards keep their tenants); the flip is one transaction for the whole set.
+// - Test hook: SHARDSHIFT_BREAKER_PAUSE_AT=<step> (settling, fenced, drained, flipped) holds the
+//   runner there, so a crash test can SIGKILL the worker at that step.
+import pg from "pg";
+import type { Prisma } from "../../generated/prisma/client";
+import { formatLsn } from "../cdc/slot";
+import {
+  ensureReverseSlot,
+  reverseLagMs,
+  reverseOriginName,
+  waitForOriginProgress,
+} from "../cutover/cdc-links";
+import { lagBlocker } from "../cutover/precheck";
+import { advanceSequences, shardedSequences } from "../cutover/sequences";
+import { type FenceRoute, fenceRouteOf, readFenceState, syncFence } from "../routing/fence";
+import { type FencedDatabase, loadPlanFences, type PlanFences, syncPlanFences } from "../routing/plan-fences";
+import { type RoutingAuditWriter, writeRoutingChange } from "../routing/routing-map";
+import { breakerRecoveryFor, MAX_BREAKER_ATTEMPTS } from "../state/breaker";
+import { db } from "../store/db";
+import { recordEngineEvent } from "../store/movement-context";
+import { cutoversOfScope, tenantsInScope } from "./scope";
+import {
+  advanceTrip,
+  noteTripStep,
+  readTrip,
+  type TenantOutcome,
+  type TripRow,
+  TripStateConflict,
+} from "./trip-store";
+
+/** Advisory lock class (two-int form) of a trip: held by the session of the worker driving it. */
+export const BREAKER_LOCK_CLASS = 7_363_900;
+
+/** The engine's breaker events in the audit log (the process injects a system actor's writer). */
+export type BreakerAuditWriter = (
+  tx: Prisma.TransactionClient,
+  event: { action: string; planId: string; tripId: string; after: unknown; reason: string | null },
+) => Promise<void>;
+
+export interface RollbackRunOptions {
+  worker: string;
+  controlPlaneUrl: string;
+  audit: RoutingAuditWriter;
+  breakerAudit: BreakerAuditWriter;
+  log: (message: string) => void;
+  /** Test hook (SHARDSHIFT_BREAKER_PAUSE_AT): wait once this step is reached. */
+  pauseAt?: string | null;
+}
+
+export interface RollbackRun {
+  readonly finished: boolean;
+  readonly ended: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** How long the trip waits, before freezing anything, for cutovers of its tenants to end. */
+export function settleWindowMs(budgetMs: number): number {
+  return Math.max(10_000, budgetMs * 5);
+}
+
+export function startRollbackRun(tripId: string, options: RollbackRunOptions): RollbackRun {
+  let finished = false;
+  let stopping = false;
+  let wakePause: () => void = () => {};
+  const stopped = new Promise<void>((resolve) => {
+    wakePause = resolve;
+  });
+  const log = (m: string) => options.log(`[breaker ${tripId.slice(0, 8)}] ${m}`);
+  const ended = (async () => {
+    const lock = new pg.Client({
+      connectionString: options.controlPlaneUrl,
+      application_name: "shardshift-breaker-lock",
+    });
+    lock.on("error", () => {});
+    await lock.connect();
+    try {
+      const { rows } = await lock.query<{ ok: boolean }>(
+        "select pg_try_advisory_lock($1, hashtext($2)) as ok",
+        [BREAKER_LOCK_CLASS, tripId],
+      );
+      if (!rows[0]?.ok) return; // a live worker drives it
+      await driveTrip(tripId, {
+        ...options,
+        log,
+        pause: async (step) => {
+          if (options.pauseAt !== step) return;
+          log(`paused at ${step} (SHARDSHIFT_BREAKER_PAUSE_AT)`);
+          await stopped;
+          throw new Error("stopped while paused (test hook)");
+        },
+        stopping: () => stopping,
+      });
+    } finally {
+      await lock.end().catch(() => {});
+    }
+  })()
+    .catch((error) => log(`stopped: ${(error as Error).message}`))
+    .finally(() => {
+      finished = true;
+    });
+  return {
+    get finished() {
+      return finished;
+    },
+    ended,
+    async stop() {
+      stopping = true;
+      wakePause();
+      await ended;
+    },
+  };
+}
+
+interface DriveOptions extends RollbackRunOptions {
+  pause(step: string): Promise<void>;
+  stopping(): boolean;
+}
+
+/** Gives up before the flip: the message says what was left and why. */
+class GiveUp extends Error {}
+
+const SYSTEM = { id: null, email: "system" };
+const TX = { timeout: 30_000, maxWait: 10_000 };
+
+async function driveTrip(tripId: string, options: DriveOptions): Promise<void> {
+  const row = await readTrip(tripId);
+  if (!row) return;
+  if (row.status === "tripped") {
+    if (row.attempts >= MAX_BREAKER_ATTEMPTS) {
+      await giveUp(
+        row,
+        options,
+        `${row.attempts} attempts did not finish the rollback (last: ${row.error ?? "unknown"}); the tenants stay on their shards. Trip again once the cause is fixed.`,
+      );
+      return;
+    }
+    await advanceTrip(row, "claimed", { attempts: row.attempts + 1, worker: options.worker });
+    options.log(`claimed (attempt ${row.attempts + 1}): ${row.trigger} trip, scope ${row.scope.kind}`);
+    await runFresh(row, options);
+    return;
+  }
+  if (row.status !== "rolling_back") return;
+  // The worker that drove it died (its lock was free): the flip's commit decides.
+  const recovery = breakerRecoveryFor(row.flipVersion);
+  options.log(`taking over a rollback left at ${row.steps.at(-1)?.status ?? row.status}: ${recovery}`);
+  await db().breakerTrip.update({ where: { id: row.id }, data: { worker: options.worker } });
+  if (recovery === "finish") {
+    await finish(row, await loadPlanFences(row.planId), options, "a restarted worker finished it");
+  } else {
+    await undo(
+      row,
+      options,
+      "interrupted",
+      `The worker driving the rollback stopped at ${row.steps.at(-1)?.status ?? "rolling_back"}, before the flip; the fences were lifted and the tenants stay on their shards until the trip is driven again.`,
+    );
+  }
+}
+
+function remaining(row: TripRow): number {
+  return (row.freezeStartedAt?.getTime() ?? Date.now()) + row.budgetMs - Date.now();
+}
+
+async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
+  try {
+    const fences = await loadPlanFences(row.planId);
+    const sequences = await prepare(row, fences);
+    await options.pause("settling");
+    const frozen = await settleAndFreeze(row, fences, options);
+    if (!frozen) return;
+    const lsns = await fenceShards(row, fences, options);
+    await options.pause("fenced");
+    await drainShards(row, fences, lsns, sequences, options);
+    await options.pause("drained");
+    await flip(row, options);
+    await options.pause("flipped");
+    await finish(row, fences, options, null);
+  } catch (error) {
+    if (error instanceof TripStateConflict || options.stopping()) {
+      options.log(
+        `${(error as Error).name} while rolling back${options.stopping() ? " (stopping)" : ""}: left for recovery`,
+      );
+      throw error;
+    }
+    const stored = await readTrip(row.id);
+    if (stored) Object.assign(row, stored);
+    if (row.flipVersion !== null) throw error; // past the commit point: the next tick finishes it
+    const message =
+      error instanceof GiveUp
+        ? error.message
+        : `The rollback failed before the flip: ${(error as Error).message}`;
+    await undo(row, options, "gave-up", message);
+  }
+}
+
+/** The shards of the set as it reads now; fences and slots ready, lags within the budget. Nothing frozen. */
+async function prepare(row: TripRow, fences: PlanFences): Promise<string[]> {
+  const movement = await db().dataMovement.findUnique({
+    where: { planId: row.planId },
+    select: { status: true },
+  });
+  if (movement?.status !== "running" && movement?.status !== "paused") {
+    throw new GiveUp(
+      `The plan's data movement is ${movement?.status ?? "not started"}: reverse replication does not run, so nothing could be drained. Nothing was frozen.`,
+    );
+  }
+  const reading = await tenantsInScope(db(), row.planId, row.scope);
+  const owners = new Set(reading.onShards.map((t) => t.ownerId));
+  const blockers: string[] = [];
+  await Promise.all(
+    fences.shards
+      .filter((s) => owners.has(s.databaseId))
+      .map(async (shard) => {
+        const reverse = await ensureReverseSlot(shard.pool, {
+          planId: row.planId,
+          shardOrdinal: fences.shards.indexOf(shard),
+          schema: fences.schema,
+        });
+        const blocker = lagBlocker("to-legacy", await reverseLagMs(shard.pool, reverse.slot), row.budgetMs);
+        if (blocker) blockers.push(`${shard.name}: ${blocker}`);
+      }),
+  );
+  if (blockers.length > 0) throw new GiveUp(`Nothing was frozen: ${blockers.join(" ")}`);
+  // Sequences found, and set a first time, before the freeze: inside it only one quick pass remains.
+  const sequences = await shardedSequences(fences.legacy.pool, fences.schema.tables);
+  for (const shard of fences.shards.filter((s) => owners.has(s.databaseId)))
+    await advanceSequences(shard.pool, fences.legacy.pool, sequences);
+  return sequences;
+}
+
+/**
+ * Waits (before anything is frozen) for the scope's cutovers in flight to end, aborting those not
+ * yet claimed; then, under the plan's row lock, reads the set and freezes it on the map in one
+ * version. Returns false when the scope holds no tenant on a shard (the trip ends rolled back).
+ */
+async function settleAndFreeze(row: TripRow, fences: PlanFences, options: DriveOptions): Promise<boolean> {
+  const deadline = Date.now() + settleWindowMs(row.budgetMs);
+  for (;;) {
+    const freezeStartedAt = new Date();
+    const outcome = await db().$transaction(async (tx) => {
+      await tx.$queryRaw`select 1 from plan where id = ${row.planId}::uuid for no key update`;
+      const scope = cutoversOfScope(row.planId, row.scope);
+      await tx.tenantCutover.updateMany({
+        where: { AND: [scope, { status: "requested" }] },
+        data: {
+          status: "aborted",
+          error: `Superseded by the breaker's rollback (trip ${row.id}): the tenant goes back to legacy.`,
+          endedAt: new Date(),
+        },
+      });
+      const inFlight = await tx.tenantCutover.findMany({
+        where: scope,
+        select: { tenantKey: true, status: true, direction: true },
+      });
+      if (inFlight.length > 0) return { wait: inFlight };
+      const reading = await tenantsInScope(tx, row.planId, row.scope);
+      const outcomes: Record<string, TenantOutcome> = {};
+      for (const t of reading.onLegacy)
+        outcomes[t] = { from: fences.legacy.name, outcome: "already_on_legacy" };
+      if (reading.onShards.length === 0) return { empty: outcomes };
+      const record = await writeRoutingChange(
+        tx,
+        {
+          planId: row.planId,
+          changes: reading.onShards.map((t) => ({ tenantKey: t.tenantKey, frozen: true })),
+          actor: SYSTEM,
+          reason: `breaker rollback of ${reading.onShards.length} tenants: freeze (${row.reason})`,
+        },
+        options.audit,
+      );
+      const freezeVersion = BigInt(record?.version ?? 0);
+      await noteTripStep(
+        row,
+        "frozen",
+        {
+          tenants: reading.onShards as unknown as Prisma.InputJsonValue,
+          outcomes: outcomes as unknown as Prisma.InputJsonValue,
+          freezeVersion,
+          freezeStartedAt,
+        },
+        { store: tx, note: `${reading.onShards.length} tenants frozen at map version ${freezeVersion}` },
+      );
+      return { frozen: { tenants: reading.onShards, outcomes, freezeVersion } };
+    }, TX);
+    if ("frozen" in outcome && outcome.frozen) {
+      Object.assign(row, { ...outcome.frozen, freezeStartedAt });
+      options.log(`froze ${row.tenants.length} tenants (map version ${row.freezeVersion})`);
+      return true;
+    }
+    if ("empty" in outcome && outcome.empty) {
+      const note = "No tenant of the scope is on a shard: nothing to roll back.";
+      await advanceTrip(
+        row,
+        "finished",
+        { outcomes: outcome.empty as unknown as Prisma.InputJsonValue, endedAt: new Date(), error: null },
+        { note },
+      );
+      await reportEnd(row, options, "breaker.rollback.finished", note);
+      return false;
+    }
+    const waiting = "wait" in outcome ? (outcome.wait ?? []) : [];
+    if (Date.now() >= deadline) {
+      throw new GiveUp(
+        `Cutovers of ${waiting.length} tenants of the scope were still in flight after ${Math.round(settleWindowMs(row.budgetMs) / 1000)} s (${waiting
+          .slice(0, 5)
+          .map((c) => `${c.tenantKey} ${c.direction} ${c.status}`)
+          .join(
+            ", ",
+          )}${waiting.length > 5 ? ", …" : ""}): nothing was frozen. Trip again once they have ended.`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** The set's shards: each with its tenants of the set. */
+function shardsOfSet(row: TripRow, fences: PlanFences): { shard: FencedDatabase; tenants: string[] }[] {
+  return fences.shards
+    .map((shard) => ({
+      shard,
+      tenants: row.tenants.filter((t) => t.ownerId === shard.databaseId).map((t) => t.tenantKey),
+    }))
+    .filter((s) => s.tenants.length > 0);
+}
+
+/**
+ * One fence transaction per shard, shards in parallel: each returns once every transaction that
+ * wrote one of the set there has ended, with the freeze position P of that shard.
+ */
+async function fenceShards(
+  row: TripRow,
+  fences: PlanFences,
+  options: DriveOptions,
+): Promise<Map<string, bigint>> {
+  const version = Number(row.freezeVersion ?? 0);
+  const results = await Promise.all(
+    shardsOfSet(row, fences).map(async ({ shard, tenants }) => {
+      try {
+        return {
+          shard,
+          lsn: await freezeSetOn(fences, shard, tenants, version, Math.max(50, remaining(row))),
+        };
+      } catch (error) {
+        return { shard, error: (error as Error).message };
+      }
+    }),
+  );
+  const failed = results.filter((r) => r.error !== undefined);
+  if (failed.length > 0) {
+    throw new GiveUp(
+      `Could not fence the set within the ${row.budgetMs} ms budget: ${failed.map((f) => `${f.shard.name}: ${f.error}`).join("; ")}. Every fence was lifted; the tenants stay on their shards.`,
+    );
+  }
+  const lsns = new Map(results.map((r) => [r.shard.name, r.lsn as bigint]));
+  const freezeLsns = Object.fromEntries([...lsns].map(([name, lsn]) => [name, formatLsn(lsn)]));
+  row.freezeLsns = freezeLsns;
+  await noteTripStep(row, "fenced", { freezeLsns }, { note: JSON.stringify(freezeLsns) });
+  // Legacy learns of the freeze too (it refuses these tenants already: a shard owns them).
+  void syncPlanFences(fences, { only: [fences.legacy], lockTimeoutMs: 2_000 }).catch(() => {});
+  options.log(
+    `fenced on ${[...lsns.keys()].join(", ")} ${Date.now() - (row.freezeStartedAt?.getTime() ?? 0)} ms into the freeze`,
+  );
+  return lsns;
+}
+
+/**
+ * Brings the shard's fence to at least `version` and returns its freeze position — what
+ * syncPlanFences does for one database, but with the map's routes read in ONE statement (one
+ * snapshot: the map's version and every route changed since the shard's) instead of an interactive
+ * transaction: inside the freeze a busy worker's pool must not make it wait for a transaction slot
+ * (seen under load: "Unable to start a transaction in the given time"). When the fence watch got
+ * there first, a second fence transaction for the set (same routes, the version the shard already
+ * holds, whose change already raised its epoch) takes the tenants' locks again for the position.
+ */
+async function freezeSetOn(
+  fences: PlanFences,
+  shard: FencedDatabase,
+  tenants: string[],
+  version: number,
+  lockTimeoutMs: number,
+): Promise<bigint> {
+  const state = await readFenceState(shard.pool);
+  if (!state || state.planId !== fences.planId) throw new Error("no fence of this plan is installed there");
+  if (state.mapVersion < version) {
+    const [read] = await db().$queryRaw<{ version: bigint | null; routes: RouteRow[] | null }[]>`
+      select (select version from routing_map where plan_id = ${fences.planId}::uuid) as version,
+             (select json_agg(json_build_object('tenantKey', tenant_key, 'ownerDatabaseId', owner_database_id,
+                                                'frozen', frozen, 'version', version))
+              from tenant_route where plan_id = ${fences.planId}::uuid and version > ${state.mapVersion}) as routes`;
+    const names = {
+      legacyName: fences.legacy.name,
+      shardNames: new Map(fences.shards.map((s) => [s.databaseId, s.name])),
+    };
+    const result = await syncFence(shard.pool, {
+      planId: fences.planId,
+      databaseName: shard.name,
+      routes: (read?.routes ?? []).map((r) => fenceRouteOf({ ...r, version: Number(r.version) }, names)),
+      version: Number(read?.version ?? 0),
+      lockTimeoutMs,
+    });
+    return result.lsn;
+  }
+  const routes: FenceRoute[] = tenants.map((tenantKey) => ({
+    tenantKey,
+    ownerKey: shard.key,
+    ownerName: shard.name,
+    frozen: true,
+    version,
+  }));
+  const result = await syncFence(shard.pool, {
+    planId: fences.planId,
+    databaseName: shard.name,
+    routes,
+    version: state.mapVersion,
+    lockTimeoutMs,
+  });
+  return result.lsn;
+}
+
+interface RouteRow {
+  tenantKey: string;
+  ownerDatabaseId: string | null;
+  frozen: boolean;
+  version: number | string;
+}
+
+/** Reverse replication of every shard of the set, in parallel, durably on legacy up to its P. */
+async function drainShards(
+  row: TripRow,
+  fences: PlanFences,
+  lsns: Map<string, bigint>,
+  sequences: string[],
+  options: DriveOptions,
+): Promise<void> {
+  const deadline = (row.freezeStartedAt?.getTime() ?? Date.now()) + row.budgetMs;
+  const results = await Promise.all(
+    shardsOfSet(row, fences).map(async ({ shard }) => {
+      const lsn = lsns.get(shard.name) ?? 0n;
+      const reverse = await ensureReverseSlot(shard.pool, {
+        planId: row.planId,
+        shardOrdinal: fences.shards.indexOf(shard),
+        schema: fences.schema,
+      });
+      const drained = await waitForOriginProgress(
+        fences.legacy.pool,
+        reverseOriginName(reverse.slot, reverse.slotLsn),
+        lsn,
+        deadline,
+      );
+      if (drained.reached) await advanceSequences(shard.pool, fences.legacy.pool, sequences);
+      return { shard, lsn, drained };
+    }),
+  );
+  const short = results.filter((r) => !r.drained.reached);
+  if (short.length > 0) {
+    throw new GiveUp(
+      `Reverse replication had not brought legacy up to the freeze position of ${short
+        .map((s) => `${s.shard.name} (${formatLsn(s.drained.progress ?? 0n)} of ${formatLsn(s.lsn)})`)
+        .join(
+          ", ",
+        )} when the ${row.budgetMs} ms freeze budget ran out; nothing was flipped, the fences were lifted and the tenants stay on their shards. Trip again when reverse lag is lower, or with a larger budget.`,
+    );
+  }
+  await noteTripStep(
+    row,
+    "drained",
+    {},
+    { note: `${Date.now() - (row.freezeStartedAt?.getTime() ?? 0)} ms into the freeze` },
+  );
+  options.log(
+    `drained ${results.length} shards ${Date.now() - (row.freezeStartedAt?.getTime() ?? 0)} ms into the freeze`,
+  );
+  if (remaining(row) <= 0) {
+    throw new GiveUp(
+      `The ${row.budgetMs} ms freeze budget ran out before the flip (drained, sequences set); nothing was flipped, the tenants stay on their shards.`,
+    );
+  }
+}
+
+/** The commit point: every tenant of the set owned by legacy (still frozen), in one map version. */
+async function flip(row: TripRow, options: DriveOptions): Promise<void> {
+  const names = new Map((await loadPlanFences(row.planId)).shards.map((s) => [s.databaseId, s.name]));
+  const flippedAt = new Date();
+  await db().$transaction(async (tx) => {
+    const record = await writeRoutingChange(
+      tx,
+      {
+        planId: row.planId,
+        changes: row.tenants.map((t) => ({ tenantKey: t.tenantKey, ownerId: null, frozen: true })),
+        actor: SYSTEM,
+        reason: `breaker rollback of ${row.tenants.length} tenants: flip to legacy (${row.reason})`,
+      },
+      options.audit,
+    );
+    const flipVersion = BigInt(record?.version ?? 0);
+    const outcomes = { ...row.outcomes };
+    for (const t of row.tenants)
+      outcomes[t.tenantKey] = { from: names.get(t.ownerId) ?? t.ownerId, outcome: "rolled_back" };
+    await noteTripStep(
+      row,
+      "flipped",
+      { flipVersion, flippedAt, outcomes: outcomes as unknown as Prisma.InputJsonValue },
+      { store: tx, note: `map version ${flipVersion}` },
+    );
+    row.flipVersion = flipVersion;
+    row.flippedAt = flippedAt;
+    row.outcomes = outcomes;
+  }, TX);
+  options.log(`flipped ${row.tenants.length} tenants to legacy (map version ${row.flipVersion})`);
+}
+
+/** From the commit point on (idempotent): the map unfreezes the set, legacy's fence first, then every fence. */
+async function finish(
+  row: TripRow,
+  fences: PlanFences,
+  options: DriveOptions,
+  note: string | null,
+): Promise<void> {
+  const freezeEndedAt = row.freezeEndedAt ?? new Date();
+  await db().$transaction(async (tx) => {
+    await writeRoutingChange(
+      tx,
+      {
+        planId: row.planId,
+        changes: row.tenants.map((t) => ({ tenantKey: t.tenantKey, ownerId: null, frozen: false })),
+        actor: SYSTEM,
+        reason: `breaker rollback of ${row.tenants.length} tenants: unfreeze on legacy (${row.reason})`,
+      },
+      options.audit,
+    );
+    await tx.breakerTrip.update({ where: { id: row.id }, data: { freezeEndedAt } });
+  }, TX);
+  row.freezeEndedAt = freezeEndedAt;
+  // Legacy first: routers that read the unfrozen map find its fence open, at worst after one retry.
+  await syncPlanFences(fences, { only: [fences.legacy], lockTimeoutMs: 5_000 });
+  await syncEveryFence(fences, options);
+  const freezeMs = row.freezeStartedAt ? freezeEndedAt.getTime() - row.freezeStartedAt.getTime() : null;
+  const message = `${row.tenants.length} tenants back on legacy in map version ${row.flipVersion}${freezeMs === null ? "" : `, writes frozen ${freezeMs} ms`}, ${(row.flippedAt ?? freezeEndedAt).getTime() - row.createdAt.getTime()} ms from the trip to the flip${note ? ` (${note})` : ""}.`;
+  await advanceTrip(row, "finished", { endedAt: new Date(), error: null }, { note: message });
+  await reportEnd(row, options, "breaker.rollback.finished", message);
+  options.log(`done: ${message}`);
+}
+
+/** Before the commit point: the set's freeze lifts, the shards keep their tenants. */
+async function undo(
+  row: TripRow,
+  options: DriveOptions,
+  event: "interrupted" | "gave-up",
+  message: string,
+): Promise<void> {
+  const outcomes = { ...row.outcomes };
+  if (row.tenants.length > 0) {
+    const fences = await loadPlanFences(row.planId);
+    const names = new Map(fences.shards.map((s) => [s.databaseId, s.name]));
+    await db().$transaction(async (tx) => {
+      await writeRoutingChange(
+        tx,
+        {
+          planId: row.planId,
+          changes: row.tenants.map((t) => ({ tenantKey: t.tenantKey, ownerId: t.ownerId, frozen: false })),
+          actor: SYSTEM,
+          reason: `breaker rollback of ${row.tenants.length} tenants undone before the flip: unfreeze on their shards`,
+        },
+        options.audit,
+      );
+    }, TX);
+    await syncEveryFence(fences, options);
+    for (const t of row.tenants)
+      outcomes[t.tenantKey] = {
+        from: names.get(t.ownerId) ?? t.ownerId,
+        outcome: "left_on_shard",
+        reason: message,
+      };
+  }
+  const freezeEndedAt = row.freezeStartedAt ? new Date() : null;
+  if (event === "interrupted") {
+    // Back to `tripped`: the trip still stands and is driven afresh (its set read again).
+    await advanceTrip(
+      row,
+      "interrupted",
+      {
+        error: message,
+        outcomes: outcomes as unknown as Prisma.InputJsonValue,
+        tenants: [],
+        freezeLsns: {},
+        freezeVersion: null,
+        freezeStartedAt: null,
+      },
+      { note: message },
+    );
+    await reportEnd(row, options, "breaker.rollback.interrupted", message);
+  } else {
+    await giveUp(row, options, message, { outcomes, freezeEndedAt });
+  }
+  options.log(`${event}: ${message}`);
+}
+
+async function giveUp(
+  row: TripRow,
+  options: DriveOptions,
+  message: string,
+  extra: { outcomes?: Record<string, TenantOutcome>; freezeEndedAt?: Date | null } = {},
+): Promise<void> {
+  await advanceTrip(
+    row,
+    "gave-up",
+    {
+      error: message,
+      endedAt: new Date(),
+      ...(extra.outcomes ? { outcomes: extra.outcomes as unknown as Prisma.InputJsonValue } : {}),
+      ...(extra.freezeEndedAt ? { freezeEndedAt: extra.freezeEndedAt } : {}),
+    },
+    { note: message },
+  );
+  await reportEnd(row, options, "breaker.rollback.failed", message);
+}
+
+/** The end of an attempt: an engine event on the plan and its audit event. */
+async function reportEnd(
+  row: TripRow,
+  options: DriveOptions,
+  action: string,
+  message: string,
+): Promise<void> {
+  // Not "error": one error event with source "breaker" is the trip itself (load-facts.ts counts them).
+  const level = action.endsWith("finished") ? "info" : "warn";
+  await db()
+    .$transaction(async (tx) => {
+      await recordEngineEvent(row.planId, level, "breaker", `Breaker rollback: ${message}`, tx);
+      await options.breakerAudit(tx, {
+        action,
+        planId: row.planId,
+        tripId: row.id,
+        after: {
+          status: row.status,
+          tenants: row.tenants.length,
+          flipVersion: row.flipVersion === null ? null : Number(row.flipVersion),
+          freezeMs:
+            row.freezeStartedAt && row.freezeEndedAt
+              ? row.freezeEndedAt.getTime() - row.freezeStartedAt.getTime()
+              : null,
+          attempt: row.attempts,
+        },
+        reason: message,
+      });
+    })
+    .catch((error) => options.log(`could not record the end: ${(error as Error).message}`));
+}
+
+/** Brings every fence up to the map, a few tries each; one left behind is the fence watch's to finish. */
+async function syncEveryFence(fences: PlanFences, options: DriveOptions): Promise<void> {
+  let targets = fences.all;
+  for (let attempt = 1; attempt <= 3 && targets.length > 0; attempt++) {
+    const outcomes = await syncPlanFences(fences, { only: targets });
+    const failed = new Set(outcomes.filter((o) => o.error).map((o) => o.database));
+    for (const outcome of outcomes)
+      if (outcome.error) options.log(`fence on ${outcome.database}: ${outcome.error}`);
+    targets = targets.filter((t) => failed.has(t.name));
+  }
+}

@@ -1,0 +1,70 @@
+// Which tenants a trip's scope covers, read from the routing map (the owner's only record): the
+// service's preview and the runner's freeze read it the same way; the runner reads it again under
+// the plan's lock when the freeze begins, so a cutover that ended meanwhile is counted as it ended.
+import type { Prisma } from "../../generated/prisma/client";
+import type { TBreakerScope } from "../../schemas/breaker";
+
+type Store = Pick<Prisma.TransactionClient, "tenantRoute" | "tenantCutover">;
+
+export interface ScopedTenant {
+  tenantKey: string;
+  /** The shard that owns it now (database id). */
+  ownerId: string;
+}
+
+export interface ScopeReading {
+  /** Tenants of the scope a shard owns: what the rollback moves. */
+  onShards: ScopedTenant[];
+  /** Tenants named in the scope that legacy already owns: nothing to move. */
+  onLegacy: string[];
+}
+
+export async function tenantsInScope(
+  store: Store,
+  planId: string,
+  scope: TBreakerScope,
+): Promise<ScopeReading> {
+  if (scope.kind === "tenants") {
+    const named = [...new Set(scope.tenants)];
+    const routes = await store.tenantRoute.findMany({
+      where: { planId, tenantKey: { in: named } },
+      select: { tenantKey: true, ownerDatabaseId: true },
+    });
+    const owner = new Map(routes.map((r) => [r.tenantKey, r.ownerDatabaseId]));
+    const onShards: ScopedTenant[] = [];
+    const onLegacy: string[] = [];
+    for (const tenantKey of named) {
+      const ownerId = owner.get(tenantKey) ?? null;
+      if (ownerId === null) onLegacy.push(tenantKey);
+      else onShards.push({ tenantKey, ownerId });
+    }
+    return { onShards, onLegacy };
+  }
+  const routes = await store.tenantRoute.findMany({
+    where: {
+      planId,
+      ownerDatabaseId: scope.kind === "shard" ? scope.databaseId : { not: null },
+    },
+    select: { tenantKey: true, ownerDatabaseId: true },
+    orderBy: { tenantKey: "asc" },
+  });
+  return {
+    onShards: routes.map((r) => ({ tenantKey: r.tenantKey, ownerId: r.ownerDatabaseId as string })),
+    onLegacy: [],
+  };
+}
+
+export const CUTOVER_IN_FLIGHT = ["requested", "prechecking", "fencing", "draining", "flipped", "aborting"];
+
+/**
+ * Cutovers in flight that the trip must settle before it freezes: of a named tenant, to or from the
+ * named shard, or any (all tenants: a cutover to a shard would add a tenant to the scope).
+ */
+export function cutoversOfScope(planId: string, scope: TBreakerScope): Prisma.TenantCutoverWhereInput {
+  const base = { planId, status: { in: CUTOVER_IN_FLIGHT } };
+  if (scope.kind === "tenants") return { ...base, tenantKey: { in: scope.tenants } };
+  if (scope.kind === "shard") {
+    return { ...base, OR: [{ fromDatabaseId: scope.databaseId }, { toDatabaseId: scope.databaseId }] };
+  }
+  return base;
+}
