@@ -25,7 +25,7 @@ import {
   type TenantCensusJob,
 } from "./jobs/queue";
 import { systemActor } from "./services/actor";
-import { auditRoutingChangesAs } from "./services/routing/routing";
+import { auditRoutingChangesAs, draftRoutingAuditAs } from "./services/routing/routing";
 import { migrateControlPlane } from "./store/migrate";
 
 export interface Worker {
@@ -72,6 +72,7 @@ export async function startWorker(
     },
     // The engine's map changes (cutovers) are audited as the system, like an operator's are as them.
     routingAudit: auditRoutingChangesAs(systemActor(`worker-${process.pid}`, "engine@shardshift")),
+    routingAuditDraft: draftRoutingAuditAs(systemActor(`worker-${process.pid}`, "engine@shardshift")),
   });
   // Fences follow the routing map and their refusals are recorded as stray writes (every second).
   const fenceWatch = startFenceWatch({ log });
