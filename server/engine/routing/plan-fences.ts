@@ -34,7 +34,11 @@ export interface PlanFences {
   all: FencedDatabase[];
 }
 
-export async function loadPlanFences(planId: string): Promise<PlanFences> {
+/** `poolOf`: how to reach each database (default: the engine's shared pool; the cutover passes its own). */
+export async function loadPlanFences(
+  planId: string,
+  poolOf: (url: string) => pg.Pool = enginePool,
+): Promise<PlanFences> {
   const plan = await db().plan.findUnique({
     where: { id: planId },
     select: {
@@ -53,14 +57,14 @@ export async function loadPlanFences(planId: string): Promise<PlanFences> {
     databaseId: plan.sourceDatabase.id,
     name: plan.sourceDatabase.name,
     key: LEGACY_OWNER_KEY,
-    pool: enginePool(await databaseUrl(plan.sourceDatabase.id)),
+    pool: poolOf(await databaseUrl(plan.sourceDatabase.id)),
   };
   const shards = await Promise.all(
     plan.shards.map(async ({ database }) => ({
       databaseId: database.id,
       name: database.name,
       key: database.id,
-      pool: enginePool(await databaseUrl(database.id)),
+      pool: poolOf(await databaseUrl(database.id)),
     })),
   );
   return {
@@ -138,7 +142,7 @@ export interface FenceSyncOutcome {
  */
 export async function syncPlanFences(
   fences: PlanFences,
-  options: { lockTimeoutMs?: number; only?: readonly FencedDatabase[] } = {},
+  options: { lockTimeoutMs?: number; only?: readonly FencedDatabase[]; onLocked?: () => void } = {},
 ): Promise<FenceSyncOutcome[]> {
   const targets = options.only ?? fences.all;
   return Promise.all(
@@ -158,6 +162,7 @@ export async function syncPlanFences(
           routes,
           version,
           lockTimeoutMs: options.lockTimeoutMs,
+          onLocked: options.onLocked,
         });
         return { database: target.name, from, to: version, lsn };
       } catch (error) {
