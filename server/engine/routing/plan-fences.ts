@@ -98,32 +98,48 @@ export async function installPlanFences(fences: PlanFences): Promise<void> {
   await syncPlanFences(fences);
 }
 
-/** The map's routes changed after `since`, as fences store them, and the map's version. */
+/**
+ * The map's routes changed after `since`, as fences store them, and the map's version: one
+ * statement, so one snapshot sees both (no interactive transaction to queue for on a busy pool).
+ */
 async function routesSince(
   fences: PlanFences,
   since: number,
 ): Promise<{ version: number; routes: FenceRoute[] }> {
-  return db().$transaction(
-    async (tx) => {
-      const map = await tx.routingMap.findUnique({
-        where: { planId: fences.planId },
-        select: { version: true },
-      });
-      const rows = await tx.tenantRoute.findMany({
-        where: { planId: fences.planId, version: { gt: BigInt(since) } },
-        select: { tenantKey: true, ownerDatabaseId: true, frozen: true, version: true },
-      });
-      const names = {
-        legacyName: fences.legacy.name,
-        shardNames: new Map(fences.shards.map((s) => [s.databaseId, s.name])),
-      };
-      return {
-        version: Number(map?.version ?? 0n),
-        routes: rows.map((r) => fenceRouteOf({ ...r, version: Number(r.version) }, names)),
-      };
-    },
-    { isolationLevel: "RepeatableRead" },
-  );
+  const rows = await db().$queryRaw<
+    {
+      map_version: bigint | null;
+      tenant_key: string | null;
+      owner: string | null;
+      frozen: boolean | null;
+      version: bigint | null;
+    }[]
+  >`
+    select m.version as map_version, r.tenant_key, r.owner_database_id::text as owner, r.frozen, r.version
+    from (select coalesce((select version from routing_map where plan_id = ${fences.planId}::uuid), 0) as version) m
+    left join tenant_route r on r.plan_id = ${fences.planId}::uuid and r.version > ${BigInt(since)}`;
+  const names = {
+    legacyName: fences.legacy.name,
+    shardNames: new Map(fences.shards.map((s) => [s.databaseId, s.name])),
+  };
+  return {
+    version: Number(rows[0]?.map_version ?? 0n),
+    routes: rows.flatMap((r) =>
+      r.tenant_key === null
+        ? []
+        : [
+            fenceRouteOf(
+              {
+                tenantKey: r.tenant_key,
+                ownerDatabaseId: r.owner,
+                frozen: r.frozen ?? false,
+                version: Number(r.version ?? 0n),
+              },
+              names,
+            ),
+          ],
+    ),
+  };
 }
 
 export interface FenceSyncOutcome {
