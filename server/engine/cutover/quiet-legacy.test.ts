@@ -2,7 +2,10 @@
 // something, so once legacy had seen no writes for the pre-check's window the pre-check read "the
 // stream is not running" and refused every cutover. The stream's idle tick (cdc/idle-lag.ts) now
 // samples a caught-up stream's lag as 0. The window is shortened here (SHARDSHIFT_LAG_SAMPLE_MAX_AGE_MS)
-// so the quiet stretch that used to break it takes seconds, not minutes.
+// so the quiet stretch that used to break it takes seconds, not minutes. Legacy runs on a server of
+// its own: on the shared test server other databases' WAL keeps the stream's keepalives coming,
+// which hid the problem (each one handed out an empty batch, sampled as lag 0 without a check).
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { db } from "../../db";
 import { loadDemoDataset } from "../../demo/dataset";
@@ -12,6 +15,7 @@ import { startDataMovement } from "../../services/movement/movement";
 import { previewCutover, requestCutover } from "../../services/routing/cutover";
 import { installFences } from "../../services/routing/routing";
 import { useControlPlane } from "../../testing/control-plane";
+import { type CrashableServer, startCrashableServer } from "../../testing/crashable-server";
 import { waitForCutoverEnd } from "../../testing/cutover-fixture";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
 import { waitForBackfill } from "../../testing/movement-fixture";
@@ -23,7 +27,8 @@ const WINDOW_MS = 3_000;
 const BUDGET_MS = Number(process.env.SHARDSHIFT_CUTOVER_TEST_BUDGET_MS ?? 5_000);
 
 let control: Awaited<ReturnType<typeof useControlPlane>>;
-let legacy: TestDatabase;
+let legacyServer: CrashableServer;
+let legacy: { url: string; pool: pg.Pool };
 let shards: TestDatabase[];
 let worker: Worker | null = null;
 const actor = systemActor("quiet-legacy-test", "engineer@test");
@@ -32,7 +37,16 @@ const savedWindow = process.env.SHARDSHIFT_LAG_SAMPLE_MAX_AGE_MS;
 beforeAll(async () => {
   process.env.SHARDSHIFT_LAG_SAMPLE_MAX_AGE_MS = String(WINDOW_MS);
   control = await useControlPlane("ql_control");
-  legacy = await createTestDatabase("ql_legacy");
+  legacyServer = await startCrashableServer("quiet-legacy", 17);
+  const admin = new pg.Client({ connectionString: legacyServer.url("postgres") });
+  await admin.connect();
+  await admin.query("create database monolith");
+  await admin.end();
+  legacy = {
+    url: legacyServer.url("monolith"),
+    pool: new pg.Pool({ connectionString: legacyServer.url("monolith"), max: 8 }),
+  };
+  legacy.pool.on("error", () => {});
   shards = [await createTestDatabase("ql_shard0"), await createTestDatabase("ql_shard1")];
   await loadDemoDataset(legacy.pool, { tenants: 12, rows: 2_000, seed: 7 });
 }, 120_000);
@@ -42,7 +56,8 @@ afterAll(async () => {
   else process.env.SHARDSHIFT_LAG_SAMPLE_MAX_AGE_MS = savedWindow;
   await worker?.stop();
   await control?.drop();
-  await legacy?.drop();
+  await legacy?.pool.end();
+  await legacyServer?.stop();
   for (const s of shards ?? []) await s.drop();
 });
 
