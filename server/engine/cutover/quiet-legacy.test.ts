@@ -100,6 +100,7 @@ describe("cutover on a quiet legacy", () => {
       budgetMs: BUDGET_MS,
     });
     const ended = await waitForCutoverEnd(cutoverId, 60_000);
+    console.log(`quiet-legacy: ${ended.status}, steps ${JSON.stringify(ended.steps)}`);
     expect(ended.error).toBeNull();
     expect(ended.status).toBe("done");
     const route = await db().tenantRoute.findUniqueOrThrow({
