@@ -177,10 +177,12 @@ async function timed<T>(timings: Record<string, number>, name: string, fn: () =>
  */
 const FLIP_RESERVE_SEED_MS = 40;
 const recentFlipCosts: number[] = [];
-function flipReserveMs(): number {
+function flipReserveMs(budgetMs: number): number {
   if (recentFlipCosts.length < 5) return FLIP_RESERVE_SEED_MS;
   const sorted = [...recentFlipCosts].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length * 0.9)] ?? FLIP_RESERVE_SEED_MS;
+  // Capped: only done attempts add samples, so a reserve grown past the budget would abort every
+  // attempt and never shrink again.
+  return Math.min(sorted[Math.floor(sorted.length * 0.9)] ?? FLIP_RESERVE_SEED_MS, budgetMs / 4);
 }
 function recordFlipCost(ms: number): void {
   recentFlipCosts.push(ms);
@@ -618,7 +620,7 @@ async function drainAndFlip(ctx: Context, options: DriveOptions): Promise<void> 
   // The flip and the unfreeze after it must end inside the budget too: start the flip only with
   // what they usually take still left, and give the flip's statement no more than what is left.
   const left = remaining(row);
-  const reserve = flipReserveMs();
+  const reserve = flipReserveMs(row.budgetMs);
   if (left < reserve) {
     throw new Abort(
       `The ${row.budgetMs} ms freeze budget ran out before the flip (drained and sequences set, ${Math.max(0, Math.round(left))} ms left; the flip and unfreeze take about ${Math.round(reserve)} ms); aborted, writes resumed on ${ctx.from.name}.`,
@@ -672,11 +674,12 @@ async function finish(ctx: Context, options: DriveOptions, note: string | null):
       { freezeEndedAt },
     ),
   );
+  // What the flip reserve covers: the flip and the unfreeze (the freeze ends there), not fence syncs.
+  if (options.timings.flip !== undefined) recordFlipCost(performance.now() - flipStarted);
   // N first: routers that read the unfrozen map find N's fence open, at worst after one retry.
   await timed(options.timings, "fenceNew", () =>
     syncPlanFences(ctx.fences, { only: [ctx.to], lockTimeoutMs: 5_000 }),
   );
-  if (options.timings.flip !== undefined) recordFlipCost(performance.now() - flipStarted);
   if (row.freezeStartedAt) options.timings.writesResume = Date.now() - row.freezeStartedAt.getTime();
   if (ctx.mapFrozenAt !== null) options.timings.mapFrozen = Date.now() - ctx.mapFrozenAt;
   // 'done' means every fence enforces the new owner, O's first of all (a write that bypasses the
