@@ -27,7 +27,7 @@ import {
 import { systemActor } from "./services/actor";
 import { auditBreakerEventsAs } from "./services/breaker/breaker";
 import { startPromotionWatch } from "./services/cohorts/promotion-runner";
-import { auditRoutingChangesAs } from "./services/routing/routing";
+import { auditRoutingChangesAs, draftRoutingAuditAs } from "./services/routing/routing";
 import { migrateControlPlane } from "./store/migrate";
 
 export interface Worker {
@@ -75,6 +75,7 @@ export async function startWorker(
     // The engine's map changes (cutovers) are audited as the system, like an operator's are as them.
     routingAudit: auditRoutingChangesAs(systemActor(`worker-${process.pid}`, "engine@shardshift")),
     breakerAudit: auditBreakerEventsAs(systemActor(`worker-${process.pid}`, "engine@shardshift")),
+    routingAuditDraft: draftRoutingAuditAs(systemActor(`worker-${process.pid}`, "engine@shardshift")),
   });
   // Fences follow the routing map and their refusals are recorded as stray writes (every second).
   const fenceWatch = startFenceWatch({ log });

@@ -155,9 +155,9 @@ function CutoverDialogContent({
                       </dd>
                       <dt className="text-slate-500">Expected freeze</dt>
                       <dd className="tabular-nums" data-testid="cutover-expected-freeze">
-                        {p.expectedFreezeMs === null
-                          ? "unknown: no recent lag measurement"
-                          : `about ${durationText(p.expectedFreezeMs)}`}
+                        {p.expectedFreeze === null
+                          ? "unknown: no recent lag measurement and no cutover measured yet"
+                          : `about ${durationText(p.expectedFreeze.p50Ms)} (p99 ${durationText(p.expectedFreeze.p99Ms)}) — ${p.expectedFreeze.basis}`}
                       </dd>
                       <dt className="text-slate-500">Freeze budget</dt>
                       <dd className="tabular-nums">

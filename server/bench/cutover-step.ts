@@ -13,6 +13,7 @@ import { type BenchCluster, LEGACY_DB, SHARD_DB } from "./cluster";
 import {
   type CutoverBatch,
   describeBatch,
+  describeBreakdown,
   measureReverseLag,
   planDatabaseUrls,
   type ReverseLagMeasurement,
@@ -179,6 +180,7 @@ async function cutOverUnderWorkload(
     );
     forward = await runCutoverBatch(planId, moved, "to-shard", log, batchDeadlineMs(moved.length));
     log(`    ${describeBatch(forward)}`);
+    log(`    to-shard steps p50/p99 ms (done attempts): ${describeBreakdown(forward)}`);
     const owners = forward.owners;
     const backTenants = [...owners.keys()].slice(0, options.cutoverBack);
     if (backTenants.length > 0) {
@@ -203,6 +205,7 @@ async function cutOverUnderWorkload(
         batchDeadlineMs(backTenants.length),
       );
       log(`    ${describeBatch(back)}`);
+      log(`    to-legacy steps p50/p99 ms (done attempts): ${describeBreakdown(back)}`);
     }
   } finally {
     sdk = await workload.stop();
@@ -345,6 +348,14 @@ function addFreezeFigures(
         figure: figure(`${prefix}.freeze.${key}_ms`, batch.freeze[key], "ms"),
         label: `cutover freeze window ${key}, ${what} (freeze_started_at → freeze_ended_at, ${batch.freeze.count} attempts)`,
         aim: key === "p99" ? freezeAim : undefined,
+      });
+    }
+    for (const { step, summary } of batch.breakdown) {
+      if (!["freeze", "writesResume", "mapFrozen", "lockWait", "drain", "flip", "unfreeze"].includes(step))
+        continue;
+      report.add({
+        figure: figure(`${prefix}.step.${step}.p99_ms`, summary.p99, "ms"),
+        label: `cutover step ${step} p99 (p50 ${summary.p50.toFixed(0)} ms), ${what}, done attempts`,
       });
     }
     report.add({

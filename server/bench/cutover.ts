@@ -98,6 +98,48 @@ export interface CutoverBatch {
   donePerSecond: number;
   /** Tenant → new owner's database id (null: legacy), for the done attempts. */
   owners: Map<string, string | null>;
+  /** Each step's duration over the done attempts (their last step's `timings`, run-cutover.ts), by step. */
+  breakdown: { step: string; summary: LagSummary }[];
+}
+
+/** Steps in the order they run; the freeze figures (ms since writes stopped) last. */
+const STEP_ORDER = [
+  "precheck",
+  "mapFreeze",
+  "lockWait",
+  "fenceCommit",
+  "markDraining",
+  "drain",
+  "sequences",
+  "flip",
+  "unfreeze",
+  "fenceNew",
+  "fenceAll",
+  "freeze",
+  "writesResume",
+  "mapFrozen",
+];
+
+/** Per step, p50/p99 of what the done attempts recorded. */
+function stepBreakdown(rows: readonly { steps: unknown }[]): { step: string; summary: LagSummary }[] {
+  const byStep = new Map<string, number[]>();
+  for (const row of rows) {
+    const steps = Array.isArray(row.steps) ? (row.steps as { timings?: Record<string, number> }[]) : [];
+    const timings = [...steps].reverse().find((s) => s.timings)?.timings;
+    if (!timings) continue;
+    for (const [step, ms] of Object.entries(timings)) byStep.set(step, [...(byStep.get(step) ?? []), ms]);
+  }
+  const rank = (step: string) => (STEP_ORDER.includes(step) ? STEP_ORDER.indexOf(step) : STEP_ORDER.length);
+  return [...byStep]
+    .sort(([a], [b]) => rank(a) - rank(b))
+    .map(([step, values]) => ({ step, summary: summarizeLags(values) }));
+}
+
+/** One line: each step's p50/p99 in ms. */
+export function describeBreakdown(batch: CutoverBatch): string {
+  return batch.breakdown
+    .map(({ step, summary }) => `${step} ${summary.p50.toFixed(0)}/${summary.p99.toFixed(0)}`)
+    .join(", ");
 }
 
 export interface SdkWorkloadSummary {
@@ -368,6 +410,7 @@ export async function runCutoverBatch(
       endedAt: true,
       freezeStartedAt: true,
       freezeEndedAt: true,
+      steps: true,
     },
   });
   const endedRows = rows.filter((r) => ended.includes(r.status) && r.endedAt);
@@ -407,6 +450,7 @@ export async function runCutoverBatch(
     seconds,
     donePerSecond: done.length / seconds,
     owners: new Map(done.map((r) => [r.tenantKey, r.toDatabaseId])),
+    breakdown: stepBreakdown(done),
   };
 }
 

@@ -39,6 +39,7 @@ import { applyOriginName, isApplyOrigin } from "./apply-origin";
 import { type CdcRunner, type RunnerControl, startRunner } from "./cdc-runner";
 import { ChangeRouter } from "./change-router";
 import { Confirmer } from "./confirmer";
+import { idleLagMs } from "./idle-lag";
 import { ForwardOwnershipRoute, readFenceOwnership } from "./ownership-route";
 import { runReplication } from "./replication-loop";
 import { ReplicationStreamError } from "./replication-stream";
@@ -49,6 +50,8 @@ import { readOriginProgress, TargetApplier, TargetAppliers } from "./target-appl
 const CDC_LOCK_CLASS = 7_363_200;
 /** Changes of one source transaction held at most before they are applied (a piece). */
 const PIECE_CHANGES = 5_000;
+/** A quiet stream still samples its lag this often (idle-lag.ts), well inside the pre-check's window. */
+const IDLE_TICK_MS = 1_000;
 
 export function startForwardCdc(planId: string, options: { log: (m: string) => void }): CdcRunner {
   const log = (m: string) => options.log(`[cdc ${planId.slice(0, 8)}] ${m}`);
@@ -93,6 +96,7 @@ async function streamPlan(
       sourceName: "legacy",
       applicationName: "shardshift-cdc",
       maxChangesPerPiece: PIECE_CHANGES,
+      idleTimeoutMs: IDLE_TICK_MS,
     });
   } catch (error) {
     if (
@@ -210,8 +214,18 @@ async function streamPlan(
           const t = Date.now();
           if (t - lastLagSample >= 1_000) {
             lastLagSample = t;
-            const lagMs = last ? Math.max(0, t - new Date(last.commitTimeIso).getTime()) : 0;
-            housekeeping(() => insertMetric(store, planId, "cdc.lag_ms", lagMs));
+            if (last) {
+              const lagMs = Math.max(0, t - new Date(last.commitTimeIso).getTime());
+              housekeeping(() => insertMetric(store, planId, "cdc.lag_ms", lagMs));
+            } else {
+              // Nothing applied (an idle tick, or the server moving past WAL with nothing for us):
+              // 0 only when the stream has received everything legacy wrote.
+              const received = reader.receivedLsn;
+              housekeeping(async () => {
+                const lagMs = await idleLagMs(ctx.source, received);
+                if (lagMs !== null) await insertMetric(store, planId, "cdc.lag_ms", lagMs);
+              });
+            }
           }
           if (t - lastBytesSample >= 2_000) {
             lastBytesSample = t;

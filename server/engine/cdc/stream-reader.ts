@@ -41,6 +41,11 @@ export interface StreamReaderOptions {
   applicationName: string;
   /** A transaction larger than this arrives in pieces of this many changes. */
   maxChangesPerPiece: number;
+  /**
+   * With nothing new this long, next() hands out an empty batch, so the loop's hooks run on a quiet
+   * source too (forward CDC's idle lag tick: idle-lag.ts). Default: wait for news indefinitely.
+   */
+  idleTimeoutMs?: number;
 }
 
 export interface SourceTransaction {
@@ -122,7 +127,11 @@ export class StreamReader {
 
   /** The next batch (steps 1–3 above done), or null once the stream was stopped. */
   async next(): Promise<SourceBatch | null> {
-    const batch = await this.stream.readBatch({ maxTransactions: 500, maxWaitMs: 0 });
+    const batch = await this.stream.readBatch({
+      maxTransactions: 500,
+      maxWaitMs: 0,
+      idleTimeoutMs: this.options.idleTimeoutMs,
+    });
     if (!batch) return null;
     this.refreshXidReference();
     const parts: (CommittedTransaction | TransactionPiece)[] = [
@@ -184,6 +193,13 @@ export class StreamReader {
   /** The row as the source holds it now (a partial update whose row a target lacks). */
   async readRow(select: Statement): Promise<Tuple | null> {
     return ((await this.session.query<Tuple>(select)).rows[0] as Tuple | undefined) ?? null;
+  }
+
+  /** How far the source's WAL has reached this reader: handed out in a batch, or reported by the server as decoded. */
+  get receivedLsn(): bigint {
+    const stats = this.stream.stats;
+    if (stats.serverLsn > stats.deliveredLsn) return stats.serverLsn;
+    return stats.deliveredLsn;
   }
 
   /** Tells the slot everything before `lsn` is durable on the targets. */

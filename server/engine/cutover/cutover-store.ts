@@ -9,6 +9,8 @@ export interface CutoverStep {
   status: string;
   at: string;
   note?: string;
+  /** On the attempt's last step: each step's duration in ms (run-cutover.ts), for the bench's breakdown. */
+  timings?: Record<string, number>;
 }
 
 export interface CutoverRow {
@@ -52,13 +54,14 @@ export async function advanceCutover(
   row: CutoverRow,
   event: CutoverEvent,
   data: Omit<Prisma.TenantCutoverUpdateManyMutationInput, "status" | "steps"> = {},
-  options: { note?: string; store?: Store } = {},
+  options: { note?: string; store?: Store; timings?: Record<string, number> } = {},
 ): Promise<CutoverStatus> {
   const from = row.status;
   const next = nextCutoverStatus(from, event);
   if (!next.ok) throw new CutoverStateConflict(next.reason);
   const step: CutoverStep = { status: next.to, at: new Date().toISOString() };
   if (options.note) step.note = options.note.slice(0, 500);
+  if (options.timings && Object.keys(options.timings).length > 0) step.timings = { ...options.timings };
   const steps = [...row.steps, step];
   const updated = await (options.store ?? db()).tenantCutover.updateMany({
     where: { id: row.id, status: from },

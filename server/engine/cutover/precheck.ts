@@ -4,8 +4,16 @@
 import type { CutoverDirection } from "../state/cutover";
 import { db } from "../store/db";
 
-/** A lag sample older than this means the stream is not running (they are written every second or so). */
+/**
+ * A lag sample older than this means the stream is not running (they are written every second or
+ * so, a quiet stream's too: cdc/idle-lag.ts). SHARDSHIFT_LAG_SAMPLE_MAX_AGE_MS overrides it (tests).
+ */
 export const LAG_SAMPLE_MAX_AGE_MS = 30_000;
+
+export function lagSampleMaxAgeMs(): number {
+  const fromEnv = Number(process.env.SHARDSHIFT_LAG_SAMPLE_MAX_AGE_MS);
+  return Number.isFinite(fromEnv) && fromEnv > 0 ? fromEnv : LAG_SAMPLE_MAX_AGE_MS;
+}
 
 /** The share of the freeze budget the feeding stream's lag may take: the rest covers fence, sequences, flip. */
 export const LAG_SHARE_OF_BUDGET = 0.5;
@@ -14,9 +22,14 @@ export const FORWARD_LAG_METRIC = "cdc.lag_ms";
 export const REVERSE_LAG_METRIC = "cdc.reverse_lag_ms";
 
 /** The newest sample of `metric` for the plan, or null when none is recent (the stream is not running). */
-export async function recentLagMs(planId: string, metric: string, now = Date.now()): Promise<number | null> {
+export async function recentLagMs(
+  planId: string,
+  metric: string,
+  now = Date.now(),
+  maxAgeMs = lagSampleMaxAgeMs(),
+): Promise<number | null> {
   const sample = await db().metricSample.findFirst({
-    where: { planId, name: metric, at: { gt: new Date(now - LAG_SAMPLE_MAX_AGE_MS) } },
+    where: { planId, name: metric, at: { gt: new Date(now - maxAgeMs) } },
     orderBy: { at: "desc" },
     select: { value: true },
   });
@@ -42,7 +55,7 @@ export function lagBlocker(
 ): string | null {
   const stream = feedingStream(direction);
   if (lagMs === null) {
-    return `The ${stream.name} is not running (no lag measured in the last ${LAG_SAMPLE_MAX_AGE_MS / 1000} s): the new owner could not catch up. Start or resume the data movement, then try again.`;
+    return `The ${stream.name} is not running (no lag measured in the last ${lagSampleMaxAgeMs() / 1000} s): the new owner could not catch up. Start or resume the data movement, then try again.`;
   }
   const allowed = Math.round(budgetMs * LAG_SHARE_OF_BUDGET);
   if (lagMs > allowed) {

@@ -18,6 +18,12 @@ import pg from "pg";
 import type { SourceSchema } from "../analysis/introspect";
 import { applyOriginName } from "../cdc/apply-origin";
 import { formatLsn, parseLsn } from "../cdc/slot";
+import {
+  ATTEMPT_CONFLICT_SQLSTATE,
+  type AttemptStatusWrite,
+  type RoutingAuditDraft,
+  writeRoutingChangeAtomic,
+} from "../routing/atomic-change";
 import { readFenceState, syncFence } from "../routing/fence";
 import {
   type FencedDatabase,
@@ -26,12 +32,24 @@ import {
   type PlanFences,
   syncPlanFences,
 } from "../routing/plan-fences";
-import { type RoutingAuditWriter, writeRoutingChange } from "../routing/routing-map";
-import { cutoverInFlight, recoveryFor } from "../state/cutover";
+import {
+  type RouteChange,
+  type RoutingAuditWriter,
+  type RoutingChangeRecord,
+  writeRoutingChange,
+} from "../routing/routing-map";
+import { cutoverPool } from "../sql/pools";
+import { type CutoverEvent, cutoverInFlight, nextCutoverStatus, recoveryFor } from "../state/cutover";
 import { db } from "../store/db";
 import { recordEngineEvent } from "../store/movement-context";
 import { ensureReverseSlot, reverseLagMs, reverseOriginName, waitForOriginProgress } from "./cdc-links";
-import { advanceCutover, type CutoverRow, CutoverStateConflict, readCutover } from "./cutover-store";
+import {
+  advanceCutover,
+  type CutoverRow,
+  CutoverStateConflict,
+  type CutoverStep,
+  readCutover,
+} from "./cutover-store";
 import { feedingStream, lagBlocker, recentLagMs } from "./precheck";
 import { advanceSequences, shardedSequences } from "./sequences";
 
@@ -43,6 +61,12 @@ export interface CutoverRunOptions {
   worker: string;
   controlPlaneUrl: string;
   audit: RoutingAuditWriter;
+  /**
+   * Drafts the audit event of a map change for the one-statement write (atomic-change.ts); without
+   * it the map changes go through writeRoutingChange in a Prisma transaction (slower: its locks
+   * are held across every round trip).
+   */
+  auditDraft?: RoutingAuditDraft;
   log: (message: string) => void;
   /**
    * Test hook (SHARDSHIFT_CUTOVER_PAUSE_AT): wait once this status is reached — "<status>" for
@@ -95,6 +119,8 @@ export function startCutoverRun(cutoverId: string, options: CutoverRunOptions): 
           ?.tenantKey ?? null;
       await driveCutover(cutoverId, {
         ...options,
+        control: lock,
+        timings: {},
         log,
         pause: async (status) => {
           if (!pausesAt(options.pauseAt, status, tenantOf())) return;
@@ -126,8 +152,41 @@ export function startCutoverRun(cutoverId: string, options: CutoverRunOptions): 
 }
 
 interface DriveOptions extends CutoverRunOptions {
+  /** The runner's own control-plane connection (it holds the attempt's lock): map changes go through it. */
+  control: pg.Client;
+  /** Each step's duration in this attempt (ms), recorded with its last step for the bench's breakdown. */
+  timings: Record<string, number>;
   pause(status: string): Promise<void>;
   stopping(): boolean;
+}
+
+/** Runs `fn`, adding its duration to `timings[name]`. */
+async function timed<T>(timings: Record<string, number>, name: string, fn: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  try {
+    return await fn();
+  } finally {
+    timings[name] = (timings[name] ?? 0) + Math.round((performance.now() - started) * 10) / 10;
+  }
+}
+
+/**
+ * How long the flip and the unfreeze after it take in this process, lately (ms): the flip is only
+ * started with at least this much of the budget left, so the freeze ends within it. Seeded with a
+ * fixed cost; each finished attempt adds its measure.
+ */
+const FLIP_RESERVE_SEED_MS = 40;
+const recentFlipCosts: number[] = [];
+function flipReserveMs(budgetMs: number): number {
+  if (recentFlipCosts.length < 5) return FLIP_RESERVE_SEED_MS;
+  const sorted = [...recentFlipCosts].sort((a, b) => a - b);
+  // Capped: only done attempts add samples, so a reserve grown past the budget would abort every
+  // attempt and never shrink again.
+  return Math.min(sorted[Math.floor(sorted.length * 0.9)] ?? FLIP_RESERVE_SEED_MS, budgetMs / 4);
+}
+function recordFlipCost(ms: number): void {
+  recentFlipCosts.push(ms);
+  if (recentFlipCosts.length > 50) recentFlipCosts.shift();
 }
 
 /** Everything the steps need about the plan, loaded once per attempt. */
@@ -145,10 +204,15 @@ interface Context {
   sequences: string[];
   slotName: string;
   slotLsn: bigint;
+  /** The origin on N that records how far the feeding stream applied O's WAL (found in the pre-check). */
+  origin: string | null;
+  /** When the map's freeze committed (epoch ms): the lock wait on O is bounded from here. */
+  mapFrozenAt: number | null;
 }
 
 async function loadContext(row: CutoverRow): Promise<Context> {
-  const fences = await loadPlanFences(row.planId);
+  // The runners' own pools: a freeze never queues behind CDC or parity for a connection.
+  const fences = await loadPlanFences(row.planId, cutoverPool);
   const movement = await db().dataMovement.findUnique({
     where: { planId: row.planId },
     select: { slotName: true, slotLsn: true, status: true },
@@ -171,7 +235,112 @@ async function loadContext(row: CutoverRow): Promise<Context> {
     sequences: [],
     slotName: movement.slotName,
     slotLsn: parseLsn(movement.slotLsn ?? "0/0"),
+    origin: null,
+    mapFrozenAt: null,
   };
+}
+
+/**
+ * One routing-map change, with the attempt's status change when given, in one transaction: the
+ * one-statement function when the process injected an audit drafter, else writeRoutingChange.
+ * `statementTimeoutMs` (atomic path) bounds it on the server: past it nothing is written.
+ */
+async function changeMap(
+  row: CutoverRow,
+  options: DriveOptions,
+  change: RouteChange,
+  reason: string,
+  attempt: {
+    event?: CutoverEvent;
+    note?: string;
+    freezeStartedAt?: Date;
+    freezeEndedAt?: Date;
+    flip?: boolean;
+  },
+  statementTimeoutMs?: number,
+): Promise<RoutingChangeRecord | null> {
+  const request = {
+    planId: row.planId,
+    changes: [change],
+    actor: { id: null, email: "system" },
+    reason,
+  };
+  let to = row.status;
+  if (attempt.event) {
+    const next = nextCutoverStatus(row.status as never, attempt.event);
+    if (!next.ok) throw new CutoverStateConflict(next.reason);
+    to = next.to;
+  }
+  const step: CutoverStep | undefined = attempt.event
+    ? {
+        status: to,
+        at: new Date().toISOString(),
+        ...(attempt.note ? { note: attempt.note.slice(0, 500) } : {}),
+      }
+    : undefined;
+  let record: RoutingChangeRecord | null;
+  if (options.auditDraft) {
+    const write: AttemptStatusWrite = {
+      id: row.id,
+      from: row.status,
+      to,
+      ...(step ? { step: step as unknown as Record<string, unknown> } : {}),
+      freezeStartedAt: attempt.freezeStartedAt,
+      freezeEndedAt: attempt.freezeEndedAt,
+      flipVersion: attempt.flip,
+    };
+    try {
+      record = await writeRoutingChangeAtomic(options.control, request, options.auditDraft, {
+        attempt: write,
+        statementTimeoutMs,
+      });
+    } catch (error) {
+      if ((error as { code?: string }).code === ATTEMPT_CONFLICT_SQLSTATE) {
+        throw new CutoverStateConflict(
+          `Cutover ${row.id} is no longer ${row.status}: another worker changed it. This one stops.`,
+        );
+      }
+      throw error;
+    }
+    if (record === null) {
+      // Nothing to change on the map (a restarted worker repeating a step): the attempt still moves.
+      if (attempt.event) {
+        await advanceCutover(row, attempt.event, {
+          freezeStartedAt: attempt.freezeStartedAt,
+          freezeEndedAt: attempt.freezeEndedAt,
+        });
+      } else if (attempt.freezeEndedAt || attempt.freezeStartedAt) {
+        await db().tenantCutover.update({
+          where: { id: row.id },
+          data: { freezeStartedAt: attempt.freezeStartedAt, freezeEndedAt: attempt.freezeEndedAt },
+        });
+      }
+      return null;
+    }
+    if (step) {
+      row.status = to;
+      row.steps = [...row.steps, step];
+    }
+  } else {
+    record = await db().$transaction(
+      async (tx) => {
+        const written = await writeRoutingChange(tx, request, options.audit);
+        const data = {
+          freezeStartedAt: attempt.freezeStartedAt,
+          freezeEndedAt: attempt.freezeEndedAt,
+          ...(attempt.flip ? { flipVersion: BigInt(written?.version ?? 0) } : {}),
+        };
+        if (attempt.event) await advanceCutover(row, attempt.event, data, { store: tx, note: attempt.note });
+        else await tx.tenantCutover.update({ where: { id: row.id }, data });
+        return written;
+      },
+      { timeout: 15_000, maxWait: 10_000 },
+    );
+  }
+  if (attempt.flip) row.flipVersion = BigInt(record?.version ?? 0);
+  if (attempt.freezeStartedAt) row.freezeStartedAt = attempt.freezeStartedAt;
+  if (attempt.freezeEndedAt) row.freezeEndedAt = attempt.freezeEndedAt;
+  return record;
 }
 
 async function driveCutover(cutoverId: string, options: DriveOptions): Promise<void> {
@@ -199,6 +368,7 @@ async function driveCutover(cutoverId: string, options: DriveOptions): Promise<v
   }
 }
 
+/** What is left of the freeze budget (ms), counted from when writes stopped (O's lock held). */
 function remaining(row: CutoverRow): number {
   const start = row.freezeStartedAt?.getTime() ?? Date.now();
   return start + row.budgetMs - Date.now();
@@ -210,7 +380,7 @@ async function runFresh(row: CutoverRow, options: DriveOptions): Promise<void> {
   try {
     await options.pause("prechecking");
     const ctx = await loadContext(row);
-    await precheck(ctx, options);
+    await timed(options.timings, "precheck", () => precheck(ctx, options));
     await fence(ctx, options);
     await options.pause("fencing");
     await drainAndFlip(ctx, options);
@@ -225,7 +395,8 @@ async function runFresh(row: CutoverRow, options: DriveOptions): Promise<void> {
     }
     // A step's transaction that failed left `row` ahead of the store: the store is the truth.
     const stored = await readCutover(row.id);
-    if (stored) Object.assign(row, stored);
+    if (stored)
+      Object.assign(row, { ...stored, freezeStartedAt: stored.freezeStartedAt ?? row.freezeStartedAt });
     const message =
       error instanceof Abort ? error.message : `Failed at ${row.status}: ${(error as Error).message}`;
     if (row.status === "flipped") {
@@ -269,6 +440,11 @@ async function precheck(ctx: Context, options: DriveOptions): Promise<void> {
     shardOrdinal: ctx.shardOrdinal,
     schema: ctx.schema,
   });
+  // Found now, not inside the freeze: the drain only polls it.
+  ctx.origin =
+    row.direction === "to-shard"
+      ? applyOriginName(ctx.slotName, ctx.slotLsn, ctx.shardOrdinal)
+      : reverseOriginName(reverse.slot, reverse.slotLsn);
   const lag =
     row.direction === "to-shard"
       ? await recentLagMs(row.planId, feedingStream(row.direction).metric)
@@ -313,38 +489,44 @@ async function installFencesOnce(ctx: Context, options: DriveOptions): Promise<v
   }
 }
 
+/**
+ * The map freezes the tenant (routers hold its writes), then O's fence: once O's transaction holds
+ * the tenant's lock exclusively, every writer of it there has ended and none can start — the freeze
+ * clock starts there (freeze_started_at). The wait for that lock is bounded by the budget too.
+ */
 async function fence(ctx: Context, options: DriveOptions): Promise<void> {
   const { row } = ctx;
-  const freezeStartedAt = new Date();
-  let version = 0;
-  await db().$transaction(
-    async (tx) => {
-      const record = await writeRoutingChange(
-        tx,
-        {
-          planId: row.planId,
-          changes: [{ tenantKey: row.tenantKey, frozen: true }],
-          actor: { id: null, email: "system" },
-          reason: `cutover ${row.direction} of tenant ${row.tenantKey}: freeze (${row.reason})`,
-        },
-        options.audit,
-      );
-      version = record?.version ?? 0;
-      await advanceCutover(row, "fenced", { freezeStartedAt }, { store: tx, note: `map version ${version}` });
-    },
-    { timeout: 15_000, maxWait: 10_000 },
+  const record = await timed(options.timings, "mapFreeze", () =>
+    changeMap(
+      row,
+      options,
+      { tenantKey: row.tenantKey, frozen: true },
+      `cutover ${row.direction} of tenant ${row.tenantKey}: freeze (${row.reason})`,
+      { event: "fenced" },
+    ),
   );
-  row.freezeStartedAt = freezeStartedAt;
+  const version = record?.version ?? 0;
+  ctx.mapFrozenAt = Date.now();
+  let lockedAt: number | null = null;
+  const started = performance.now();
+  let lockedPerf = 0;
+  const onLocked = () => {
+    lockedAt ??= Date.now();
+    lockedPerf ||= performance.now();
+  };
   // O's fence: frozen. Returns once every transaction that wrote the tenant there has ended.
-  const lsn = await freezeOn(ctx, version, Math.max(50, remaining(row)));
+  const lsn = await freezeOn(ctx, version, row.budgetMs, onLocked);
+  const ended = performance.now();
+  options.timings.lockWait = Math.round(((lockedPerf || ended) - started) * 10) / 10;
+  options.timings.fenceCommit = Math.round((ended - (lockedPerf || ended)) * 10) / 10;
+  row.freezeStartedAt = new Date(lockedAt ?? Date.now());
   row.freezeLsn = formatLsn(lsn);
-  await db().tenantCutover.update({ where: { id: row.id }, data: { freezeLsn: row.freezeLsn } });
   // The other databases learn of the freeze too (refusing nothing new: they did not own it).
   void syncPlanFences(ctx.fences, {
     only: ctx.fences.all.filter((d) => d !== ctx.from),
     lockTimeoutMs: 2_000,
   }).catch(() => {});
-  options.log(`fenced on ${ctx.from.name} at ${row.freezeLsn}`);
+  options.log(`fenced on ${ctx.from.name} at ${row.freezeLsn} (map version ${version})`);
 }
 
 /**
@@ -353,8 +535,13 @@ async function fence(ctx: Context, options: DriveOptions): Promise<void> {
  * fence transaction for the tenant (same route, the version O already holds) takes the tenant's
  * lock again and writes the position message, which is all the drain needs.
  */
-async function freezeOn(ctx: Context, version: number, lockTimeoutMs: number): Promise<bigint> {
-  const [outcome] = await syncPlanFences(ctx.fences, { only: [ctx.from], lockTimeoutMs });
+async function freezeOn(
+  ctx: Context,
+  version: number,
+  lockTimeoutMs: number,
+  onLocked: () => void,
+): Promise<bigint> {
+  const [outcome] = await syncPlanFences(ctx.fences, { only: [ctx.from], lockTimeoutMs, onLocked });
   if (outcome?.error)
     throw new Abort(`Could not freeze tenant ${ctx.row.tenantKey} on ${ctx.from.name}: ${outcome.error}`);
   if (outcome?.lsn !== undefined && outcome.to >= version) return outcome.lsn;
@@ -376,107 +563,135 @@ async function freezeOn(ctx: Context, version: number, lockTimeoutMs: number): P
     ],
     version: state.mapVersion,
     lockTimeoutMs,
+    onLocked,
   });
   return result.lsn;
 }
 
-/** The origin on N that records how far the stream feeding N applied O's WAL. */
-async function feedingOrigin(ctx: Context): Promise<string> {
-  if (ctx.row.direction === "to-shard") return applyOriginName(ctx.slotName, ctx.slotLsn, ctx.shardOrdinal);
-  const reverse = await ensureReverseSlot(ctx.shard.pool, {
-    planId: ctx.row.planId,
-    shardOrdinal: ctx.shardOrdinal,
-    schema: ctx.schema,
-  });
-  return reverseOriginName(reverse.slot, reverse.slotLsn);
+/** The 'draining' status with the freeze's start and position, on the runner's own connection. */
+async function markQuiesced(ctx: Context, options: DriveOptions): Promise<void> {
+  const { row } = ctx;
+  const next = nextCutoverStatus(row.status as never, "quiesced");
+  if (!next.ok) throw new CutoverStateConflict(next.reason);
+  const step: CutoverStep = {
+    status: next.to,
+    at: new Date().toISOString(),
+    note: `freeze position ${row.freezeLsn}`,
+  };
+  const { rowCount } = await options.control.query(
+    `update tenant_cutover set status = $3, steps = steps || $4::jsonb, freeze_lsn = $5,
+       freeze_started_at = $6::timestamptz, updated_at = now()
+     where id = $1::uuid and status = $2`,
+    [row.id, row.status, next.to, JSON.stringify([step]), row.freezeLsn, row.freezeStartedAt?.toISOString()],
+  );
+  if (rowCount !== 1) {
+    throw new CutoverStateConflict(
+      `Cutover ${row.id} is no longer ${row.status}: another worker changed it. This one stops.`,
+    );
+  }
+  row.status = next.to;
+  row.steps = [...row.steps, step];
 }
 
 async function drainAndFlip(ctx: Context, options: DriveOptions): Promise<void> {
   const { row } = ctx;
   const freezeLsn = parseLsn(row.freezeLsn ?? "0/0");
-  await advanceCutover(row, "quiesced", {}, { note: `freeze position ${row.freezeLsn}` });
-  const origin = await feedingOrigin(ctx);
+  const origin = ctx.origin;
+  if (!origin) throw new Error("the feeding stream's origin was not found in the pre-check");
   const deadline = (row.freezeStartedAt?.getTime() ?? Date.now()) + row.budgetMs;
-  const drained = await waitForOriginProgress(ctx.to.pool, origin, freezeLsn, deadline);
+  // The status write and the drain's wait run together: neither waits for the other.
+  const [, drained] = await Promise.all([
+    timed(options.timings, "markDraining", () => markQuiesced(ctx, options)),
+    timed(options.timings, "drain", () => waitForOriginProgress(ctx.to.pool, origin, freezeLsn, deadline)),
+  ]);
   if (!drained.reached) {
     throw new Abort(
       `The ${feedingStream(row.direction).name} had applied ${ctx.to.name} only up to ${formatLsn(drained.progress ?? 0n)} of ${row.freezeLsn} when the ${row.budgetMs} ms freeze budget ran out; the cutover was aborted and writes resumed on ${ctx.from.name}. Try again when replication lag is lower, or with a larger budget.`,
     );
   }
   const drainedAt = Date.now();
-  const bumps = await advanceSequences(ctx.from.pool, ctx.to.pool, ctx.sequences);
+  const bumps = await timed(options.timings, "sequences", () =>
+    advanceSequences(ctx.from.pool, ctx.to.pool, ctx.sequences),
+  );
   options.log(
     `drained ${ctx.to.name} to ${formatLsn(drained.progress ?? 0n)} ${drainedAt - (row.freezeStartedAt?.getTime() ?? 0)} ms into the freeze; sequences took ${Date.now() - drainedAt} ms`,
   );
   await options.pause("draining");
-  if (remaining(row) <= 0) {
+  // The flip and the unfreeze after it must end inside the budget too: start the flip only with
+  // what they usually take still left, and give the flip's statement no more than what is left.
+  const left = remaining(row);
+  const reserve = flipReserveMs(row.budgetMs);
+  if (left < reserve) {
     throw new Abort(
-      `The ${row.budgetMs} ms freeze budget ran out before the flip (drained, sequences set); aborted, writes resumed on ${ctx.from.name}.`,
+      `The ${row.budgetMs} ms freeze budget ran out before the flip (drained and sequences set, ${Math.max(0, Math.round(left))} ms left; the flip and unfreeze take about ${Math.round(reserve)} ms); aborted, writes resumed on ${ctx.from.name}.`,
     );
   }
   // The commit point: the map names N (still frozen) in the same transaction as 'flipped'.
-  await db().$transaction(
-    async (tx) => {
-      const record = await writeRoutingChange(
-        tx,
-        {
-          planId: row.planId,
-          changes: [{ tenantKey: row.tenantKey, ownerId: row.toDatabaseId, frozen: true }],
-          actor: { id: null, email: "system" },
-          reason: `cutover ${row.direction} of tenant ${row.tenantKey}: flip to ${ctx.to.name} (${row.reason})`,
-        },
-        options.audit,
-      );
-      const flipVersion = BigInt(record?.version ?? 0);
-      row.flipVersion = flipVersion;
-      await advanceCutover(
+  try {
+    await timed(options.timings, "flip", () =>
+      changeMap(
         row,
-        "flipped",
-        { flipVersion },
+        options,
+        { tenantKey: row.tenantKey, ownerId: row.toDatabaseId, frozen: true },
+        `cutover ${row.direction} of tenant ${row.tenantKey}: flip to ${ctx.to.name} (${row.reason})`,
         {
-          store: tx,
+          event: "flipped",
+          flip: true,
           note: `drained to ${formatLsn(drained.progress ?? 0n)}; sequences ${bumps.length ? bumps.map((b) => `${b.sequence}≥${b.newOwner}`).join(", ") : "none"}`,
         },
+        options.auditDraft ? Math.max(1, left - reserve / 2) : undefined,
+      ),
+    );
+  } catch (error) {
+    // Cancelled by its statement timeout: nothing was written, the old owner is still the owner.
+    if ((error as { code?: string }).code === "57014") {
+      throw new Abort(
+        `The ${row.budgetMs} ms freeze budget ran out while the flip was being written (nothing was written); aborted, writes resumed on ${ctx.from.name}.`,
       );
-    },
-    { timeout: 15_000, maxWait: 10_000 },
-  );
+    }
+    throw error;
+  }
   options.log(`flipped to ${ctx.to.name} (map version ${row.flipVersion})`);
 }
 
 /**
- * From the commit point on (idempotent, so a restarted worker runs it again): N's fence learns
- * the final route first, then the map unfreezes the tenant, then every fence follows.
+ * From the commit point on (idempotent, so a restarted worker runs it again): the map unfreezes
+ * the tenant on N, N's fence follows at once (writes resume there), then every fence.
  */
 async function finish(ctx: Context, options: DriveOptions, note: string | null): Promise<void> {
   const { row } = ctx;
   const freezeEndedAt = row.freezeEndedAt ?? new Date();
+  const flipStarted = performance.now() - (options.timings.flip ?? 0);
   // No remote work inside the control-plane transaction: it would hold a transaction id (and the
   // map's row lock) while a shard answers, and a reverse slot's creation waits for every running
   // transaction on the server.
-  await db().$transaction(
-    async (tx) => {
-      await writeRoutingChange(
-        tx,
-        {
-          planId: row.planId,
-          changes: [{ tenantKey: row.tenantKey, ownerId: row.toDatabaseId, frozen: false }],
-          actor: { id: null, email: "system" },
-          reason: `cutover ${row.direction} of tenant ${row.tenantKey}: unfreeze on ${ctx.to.name} (${row.reason})`,
-        },
-        options.audit,
-      );
-      await tx.tenantCutover.update({ where: { id: row.id }, data: { freezeEndedAt } });
-    },
-    { timeout: 15_000, maxWait: 10_000 },
+  await timed(options.timings, "unfreeze", () =>
+    changeMap(
+      row,
+      options,
+      { tenantKey: row.tenantKey, ownerId: row.toDatabaseId, frozen: false },
+      `cutover ${row.direction} of tenant ${row.tenantKey}: unfreeze on ${ctx.to.name} (${row.reason})`,
+      { freezeEndedAt },
+    ),
   );
+  // What the flip reserve covers: the flip and the unfreeze (the freeze ends there), not fence syncs.
+  if (options.timings.flip !== undefined) recordFlipCost(performance.now() - flipStarted);
   // N first: routers that read the unfrozen map find N's fence open, at worst after one retry.
-  await syncPlanFences(ctx.fences, { only: [ctx.to], lockTimeoutMs: 5_000 });
-  row.freezeEndedAt = freezeEndedAt;
+  await timed(options.timings, "fenceNew", () =>
+    syncPlanFences(ctx.fences, { only: [ctx.to], lockTimeoutMs: 5_000 }),
+  );
+  if (row.freezeStartedAt) options.timings.writesResume = Date.now() - row.freezeStartedAt.getTime();
+  if (ctx.mapFrozenAt !== null) options.timings.mapFrozen = Date.now() - ctx.mapFrozenAt;
   // 'done' means every fence enforces the new owner, O's first of all (a write that bypasses the
   // router is refused there as not the owner from now on).
-  await syncEveryFence(ctx.fences, options);
-  await advanceCutover(row, "finished", { endedAt: new Date(), error: null }, { note: note ?? undefined });
+  await timed(options.timings, "fenceAll", () => syncEveryFence(ctx.fences, options));
+  if (row.freezeStartedAt) options.timings.freeze = freezeEndedAt.getTime() - row.freezeStartedAt.getTime();
+  await advanceCutover(
+    row,
+    "finished",
+    { endedAt: new Date(), error: null },
+    { note: note ?? undefined, timings: options.timings },
+  );
   const freezeMs = row.freezeStartedAt ? freezeEndedAt.getTime() - row.freezeStartedAt.getTime() : null;
   options.log(
     `done: tenant ${row.tenantKey} on ${ctx.to.name}${freezeMs === null ? "" : `, frozen ${freezeMs} ms`}`,
@@ -500,31 +715,38 @@ async function syncEveryFence(fences: PlanFences, options: DriveOptions): Promis
 async function abort(row: CutoverRow, options: DriveOptions, message: string): Promise<void> {
   if (row.status === "aborted" || row.status === "done") return;
   if (row.status === "prechecking" || row.status === "requested") {
-    await advanceCutover(row, "abort", { error: message, endedAt: new Date() }, { note: message });
+    await advanceCutover(
+      row,
+      "abort",
+      { error: message, endedAt: new Date() },
+      { note: message, timings: options.timings },
+    );
     options.log(`aborted: ${message}`);
     return;
   }
-  if (row.status !== "aborting") await advanceCutover(row, "abort", { error: message }, { note: message });
+  if (row.status !== "aborting") {
+    await advanceCutover(
+      row,
+      "abort",
+      { error: message, freezeStartedAt: row.freezeStartedAt ?? undefined, freezeLsn: row.freezeLsn },
+      { note: message },
+    );
+  }
   const freezeEndedAt = row.freezeEndedAt ?? (row.freezeStartedAt ? new Date() : null);
-  await db().$transaction(
-    async (tx) => {
-      await writeRoutingChange(
-        tx,
-        {
-          planId: row.planId,
-          changes: [{ tenantKey: row.tenantKey, ownerId: row.fromDatabaseId, frozen: false }],
-          actor: { id: null, email: "system" },
-          reason: `cutover ${row.direction} of tenant ${row.tenantKey} aborted: unfreeze on the old owner`,
-        },
-        options.audit,
-      );
-      await tx.tenantCutover.update({ where: { id: row.id }, data: { freezeEndedAt } });
-    },
-    { timeout: 15_000, maxWait: 10_000 },
+  const fences = await loadPlanFences(row.planId, cutoverPool);
+  await timed(options.timings, "unfreeze", () =>
+    changeMap(
+      row,
+      options,
+      { tenantKey: row.tenantKey, ownerId: row.fromDatabaseId, frozen: false },
+      `cutover ${row.direction} of tenant ${row.tenantKey} aborted: unfreeze on the old owner`,
+      { freezeEndedAt: freezeEndedAt ?? undefined },
+    ),
   );
-  row.freezeEndedAt = freezeEndedAt;
-  await syncEveryFence(await loadPlanFences(row.planId), options);
-  await advanceCutover(row, "aborted", { endedAt: new Date() });
+  await timed(options.timings, "fenceAll", () => syncEveryFence(fences, options));
+  if (row.freezeStartedAt && freezeEndedAt)
+    options.timings.freeze = freezeEndedAt.getTime() - row.freezeStartedAt.getTime();
+  await advanceCutover(row, "aborted", { endedAt: new Date() }, { timings: options.timings });
   await recordEngineEvent(
     row.planId,
     "warn",

@@ -211,6 +211,8 @@ export async function syncFence(
     routes: readonly FenceRoute[];
     version: number;
     lockTimeoutMs?: number;
+    /** Called once the changing tenants' locks are held (the cutover starts its freeze clock there). */
+    onLocked?: () => void;
   },
 ): Promise<FenceSyncResult> {
   const routes = input.routes;
@@ -223,6 +225,7 @@ export async function syncFence(
           routes.map((r) => r.ownerKey),
           routes.map((r) => r.frozen),
         ]);
+        input.onLocked?.();
         await client.query(upsertTenantFenceSql(), [
           routes.map((r) => r.tenantKey),
           routes.map((r) => r.ownerKey),

@@ -34,7 +34,11 @@ export interface PlanFences {
   all: FencedDatabase[];
 }
 
-export async function loadPlanFences(planId: string): Promise<PlanFences> {
+/** `poolOf`: how to reach each database (default: the engine's shared pool; the cutover passes its own). */
+export async function loadPlanFences(
+  planId: string,
+  poolOf: (url: string) => pg.Pool = enginePool,
+): Promise<PlanFences> {
   const plan = await db().plan.findUnique({
     where: { id: planId },
     select: {
@@ -53,14 +57,14 @@ export async function loadPlanFences(planId: string): Promise<PlanFences> {
     databaseId: plan.sourceDatabase.id,
     name: plan.sourceDatabase.name,
     key: LEGACY_OWNER_KEY,
-    pool: enginePool(await databaseUrl(plan.sourceDatabase.id)),
+    pool: poolOf(await databaseUrl(plan.sourceDatabase.id)),
   };
   const shards = await Promise.all(
     plan.shards.map(async ({ database }) => ({
       databaseId: database.id,
       name: database.name,
       key: database.id,
-      pool: enginePool(await databaseUrl(database.id)),
+      pool: poolOf(await databaseUrl(database.id)),
     })),
   );
   return {
@@ -94,32 +98,48 @@ export async function installPlanFences(fences: PlanFences): Promise<void> {
   await syncPlanFences(fences);
 }
 
-/** The map's routes changed after `since`, as fences store them, and the map's version. */
+/**
+ * The map's routes changed after `since`, as fences store them, and the map's version: one
+ * statement, so one snapshot sees both (no interactive transaction to queue for on a busy pool).
+ */
 async function routesSince(
   fences: PlanFences,
   since: number,
 ): Promise<{ version: number; routes: FenceRoute[] }> {
-  return db().$transaction(
-    async (tx) => {
-      const map = await tx.routingMap.findUnique({
-        where: { planId: fences.planId },
-        select: { version: true },
-      });
-      const rows = await tx.tenantRoute.findMany({
-        where: { planId: fences.planId, version: { gt: BigInt(since) } },
-        select: { tenantKey: true, ownerDatabaseId: true, frozen: true, version: true },
-      });
-      const names = {
-        legacyName: fences.legacy.name,
-        shardNames: new Map(fences.shards.map((s) => [s.databaseId, s.name])),
-      };
-      return {
-        version: Number(map?.version ?? 0n),
-        routes: rows.map((r) => fenceRouteOf({ ...r, version: Number(r.version) }, names)),
-      };
-    },
-    { isolationLevel: "RepeatableRead" },
-  );
+  const rows = await db().$queryRaw<
+    {
+      map_version: bigint | null;
+      tenant_key: string | null;
+      owner: string | null;
+      frozen: boolean | null;
+      version: bigint | null;
+    }[]
+  >`
+    select m.version as map_version, r.tenant_key, r.owner_database_id::text as owner, r.frozen, r.version
+    from (select coalesce((select version from routing_map where plan_id = ${fences.planId}::uuid), 0) as version) m
+    left join tenant_route r on r.plan_id = ${fences.planId}::uuid and r.version > ${BigInt(since)}`;
+  const names = {
+    legacyName: fences.legacy.name,
+    shardNames: new Map(fences.shards.map((s) => [s.databaseId, s.name])),
+  };
+  return {
+    version: Number(rows[0]?.map_version ?? 0n),
+    routes: rows.flatMap((r) =>
+      r.tenant_key === null
+        ? []
+        : [
+            fenceRouteOf(
+              {
+                tenantKey: r.tenant_key,
+                ownerDatabaseId: r.owner,
+                frozen: r.frozen ?? false,
+                version: Number(r.version ?? 0n),
+              },
+              names,
+            ),
+          ],
+    ),
+  };
 }
 
 export interface FenceSyncOutcome {
@@ -138,7 +158,7 @@ export interface FenceSyncOutcome {
  */
 export async function syncPlanFences(
   fences: PlanFences,
-  options: { lockTimeoutMs?: number; only?: readonly FencedDatabase[] } = {},
+  options: { lockTimeoutMs?: number; only?: readonly FencedDatabase[]; onLocked?: () => void } = {},
 ): Promise<FenceSyncOutcome[]> {
   const targets = options.only ?? fences.all;
   return Promise.all(
@@ -158,6 +178,7 @@ export async function syncPlanFences(
           routes,
           version,
           lockTimeoutMs: options.lockTimeoutMs,
+          onLocked: options.onLocked,
         });
         return { database: target.name, from, to: version, lsn };
       } catch (error) {

@@ -20,6 +20,7 @@ import { startIsolatedCdcRunner, stopCdcThread } from "../cdc/isolated-runner";
 import { dropSlotOrigins } from "../cdc/target-applier";
 import { startCutoverScheduler, workerName } from "../cutover/cutover-scheduler";
 import { dropReverseReplication, startReverseStreams } from "../cutover/reverse-streams";
+import type { RoutingAuditDraft } from "../routing/atomic-change";
 import type { RoutingAuditWriter } from "../routing/routing-map";
 import { db } from "../store/db";
 import { failMovement, loadMovementContext } from "../store/movement-context";
@@ -72,6 +73,8 @@ export function startSupervisor(
     onSlicesQueued?: () => void;
     /** Audits the routing-map changes cutovers make (a system actor's writer, from the process). */
     routingAudit: RoutingAuditWriter;
+    /** The same events drafted for the cutover's one-statement map changes (atomic-change.ts). */
+    routingAuditDraft?: RoutingAuditDraft;
     /** Cutover attempts driven at once by this worker. */
     maxCutovers?: number;
     /** Audits the breaker's rollback outcomes (a system actor's writer, from the process). */
@@ -88,6 +91,7 @@ export function startSupervisor(
   const cutovers = startCutoverScheduler({
     controlPlaneUrl,
     audit: options.routingAudit,
+    auditDraft: options.routingAuditDraft,
     log,
     maxConcurrent: options.maxCutovers,
   });

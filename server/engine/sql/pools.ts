@@ -4,13 +4,14 @@ import pg from "pg";
 
 const pools = new Map<string, pg.Pool>();
 
-export function enginePool(url: string, max = 6): pg.Pool {
-  let pool = pools.get(url);
+export function enginePool(url: string, max = 6, purpose = "engine"): pg.Pool {
+  const key = purpose === "engine" ? url : `${purpose}\u0000${url}`;
+  let pool = pools.get(key);
   if (!pool) {
     pool = new pg.Pool({
       connectionString: url,
       max,
-      application_name: "shardshift-engine",
+      application_name: `shardshift-${purpose}`,
       idleTimeoutMillis: 30_000,
       // A server that does not answer (or a pool whose clients are all taken) fails the caller
       // after this long instead of holding it — and whatever waits on it, like a cancel — forever.
@@ -19,9 +20,19 @@ export function enginePool(url: string, max = 6): pg.Pool {
     });
     // A broken idle connection must not crash the worker; the next checkout gets a fresh one.
     pool.on("error", () => {});
-    pools.set(url, pool);
+    pools.set(key, pool);
   }
   return pool;
+}
+
+/**
+ * The cutover runners' own pool for a database: a freeze never waits for a slot the CDC, parity or
+ * fence-watch jobs hold in the shared engine pool. Sized for the scheduler's 8 attempts at once,
+ * each holding at most one connection to a database at a time (its fence change, drain poll or
+ * sequence pass), plus the fence syncs of the finish step.
+ */
+export function cutoverPool(url: string): pg.Pool {
+  return enginePool(url, 12, "cutover");
 }
 
 export async function closeEnginePools(): Promise<void> {

@@ -47,20 +47,23 @@ interface ChainedFields {
   prevHash: string;
 }
 
-export function hashAuditEvent(fields: ChainedFields): string {
-  const body = canonicalJson({
+/** The text the chain hashes after the previous hash: every field but prevHash, canonical. */
+function auditEventBody(fields: Omit<ChainedFields, "prevHash">): string {
+  return canonicalJson({
     ...fields,
     at: fields.at.toISOString(),
     clientRequestId: fields.clientRequestId ?? undefined,
     prevHash: undefined,
   });
+}
+
+export function hashAuditEvent(fields: ChainedFields): string {
+  const body = auditEventBody(fields);
   return crypto.createHash("sha256").update(`${fields.prevHash}\n${body}`).digest("hex");
 }
 
-export async function appendAuditEvent(tx: Prisma.TransactionClient, input: AuditInput) {
-  await tx.$executeRaw`select pg_advisory_xact_lock(${AUDIT_CHAIN_LOCK})`;
-  const last = await tx.auditEvent.findFirst({ orderBy: { seq: "desc" }, select: { hash: true } });
-  const fields: ChainedFields = {
+function chainedFieldsOf(input: AuditInput): Omit<ChainedFields, "prevHash"> {
+  return {
     at: new Date(),
     actorId: input.actor.id,
     actorEmail: input.actor.email,
@@ -74,8 +77,48 @@ export async function appendAuditEvent(tx: Prisma.TransactionClient, input: Audi
     reason: input.reason?.trim() || null,
     requestId: input.actor.requestId,
     clientRequestId: input.actor.clientRequestId ?? null,
-    prevHash: last?.hash ?? GENESIS_HASH,
   };
+}
+
+/**
+ * An event to be chained by the database itself (the routing-change function of migration
+ * 20261204200000): every field, before/after as JSON text, and the body the chain hashes — the
+ * database adds prev_hash and hash = SHA-256(prev_hash + "\n" + body) under the chain's lock,
+ * exactly as appendAuditEvent does, so verifyAuditChain checks it like any other event.
+ */
+export interface AuditEventDraft {
+  at: string;
+  actorId: string | null;
+  actorEmail: string;
+  role: string;
+  action: string;
+  targetType: string;
+  targetId: string | null;
+  planId: string | null;
+  before: string | null;
+  after: string | null;
+  reason: string | null;
+  requestId: string;
+  clientRequestId: string | null;
+  body: string;
+}
+
+export function draftAuditEvent(input: AuditInput): AuditEventDraft {
+  const fields = chainedFieldsOf(input);
+  return {
+    ...fields,
+    at: fields.at.toISOString(),
+    before: fields.before === null ? null : JSON.stringify(fields.before),
+    after: fields.after === null ? null : JSON.stringify(fields.after),
+    clientRequestId: fields.clientRequestId ?? null,
+    body: auditEventBody(fields),
+  };
+}
+
+export async function appendAuditEvent(tx: Prisma.TransactionClient, input: AuditInput) {
+  await tx.$executeRaw`select pg_advisory_xact_lock(${AUDIT_CHAIN_LOCK})`;
+  const last = await tx.auditEvent.findFirst({ orderBy: { seq: "desc" }, select: { hash: true } });
+  const fields: ChainedFields = { ...chainedFieldsOf(input), prevHash: last?.hash ?? GENESIS_HASH };
   return tx.auditEvent.create({
     data: {
       ...fields,

@@ -5,9 +5,11 @@
 
 import type { WireRoutingMap } from "../../../sdk/map-types";
 import { db } from "../../db";
+import type { RoutingAuditDraft } from "../../engine/routing/atomic-change";
 import { installPlanFences, loadPlanFences, syncPlanFences } from "../../engine/routing/plan-fences";
 import {
   type RoutingAuditWriter,
+  type RoutingChangeRecord,
   RoutingChangeRefused,
   readRoutingMap,
   routingMapVersion,
@@ -16,35 +18,51 @@ import {
 import { AppError } from "../../errors";
 import type { TChangeRoutesInput } from "../../schemas/routing";
 import type { Actor } from "../actor";
-import { appendAuditEvent } from "../audit/audit-log";
+import { appendAuditEvent, draftAuditEvent } from "../audit/audit-log";
+
+/** The audit event of a routing change (versions as given: numbers, or the atomic write's placeholders). */
+function routingAuditInput(
+  actor: Actor,
+  record: Pick<RoutingChangeRecord, "planId" | "diffs" | "reason"> & {
+    previousVersion: unknown;
+    version: unknown;
+  },
+) {
+  return {
+    actor,
+    action: "routing.change",
+    target: { type: "plan", id: record.planId },
+    planId: record.planId,
+    before: {
+      version: record.previousVersion,
+      routes: record.diffs.map((d) => ({
+        tenant: d.tenantKey,
+        owner: d.from.ownerId ?? "legacy",
+        frozen: d.from.frozen,
+      })),
+    },
+    after: {
+      version: record.version,
+      routes: record.diffs.map((d) => ({
+        tenant: d.tenantKey,
+        owner: d.to.ownerId ?? "legacy",
+        frozen: d.to.frozen,
+      })),
+    },
+    reason: record.reason,
+  };
+}
 
 /** The audit writer for routing changes made by `actor` (also what the engine process injects, with a system actor). */
 export function auditRoutingChangesAs(actor: Actor): RoutingAuditWriter {
   return async (tx, record) => {
-    await appendAuditEvent(tx, {
-      actor,
-      action: "routing.change",
-      target: { type: "plan", id: record.planId },
-      planId: record.planId,
-      before: {
-        version: record.previousVersion,
-        routes: record.diffs.map((d) => ({
-          tenant: d.tenantKey,
-          owner: d.from.ownerId ?? "legacy",
-          frozen: d.from.frozen,
-        })),
-      },
-      after: {
-        version: record.version,
-        routes: record.diffs.map((d) => ({
-          tenant: d.tenantKey,
-          owner: d.to.ownerId ?? "legacy",
-          frozen: d.to.frozen,
-        })),
-      },
-      reason: record.reason,
-    });
+    await appendAuditEvent(tx, routingAuditInput(actor, record));
   };
+}
+
+/** The same event, drafted for the one-statement map change the cutover uses (atomic-change.ts). */
+export function draftRoutingAuditAs(actor: Actor): RoutingAuditDraft {
+  return (record) => draftAuditEvent(routingAuditInput(actor, record));
 }
 
 export interface RoutingChangeOutcome {
