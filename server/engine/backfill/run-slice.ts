@@ -27,6 +27,7 @@ import { db } from "../store/db";
 import { loadMovementContext, recordEngineEvent, recordMetric } from "../store/movement-context";
 import { type ChunkRead, chooseWriteMode, readChunk, writeChunk } from "./copy-chunk";
 import { LoadQueryError, type SourceLoadLimits, sourceBusyReason } from "./source-load";
+import { vacuumAnalyzeOnShards } from "./vacuum-copied";
 
 const RETRYABLE = new Set(["40P01", "40001", "55P03"]);
 const MAX_CHUNK_ROWS = 20_000;
@@ -292,6 +293,16 @@ async function runLockedSlice(
         // CDC stops recording the table once it sees it done; these entries are no longer read.
         await Promise.all(shards.map((s) => dropTouched(s, task.tableName)));
         await recordMetric(task.planId, `backfill.rows_per_s:${task.tableName}`, 0);
+        // Statistics and the visibility map now, before the shards serve traffic (vacuum-copied.ts).
+        for (const failure of await vacuumAnalyzeOnShards(shards, task.tableName)) {
+          await recordEngineEvent(
+            task.planId,
+            "warn",
+            "backfill",
+            `${task.tableName} was copied, but VACUUM (ANALYZE) on shard ${failure.shard} failed: ${failure.message}. ` +
+              "The copy is complete; autovacuum will do it later, or run VACUUM (ANALYZE) on that table on the shard now.",
+          );
+        }
         return "done";
       }
       lastKey = chunk.lastKey;
