@@ -18,6 +18,7 @@ import crypto from "node:crypto";
 import pg from "pg";
 import { serverEnv } from "../../env";
 import { ZPlanSettings } from "../../schemas/plan";
+import { debugTrace } from "../shared/debug-trace";
 import { assertCopier, COPIER_TAKEN_OVER, claimCopier, dropTouched } from "../shared/snapshot-guard";
 import { planTable } from "../shared/table-plan";
 import { TokenBucket } from "../shared/token-bucket";
@@ -196,6 +197,7 @@ async function runLockedSlice(
     // Fence out any earlier holder of this task (see claimCopier) before the first chunk.
     const owner = crypto.randomUUID();
     await Promise.all(shards.map((s) => claimCopier(s, task.tableName, owner)));
+    debugTrace(`slice-claim ${task.tableName} owner=${owner} from=${JSON.stringify(lastKey)}`);
     await db().backfillTask.update({ where: { id: taskId }, data: { status: "running" } });
     for (;;) {
       const now = performance.now();
@@ -290,6 +292,7 @@ async function runLockedSlice(
           throw refused.reason;
         }
         await db().backfillTask.update({ where: { id: taskId }, data: { status: "done" } });
+        debugTrace(`task-done ${task.tableName} owner=${owner}`);
         // CDC stops recording the table once it sees it done; these entries are no longer read.
         await Promise.all(shards.map((s) => dropTouched(s, task.tableName)));
         await recordMetric(task.planId, `backfill.rows_per_s:${task.tableName}`, 0);
