@@ -6,8 +6,9 @@
 // until then the planner guesses. Done here, the work happens while the shard has no readers yet.
 //
 // Invariants:
-// - Outside any transaction (VACUUM cannot run in one), on the slice's own shard connections, after
-//   the table is marked done: CDC no longer takes the table's guard lock, and VACUUM's lock (SHARE
+// - Outside any transaction (VACUUM cannot run in one), on the worker's shard pools, after the
+//   table is marked done and the slice released the task's lock (a vacuum is not a copier: a pause
+//   must not wait for it): CDC no longer takes the table's guard lock, and VACUUM's lock (SHARE
 //   UPDATE EXCLUSIVE) does not conflict with CDC's row writes, so CDC is never blocked. TRUNCATE
 //   false: giving empty tail pages back needs a (brief) ACCESS EXCLUSIVE lock, which would.
 // - Best effort: a failure is returned (the caller records it as a warning), never thrown — the
@@ -26,7 +27,7 @@ export function vacuumAnalyzeSql(qualified: string): string {
 
 /** VACUUM (ANALYZE) `qualified` (TableInfo.qualified) on every shard, in parallel. */
 export async function vacuumAnalyzeOnShards(
-  shards: readonly pg.ClientBase[],
+  shards: readonly Pick<pg.Pool, "query">[],
   qualified: string,
 ): Promise<VacuumFailure[]> {
   const settled = await Promise.allSettled(shards.map((s) => s.query(vacuumAnalyzeSql(qualified))));
