@@ -26,6 +26,7 @@ import { spawnWorker, type WorkerProcess, waitFor } from "../testing/worker-proc
 import type { SourceSchema } from "./analysis/introspect";
 import { parseLsn, readSlotStatus } from "./cdc/slot";
 import { hashPlacement } from "./router/placement";
+import { debugTrace, debugTraceOn } from "./shared/debug-trace";
 
 let control: Awaited<ReturnType<typeof useControlPlane>>;
 let legacy: TestDatabase;
@@ -89,6 +90,7 @@ describe("backfill + forward CDC under writes and crashes", () => {
         "CDC to have applied something",
         async () => (await db().dataMovement.findUnique({ where: { planId: plan.id } }))?.confirmedLsn,
       );
+      debugTrace("test: SIGKILL workers");
       for (const w of workers.splice(0)) await w.kill("SIGKILL");
       const afterKillLsn = (await db().dataMovement.findUnique({ where: { planId: plan.id } }))?.confirmedLsn;
       const afterKill = await tasksProgress(plan.id);
@@ -102,7 +104,8 @@ describe("backfill + forward CDC under writes and crashes", () => {
       // origin past it (PostgreSQL advances an origin on a stamped abort too), and the next runner
       // skipped it (cdc/failed-apply-origin.test.ts). With the crash on, 9 of 10 runs passed; one
       // ended with 9 rows of two deleted invoices still on shard 1, which did not crash (open).
-      // SHARDSHIFT_TEST_SHARD_CRASH=1 runs it.
+      // SHARDSHIFT_TEST_SHARD_CRASH=1 runs it; SHARDSHIFT_DEBUG_TRACE=<file> records the history of
+      // every chunk and CDC apply for a failing run (shared/debug-trace.ts).
       if (process.env.SHARDSHIFT_TEST_SHARD_CRASH === "1") {
         await waitFor(
           "CDC to apply again after the restart",
@@ -110,9 +113,11 @@ describe("backfill + forward CDC under writes and crashes", () => {
             (await db().dataMovement.findUnique({ where: { planId: plan.id } }))?.confirmedLsn !==
             afterKillLsn,
         );
+        debugTrace("test: crash shard 2");
         await crashable.crash();
         await new Promise((r) => setTimeout(r, 1_000));
         await crashable.restart();
+        debugTrace("test: shard 2 restarted");
       }
       await setBackfillRate(actor, { planId: plan.id, rowsPerSecond: 50_000, reason: "speed up" });
       await waitFor(
@@ -136,6 +141,24 @@ describe("backfill + forward CDC under writes and crashes", () => {
     const schema = status.sourceSchema as unknown as SourceSchema;
     const allShards = [...shards.map((s) => s.pool), shard2];
     const differences = await compareShards(legacy.pool, allShards, schema, hashPlacement(allShards.length));
+    // SHARDSHIFT_DEBUG_TRACE=<file>: what the guard and the origins held, and who wrote each extra row.
+    if (differences.length && debugTraceOn) {
+      debugTrace(`test: differences ${JSON.stringify(differences)}`);
+      for (const [i, p] of allShards.entries()) {
+        const r = await p.query("select rel, key::text, xid::text from _shardshift.cdc_touched limit 50");
+        debugTrace(`test: shard ${i} touched ${JSON.stringify(r.rows)}`);
+        const o = await p.query("select * from pg_replication_origin_status");
+        debugTrace(`test: shard ${i} origins ${JSON.stringify(o.rows)}`);
+      }
+      for (const d of differences.filter((x) => x.problem === "extra")) {
+        const p = allShards[d.shard];
+        const t = schema.tables.find((x) => x.qualified === d.table);
+        if (!p || !t) continue;
+        const key = t.primaryKey.map((c) => `${c}::text`).join(` || '|' || `);
+        const r = await p.query(`select xmin::text, ctid::text from ${d.table} where ${key} = $1`, [d.key]);
+        debugTrace(`test: extra ${d.table} ${d.key} on ${d.shard}: ${JSON.stringify(r.rows)}`);
+      }
+    }
     expect(differences).toEqual([]);
     const totalRows = async (p: pg.Pool) =>
       (await p.query("select count(*)::int n from events")).rows[0].n as number;

@@ -24,6 +24,7 @@ import type { Readable } from "node:stream";
 import pg from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import type { Placement } from "../router/placement";
+import { debugTrace, debugTraceOn } from "../shared/debug-trace";
 import { assertCopierSql, guardLockSql, TOUCHED_TABLE } from "../shared/snapshot-guard";
 import type { TablePlan } from "../shared/table-plan";
 import { quoteIdent } from "../sql/identifiers";
@@ -238,10 +239,21 @@ export async function writeChunkToShard(
         await client.query(upsertFromStageSql(plan));
       }
     }
+    const shardXid = debugTraceOn
+      ? (await client.query<{ x: string }>("select pg_current_xact_id()::text as x")).rows[0]?.x
+      : "";
     await client.query("commit");
+    debugTrace(
+      () =>
+        `chunk-ok ${plan.table.qualified} shardxid=${shardXid} db=${(client as unknown as { database?: string }).database}:${(client as unknown as { port?: number }).port} xmin=${chunk.xmin} snap=${chunk.snapshot} range=(${JSON.stringify(chunk.afterKey)},${JSON.stringify(chunk.lastKey)}] kept=${kept.length}/${lines.length} skip=${[...skip].join(";")}`,
+    );
     return kept.length;
   } catch (error) {
     await client.query("rollback").catch(() => {});
+    debugTrace(
+      () =>
+        `chunk-fail ${plan.table.qualified} db=${(client as unknown as { database?: string }).database}:${(client as unknown as { port?: number }).port} xmin=${chunk.xmin} range=(${JSON.stringify(chunk.afterKey)},${JSON.stringify(chunk.lastKey)}] err=${(error as Error).message}`,
+    );
     throw error;
   }
 }

@@ -18,6 +18,7 @@ import crypto from "node:crypto";
 import pg from "pg";
 import { serverEnv } from "../../env";
 import { ZPlanSettings } from "../../schemas/plan";
+import { debugTrace } from "../shared/debug-trace";
 import { assertCopier, COPIER_TAKEN_OVER, claimCopier, dropTouched } from "../shared/snapshot-guard";
 import { planTable } from "../shared/table-plan";
 import { TokenBucket } from "../shared/token-bucket";
@@ -27,6 +28,7 @@ import { db } from "../store/db";
 import { loadMovementContext, recordEngineEvent, recordMetric } from "../store/movement-context";
 import { type ChunkRead, chooseWriteMode, readChunk, writeChunk } from "./copy-chunk";
 import { LoadQueryError, type SourceLoadLimits, sourceBusyReason } from "./source-load";
+import { vacuumAnalyzeOnShards } from "./vacuum-copied";
 
 const RETRYABLE = new Set(["40P01", "40001", "55P03"]);
 const MAX_CHUNK_ROWS = 20_000;
@@ -112,6 +114,7 @@ export async function runBackfillSlice(taskId: bigint, sliceMs = 15_000): Promis
     connectionString: serverEnv().DATABASE_URL,
     application_name: "shardshift-backfill-lock",
   });
+  const copied: { planId: string; table: string }[] = [];
   // Losing this connection releases the task's lock: another worker may take the task, so this
   // slice stops before its next chunk rather than copy beside it.
   let lockLost = false;
@@ -132,7 +135,7 @@ export async function runBackfillSlice(taskId: bigint, sliceMs = 15_000): Promis
   try {
     if (!(await tryLock(taskId))) return "skipped";
     const stillLocked = () => !lockLost;
-    let outcome = await runLockedSlice(taskId, deadline, stillLocked);
+    let outcome = await runLockedSlice(taskId, deadline, stillLocked, copied);
     let current = taskId;
     while (outcome === "done" && performance.now() < deadline) {
       await lock.query("select pg_advisory_unlock($1, $2)", [TASK_LOCK_CLASS, Number(current)]);
@@ -151,11 +154,36 @@ export async function runBackfillSlice(taskId: bigint, sliceMs = 15_000): Promis
       }
       if (next === null) break;
       current = next;
-      outcome = await runLockedSlice(current, deadline, stillLocked);
+      outcome = await runLockedSlice(current, deadline, stillLocked, copied);
     }
     return outcome;
   } finally {
     await lock.end().catch(() => {});
+    // After the task locks are gone: a vacuum is not copying, and must not hold up a pause.
+    for (const { planId, table } of copied) await vacuumCopiedTable(planId, table);
+  }
+}
+
+/** Statistics and the visibility map now, before the shards serve traffic (vacuum-copied.ts). */
+async function vacuumCopiedTable(planId: string, table: string): Promise<void> {
+  try {
+    const ctx = await loadMovementContext(planId);
+    for (const failure of await vacuumAnalyzeOnShards(ctx.shards, table)) {
+      await recordEngineEvent(
+        planId,
+        "warn",
+        "backfill",
+        `${table} was copied, but VACUUM (ANALYZE) on shard ${failure.shard} failed: ${failure.message}. ` +
+          "The copy is complete; autovacuum will do it later, or run VACUUM (ANALYZE) on that table on the shard now.",
+      );
+    }
+  } catch (error) {
+    await recordEngineEvent(
+      planId,
+      "warn",
+      "backfill",
+      `${table} was copied, but its VACUUM (ANALYZE) on the shards could not run: ${(error as Error).message}.`,
+    ).catch(() => {});
   }
 }
 
@@ -163,6 +191,8 @@ async function runLockedSlice(
   taskId: bigint,
   deadline: number,
   stillLocked: () => boolean,
+  /** Tables this slice finished copying (vacuumed once the task's lock is released). */
+  copied: { planId: string; table: string }[],
 ): Promise<SliceOutcome> {
   const task = await db().backfillTask.findUnique({
     where: { id: taskId },
@@ -195,6 +225,7 @@ async function runLockedSlice(
     // Fence out any earlier holder of this task (see claimCopier) before the first chunk.
     const owner = crypto.randomUUID();
     await Promise.all(shards.map((s) => claimCopier(s, task.tableName, owner)));
+    debugTrace(`slice-claim ${task.tableName} owner=${owner} from=${JSON.stringify(lastKey)}`);
     await db().backfillTask.update({ where: { id: taskId }, data: { status: "running" } });
     for (;;) {
       const now = performance.now();
@@ -289,9 +320,11 @@ async function runLockedSlice(
           throw refused.reason;
         }
         await db().backfillTask.update({ where: { id: taskId }, data: { status: "done" } });
+        debugTrace(`task-done ${task.tableName} owner=${owner}`);
         // CDC stops recording the table once it sees it done; these entries are no longer read.
         await Promise.all(shards.map((s) => dropTouched(s, task.tableName)));
         await recordMetric(task.planId, `backfill.rows_per_s:${task.tableName}`, 0);
+        copied.push({ planId: task.planId, table: task.tableName });
         return "done";
       }
       lastKey = chunk.lastKey;

@@ -24,6 +24,7 @@ import pg from "pg";
 import { serverEnv } from "../../env";
 import { LEGACY_OWNER_KEY } from "../routing/fence-sql";
 import { CDC_STRAY_REASON } from "../routing/stray-writes";
+import { debugTrace } from "../shared/debug-trace";
 import { dropTouched } from "../shared/snapshot-guard";
 import {
   insertCdcStrayWrites,
@@ -152,7 +153,10 @@ async function streamPlan(
   const refreshState = async () => {
     const state = await readMovementState(store, planId);
     movementActive = state.active;
-    for (const table of state.doneTables) doneTables.add(table);
+    for (const table of state.doneTables) {
+      if (!doneTables.has(table)) debugTrace(`cdc-sees-done ${table}`);
+      doneTables.add(table);
+    }
   };
 
   const targets: TargetApplier[] = [];

@@ -14,6 +14,7 @@
 // - A target that is unreachable fails its open within the connect timeout, and a statement that
 //   hangs ends after the statement timeout: a hung target cannot hang the stream's stop.
 import pg from "pg";
+import { debugTrace } from "../shared/debug-trace";
 import { describeConnectionError } from "../sql/connect";
 import { type ApplyOptions, applySessionSql, applyToShard, type Statement } from "./apply";
 import {
@@ -70,6 +71,7 @@ export class TargetApplier {
       await client.query(originSessionSetupSql(options.origin));
       const progress = originProgressSql(options.origin);
       const { rows } = await client.query<{ lsn: string }>(progress.text, progress.values);
+      debugTrace(`cdc-open t=${options.ordinal} origin=${options.origin} progress=${rows[0]?.lsn}`);
       return new TargetApplier(options.ordinal, options.origin, client, parseLsn(rows[0]?.lsn ?? "0/0"));
     } catch (error) {
       await client.end().catch(() => {});
@@ -86,11 +88,31 @@ export class TargetApplier {
     stamp: { lsn: bigint; commitTimeIso: string },
     options: Omit<ApplyOptions, "sessionPrepared" | "originStamp"> = {},
   ): Promise<boolean> {
-    const wrote = await applyToShard(this.client, statements, {
-      ...options,
-      sessionPrepared: true,
-      originStamp: stamp,
-    });
+    const traced = () =>
+      statements
+        .filter((s) => s.touches)
+        .map(
+          (s) =>
+            `${s.text.slice(0, 6)}:${s.touches?.relation}:${JSON.stringify(s.touches?.key)}:${s.touches?.xid}`,
+        )
+        .join(" ");
+    let wrote: boolean;
+    try {
+      wrote = await applyToShard(this.client, statements, {
+        ...options,
+        sessionPrepared: true,
+        originStamp: stamp,
+      });
+    } catch (error) {
+      debugTrace(
+        () =>
+          `cdc-fail t=${this.ordinal} stamp=${stamp.lsn.toString(16)} n=${statements.length} err=${(error as Error).message} ${traced()}`,
+      );
+      throw error;
+    }
+    debugTrace(
+      () => `cdc-ok t=${this.ordinal} stamp=${stamp.lsn.toString(16)} n=${statements.length} ${traced()}`,
+    );
     if (wrote && stamp.lsn > this.appliedUpTo) this.appliedUpTo = stamp.lsn;
     return wrote;
   }
