@@ -174,7 +174,14 @@ describe("forward CDC lag", () => {
     expect(row?.figures.lag).toEqual(own.lag);
     expect(row?.figures.backfill.rowsCopied).toBe(own.backfill.rowsCopied);
     expect(row?.figures.parity).toEqual(own.parity);
-    expect(row?.figures.breaker).toEqual({ available: false });
+    expect(row?.figures.breaker).toEqual(own.breaker);
+    expect(own.breaker).toEqual({
+      state: "armed",
+      trippedAt: null,
+      trippedBy: null,
+      reason: null,
+      error: null,
+    });
     expect(row?.figures.tenants.onShards).toBe(0);
   });
 });
