@@ -210,6 +210,24 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
   }
 }
 
+/**
+ * How long the rollback waits, before anything is frozen, for a shard's reverse stream to be
+ * reading its slot. A worker that just took the trip over (its predecessor killed) starts the
+ * reverse streams on its first ticks; judging the slot at once read "not running" and gave the
+ * trip up (breaker-crash.test.ts, on a fresh clone).
+ */
+const REVERSE_STREAM_WAIT_MS = 30_000;
+
+/** The reverse lag once the slot has a reader, or null if none came within REVERSE_STREAM_WAIT_MS. */
+async function reverseLagOnceStreaming(shard: pg.Pool, slot: string): Promise<number | null> {
+  const deadline = Date.now() + REVERSE_STREAM_WAIT_MS;
+  for (;;) {
+    const lag = await reverseLagMs(shard, slot);
+    if (lag !== null || Date.now() >= deadline) return lag;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
 /** The shards of the set as it reads now; fences and slots ready, lags within the budget. Nothing frozen. */
 async function prepare(row: TripRow, fences: PlanFences): Promise<string[]> {
   const movement = await db().dataMovement.findUnique({
@@ -233,7 +251,11 @@ async function prepare(row: TripRow, fences: PlanFences): Promise<string[]> {
           shardOrdinal: fences.shards.indexOf(shard),
           schema: fences.schema,
         });
-        const blocker = lagBlocker("to-legacy", await reverseLagMs(shard.pool, reverse.slot), row.budgetMs);
+        const blocker = lagBlocker(
+          "to-legacy",
+          await reverseLagOnceStreaming(shard.pool, reverse.slot),
+          row.budgetMs,
+        );
         if (blocker) blockers.push(`${shard.name}: ${blocker}`);
       }),
   );
