@@ -125,5 +125,33 @@ export async function planAtTwoWayCdc(page: Page, name: string, settings: Record
  * shards the next spec uses (whatever happened in it: call it from a `finally`).
  */
 export async function cancelMovement(page: Page, planId: string) {
+  await handTenantsBackToLegacy(page, planId);
   await trpc(page, "movement.control", { planId, action: "cancel", reason: "test over" }).catch(() => {});
+}
+
+/**
+ * A cancel is refused while a shard owns a tenant (its writes would be stranded there), so a spec
+ * that cut tenants over or promoted a cohort hands them all back first — with the breaker, one
+ * rollback — and waits until no shard owns any.
+ */
+async function handTenantsBackToLegacy(page: Page, planId: string) {
+  const pool = controlPlanePool();
+  try {
+    const onShards = async () =>
+      (
+        await pool.query<{ n: number }>(
+          "select count(*)::int as n from tenant_route where plan_id = $1 and owner_database_id is not null",
+          [planId],
+        )
+      ).rows[0]?.n ?? 0;
+    if ((await onShards()) === 0) return;
+    await trpc(page, "breaker.trip", {
+      planId,
+      scope: { kind: "all" },
+      reason: "test over: every tenant back to legacy",
+    }).catch(() => {});
+    await expect.poll(onShards, { timeout: 120_000, intervals: [1_000] }).toBe(0);
+  } finally {
+    await pool.end();
+  }
 }
