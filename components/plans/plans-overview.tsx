@@ -148,7 +148,7 @@ const columns: ColumnDef<FleetRow>[] = [
     cell: ({ row: { original: r } }) => (
       <span
         className="text-xs"
-        title="Tenants move to their shard at cutover, which is not built yet: none has moved."
+        title="Tenants on a shard of those the census counted: they move at cutover, from the Routing or Cohorts page."
       >
         {nf.format(r.figures.tenants.onShards)}
         {r.figures.tenants.total !== null ? ` of ${nf.format(r.figures.tenants.total)}` : ""}

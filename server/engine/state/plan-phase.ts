@@ -54,8 +54,9 @@ const REVERTIBLE: ReadonlySet<PlanPhase> = new Set([
 /** Steps whose machinery does not exist yet: they cannot be entered (nor, if a plan sits in one, left forwards). */
 export const NOT_AVAILABLE: Readonly<Partial<Record<PlanPhase, string>>> = {
   bit_by_bit_routing:
-    "cohort promotion is not built yet (single tenants can be cut over from the routing page meanwhile)",
-  live_rollback: "the rollback breaker is not built yet, so nothing could arm it",
+    "the plan does not follow its tenants into this phase yet (cohorts are promoted from the Cohorts page, single tenants cut over from the Routing page meanwhile)",
+  live_rollback:
+    "the plan does not follow its tenants into this phase yet (the breaker already works: its state is in the header, and a trip rolls tenants back)",
   native_cleanup: "clean-up is not built yet",
 };
 
