@@ -19,6 +19,8 @@
 // - Transactions written in a session that carries an origin are marked with it in the WAL, so a
 //   stream started with origin 'none' on that server does not send them back (loop safety for
 //   reverse CDC).
+// - The stamp travels with the COMMIT, in one message: PostgreSQL advances the origin when a
+//   stamped transaction aborts too, so a stamp without its commit could skip a batch for good.
 import pg from "pg";
 import type { SqlStatement } from "./slot";
 import { formatLsn } from "./slot";
@@ -52,25 +54,10 @@ export function originProgressSql(origin: string): SqlStatement {
 
 /**
  * Stamps the current transaction with the source position it brings the target to. Literals, not
- * parameters: it rides in the same simple-protocol message as the BEGIN.
+ * parameters: it rides in the same simple-protocol message as the COMMIT (apply.ts says why).
  */
 export function originXactSetupSql(stampLsn: bigint, commitTimeIso: string): string {
   return `select pg_replication_origin_xact_setup('${formatLsn(stampLsn)}', ${pg.escapeLiteral(commitTimeIso)})`;
-}
-
-/**
- * The same stamp as a prepared statement, for a transaction sent as one message sequence
- * (one-sync-transaction.ts): parsed once per session, the positions bound as parameters.
- */
-export function originXactSetupStatement(
-  stampLsn: bigint,
-  commitTimeIso: string,
-): SqlStatement & { name: string } {
-  return {
-    name: "shardshift_origin_stamp",
-    text: "select pg_replication_origin_xact_setup($1::pg_lsn, $2::timestamptz)",
-    values: [formatLsn(stampLsn), commitTimeIso],
-  };
 }
 
 /** Every origin of a slot (any target) on one server, dropped when its movement ends. */

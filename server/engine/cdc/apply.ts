@@ -15,7 +15,7 @@ import type { TableInfo } from "../analysis/introspect";
 import { guardLocksSql, recordTouchedSql } from "../shared/snapshot-guard";
 import { quoteIdent } from "../sql/identifiers";
 import { setLocalRenderingSql, setSessionRenderingSql } from "../sql/rendering";
-import { originXactSetupSql, originXactSetupStatement } from "./apply-origin";
+import { originXactSetupSql } from "./apply-origin";
 import { runInOneSync } from "./one-sync-transaction";
 import { type Tuple, UNCHANGED_TOAST } from "./pgoutput";
 
@@ -201,25 +201,44 @@ export async function applyToShard(
   if (recorded.length) body.push(recordTouchedSql(recorded));
   const rereads = body.some((s) => s.reread);
 
-  // STAMP LAST. PostgreSQL advances a session's origin when a transaction stamped with
-  // pg_replication_origin_xact_setup ABORTS too (the abort record carries the origin, and crash
-  // recovery replays it): a stamp sent before the writes, in a transaction that then failed — a
-  // statement error, a lock or statement timeout, or the engine killed mid-transaction so the
-  // server rolled it back — moved the origin past source transactions the target never committed.
-  // The next runner read that origin, skipped them, and they were lost. So the stamp is the last
-  // thing before the commit: a transaction that fails before it never carries it.
+  // THE STAMP RIDES WITH THE COMMIT, in one message. PostgreSQL advances a session's origin when a
+  // transaction stamped with pg_replication_origin_xact_setup ABORTS too (the abort record carries
+  // the origin, and crash recovery replays it). So a stamp that reached the server without its
+  // commit — sent before the writes in a transaction that then failed (a statement error, a lock or
+  // statement timeout), or sent as its own message and followed by a lost connection (the engine
+  // killed, its thread ended mid-write, a network cut) — moved the origin past source transactions
+  // the target never committed. The next runner read that origin, skipped them, and they were lost
+  // (failed-apply-origin.test.ts, stamp-at-commit.test.ts). The stamp is therefore only ever sent as
+  // `select pg_replication_origin_xact_setup(…); commit` in ONE simple-protocol message: the server
+  // runs a message only once it has all of it, and a transaction that failed earlier fails the
+  // stamp's select, so it never carries it.
   //
-  // The common case, on the runner's own session: the stamp, the guard lock and every statement as
-  // one implicit transaction under a single Sync — one message sequence out, one answer back
-  // (one-sync-transaction.ts). Read committed and asynchronous commit are the session's settings.
+  // The common case, on the runner's own session: BEGIN, the guard lock and every statement as one
+  // message sequence under a single Sync, then the stamp-and-commit message, written together —
+  // one write out, answered in one round trip (one-sync-transaction.ts). Read committed and
+  // asynchronous commit are the session's settings.
   if (pipelined && options.sessionPrepared && !inTransaction && !rereads) {
-    await runInOneSync(client, [
+    const statements = [
       // The backfill's chunk writes take the same locks: a chunk and a batch never interleave on a table.
       ...(recorded.length ? [{ text: guardLocksSql(recorded.map((t) => t.relation)), values: [] }] : []),
       ...body,
-      // Last (see STAMP LAST above): a statement that fails skips it.
-      ...(stamp ? [originXactSetupStatement(stamp.lsn, stamp.commitTimeIso)] : []),
-    ]);
+    ];
+    if (!stamp) {
+      await runInOneSync(client, statements);
+      return true;
+    }
+    const sent = [
+      runInOneSync(client, [{ text: "begin", values: [] }, ...statements]),
+      client.query(`${originXactSetupSql(stamp.lsn, stamp.commitTimeIso)}; commit`),
+    ];
+    const settled = await Promise.allSettled(sent);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) {
+      // A failed statement left the transaction aborted, and the stamp's select failed in it: the
+      // commit never ran.
+      await client.query("rollback").catch(() => {});
+      throw failed.reason;
+    }
     return true;
   }
 
@@ -236,7 +255,7 @@ export async function applyToShard(
           setLocalRenderingSql(),
         ];
   if (recorded.length) opening.push(guardLocksSql(recorded.map((t) => t.relation)));
-  // The stamp rides with the COMMIT (see STAMP LAST above), never before the writes.
+  // The stamp rides with the COMMIT in one message (see above), never before the writes.
   const closing = inTransaction
     ? null
     : stamp
