@@ -10,7 +10,6 @@
 // Sync message and then cuts both sides, once the server has run everything before it. The origin
 // must not move. It failed before the fix (the origin said 0/500 after the cut).
 import net from "node:net";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
 import { waitFor } from "../../testing/worker-process";
