@@ -8,7 +8,7 @@
 // - Every status change goes through the state machine (cutover-store.ts), with a step entry.
 // - Map changes are written through writeRoutingChange with the engine's injected audit writer
 //   (a system actor's), each in one transaction with the attempt's status where they belong
-//   together: freeze + 'fencing', owner + 'flipped' (the commit point), unfreeze + 'done'.
+//   together: freeze + 'fencing', owner and unfreeze + 'flipped' (the commit point).
 // - Fences are brought up to the map with syncPlanFences (a consistent read of every route since
 //   the version each database holds), never with a hand-made version: a fence that claimed a map
 //   version before it held every change of it would never receive what it missed.
@@ -208,6 +208,11 @@ interface Context {
   origin: string | null;
   /** When the map's freeze committed (epoch ms): the lock wait on O is bounded from here. */
   mapFrozenAt: number | null;
+  /**
+   * When this runner's flip committed, which unfroze the tenant on the map in the same statement
+   * (null: not flipped by this runner — a restarted worker finishing an attempt unfreezes itself).
+   */
+  unfrozenAt: Date | null;
 }
 
 async function loadContext(row: CutoverRow): Promise<Context> {
@@ -237,6 +242,7 @@ async function loadContext(row: CutoverRow): Promise<Context> {
     slotLsn: parseLsn(movement.slotLsn ?? "0/0"),
     origin: null,
     mapFrozenAt: null,
+    unfrozenAt: null,
   };
 }
 
@@ -626,13 +632,19 @@ async function drainAndFlip(ctx: Context, options: DriveOptions): Promise<void> 
       `The ${row.budgetMs} ms freeze budget ran out before the flip (drained and sequences set, ${Math.max(0, Math.round(left))} ms left; the flip and unfreeze take about ${Math.round(reserve)} ms); aborted, writes resumed on ${ctx.from.name}.`,
     );
   }
-  // The commit point: the map names N (still frozen) in the same transaction as 'flipped'.
+  // The commit point: the map names N, and no longer holds the tenant's writes, in the same
+  // statement as 'flipped'. One map change, not a flip then an unfreeze: every map change of the
+  // plan holds the map's row lock until its commit is flushed, so with eight cutovers at once each
+  // waits for the others' flushes; the separate unfreeze was a third of those waits, and the
+  // tenant's writes stayed held through it. Unfreezing here opens nothing sooner: routers still
+  // find N's fence closed until finish() brings it up (the SDK retries, as it did after the
+  // separate unfreeze), and until this commits the tenant is frozen with O its owner.
   try {
     await timed(options.timings, "flip", () =>
       changeMap(
         row,
         options,
-        { tenantKey: row.tenantKey, ownerId: row.toDatabaseId, frozen: true },
+        { tenantKey: row.tenantKey, ownerId: row.toDatabaseId, frozen: false },
         `cutover ${row.direction} of tenant ${row.tenantKey}: flip to ${ctx.to.name} (${row.reason})`,
         {
           event: "flipped",
@@ -651,30 +663,35 @@ async function drainAndFlip(ctx: Context, options: DriveOptions): Promise<void> 
     }
     throw error;
   }
+  ctx.unfrozenAt = new Date();
   options.log(`flipped to ${ctx.to.name} (map version ${row.flipVersion})`);
 }
 
 /**
  * From the commit point on (idempotent, so a restarted worker runs it again): the map unfreezes
- * the tenant on N, N's fence follows at once (writes resume there), then every fence.
+ * the tenant on N (this runner's flip already did), N's fence follows at once (writes resume
+ * there), then every fence.
  */
 async function finish(ctx: Context, options: DriveOptions, note: string | null): Promise<void> {
   const { row } = ctx;
-  const freezeEndedAt = row.freezeEndedAt ?? new Date();
+  const freezeEndedAt = row.freezeEndedAt ?? ctx.unfrozenAt ?? new Date();
   const flipStarted = performance.now() - (options.timings.flip ?? 0);
-  // No remote work inside the control-plane transaction: it would hold a transaction id (and the
-  // map's row lock) while a shard answers, and a reverse slot's creation waits for every running
-  // transaction on the server.
-  await timed(options.timings, "unfreeze", () =>
-    changeMap(
-      row,
-      options,
-      { tenantKey: row.tenantKey, ownerId: row.toDatabaseId, frozen: false },
-      `cutover ${row.direction} of tenant ${row.tenantKey}: unfreeze on ${ctx.to.name} (${row.reason})`,
-      { freezeEndedAt },
-    ),
-  );
-  // What the flip reserve covers: the flip and the unfreeze (the freeze ends there), not fence syncs.
+  if (ctx.unfrozenAt === null) {
+    // A restarted worker: the flip it finds may be one that left the tenant frozen (an attempt
+    // flipped before flips unfroze). No remote work inside the control-plane transaction: it
+    // would hold a transaction id (and the map's row lock) while a shard answers, and a reverse
+    // slot's creation waits for every running transaction on the server.
+    await timed(options.timings, "unfreeze", () =>
+      changeMap(
+        row,
+        options,
+        { tenantKey: row.tenantKey, ownerId: row.toDatabaseId, frozen: false },
+        `cutover ${row.direction} of tenant ${row.tenantKey}: unfreeze on ${ctx.to.name} (${row.reason})`,
+        { freezeEndedAt },
+      ),
+    );
+  }
+  // What the flip reserve covers: the flip (which ends the freeze), not fence syncs.
   if (options.timings.flip !== undefined) recordFlipCost(performance.now() - flipStarted);
   // N first: routers that read the unfrozen map find N's fence open, at worst after one retry.
   await timed(options.timings, "fenceNew", () =>
@@ -689,7 +706,9 @@ async function finish(ctx: Context, options: DriveOptions, note: string | null):
   await advanceCutover(
     row,
     "finished",
-    { endedAt: new Date(), error: null },
+    // The freeze's end, when this runner's flip ended it: written with 'done' (a restarted worker
+    // that finds it missing stamps its own time, a longer freeze than the real one, never shorter).
+    { endedAt: new Date(), error: null, ...(row.freezeEndedAt ? {} : { freezeEndedAt }) },
     { note: note ?? undefined, timings: options.timings },
   );
   const freezeMs = row.freezeStartedAt ? freezeEndedAt.getTime() - row.freezeStartedAt.getTime() : null;
