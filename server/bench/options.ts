@@ -7,9 +7,19 @@ import { parseArgs } from "node:util";
  * always; parity, cdc, busy and throttled the worker's unthrottled backfill (its figure is reported
  * with backfill only, which also runs the raw COPY baseline); busy the quiet lag test it is compared
  * with (cdc's burst and native's tests only with cdc); cutover the native shard → legacy baseline of
- * its reverse lag.
+ * its reverse lag; breaker and promotion only the backfill (movement 1 streaming both ways).
  */
-export const BENCH_STEPS = ["backfill", "parity", "cdc", "busy", "throttled", "cutover", "routing"] as const;
+export const BENCH_STEPS = [
+  "backfill",
+  "parity",
+  "cdc",
+  "busy",
+  "throttled",
+  "cutover",
+  "breaker",
+  "promotion",
+  "routing",
+] as const;
 export type BenchStep = (typeof BENCH_STEPS)[number];
 
 export interface BenchOptions {

@@ -19,6 +19,8 @@
 //   5d cutover    movement 1 still streaming: tenants cut over to their shards by the worker under an
 //                 SDK write workload (freeze windows, cutovers/s), some back to legacy, then the
 //                 reverse lag (shard → legacy) of probe writes to the tenants the shards now own
+//   5e breaker    movement 1 still streaming: N tenants put on their shards by the map, then one trip
+//                 of the breaker under SDK writes, for N = 100, 1,000 and all (trip → flip, → end)
 //   6. throttled  movement 1 cancelled, movement 2 (shards reset by the service) at a fixed rate
 //   7. native     built-in logical replication between the same servers: the same lag and burst tests
 //   7b native     the same, shard → legacy: the reverse lag test of 5d
@@ -51,6 +53,7 @@ import {
   startBenchCluster,
   waitForAutovacuumIdle,
 } from "./cluster";
+import { addBreakerFigures, runBreakerStep } from "./breaker-step";
 import { addCutoverFigures, runCutoverStep, runNativeReverseStep } from "./cutover-step";
 import { dropReplicationLeftovers } from "./leftovers";
 import {
@@ -266,7 +269,9 @@ export async function runBench(
   const report = new BenchReport();
   const loadAtStart = os.loadavg()[0] ?? 0;
   const wants = (s: BenchStep) => options.only === null || options.only.has(s);
-  const needsWorker = (["backfill", "parity", "cdc", "busy", "throttled", "cutover"] as const).some(wants);
+  const needsWorker = (
+    ["backfill", "parity", "cdc", "busy", "throttled", "cutover", "breaker", "promotion"] as const
+  ).some(wants);
   const step = async <T>(label: string, fn: () => Promise<T>): Promise<T> => {
     const started = performance.now();
     log(`… ${label}`);
@@ -683,6 +688,22 @@ export async function runBench(
             }),
         );
 
+    // 5e. breaker: N tenants on their shards by the map, then one trip under SDK writes, for
+    //     N = 100, 1,000 and all (breaker-step.ts); every tenant ends on legacy again
+    const breaker = !wants("breaker")
+      ? null
+      : await step("5e breaker: trip → every tenant back on legacy, under SDK writes", async () => {
+          await waitForParityIdle(controlUrl, planId, { appearMs: 0, timeoutMs: 60_000 });
+          return runBreakerStep({
+            planId,
+            cluster,
+            tenantIds,
+            options,
+            log,
+            verifyRows: () => verifyCopy(legacyPool, shardPools, schema),
+          });
+        });
+
     // 6. backfill, throttled: a second movement on emptied shards
     const throttled = !wants("throttled")
       ? null
@@ -724,7 +745,7 @@ export async function runBench(
     if (!throttled) await cancelMovement(planId, "bench: measurements done");
     await stopWorker();
     await disconnectDb();
-    return { backfill, parity, ours, busy, nativeBusy, throttled, cutover };
+    return { backfill, parity, ours, busy, nativeBusy, throttled, cutover, breaker };
   };
   const engine = needsWorker ? await workerSteps() : null;
 
@@ -1034,6 +1055,7 @@ export async function runBench(
   }
 
   if (cutover) addCutoverFigures(report, options, cutover, nativeReverse);
+  if (engine?.breaker) addBreakerFigures(report, options, engine.breaker);
   if (routing) addRoutingFigures(report, routing);
 
   if (backfill) {
