@@ -88,9 +88,7 @@ export async function runBreakerStep(ctx: {
     legacy: cluster.legacy.url(LEGACY_DB),
     shards: cluster.shards.map((s) => s.url(SHARD_DB)),
   });
-  const shardPools = cluster.shards.map(
-    (s) => new pg.Pool({ connectionString: s.url(SHARD_DB), max: 1 }),
-  );
+  const shardPools = cluster.shards.map((s) => new pg.Pool({ connectionString: s.url(SHARD_DB), max: 1 }));
   const rounds: BreakerRound[] = [];
   try {
     for (const size of breakerSizes(ctx.tenantIds.length)) {
@@ -134,8 +132,17 @@ async function runRound(
   const movedSet = new Set(moved);
   const staying = ctx.tenantIds.filter((t) => !movedSet.has(t)).slice(0, moved.length);
   // 1. on shards, from a caught-up forward stream
-  await waitForCutoverReady(planId, moved[0] as string, "forward replication to catch up before the map change");
-  await placeOnShardsByMap(planId, moved, shardIds, `bench: ${size} tenants put on their shards for a breaker trip`);
+  await waitForCutoverReady(
+    planId,
+    moved[0] as string,
+    "forward replication to catch up before the map change",
+  );
+  await placeOnShardsByMap(
+    planId,
+    moved,
+    shardIds,
+    `bench: ${size} tenants put on their shards for a breaker trip`,
+  );
   await waitForReverseStreams(
     planId,
     shardPools.map((pool, ordinal) => ({ pool, ordinal })),
@@ -232,7 +239,11 @@ export function describeRound(r: BreakerRound): string {
   );
 }
 
-export function addBreakerFigures(report: BenchReport, options: BenchOptions, result: BreakerStepResult): void {
+export function addBreakerFigures(
+  report: BenchReport,
+  options: BenchOptions,
+  result: BreakerStepResult,
+): void {
   for (const r of result.rounds) {
     const what = `${r.tenants} tenants under ${options.cutoverWriteRate} SDK writes/s`;
     report.add({
@@ -256,7 +267,8 @@ export function addBreakerFigures(report: BenchReport, options: BenchOptions, re
       label: `SDK writes that waited on the breaker's freeze, p99 (p50 ${r.sdk.metFreeze.p50.toFixed(0)} ms, ${r.sdk.metFreeze.count} writes), ${what}`,
     });
     if (r.status !== "rolled_back") report.note(`Breaker, ${r.tenants} tenants: ${r.status}: ${r.error}`);
-    if (r.leftOnShards) report.note(`Breaker, ${r.tenants} tenants: ${r.leftOnShards} still on a shard after the trip.`);
+    if (r.leftOnShards)
+      report.note(`Breaker, ${r.tenants} tenants: ${r.leftOnShards} still on a shard after the trip.`);
     if (r.sdk.ledgerProblems.length) {
       report.note(
         `Breaker, ${r.tenants} tenants: ${r.sdk.ledgerProblems.length} of ${r.sdk.ledgerChecked} sampled acknowledged writes were not on legacy after the rollback; the first: ${r.sdk.ledgerProblems[0]}`,

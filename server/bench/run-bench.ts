@@ -40,6 +40,7 @@ import { readStageTrace } from "@/server/engine/cdc/stage-trace";
 import { hashPlacement } from "@/server/engine/router/placement";
 import { withClient } from "@/server/engine/sql/connect";
 import { spawnWorker } from "@/server/testing/worker-process";
+import { addBreakerFigures, runBreakerStep } from "./breaker-step";
 import { runChunkLoop, SLICE_CHUNK_ROWS } from "./chunk-loop";
 import type { CleanupStack } from "./cleanup";
 import {
@@ -53,7 +54,6 @@ import {
   startBenchCluster,
   waitForAutovacuumIdle,
 } from "./cluster";
-import { addBreakerFigures, runBreakerStep } from "./breaker-step";
 import { addCutoverFigures, runCutoverStep, runNativeReverseStep } from "./cutover-step";
 import { dropReplicationLeftovers } from "./leftovers";
 import {
