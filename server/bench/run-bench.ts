@@ -21,6 +21,8 @@
 //                 reverse lag (shard → legacy) of probe writes to the tenants the shards now own
 //   5e breaker    movement 1 still streaming: N tenants put on their shards by the map, then one trip
 //                 of the breaker under SDK writes, for N = 100, 1,000 and all (trip → flip, → end)
+//   5f promotion  movement 1 still streaming: a cohort ladder's first step (500 tenants) promoted
+//                 under SDK writes through the cohorts service (time, cutovers/s, freeze p50/p99)
 //   6. throttled  movement 1 cancelled, movement 2 (shards reset by the service) at a fixed rate
 //   7. native     built-in logical replication between the same servers: the same lag and burst tests
 //   7b native     the same, shard → legacy: the reverse lag test of 5d
@@ -82,6 +84,7 @@ import {
   waitForArrivals,
   warmPool,
 } from "./probe";
+import { addPromotionFigures, runPromotionStep } from "./promotion-step";
 import { prepareRawTargets, runRawCopy } from "./raw-copy";
 import { BenchReport, figure } from "./report";
 import { addRoutingFigures, measureRoutingOverhead } from "./router-sdk";
@@ -704,6 +707,17 @@ export async function runBench(
           });
         });
 
+    // 5f. promotion: a cohort of --promotion-tenants promoted under SDK writes (promotion-step.ts)
+    const promotion = !wants("promotion")
+      ? null
+      : await step(
+          `5f promotion: a cohort of ${options.promotionTenants} tenants promoted under SDK writes`,
+          async () => {
+            await waitForParityIdle(controlUrl, planId, { appearMs: 0, timeoutMs: 60_000 });
+            return runPromotionStep({ planId, cluster, options, log });
+          },
+        );
+
     // 6. backfill, throttled: a second movement on emptied shards
     const throttled = !wants("throttled")
       ? null
@@ -745,7 +759,7 @@ export async function runBench(
     if (!throttled) await cancelMovement(planId, "bench: measurements done");
     await stopWorker();
     await disconnectDb();
-    return { backfill, parity, ours, busy, nativeBusy, throttled, cutover, breaker };
+    return { backfill, parity, ours, busy, nativeBusy, throttled, cutover, breaker, promotion };
   };
   const engine = needsWorker ? await workerSteps() : null;
 
@@ -1056,6 +1070,7 @@ export async function runBench(
 
   if (cutover) addCutoverFigures(report, options, cutover, nativeReverse);
   if (engine?.breaker) addBreakerFigures(report, options, engine.breaker);
+  if (engine?.promotion) addPromotionFigures(report, options, engine.promotion);
   if (routing) addRoutingFigures(report, routing);
 
   if (backfill) {
