@@ -24,9 +24,9 @@ describe("parseBenchOptions", () => {
       promotionTenants: 50,
       promotionSeconds: 60,
     });
-    expect(() => parseBenchOptions(["--tenants", "400", "--promotion-tenants", "400"])).toThrow(
-      /must be below the dataset's --tenants/,
-    );
+    expect(() =>
+      parseBenchOptions(["--tenants", "400", "--cutover-tenants", "10", "--promotion-tenants", "400"]),
+    ).toThrow(/must be below the dataset's --tenants/);
   });
 
   it("takes the parity rounds, at least one", () => {
