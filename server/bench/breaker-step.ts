@@ -26,6 +26,7 @@ import {
   startCutoverWorkload,
   waitForCutoverReady,
   waitForReverseStreams,
+  waitForWrites,
 } from "./cutover";
 import { placeOnShardsByMap, releaseTenantsForCancel, spread } from "./cutover-step";
 import { benchActor } from "./movement";
@@ -97,6 +98,10 @@ export async function runBreakerStep(ctx: {
       log(`    ${describeRound(round)}`);
       log(`    profile (ms after the click): ${round.profile.map((p) => `${p.step} ${p.atMs}`).join(", ")}`);
     }
+  } catch (error) {
+    // A round that failed half way may leave tenants on shards: the movement's cancel refuses that.
+    await releaseTenantsForCancel(planId, log).catch(() => {});
+    throw error;
   } finally {
     await Promise.all(shardPools.map((p) => p.end().catch(() => {})));
   }
@@ -158,11 +163,7 @@ async function runRound(
   let click = 0;
   let sdk: SdkWorkloadSummary;
   try {
-    await pollUntil(
-      "the SDK workload's first second of writes",
-      async () => workload.acknowledged() >= (options.cutoverWriteRate * WRITE_AROUND_MS) / 1000,
-      { timeoutMs: 30_000 },
-    );
+    await waitForWrites(workload, options.cutoverWriteRate);
     // 3. the trip
     click = Date.now();
     const { tripId } = await tripBreaker(benchActor, {

@@ -25,7 +25,16 @@ describe("parseBenchOptions", () => {
       promotionSeconds: 60,
     });
     expect(() =>
-      parseBenchOptions(["--tenants", "400", "--cutover-tenants", "10", "--promotion-tenants", "400"]),
+      parseBenchOptions([
+        "--tenants",
+        "400",
+        "--cutover-tenants",
+        "10",
+        "--cutover-back",
+        "5",
+        "--promotion-tenants",
+        "400",
+      ]),
     ).toThrow(/must be below the dataset's --tenants/);
   });
 

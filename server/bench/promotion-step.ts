@@ -26,6 +26,7 @@ import {
   type SdkWorkloadSummary,
   startCutoverWorkload,
   waitForCutoverReady,
+  waitForWrites,
 } from "./cutover";
 import { releaseTenantsForCancel } from "./cutover-step";
 import type { BenchOptions } from "./options";
@@ -127,11 +128,7 @@ export async function runPromotionStep(ctx: {
   let deadlineHit = false;
   let overriddenGates: string[] = [];
   try {
-    await pollUntil(
-      "the SDK workload's first second of writes",
-      async () => workload.acknowledged() >= options.cutoverWriteRate,
-      { timeoutMs: 30_000 },
-    );
+    await waitForWrites(workload, options.cutoverWriteRate);
     // 3. promote
     started = Date.now();
     const input = { planId, ordinal: 1, reason: `bench: promote a cohort of ${size} tenants` };
