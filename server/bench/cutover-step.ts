@@ -61,7 +61,7 @@ function batchDeadlineMs(tenants: number): number {
 }
 
 /** `count` tenants spread over the whole list (not the first ones: ids sort as text here). */
-function spread(tenantIds: readonly string[], count: number): string[] {
+export function spread(tenantIds: readonly string[], count: number): string[] {
   const every = tenantIds.length / count;
   return Array.from({ length: count }, (_, i) => tenantIds[Math.floor(i * every)] as string);
 }
@@ -121,16 +121,36 @@ export async function runCutoverStep(ctx: StepContext): Promise<CutoverStepResul
 
 /**
  * --cutover-by-map: the tenants go to their placement's shards by one map change (audited as the
- * bench's), with no SDK workload and no cutovers — only the reverse streams are measured. Not a
- * product path: the fences are installed and each owning shard's reverse slot exists before the
- * map changes (as a cutover's precheck has it), so no write on a shard precedes its slot.
+ * bench's), with no SDK workload and no cutovers — only the reverse streams are measured.
  */
 async function placeByMap(ctx: StepContext, shardIds: readonly string[]): Promise<Map<string, string>> {
-  const { planId, log } = ctx;
   const tenants = spread(ctx.tenantIds, ctx.options.cutoverTenants);
+  const owners = await placeOnShardsByMap(
+    ctx.planId,
+    tenants,
+    shardIds,
+    "bench: tenants put on their shards by the map, for the reverse lag test (--cutover-by-map)",
+  );
+  ctx.log(`    ${owners.size} tenant(s) put on their shards by a map change (no cutovers: --cutover-by-map)`);
+  return owners;
+}
+
+/**
+ * Tenants to their placement's shards by one map change (audited as the bench's), without N
+ * cutovers: the state a cutover leaves, quickly. Not a product path: the fences are installed and
+ * each owning shard's reverse slot exists before the map changes (as a cutover's precheck has it),
+ * so no write on a shard precedes its slot. The caller makes sure forward replication has caught up
+ * (a write still on its way to the shard would land after the shard's own writes).
+ */
+export async function placeOnShardsByMap(
+  planId: string,
+  tenants: readonly string[],
+  shardIds: readonly string[],
+  reason: string,
+): Promise<Map<string, string>> {
   const placement = hashPlacement(shardIds.length);
   const owners = new Map(tenants.map((t) => [t, shardIds[placement.shardFor(t)] as string]));
-  await installFences(benchActor, { planId, reason: "bench: reverse lag test (--cutover-by-map)" });
+  await installFences(benchActor, { planId, reason });
   const movement = await loadMovementContext(planId);
   for (const ordinal of new Set(tenants.map((t) => placement.shardFor(t)))) {
     const shard = movement.shards[ordinal];
@@ -140,9 +160,8 @@ async function placeByMap(ctx: StepContext, shardIds: readonly string[]): Promis
   await changeTenantRoutes(benchActor, {
     planId,
     changes: [...owners].map(([tenantKey, owner]) => ({ tenantKey, owner, frozen: false })),
-    reason: "bench: tenants put on their shards by the map, for the reverse lag test (--cutover-by-map)",
+    reason,
   });
-  log(`    ${owners.size} tenant(s) put on their shards by a map change (no cutovers: --cutover-by-map)`);
   return owners;
 }
 
@@ -450,7 +469,7 @@ export function addCutoverFigures(
  * a plain map change (audited as the bench's) instead of cutting each one back: not a product path —
  * a user cuts tenants back, or trips the breaker.
  */
-async function releaseTenantsForCancel(planId: string, log: (m: string) => void): Promise<void> {
+export async function releaseTenantsForCancel(planId: string, log: (m: string) => void): Promise<void> {
   await pollUntil(
     "the bench's cutover attempts to end",
     async () =>

@@ -203,6 +203,8 @@ function timedRouter(router: Router, record: (timing: CallTiming) => void): Rout
 export interface CutoverWorkload {
   /** Writes acknowledged so far. */
   acknowledged(): number;
+  /** Retries and unexpected errors so far, in one line (why writes do not come). */
+  describe(): string;
   stop(): Promise<SdkWorkloadSummary>;
 }
 
@@ -254,6 +256,10 @@ export async function startCutoverWorkload(options: {
   );
   return {
     acknowledged: () => workload.stats().acknowledged,
+    describe: () => {
+      const s = workload.stats();
+      return `${s.acknowledged} acknowledged, retries ${JSON.stringify(s.retries)}, ${s.unexpected.length} unexpected errors${s.unexpected[0] ? ` (first: ${s.unexpected[0]})` : ""}`;
+    },
     async stop() {
       await workload.stop();
       const stats = workload.stats();
@@ -531,4 +537,19 @@ export async function measureReverseLag(
     `    ${what}: ${inserted} rows at ${paced.writesPerSecond.toFixed(0)} writes/s; lag p50 ${lag.p50.toFixed(1)} ms, p99 ${lag.p99.toFixed(1)} ms, max ${lag.max.toFixed(1)} ms`,
   );
   return { lag, paced, window };
+}
+
+/** Waits for a second's worth of acknowledged writes (the workload is steady when it is measured). */
+export async function waitForWrites(workload: CutoverWorkload, writesPerSecond: number): Promise<void> {
+  try {
+    await pollUntil(
+      "the SDK workload's first second of writes",
+      async () => workload.acknowledged() >= writesPerSecond,
+      {
+        timeoutMs: 60_000,
+      },
+    );
+  } catch (error) {
+    throw new Error(`${(error as Error).message} The workload so far: ${workload.describe()}.`);
+  }
 }

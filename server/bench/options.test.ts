@@ -11,9 +11,31 @@ describe("parseBenchOptions", () => {
   it("refuses a step it does not know, naming the ones it does", () => {
     expect(() => parseBenchOptions(["--only", "parity,cdc-busy"])).toThrow(BenchUsageError);
     expect(() => parseBenchOptions(["--only", "parity,cdc-busy"])).toThrow(
-      /backfill, parity, cdc, busy, throttled, cutover, routing/,
+      /backfill, parity, cdc, busy, throttled, cutover, breaker, promotion, routing/,
     );
     expect(() => parseBenchOptions(["--only", ","])).toThrow(BenchUsageError);
+  });
+
+  it("knows the breaker and promotion steps, and keeps the promoted cohort inside the dataset", () => {
+    const only = parseBenchOptions(["--only", "breaker,promotion"])?.only;
+    expect(only ? [...only].sort() : null).toEqual(["breaker", "promotion"]);
+    expect(parseBenchOptions([])?.promotionTenants).toBe(500);
+    expect(parseBenchOptions(["--promotion-tenants", "50", "--promotion-seconds", "60"])).toMatchObject({
+      promotionTenants: 50,
+      promotionSeconds: 60,
+    });
+    expect(() =>
+      parseBenchOptions([
+        "--tenants",
+        "400",
+        "--cutover-tenants",
+        "10",
+        "--cutover-back",
+        "5",
+        "--promotion-tenants",
+        "400",
+      ]),
+    ).toThrow(/must be below the dataset's --tenants/);
   });
 
   it("takes the parity rounds, at least one", () => {

@@ -7,9 +7,19 @@ import { parseArgs } from "node:util";
  * always; parity, cdc, busy and throttled the worker's unthrottled backfill (its figure is reported
  * with backfill only, which also runs the raw COPY baseline); busy the quiet lag test it is compared
  * with (cdc's burst and native's tests only with cdc); cutover the native shard → legacy baseline of
- * its reverse lag.
+ * its reverse lag; breaker and promotion only the backfill (movement 1 streaming both ways).
  */
-export const BENCH_STEPS = ["backfill", "parity", "cdc", "busy", "throttled", "cutover", "routing"] as const;
+export const BENCH_STEPS = [
+  "backfill",
+  "parity",
+  "cdc",
+  "busy",
+  "throttled",
+  "cutover",
+  "breaker",
+  "promotion",
+  "routing",
+] as const;
 export type BenchStep = (typeof BENCH_STEPS)[number];
 
 export interface BenchOptions {
@@ -46,6 +56,10 @@ export interface BenchOptions {
    * the SDK workload: the reverse lag alone, quickly, and whatever the cutovers' state.
    */
   cutoverByMap: boolean;
+  /** The promotion step: tenants in the cohort promoted under the SDK workload. */
+  promotionTenants: number;
+  /** The promotion step stops the promotion after this many seconds and reports what it reached. */
+  promotionSeconds: number;
   /** Write every figure as JSON here (null: print only). */
   out: string | null;
   verbose: boolean;
@@ -73,6 +87,8 @@ export const DEFAULT_BENCH_OPTIONS: BenchOptions = {
   cutoverWriteRate: 1_000,
   reverseSeconds: 15,
   cutoverByMap: false,
+  promotionTenants: 500,
+  promotionSeconds: 300,
   out: null,
   verbose: false,
   only: null,
@@ -96,6 +112,8 @@ export const BENCH_USAGE = `Usage: npm run bench -- [options]
   --reverse-seconds N    duration of the reverse (shard → legacy) lag test (default ${DEFAULT_BENCH_OPTIONS.reverseSeconds})
   --cutover-by-map       put the cutover step's tenants on their shards by a map change, not cutovers:
                          the reverse lag only (e.g. --only cutover --cutover-by-map --cutover-tenants 50)
+  --promotion-tenants N  tenants in the cohort the promotion step promotes (default ${DEFAULT_BENCH_OPTIONS.promotionTenants})
+  --promotion-seconds N  the promotion step's deadline: stopped there, what it reached reported (default ${DEFAULT_BENCH_OPTIONS.promotionSeconds})
   --only A,B             run only these steps (${BENCH_STEPS.join(", ")}); e.g. --only parity,busy
   --out FILE             also write every figure as JSON to FILE
   --verbose              print the PostgreSQL servers' log lines too
@@ -153,6 +171,8 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions | null 
     cutoverWriteRate: positiveInteger("cutover-write-rate", v["cutover-write-rate"], d.cutoverWriteRate),
     reverseSeconds: positiveInteger("reverse-seconds", v["reverse-seconds"], d.reverseSeconds),
     cutoverByMap: v["cutover-by-map"] ?? false,
+    promotionTenants: positiveInteger("promotion-tenants", v["promotion-tenants"], d.promotionTenants),
+    promotionSeconds: positiveInteger("promotion-seconds", v["promotion-seconds"], d.promotionSeconds),
     out: v.out ?? null,
     verbose: v.verbose ?? false,
     only: parseOnly(v.only),
@@ -165,6 +185,11 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions | null 
   if (options.cutoverBack > options.cutoverTenants) {
     throw new BenchUsageError(
       `--cutover-back (${options.cutoverBack}) cannot exceed --cutover-tenants (${options.cutoverTenants}): only tenants on a shard can come back.`,
+    );
+  }
+  if (options.promotionTenants >= options.tenants) {
+    throw new BenchUsageError(
+      `--promotion-tenants (${options.promotionTenants}) must be below the dataset's --tenants (${options.tenants}): the ladder's last step holds the rest.`,
     );
   }
   if (options.throttle > 1_000_000) throw new BenchUsageError("--throttle is at most 1,000,000 rows/s.");
@@ -208,6 +233,8 @@ function parse(argv: readonly string[]) {
       "reverse-seconds": { type: "string" },
       "cutover-write-rate": { type: "string" },
       "cutover-by-map": { type: "boolean" },
+      "promotion-tenants": { type: "string" },
+      "promotion-seconds": { type: "string" },
       out: { type: "string" },
       only: { type: "string" },
       verbose: { type: "boolean" },

@@ -19,6 +19,10 @@
 //   5d cutover    movement 1 still streaming: tenants cut over to their shards by the worker under an
 //                 SDK write workload (freeze windows, cutovers/s), some back to legacy, then the
 //                 reverse lag (shard → legacy) of probe writes to the tenants the shards now own
+//   5e breaker    movement 1 still streaming: N tenants put on their shards by the map, then one trip
+//                 of the breaker under SDK writes, for N = 100, 1,000 and all (trip → flip, → end)
+//   5f promotion  movement 1 still streaming: a cohort ladder's first step (500 tenants) promoted
+//                 under SDK writes through the cohorts service (time, cutovers/s, freeze p50/p99)
 //   6. throttled  movement 1 cancelled, movement 2 (shards reset by the service) at a fixed rate
 //   7. native     built-in logical replication between the same servers: the same lag and burst tests
 //   7b native     the same, shard → legacy: the reverse lag test of 5d
@@ -38,6 +42,7 @@ import { readStageTrace } from "@/server/engine/cdc/stage-trace";
 import { hashPlacement } from "@/server/engine/router/placement";
 import { withClient } from "@/server/engine/sql/connect";
 import { spawnWorker } from "@/server/testing/worker-process";
+import { addBreakerFigures, runBreakerStep } from "./breaker-step";
 import { runChunkLoop, SLICE_CHUNK_ROWS } from "./chunk-loop";
 import type { CleanupStack } from "./cleanup";
 import {
@@ -79,6 +84,7 @@ import {
   waitForArrivals,
   warmPool,
 } from "./probe";
+import { addPromotionFigures, runPromotionStep } from "./promotion-step";
 import { prepareRawTargets, runRawCopy } from "./raw-copy";
 import { BenchReport, figure } from "./report";
 import { addRoutingFigures, measureRoutingOverhead } from "./router-sdk";
@@ -266,7 +272,9 @@ export async function runBench(
   const report = new BenchReport();
   const loadAtStart = os.loadavg()[0] ?? 0;
   const wants = (s: BenchStep) => options.only === null || options.only.has(s);
-  const needsWorker = (["backfill", "parity", "cdc", "busy", "throttled", "cutover"] as const).some(wants);
+  const needsWorker = (
+    ["backfill", "parity", "cdc", "busy", "throttled", "cutover", "breaker", "promotion"] as const
+  ).some(wants);
   const step = async <T>(label: string, fn: () => Promise<T>): Promise<T> => {
     const started = performance.now();
     log(`… ${label}`);
@@ -683,6 +691,33 @@ export async function runBench(
             }),
         );
 
+    // 5e. breaker: N tenants on their shards by the map, then one trip under SDK writes, for
+    //     N = 100, 1,000 and all (breaker-step.ts); every tenant ends on legacy again
+    const breaker = !wants("breaker")
+      ? null
+      : await step("5e breaker: trip → every tenant back on legacy, under SDK writes", async () => {
+          await waitForParityIdle(controlUrl, planId, { appearMs: 0, timeoutMs: 60_000 });
+          return runBreakerStep({
+            planId,
+            cluster,
+            tenantIds,
+            options,
+            log,
+            verifyRows: () => verifyCopy(legacyPool, shardPools, schema),
+          });
+        });
+
+    // 5f. promotion: a cohort of --promotion-tenants promoted under SDK writes (promotion-step.ts)
+    const promotion = !wants("promotion")
+      ? null
+      : await step(
+          `5f promotion: a cohort of ${options.promotionTenants} tenants promoted under SDK writes`,
+          async () => {
+            await waitForParityIdle(controlUrl, planId, { appearMs: 0, timeoutMs: 60_000 });
+            return runPromotionStep({ planId, cluster, options, log });
+          },
+        );
+
     // 6. backfill, throttled: a second movement on emptied shards
     const throttled = !wants("throttled")
       ? null
@@ -724,7 +759,7 @@ export async function runBench(
     if (!throttled) await cancelMovement(planId, "bench: measurements done");
     await stopWorker();
     await disconnectDb();
-    return { backfill, parity, ours, busy, nativeBusy, throttled, cutover };
+    return { backfill, parity, ours, busy, nativeBusy, throttled, cutover, breaker, promotion };
   };
   const engine = needsWorker ? await workerSteps() : null;
 
@@ -1034,6 +1069,8 @@ export async function runBench(
   }
 
   if (cutover) addCutoverFigures(report, options, cutover, nativeReverse);
+  if (engine?.breaker) addBreakerFigures(report, options, engine.breaker);
+  if (engine?.promotion) addPromotionFigures(report, options, engine.promotion);
   if (routing) addRoutingFigures(report, routing);
 
   if (backfill) {

@@ -256,3 +256,57 @@ describe("router SDK", () => {
     expect(await whereIs("pinned to legacy")).toEqual([]);
   });
 });
+
+// Last in the file: it adds thousands of routes to the plan's map, which the tests above read whole.
+describe("a routing change of thousands of tenants (the breaker's scale)", () => {
+  it("writes every route, history row and the audit event in one version; a tenant that stays frozen keeps its frozen_at", async () => {
+    const tenants = Array.from({ length: 5_000 }, (_, i) => String(50_000 + i));
+    const change = (reason: string, to: { owner?: string; frozen?: boolean }) =>
+      changeTenantRoutes(actor, {
+        planId,
+        changes: tenants.map((tenantKey) => ({ tenantKey, ...to })),
+        reason,
+      });
+    const freeze = await change("freeze 5,000 tenants", { frozen: true });
+    const frozenAt = await db().tenantRoute.findMany({
+      where: { planId, tenantKey: { in: tenants } },
+      select: { tenantKey: true, frozenAt: true, version: true },
+    });
+    expect(frozenAt).toHaveLength(tenants.length);
+    expect(frozenAt.every((r) => r.frozenAt !== null && Number(r.version) === freeze.version)).toBe(true);
+
+    const flip = await change("flip them while frozen", { owner: shardId });
+    expect(flip).toMatchObject({ version: freeze.version + 1, changed: tenants.length });
+    const flipped = await db().tenantRoute.findMany({
+      where: { planId, tenantKey: { in: tenants } },
+      select: { tenantKey: true, ownerDatabaseId: true, frozen: true, frozenAt: true },
+    });
+    const before = new Map(frozenAt.map((r) => [r.tenantKey, r.frozenAt?.getTime()]));
+    expect(flipped.every((r) => r.ownerDatabaseId === shardId && r.frozen)).toBe(true);
+    expect(flipped.every((r) => r.frozenAt?.getTime() === before.get(r.tenantKey))).toBe(true);
+
+    const unfreeze = await change("unfreeze them", { frozen: false });
+    expect(
+      await db().tenantRoute.count({
+        where: { planId, tenantKey: { in: tenants }, frozenAt: { not: null } },
+      }),
+    ).toBe(0);
+    for (const [version, from, to] of [
+      [flip.version, null, shardId],
+      [unfreeze.version, shardId, shardId],
+    ] as const) {
+      const history = await db().routingChange.findMany({
+        where: { planId, version: BigInt(version) },
+        select: { fromOwnerId: true, toOwnerId: true, actorEmail: true },
+      });
+      expect(history).toHaveLength(tenants.length);
+      expect(history.every((h) => h.fromOwnerId === from && h.toOwnerId === to)).toBe(true);
+    }
+    const audited = await db().auditEvent.findFirstOrThrow({
+      where: { action: "routing.change", planId },
+      orderBy: { seq: "desc" },
+    });
+    expect((audited.after as { version: number; routes: unknown[] }).routes).toHaveLength(tenants.length);
+    expect((await verifyAuditChain(db())).ok).toBe(true);
+  });
+});
