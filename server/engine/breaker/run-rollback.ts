@@ -30,7 +30,7 @@
 import pg from "pg";
 import type { Prisma } from "../../generated/prisma/client";
 import { reverseSlotName } from "../cdc/reverse-slot";
-import { formatLsn, parseLsn } from "../cdc/slot";
+import { formatLsn } from "../cdc/slot";
 import { readOriginProgress } from "../cdc/target-applier";
 import {
   ensureReverseSlot,
