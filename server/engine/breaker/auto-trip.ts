@@ -1,5 +1,5 @@
 // The breaker trips by itself (issue 13): every few seconds, for every plan whose data is moving
-// and that has tenants on shards, the worker judges the trip rules (gates/trip-rules.ts) on the
+// (running, paused, or failed) and that has tenants on shards, the worker judges the trip rules (gates/trip-rules.ts) on the
 // measured facts, and when a rule says TRIP while the breaker is armed it emits a trip through
 // emitTrip — the one place trips are made — with the rule as the actor, its id as the trigger and
 // every failing rule's judgement (value, threshold, reason, evidence window) as the evidence.
@@ -172,11 +172,15 @@ export async function judgePlanForTrip(
   return { tripId: made.tripId, trigger: primary.id, scope };
 }
 
-/** Every plan whose data is moving and whose map gives a shard a tenant. */
+/**
+ * Every plan whose data is moving (or whose movement failed: forward CDC fails it when a shard
+ * stays unreachable, and the shard's tenants still need the breaker) and whose map gives a shard a
+ * tenant.
+ */
 export async function autoTripRound(options: AutoTripOptions): Promise<void> {
   const plans = await db().$queryRaw<{ plan_id: string }[]>`
     select m.plan_id::text as plan_id from data_movement m
-    where m.status in ('running', 'paused')
+    where m.status in ('running', 'paused', 'failed')
       and exists (select 1 from tenant_route r where r.plan_id = m.plan_id and r.owner_database_id is not null)`;
   for (const { plan_id } of plans) {
     await judgePlanForTrip(plan_id, options).catch((error) => {

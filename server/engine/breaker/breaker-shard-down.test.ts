@@ -20,7 +20,7 @@ import { loadDemoDataset } from "../../demo/dataset";
 import { ensureDatabase } from "../../embedded/embedded-server";
 import { systemActor } from "../../services/actor";
 import { rearmBreaker } from "../../services/breaker/breaker";
-import { startDataMovement } from "../../services/movement/movement";
+import { controlDataMovement, startDataMovement } from "../../services/movement/movement";
 import { createApiToken } from "../../services/routing/api-tokens";
 import { requestCutover } from "../../services/routing/cutover";
 import { closeRoutingMapNotifier } from "../../services/routing/map-notifier";
@@ -99,6 +99,15 @@ async function cutOver(planId: string, tenants: string[]): Promise<void> {
       if (outcome.done) break;
       if (attempt >= 4) throw new Error(`tenant ${tenant} did not cut over: ${outcome.error}`);
     }
+  }
+}
+
+/** Forward CDC fails the movement when a shard stays down (15 s): resumed once the shard is back. */
+async function resumeIfFailed(planId: string): Promise<void> {
+  const movement = await db().dataMovement.findUniqueOrThrow({ where: { planId } });
+  note(`movement ${movement.status}${movement.lastError ? `: ${movement.lastError.slice(0, 200)}` : ""}`);
+  if (movement.status === "failed") {
+    await controlDataMovement(actor, { planId, action: "resume", reason: "shard-0 is back" });
   }
 }
 
@@ -226,6 +235,7 @@ describe("the breaker trips by itself on a shard that is down", () => {
       // stopped cannot be confirmed once it is down again: held.
       await server.restart();
       note("shard-0 restarted");
+      await resumeIfFailed(plan.id);
       await rearmBreaker(admin, { planId: plan.id, reason: "shard-0 is back" });
       await waitFor(
         "shard-0 to answer probes again",
@@ -279,6 +289,7 @@ describe("the breaker trips by itself on a shard that is down", () => {
       // Back up: re-arming rolls the held tenants back normally (fence, drain, flip).
       await server.restart();
       note("shard-0 restarted again");
+      await resumeIfFailed(plan.id);
       const rearmed = await rearmBreaker(admin, { planId: plan.id, reason: "shard-0 is back again" });
       expect(rearmed.heldTripId).not.toBeNull();
       const third = await waitFor(

@@ -268,24 +268,34 @@ async function prepare(
     where: { planId: row.planId },
     select: { status: true },
   });
-  if (movement?.status !== "running" && movement?.status !== "paused") {
+  const reading = await tenantsInScope(db(), row.planId, row.scope);
+  const owners = new Set(reading.onShards.map((t) => t.ownerId));
+  const owning = fences.shards.filter((s) => owners.has(s.databaseId));
+  const down = new Map<string, string>();
+  await Promise.all(
+    owning.map(async (shard) => {
+      const error = await unreachable(shard);
+      if (error) down.set(shard.databaseId, error);
+    }),
+  );
+  // Reverse replication runs only while the movement runs or is paused. A shard that stays down
+  // fails the movement (forward CDC cannot apply to it): its tenants need no drain (judgeDownShards
+  // reads legacy alone), so only a set with a reachable shard needs the movement.
+  const needsDrain = owning.some((s) => !down.has(s.databaseId));
+  if (
+    movement?.status !== "running" &&
+    movement?.status !== "paused" &&
+    (needsDrain || owning.length === 0)
+  ) {
     throw new GiveUp(
       `The plan's data movement is ${movement?.status ?? "not started"}: reverse replication does not run, so nothing could be drained. Nothing was frozen.`,
     );
   }
-  const reading = await tenantsInScope(db(), row.planId, row.scope);
-  const owners = new Set(reading.onShards.map((t) => t.ownerId));
   const blockers: string[] = [];
-  const down = new Map<string, string>();
   await Promise.all(
-    fences.shards
-      .filter((s) => owners.has(s.databaseId))
+    owning
+      .filter((s) => !down.has(s.databaseId))
       .map(async (shard) => {
-        const error = await unreachable(shard);
-        if (error) {
-          down.set(shard.databaseId, error);
-          return;
-        }
         const reverse = await ensureReverseSlot(shard.pool, {
           planId: row.planId,
           shardOrdinal: fences.shards.indexOf(shard),
