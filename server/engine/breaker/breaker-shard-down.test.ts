@@ -364,6 +364,10 @@ describe("the breaker trips by itself on a shard that is down", () => {
     expect(audit.actorEmail).toBe(ruleActorEmail("stray-writes"));
     const rules = (audit.after as { evidence: { rules: { id: string; value: number; threshold: number }[] } })
       .evidence.rules;
-    expect(rules.find((r) => r.id === "stray-writes")).toMatchObject({ value: 3, threshold: 0 });
+    // Our 3, and any the fences refused meanwhile (a router's write to shard-0 around its stops).
+    const judged = rules.find((r) => r.id === "stray-writes");
+    expect(judged?.threshold).toBe(0);
+    expect(judged?.value).toBeGreaterThanOrEqual(3);
+    expect(stray.evidence).toEqual(audit.after && (audit.after as { evidence: unknown }).evidence);
   });
 });
