@@ -83,10 +83,15 @@ export async function startWorker(
   // Shards are probed every few seconds: the breaker's "shard unreachable" rule judges the history.
   const shardWatch = startShardWatch({ log });
   // The breaker trips by itself when a trip rule fires (as the rule, in the audit log).
-  const autoTrip = startAutoTrip({
-    log,
-    auditAs: (ruleId) => auditTripAs(systemActor(`rule-${ruleId}-${process.pid}`, ruleActorEmail(ruleId))),
-  });
+  // SHARDSHIFT_AUTO_TRIP=off leaves tripping to people (a test of something else, a drill).
+  const autoTrip =
+    process.env.SHARDSHIFT_AUTO_TRIP === "off"
+      ? null
+      : startAutoTrip({
+          log,
+          auditAs: (ruleId) =>
+            auditTripAs(systemActor(`rule-${ruleId}-${process.pid}`, ruleActorEmail(ruleId))),
+        });
   // Cohort promotions: each driven by one worker, taken over from the store if that worker dies.
   const promotions = startPromotionWatch({ controlPlaneUrl: connectionString, log });
   // A movement started or resumed, a promotion asked for: act now rather than at the next tick.
@@ -101,7 +106,7 @@ export async function startWorker(
       await promotions.stop();
       await fenceWatch.stop();
       await shardWatch.stop();
-      await autoTrip.stop();
+      await autoTrip?.stop();
       await supervisor.stop();
       await boss.stop({ graceful: true, timeout: 10_000 });
       await closeEnginePools();
