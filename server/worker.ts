@@ -8,6 +8,7 @@ import { pathToFileURL } from "node:url";
 import type PgBoss from "pg-boss";
 import { runBackfillSlice } from "./engine/backfill/run-slice";
 import { runTenantCensus } from "./engine/backfill/tenant-census";
+import { ruleActorEmail, startAutoTrip } from "./engine/breaker/auto-trip";
 import { startShardWatch } from "./engine/gates/shard-watch";
 import { runParityCheck } from "./engine/parity/run-check";
 import { startFenceWatch } from "./engine/routing/fence-watch";
@@ -25,7 +26,7 @@ import {
   type TenantCensusJob,
 } from "./jobs/queue";
 import { systemActor } from "./services/actor";
-import { auditBreakerEventsAs } from "./services/breaker/breaker";
+import { auditBreakerEventsAs, auditTripAs } from "./services/breaker/breaker";
 import { startPromotionWatch } from "./services/cohorts/promotion-runner";
 import { auditRoutingChangesAs, draftRoutingAuditAs } from "./services/routing/routing";
 import { migrateControlPlane } from "./store/migrate";
@@ -81,6 +82,16 @@ export async function startWorker(
   const fenceWatch = startFenceWatch({ log });
   // Shards are probed every few seconds: the breaker's "shard unreachable" rule judges the history.
   const shardWatch = startShardWatch({ log });
+  // The breaker trips by itself when a trip rule fires (as the rule, in the audit log).
+  // SHARDSHIFT_AUTO_TRIP=off leaves tripping to people (a test of something else, a drill).
+  const autoTrip =
+    process.env.SHARDSHIFT_AUTO_TRIP === "off"
+      ? null
+      : startAutoTrip({
+          log,
+          auditAs: (ruleId) =>
+            auditTripAs(systemActor(`rule-${ruleId}-${process.pid}`, ruleActorEmail(ruleId))),
+        });
   // Cohort promotions: each driven by one worker, taken over from the store if that worker dies.
   const promotions = startPromotionWatch({ controlPlaneUrl: connectionString, log });
   // A movement started or resumed, a promotion asked for: act now rather than at the next tick.
@@ -95,6 +106,7 @@ export async function startWorker(
       await promotions.stop();
       await fenceWatch.stop();
       await shardWatch.stop();
+      await autoTrip?.stop();
       await supervisor.stop();
       await boss.stop({ graceful: true, timeout: 10_000 });
       await closeEnginePools();

@@ -17,11 +17,21 @@
 //   pre-check aborts) or the trip in flight (the request is refused).
 // - Nothing half done: before the flip's commit any failure or missed budget lifts every fence of
 //   the set (the shards keep their tenants); the flip is one transaction for the whole set.
+// - A shard that is DOWN (it does not answer when the trip is prepared) cannot be fenced or drained:
+//   its tenants cannot be written anyway (their owner is down), so they are frozen on the map with
+//   the rest, and flip with the rest only if legacy's durable reverse progress (or the slot's
+//   confirmed position at the shard's last probe) covers the shard's last known flushed position,
+//   recorded by the shard watch while it answered (gates/shard-probe.ts). Otherwise they are HELD:
+//   frozen, still the shard's, named on the trip with the position legacy is known to hold, and the
+//   trip ends `failed` for a human; the other shards' tenants flip. The fence watch fences the shard
+//   again from the map as soon as it answers.
 // - Test hook: SHARDSHIFT_BREAKER_PAUSE_AT=<step> (settling, fenced, drained, flipped) holds the
 //   runner there, so a crash test can SIGKILL the worker at that step.
 import pg from "pg";
 import type { Prisma } from "../../generated/prisma/client";
+import { reverseSlotName } from "../cdc/reverse-slot";
 import { formatLsn } from "../cdc/slot";
+import { readOriginProgress } from "../cdc/target-applier";
 import {
   ensureReverseSlot,
   reverseLagMs,
@@ -29,13 +39,15 @@ import {
   waitForOriginProgress,
 } from "../cutover/cdc-links";
 import { lagBlocker } from "../cutover/precheck";
-import { advanceSequences, shardedSequences } from "../cutover/sequences";
+import { advanceSequences, advanceSequencesPastRows, shardedSequences } from "../cutover/sequences";
+import { lastKnownPosition, SHARD_PROBE_TIMEOUT_MS } from "../gates/shard-probe";
 import { type FenceRoute, fenceRouteOf, readFenceState, syncFence } from "../routing/fence";
 import { type FencedDatabase, loadPlanFences, type PlanFences, syncPlanFences } from "../routing/plan-fences";
 import { type RoutingAuditWriter, writeRoutingChange } from "../routing/routing-map";
+import { withClient } from "../sql/connect";
 import { breakerRecoveryFor, MAX_BREAKER_ATTEMPTS } from "../state/breaker";
 import { db } from "../store/db";
-import { recordEngineEvent } from "../store/movement-context";
+import { databaseUrl, recordEngineEvent } from "../store/movement-context";
 import { cutoversOfScope, tenantsInScope } from "./scope";
 import {
   advanceTrip,
@@ -181,15 +193,16 @@ function remaining(row: TripRow): number {
 async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
   try {
     const fences = await loadPlanFences(row.planId);
-    const sequences = await prepare(row, fences);
+    const { sequences, down } = await prepare(row, fences, options);
     await options.pause("settling");
     const frozen = await settleAndFreeze(row, fences, options);
     if (!frozen) return;
-    const lsns = await fenceShards(row, fences, options);
+    const lsns = await fenceShards(row, fences, options, down);
     await options.pause("fenced");
-    await drainShards(row, fences, lsns, sequences, options);
+    await drainShards(row, fences, lsns, sequences, options, down);
+    const held = await judgeDownShards(row, fences, down, options);
     await options.pause("drained");
-    await flip(row, options);
+    await flip(row, options, held);
     await options.pause("flipped");
     await finish(row, fences, options, null);
   } catch (error) {
@@ -228,23 +241,60 @@ async function reverseLagOnceStreaming(shard: pg.Pool, slot: string): Promise<nu
   }
 }
 
-/** The shards of the set as it reads now; fences and slots ready, lags within the budget. Nothing frozen. */
-async function prepare(row: TripRow, fences: PlanFences): Promise<string[]> {
+/** Null when the shard answers a fresh connection now; otherwise why not. */
+async function unreachable(shard: FencedDatabase): Promise<string | null> {
+  try {
+    await withClient(await databaseUrl(shard.databaseId), (c) => c.query("select 1"), {
+      timeoutMs: SHARD_PROBE_TIMEOUT_MS,
+      applicationName: "shardshift-breaker-probe",
+    });
+    return null;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
+/**
+ * The shards of the set as it reads now; fences and slots ready, lags within the budget. Nothing
+ * frozen. Shards that do not answer are returned as `down` (database id → why): no slot or lag can
+ * be read there; judgeDownShards decides for their tenants after the others are drained.
+ */
+async function prepare(
+  row: TripRow,
+  fences: PlanFences,
+  options: DriveOptions,
+): Promise<{ sequences: string[]; down: Map<string, string> }> {
   const movement = await db().dataMovement.findUnique({
     where: { planId: row.planId },
     select: { status: true },
   });
-  if (movement?.status !== "running" && movement?.status !== "paused") {
+  const reading = await tenantsInScope(db(), row.planId, row.scope);
+  const owners = new Set(reading.onShards.map((t) => t.ownerId));
+  const owning = fences.shards.filter((s) => owners.has(s.databaseId));
+  const down = new Map<string, string>();
+  await Promise.all(
+    owning.map(async (shard) => {
+      const error = await unreachable(shard);
+      if (error) down.set(shard.databaseId, error);
+    }),
+  );
+  // Reverse replication runs only while the movement runs or is paused. A shard that stays down
+  // fails the movement (forward CDC cannot apply to it): its tenants need no drain (judgeDownShards
+  // reads legacy alone), so only a set with a reachable shard needs the movement.
+  const needsDrain = owning.some((s) => !down.has(s.databaseId));
+  if (
+    movement?.status !== "running" &&
+    movement?.status !== "paused" &&
+    (needsDrain || owning.length === 0)
+  ) {
     throw new GiveUp(
       `The plan's data movement is ${movement?.status ?? "not started"}: reverse replication does not run, so nothing could be drained. Nothing was frozen.`,
     );
   }
-  const reading = await tenantsInScope(db(), row.planId, row.scope);
-  const owners = new Set(reading.onShards.map((t) => t.ownerId));
   const blockers: string[] = [];
   await Promise.all(
-    fences.shards
-      .filter((s) => owners.has(s.databaseId))
+    owning
+      .filter((s) => !down.has(s.databaseId))
       .map(async (shard) => {
         const reverse = await ensureReverseSlot(shard.pool, {
           planId: row.planId,
@@ -262,9 +312,15 @@ async function prepare(row: TripRow, fences: PlanFences): Promise<string[]> {
   if (blockers.length > 0) throw new GiveUp(`Nothing was frozen: ${blockers.join(" ")}`);
   // Sequences found, and set a first time, before the freeze: inside it only one quick pass remains.
   const sequences = await shardedSequences(fences.legacy.pool, fences.schema.tables);
-  for (const shard of fences.shards.filter((s) => owners.has(s.databaseId)))
+  for (const shard of fences.shards.filter((s) => owners.has(s.databaseId) && !down.has(s.databaseId)))
     await advanceSequences(shard.pool, fences.legacy.pool, sequences);
-  return sequences;
+  if (down.size > 0) {
+    // A down shard's sequences cannot be read: legacy's are set past the rows it holds.
+    await advanceSequencesPastRows(fences.legacy.pool, fences.schema.tables);
+    const names = fences.shards.filter((s) => down.has(s.databaseId)).map((s) => s.name);
+    options.log(`${names.join(", ")} down: its tenants are frozen on the map, not fenced`);
+  }
+  return { sequences, down };
 }
 
 /**
@@ -352,9 +408,14 @@ async function settleAndFreeze(row: TripRow, fences: PlanFences, options: DriveO
   }
 }
 
-/** The set's shards: each with its tenants of the set. */
-function shardsOfSet(row: TripRow, fences: PlanFences): { shard: FencedDatabase; tenants: string[] }[] {
+/** The set's shards (but those in `skip`: down): each with its tenants of the set. */
+function shardsOfSet(
+  row: TripRow,
+  fences: PlanFences,
+  skip: ReadonlyMap<string, string> = new Map(),
+): { shard: FencedDatabase; tenants: string[] }[] {
   return fences.shards
+    .filter((shard) => !skip.has(shard.databaseId))
     .map((shard) => ({
       shard,
       tenants: row.tenants.filter((t) => t.ownerId === shard.databaseId).map((t) => t.tenantKey),
@@ -370,10 +431,11 @@ async function fenceShards(
   row: TripRow,
   fences: PlanFences,
   options: DriveOptions,
+  down: ReadonlyMap<string, string>,
 ): Promise<Map<string, bigint>> {
   const version = Number(row.freezeVersion ?? 0);
   const results = await Promise.all(
-    shardsOfSet(row, fences).map(async ({ shard, tenants }) => {
+    shardsOfSet(row, fences, down).map(async ({ shard, tenants }) => {
       try {
         return {
           shard,
@@ -470,10 +532,11 @@ async function drainShards(
   lsns: Map<string, bigint>,
   sequences: string[],
   options: DriveOptions,
+  down: ReadonlyMap<string, string>,
 ): Promise<void> {
   const deadline = (row.freezeStartedAt?.getTime() ?? Date.now()) + row.budgetMs;
   const results = await Promise.all(
-    shardsOfSet(row, fences).map(async ({ shard }) => {
+    shardsOfSet(row, fences, down).map(async ({ shard }) => {
       const lsn = lsns.get(shard.name) ?? 0n;
       const reverse = await ensureReverseSlot(shard.pool, {
         planId: row.planId,
@@ -509,43 +572,133 @@ async function drainShards(
   options.log(
     `drained ${results.length} shards ${Date.now() - (row.freezeStartedAt?.getTime() ?? 0)} ms into the freeze`,
   );
-  if (remaining(row) <= 0) {
+  // The budget bounds how long routers wait on writes a shard could take; a set made only of down
+  // shards' tenants has none (their owner cannot be written), so no budget can run out for it.
+  if (remaining(row) <= 0 && results.length > 0) {
     throw new GiveUp(
       `The ${row.budgetMs} ms freeze budget ran out before the flip (drained, sequences set); nothing was flipped, the tenants stay on their shards.`,
     );
   }
 }
 
-/** The commit point: every tenant of the set owned by legacy (still frozen), in one map version. */
-async function flip(row: TripRow, options: DriveOptions): Promise<void> {
+/**
+ * Legacy's durable progress of a shard's reverse stream, read on legacy alone (the shard is down, so
+ * the slot's consistent point that names the origin cannot be read there): the origin of the
+ * shard's newest reverse slot (the highest consistent point; positions of one server compare).
+ * Null when legacy has none (nothing was ever applied from it).
+ */
+export async function legacyReverseProgress(legacy: pg.Pool, slot: string): Promise<bigint | null> {
+  const prefix = `shardshift_${slot}_`;
+  const { rows } = await legacy.query<{ roname: string }>(
+    "select roname from pg_replication_origin where starts_with(roname, $1) and roname like '%\\_t0'",
+    [prefix],
+  );
+  let newest: { name: string; slotLsn: bigint } | null = null;
+  for (const { roname } of rows) {
+    const hex = roname.slice(prefix.length, -"_t0".length);
+    if (!/^[0-9a-f]+$/i.test(hex)) continue;
+    const slotLsn = BigInt(`0x${hex}`);
+    if (!newest || slotLsn > newest.slotLsn) newest = { name: roname, slotLsn };
+  }
+  return newest ? readOriginProgress(legacy, newest.name) : null;
+}
+
+/**
+ * For each DOWN shard of the set: whether legacy is known to hold every write the shard
+ * acknowledged — its reverse progress on legacy (durable), or the slot's confirmed position at the
+ * shard's last answered probe, at or past the flushed position that probe recorded. Returns the
+ * tenants that must be held (tenant → reason); records the judgement as a step of the trip.
+ */
+async function judgeDownShards(
+  row: TripRow,
+  fences: PlanFences,
+  down: ReadonlyMap<string, string>,
+  options: DriveOptions,
+): Promise<Map<string, string>> {
+  const held = new Map<string, string>();
+  if (down.size === 0) return held;
+  const notes: string[] = [];
+  for (const shard of fences.shards.filter((s) => down.has(s.databaseId))) {
+    const tenants = row.tenants.filter((t) => t.ownerId === shard.databaseId).map((t) => t.tenantKey);
+    if (tenants.length === 0) continue;
+    const ordinal = fences.shards.indexOf(shard);
+    const [last, progress] = await Promise.all([
+      lastKnownPosition(row.planId, ordinal),
+      legacyReverseProgress(fences.legacy.pool, reverseSlotName(row.planId, ordinal)).catch(() => null),
+    ]);
+    const confirmed = [progress, last?.reverseConfirmedLsn ?? null].reduce<bigint | null>(
+      (m, v) => (v === null ? m : m === null || v > m ? v : m),
+      null,
+    );
+    const at = last ? last.at.toISOString().slice(11, 19) : null;
+    if (last && confirmed !== null && confirmed >= last.flushLsn) {
+      notes.push(
+        `${shard.name} is down (${down.get(shard.databaseId)}); legacy holds its writes up to ${formatLsn(confirmed)}, at or past ${formatLsn(last.flushLsn)}, the last position it flushed when it answered at ${at}: its ${tenants.length} tenants flip.`,
+      );
+      continue;
+    }
+    const reason = last
+      ? `${tenants.length} tenants held: writes after LSN ${formatLsn(confirmed ?? 0n)} on ${shard.name} cannot be confirmed because the shard is down (it had flushed up to ${formatLsn(last.flushLsn)} when it last answered, at ${at}; legacy holds its reverse stream only up to ${formatLsn(confirmed ?? 0n)}). They stay frozen on ${shard.name}: re-arm once it is back to finish their rollback.`
+      : `${tenants.length} tenants held: no position of ${shard.name} was recorded while it answered, so no write it acknowledged can be confirmed on legacy while it is down. They stay frozen on ${shard.name}: re-arm once it is back to finish their rollback.`;
+    notes.push(reason);
+    for (const t of tenants) held.set(t, reason);
+  }
+  await noteTripStep(row, "down-shards-judged", {}, { note: notes.join(" ") });
+  options.log(notes.join(" "));
+  return held;
+}
+
+/**
+ * The commit point: every tenant of the set owned by legacy (still frozen), in one map version —
+ * but the `held` ones (a down shard's, not confirmed on legacy), which stay frozen on their shard.
+ */
+async function flip(row: TripRow, options: DriveOptions, held: ReadonlyMap<string, string>): Promise<void> {
   const names = new Map((await loadPlanFences(row.planId)).shards.map((s) => [s.databaseId, s.name]));
   const flippedAt = new Date();
+  const moving = row.tenants.filter((t) => !held.has(t.tenantKey));
+  const outcomes = { ...row.outcomes };
+  for (const t of row.tenants) {
+    const reason = held.get(t.tenantKey);
+    outcomes[t.tenantKey] = reason
+      ? { from: names.get(t.ownerId) ?? t.ownerId, outcome: "held", reason }
+      : { from: names.get(t.ownerId) ?? t.ownerId, outcome: "rolled_back" };
+  }
+  if (moving.length === 0) {
+    // Nothing flips: no map version is the commit point, the trip ends held (finish()).
+    await noteTripStep(row, "held", { outcomes: outcomes as unknown as Prisma.InputJsonValue });
+    row.outcomes = outcomes;
+    return;
+  }
   await db().$transaction(async (tx) => {
     const record = await writeRoutingChange(
       tx,
       {
         planId: row.planId,
-        changes: row.tenants.map((t) => ({ tenantKey: t.tenantKey, ownerId: null, frozen: true })),
+        changes: moving.map((t) => ({ tenantKey: t.tenantKey, ownerId: null, frozen: true })),
         actor: SYSTEM,
-        reason: `breaker rollback of ${row.tenants.length} tenants: flip to legacy (${row.reason})`,
+        reason: `breaker rollback of ${moving.length} tenants: flip to legacy (${row.reason})`,
       },
       options.audit,
     );
     const flipVersion = BigInt(record?.version ?? 0);
-    const outcomes = { ...row.outcomes };
-    for (const t of row.tenants)
-      outcomes[t.tenantKey] = { from: names.get(t.ownerId) ?? t.ownerId, outcome: "rolled_back" };
     await noteTripStep(
       row,
       "flipped",
       { flipVersion, flippedAt, outcomes: outcomes as unknown as Prisma.InputJsonValue },
-      { store: tx, note: `map version ${flipVersion}` },
+      { store: tx, note: `map version ${flipVersion}${held.size ? `; ${held.size} tenants held` : ""}` },
     );
     row.flipVersion = flipVersion;
     row.flippedAt = flippedAt;
     row.outcomes = outcomes;
   }, TX);
-  options.log(`flipped ${row.tenants.length} tenants to legacy (map version ${row.flipVersion})`);
+  options.log(`flipped ${moving.length} tenants to legacy (map version ${row.flipVersion})`);
+}
+
+/** The tenants a held trip keeps frozen on their (down) shard, and why (one line per reason). */
+function heldOf(row: TripRow): { tenants: Set<string>; message: string | null } {
+  const entries = Object.entries(row.outcomes).filter(([, o]) => o.outcome === "held");
+  const reasons = [...new Set(entries.map(([, o]) => o.reason ?? ""))].filter(Boolean);
+  return { tenants: new Set(entries.map(([t]) => t)), message: entries.length ? reasons.join(" ") : null };
 }
 
 /** From the commit point on (idempotent): the map unfreezes the set, legacy's fence first, then every fence. */
@@ -556,17 +709,21 @@ async function finish(
   note: string | null,
 ): Promise<void> {
   const freezeEndedAt = row.freezeEndedAt ?? new Date();
+  const held = heldOf(row);
+  const moved = row.tenants.filter((t) => !held.tenants.has(t.tenantKey));
   await db().$transaction(async (tx) => {
-    await writeRoutingChange(
-      tx,
-      {
-        planId: row.planId,
-        changes: row.tenants.map((t) => ({ tenantKey: t.tenantKey, ownerId: null, frozen: false })),
-        actor: SYSTEM,
-        reason: `breaker rollback of ${row.tenants.length} tenants: unfreeze on legacy (${row.reason})`,
-      },
-      options.audit,
-    );
+    if (moved.length > 0) {
+      await writeRoutingChange(
+        tx,
+        {
+          planId: row.planId,
+          changes: moved.map((t) => ({ tenantKey: t.tenantKey, ownerId: null, frozen: false })),
+          actor: SYSTEM,
+          reason: `breaker rollback of ${moved.length} tenants: unfreeze on legacy (${row.reason})`,
+        },
+        options.audit,
+      );
+    }
     await tx.breakerTrip.update({ where: { id: row.id }, data: { freezeEndedAt } });
   }, TX);
   row.freezeEndedAt = freezeEndedAt;
@@ -574,7 +731,15 @@ async function finish(
   await syncPlanFences(fences, { only: [fences.legacy], lockTimeoutMs: 5_000 });
   await syncEveryFence(fences, options);
   const freezeMs = row.freezeStartedAt ? freezeEndedAt.getTime() - row.freezeStartedAt.getTime() : null;
-  const message = `${row.tenants.length} tenants back on legacy in map version ${row.flipVersion}${freezeMs === null ? "" : `, writes frozen ${freezeMs} ms`}, ${(row.flippedAt ?? freezeEndedAt).getTime() - row.createdAt.getTime()} ms from the trip to the flip${note ? ` (${note})` : ""}.`;
+  const message = `${moved.length} tenants back on legacy${row.flipVersion === null ? "" : ` in map version ${row.flipVersion}`}${freezeMs === null ? "" : `, writes frozen ${freezeMs} ms`}${row.flippedAt ? `, ${row.flippedAt.getTime() - row.createdAt.getTime()} ms from the trip to the flip` : ""}${note ? ` (${note})` : ""}.`;
+  if (held.message) {
+    // The plan stays tripped: a human decides once the shard is back (re-arm finishes the rollback).
+    const error = `${message} ${held.message}`;
+    await advanceTrip(row, "held", { endedAt: new Date(), error }, { note: error });
+    await reportEnd(row, options, "breaker.rollback.held", error);
+    options.log(`held: ${error}`);
+    return;
+  }
   await advanceTrip(row, "finished", { endedAt: new Date(), error: null }, { note: message });
   await reportEnd(row, options, "breaker.rollback.finished", message);
   options.log(`done: ${message}`);

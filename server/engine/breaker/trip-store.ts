@@ -15,7 +15,11 @@ export interface TripStep {
 export interface TenantOutcome {
   /** The shard's name it was on when the freeze began. */
   from: string;
-  outcome: "rolled_back" | "left_on_shard" | "already_on_legacy";
+  /**
+   * held: its shard is down and legacy cannot be shown to hold every write the shard acknowledged
+   * for it; it stays frozen on the map, owned by the shard, until a human decides (docs/breaker.md).
+   */
+  outcome: "rolled_back" | "left_on_shard" | "already_on_legacy" | "held";
   reason?: string;
 }
 

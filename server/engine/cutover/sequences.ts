@@ -3,7 +3,7 @@
 // the ids the tenant already has. Before the new owner takes the tenant's inserts, each sequence
 // behind a sharded table's column (serial, bigserial or identity) is set past the old owner's
 // value plus headroom. Never lowered: other tenants on the new owner may be using it.
-import type pg from "pg";
+import pg from "pg";
 import type { TableInfo } from "../analysis/introspect";
 
 /** Ids the old owner may still hand out (another tenant's insert there) before ours pass them. */
@@ -64,4 +64,32 @@ export async function advanceSequences(
     oldOwner: BigInt(r.v ?? "0"),
     newOwner: setBy.get(r.seq) ?? 0n,
   }));
+}
+
+/**
+ * When the old owner is DOWN (the breaker's rollback of an unreachable shard), its sequences cannot
+ * be read: each sequence behind a sharded table's column on `pool` is set past the largest value
+ * the table holds there (reverse replication brought the shard's rows with their ids) plus headroom.
+ * Never lowered. One max() per column: an index scan for keys, and it runs before anything is frozen.
+ */
+export async function advanceSequencesPastRows(
+  pool: pg.Pool,
+  tables: readonly Pick<TableInfo, "qualified" | "kind">[],
+): Promise<void> {
+  for (const table of tables.filter((t) => t.kind === "sharded")) {
+    const { rows } = await pool.query<{ attname: string; seq: string }>(
+      `select a.attname, pg_get_serial_sequence($1, a.attname) as seq
+       from pg_attribute a
+       where a.attrelid = $1::regclass and a.attnum > 0 and not a.attisdropped
+         and pg_get_serial_sequence($1, a.attname) is not null`,
+      [table.qualified],
+    );
+    for (const { attname, seq } of rows) {
+      await pool.query(
+        `select setval($1::regclass, greatest(coalesce(pg_sequence_last_value($1::regclass), 0),
+           coalesce((select max(${pg.escapeIdentifier(attname)})::bigint from ${table.qualified}), 0) + $2::bigint), true)`,
+        [seq, SEQUENCE_HEADROOM.toString()],
+      );
+    }
+  }
 }

@@ -1,4 +1,6 @@
-// Every worker probes the shards of every plan whose data is moving (movement running or paused),
+// Every worker probes the shards of every plan whose data is moving (movement running or paused, or
+// failed: forward CDC fails the movement when a shard stays unreachable, and that is exactly when
+// the breaker's shard-down rule needs the probes to go on),
 // every few seconds (shard-probe.ts), so the breaker's "shard unreachable" rule has a history to
 // judge. It runs beside the supervisor's tick, as the slot watch does: an unreachable shard costs
 // its connect timeout here, never in the tick. Several workers may run it: a plan probed within the
@@ -14,7 +16,7 @@ export interface ShardWatch {
 
 export async function shardWatchRound(intervalMs: number, log: (m: string) => void): Promise<void> {
   const movements = await db().dataMovement.findMany({
-    where: { status: { in: ["running", "paused"] } },
+    where: { status: { in: ["running", "paused", "failed"] } },
     select: { planId: true },
   });
   for (const { planId } of movements) {

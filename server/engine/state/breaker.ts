@@ -6,23 +6,26 @@
 //                 ▲                      │ │                   (the commit point: one control-plane
 //                 └──────interrupted─────┘ │                    transaction gives every tenant of the
 //                                          └──gave-up──► failed set to legacy in one map version)
+//   rolling_back (flip_version set, or nothing to flip) ──held──► failed
 //   rolled_back | failed ──rearmed──► armed
 //
 // Before the flip the shards still own the set: a missed budget or any failure gives up (fences
 // lifted, the tenants stay on their shards, `failed` says what was left and why); a worker killed
 // there leaves the trip for the next one, which lifts the fences and puts it back to `tripped`
 // with the reason (and, within MAX_BREAKER_ATTEMPTS, drives it again: the trip still stands).
-// From the flip on, legacy owns every tenant of the set: a restart only finishes.
+// From the flip on, legacy owns every tenant of the set: a restart only finishes. The exception is
+// a shard that is DOWN whose writes legacy cannot be shown to hold: its tenants are `held` (frozen,
+// still the shard's), the rest flip, and the trip ends `failed` for a human (docs/breaker.md).
 export type BreakerStatus = "tripped" | "rolling_back" | "rolled_back" | "failed" | "armed";
 
-export type BreakerEvent = "claimed" | "interrupted" | "gave-up" | "finished" | "rearmed";
+export type BreakerEvent = "claimed" | "interrupted" | "gave-up" | "finished" | "held" | "rearmed";
 
 /** Attempts a trip gets (each one a claim by a worker) before it is left `failed` for a human. */
 export const MAX_BREAKER_ATTEMPTS = 3;
 
 const TRANSITIONS: Record<BreakerStatus, Partial<Record<BreakerEvent, BreakerStatus>>> = {
   tripped: { claimed: "rolling_back", "gave-up": "failed" },
-  rolling_back: { interrupted: "tripped", "gave-up": "failed", finished: "rolled_back" },
+  rolling_back: { interrupted: "tripped", "gave-up": "failed", finished: "rolled_back", held: "failed" },
   rolled_back: { rearmed: "armed" },
   failed: { rearmed: "armed" },
   armed: {},

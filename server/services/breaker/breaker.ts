@@ -258,8 +258,16 @@ export async function tripBreaker(
   }
 }
 
-/** Re-arms the breaker once its rollback has ended (admin): the plan's breaker reads armed again. */
-export async function rearmBreaker(actor: Actor, input: TBreakerRearmInput): Promise<{ tripId: string }> {
+/**
+ * Re-arms the breaker once its rollback has ended (admin): the plan's breaker reads armed again. A
+ * trip that HELD tenants (their shard was down and legacy could not be shown to hold its writes)
+ * is finished by the re-arm: in the same transaction a trip of exactly those tenants is emitted,
+ * which rolls them back normally once their shard answers (and holds them again if it does not).
+ */
+export async function rearmBreaker(
+  actor: Actor,
+  input: TBreakerRearmInput,
+): Promise<{ tripId: string; heldTripId: string | null }> {
   await planOf(input.planId);
   const refuse = async (message: string) => {
     await auditRefusal(actor, "breaker.rearm.refused", input.planId, { blockers: [message] }, input.reason);
@@ -300,7 +308,24 @@ export async function rearmBreaker(actor: Actor, input: TBreakerRearmInput): Pro
         after: { status: next.to },
         reason: input.reason,
       });
-      return { tripId: newest.id };
+      const held = Object.entries((newest.outcomes ?? {}) as unknown as Record<string, TenantOutcome>)
+        .filter(([, o]) => o.outcome === "held")
+        .map(([tenant]) => tenant);
+      if (held.length === 0) return { tripId: newest.id, heldTripId: null };
+      const heldTrip = await emitTrip(
+        tx,
+        {
+          planId: input.planId,
+          scope: { kind: "tenants", tenants: held },
+          trigger: "manual",
+          actor,
+          reason: `Re-armed: finish the rollback of ${held.length} tenants held by trip ${newest.id} (${input.reason})`,
+          budgetMs: newest.budgetMs,
+          tenantCount: held.length,
+        },
+        auditTripAs(actor),
+      );
+      return { tripId: newest.id, heldTripId: heldTrip.tripId };
     },
     { timeout: 15_000, maxWait: 10_000 },
   );
@@ -318,6 +343,8 @@ export interface BreakerHistoryItem {
   tenants: number;
   tenantsMoved: number;
   tenantsLeft: number;
+  /** Tenants kept frozen on a shard that was down (their writes not confirmed on legacy); see `error`. */
+  tenantsHeld: number;
   attempts: number;
   flipVersion: number | null;
   freezeMs: number | null;
@@ -360,6 +387,7 @@ export async function breakerHistory(input: TBreakerHistoryInput): Promise<Break
       tenants: (r.tenants as unknown[]).length,
       tenantsMoved: outcomes.filter((o) => o.outcome === "rolled_back").length,
       tenantsLeft: outcomes.filter((o) => o.outcome === "left_on_shard").length,
+      tenantsHeld: outcomes.filter((o) => o.outcome === "held").length,
       attempts: r.attempts,
       flipVersion: r.flipVersion === null ? null : Number(r.flipVersion),
       freezeMs:
