@@ -38,7 +38,11 @@ export interface Worker {
 
 export async function startWorker(
   connectionString: string,
-  options: { log?: (m: string) => void } = {},
+  options: {
+    log?: (m: string) => void;
+    /** Trip the breaker by itself when a rule fires. Default: on, unless SHARDSHIFT_AUTO_TRIP=off. */
+    autoTrip?: boolean;
+  } = {},
 ): Promise<Worker> {
   const log = options.log ?? ((m: string) => console.log(m));
   const boss = await startQueue(connectionString);
@@ -85,7 +89,7 @@ export async function startWorker(
   // The breaker trips by itself when a trip rule fires (as the rule, in the audit log).
   // SHARDSHIFT_AUTO_TRIP=off leaves tripping to people (a test of something else, a drill).
   const autoTrip =
-    process.env.SHARDSHIFT_AUTO_TRIP === "off"
+    (options.autoTrip ?? process.env.SHARDSHIFT_AUTO_TRIP !== "off") === false
       ? null
       : startAutoTrip({
           log,

@@ -174,7 +174,7 @@ describe("the breaker trips by itself on a shard that is down", () => {
       },
     });
     await startDataMovement(actor, { planId: plan.id, reason: "go", resetShards: true });
-    worker = await startWorker(control.url, { log });
+    worker = await startWorker(control.url, { log, autoTrip: true });
     await waitForBackfill(plan.id, 300_000);
     const placement = hashPlacement(2);
     const all = Array.from({ length: TENANTS }, (_, i) => String(i + 1));
@@ -265,7 +265,7 @@ describe("the breaker trips by itself on a shard that is down", () => {
       const secondStop = new Date();
       await server.crash();
       note("shard-0 stopped again");
-      worker = await startWorker(control.url, { log });
+      worker = await startWorker(control.url, { log, autoTrip: true });
       const second = await tripEnded(plan.id, secondStop);
       note(`trip 2: ${second.status} trigger ${second.trigger}: ${second.error}`);
       expect(second.trigger).toBe("shard-down");
