@@ -98,6 +98,19 @@ test("an operator draws the ladder, sees a gate block, dry-runs and promotes the
       )
       .toBe(planned);
     await expect(page.getByTestId("promotion-status")).toHaveText(/done/);
+
+    // What is on the shards now, at a glance on the cohorts page and as counts on the overview.
+    await expect(page.getByTestId("placement-onShards")).toContainText(
+      new RegExp(`^On shards${planned}\\s*tenants`),
+    );
+    await page.screenshot({ path: "/tmp/h-ladder-cohorts.png", fullPage: true });
+    await page.goto(`/plans/${plan.id}`);
+    await expect(page.getByTestId("placement-onShards")).toContainText(
+      new RegExp(`^On shards${planned}\\s*tenants`),
+    );
+    await expect(page.getByTestId("placement-row").first()).toBeVisible();
+    await expect(page.getByTestId("evidence-bit_by_bit_routing")).toContainText(`${planned} of `);
+    await page.screenshot({ path: "/tmp/h-ladder-overview.png", fullPage: true });
   } finally {
     await pool.end();
     await cancelMovement(page, plan.id);

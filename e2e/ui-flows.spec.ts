@@ -61,9 +61,13 @@ async function phasesPauseCancelRestart(page: Page, plan: { id: string }) {
   await expect(timeline.locator('[aria-current="step"]')).toContainText("Two-way CDC");
   await expect(page.getByRole("button", { name: "Advance to “Asynchronous backfill”" })).toBeDisabled();
   await expect(page.getByText(/Forward CDC is not streaming: start the data movement/)).toBeVisible();
-  for (const step of ["bit_by_bit_routing", "live_rollback", "native_cleanup"]) {
+  for (const [step, state] of [
+    ["bit_by_bit_routing", "not_started"],
+    ["live_rollback", "not_started"],
+    ["native_cleanup", "not_available"],
+  ]) {
     await expect(
-      timeline.locator(`[data-state="not_available"]`).filter({ has: page.getByTestId(`evidence-${step}`) }),
+      timeline.locator(`[data-state="${state}"]`).filter({ has: page.getByTestId(`evidence-${step}`) }),
     ).toHaveCount(1);
   }
   await screenshot(page, "31-timeline-before-cdc");
@@ -95,7 +99,7 @@ async function phasesPauseCancelRestart(page: Page, plan: { id: string }) {
   expect(atPause).toBeLessThan(30_000);
   await screenshot(page, "32-paused");
 
-  // With CDC confirmed, the plan advances to the backfill; bit-by-bit routing cannot be entered.
+  // With CDC confirmed, the plan advances to the backfill; bit-by-bit routing waits for a ladder.
   await page.goto(`/plans/${plan.id}`);
   const advance = page.getByRole("button", { name: "Advance to “Asynchronous backfill”" });
   await expect(async () => {
@@ -106,7 +110,9 @@ async function phasesPauseCancelRestart(page: Page, plan: { id: string }) {
   await confirmIn(page, "CDC streams", "Advance to “Asynchronous backfill”");
   await expect(timeline.locator('[aria-current="step"]')).toContainText("Asynchronous backfill");
   await expect(page.getByRole("button", { name: "Advance to “Bit-by-bit routing”" })).toBeDisabled();
-  await expect(page.getByText(/“Bit-by-bit routing” is not available yet/).first()).toBeVisible();
+  await expect(
+    page.getByText(/The backfill is not done|No cohort ladder is drawn: draw it on Cohorts/).first(),
+  ).toBeVisible();
   await expect(page.getByTestId("evidence-two_way_cdc")).toContainText("Streaming");
   await screenshot(page, "33-timeline-backfill");
 

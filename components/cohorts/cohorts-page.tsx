@@ -22,6 +22,7 @@ import { messageOf } from "@/components/ui/field-errors";
 import { QueryState } from "@/components/ui/query-state";
 import { Time } from "@/components/ui/time";
 import { PromotionsCard } from "./promotions-card";
+import { TenantPlacementCard } from "./tenant-placement";
 
 const nf = new Intl.NumberFormat();
 
@@ -35,6 +36,7 @@ export function CohortsPage({ planId }: { planId: string }) {
     <>
       <PlanHeader plan={plan.data} />
       <div className="space-y-4">
+        <TenantPlacementCard planId={planId} compact />
         <Ladder planId={planId} selected={selected} onSelect={setSelected} />
         <Gates planId={planId} ordinal={selected} />
         <DryRunAndPromote planId={planId} ordinal={selected} />

@@ -6,6 +6,7 @@ import { AuditTable } from "@/components/audit/audit-table";
 import { fitWindow } from "@/components/charts/chart-window";
 import { LagChart } from "@/components/charts/lag-chart";
 import { WindowSelect } from "@/components/charts/window-select";
+import { TenantPlacementCard } from "@/components/cohorts/tenant-placement";
 import { useTRPC } from "@/components/providers/trpc";
 import { useRoleBlock } from "@/components/providers/user";
 import { Button } from "@/components/ui/button";
@@ -73,6 +74,7 @@ export function PlanOverview({ planId }: { planId: string }) {
             </ul>
           </Card>
         </div>
+        <TenantPlacementCard planId={planId} />
         <ReplicationLag planId={planId} />
         <RecentPlanAudit planId={planId} />
       </div>

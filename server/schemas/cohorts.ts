@@ -119,6 +119,12 @@ export const ZCohortsInput = z.object({
   limit: z.number().int().min(0).max(1_000).default(100),
 });
 
+export const ZTenantPlacementInput = z.object({
+  planId: z.uuid(),
+  /** Tenants listed per side, largest first (the counts are always complete). */
+  limit: z.number().int().min(0).max(200).default(20),
+});
+
 export const ZDrawLadderInput = z
   .object({
     planId: z.uuid(),

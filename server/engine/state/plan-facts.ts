@@ -1,5 +1,6 @@
 // What the engine has actually done for a plan, as the plan's state machine and timeline judge it.
 // Plain data, read from the store by services/plans/engine-facts.ts: the deciders stay pure.
+import type { BreakerStatus } from "./breaker";
 import type { MovementStatus } from "./movement";
 
 export interface EngineFacts {
@@ -22,6 +23,24 @@ export interface EngineFacts {
   };
   /** Tenants the routing map sends to a shard (cut over); absent is none. */
   tenantsOnShards?: number;
+  /** Tenants the census counted; null or absent: no census yet. */
+  tenantsTotal?: number | null;
+  /** Tenants with a cutover attempt in flight (requested, freezing, flipping …). */
+  tenantsCuttingOver?: number;
+  /** When the last tenant now on a shard got there (its route's last change); null: none is. */
+  lastToShardAt?: Date | null;
+  /**
+   * The cohort ladder: how many cohorts are drawn, how many are wholly on shards, and — judged only
+   * where a decision needs it (leaving the backfill) — whether cohort 1's gates are open, and why
+   * not. Absent or null: no ladder is drawn.
+   */
+  cohorts?: {
+    drawn: number;
+    promoted: number;
+    firstGates: { open: boolean; why: string | null } | null;
+  } | null;
+  /** The plan's breaker: armed (and since when it was re-armed; null: never tripped) or not. */
+  breaker?: { status: BreakerStatus; armedSince: Date | null };
 }
 
 export const NO_ENGINE_FACTS: EngineFacts = {
@@ -89,4 +108,21 @@ export function parityStanding(
     return { holds: false, stale: true, why: "the last clean full check is more than 20 min old" };
   }
   return { holds: true };
+}
+
+/** Every tenant the census counted is on a shard (false without a census or with no tenant). */
+export function everyTenantOnShards(facts: EngineFacts): boolean {
+  const total = facts.tenantsTotal ?? 0;
+  return total > 0 && (facts.tenantsOnShards ?? 0) >= total;
+}
+
+/**
+ * When the breaker's soak began: the breaker armed with every tenant on the shards, from the later
+ * of the two (the last tenant's arrival, the last re-arm). Null while either is not true now — a
+ * trip, a rollback or a tenant back on legacy restarts the soak when the conditions hold again.
+ */
+export function breakerSoakSince(facts: EngineFacts): Date | null {
+  if (!everyTenantOnShards(facts) || facts.breaker?.status !== "armed" || !facts.lastToShardAt) return null;
+  const armed = facts.breaker.armedSince;
+  return armed && armed > facts.lastToShardAt ? armed : facts.lastToShardAt;
 }

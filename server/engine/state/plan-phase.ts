@@ -10,17 +10,34 @@
 //                             i+1's machinery exists (NOT_AVAILABLE); never from `complete`
 //   revert   phase i → the nearest earlier phase that exists, from application_router …
 //                             live_rollback; clean-up has already dropped replication, so it
-//                             cannot be undone; Two-way CDC is kept while a slot is held
+//                             cannot be undone; Two-way CDC is kept while a slot is held;
+//                             bit-by-bit routing is kept while a tenant is on a shard
 //   archive  active → archived  only while nothing runs against the databases
 //                             (define_key, application_router, complete): archiving
 //                             mid-migration would orphan replication slots
 // An archived plan refuses every event: history is kept, nothing restarts from it.
 //
+// The rollout's phases follow the tenants (the routing map's owners) and the breaker:
+//   bit-by-bit routing  entered when cohort 1 may be promoted (a ladder drawn, its gates open —
+//                       or a tenant already on a shard); left only with every tenant the census
+//                       counted on a shard and no cutover in flight
+//   live rollback       entered with parity holding, every tenant on a shard and the breaker armed;
+//                       its soak counts from when both became true (breakerSoakSince), not from the
+//                       advance, so a trip or a tenant back on legacy restarts it
+//
 // Pure: callers pass the facts (phase, status, when the current phase began, settings, engine
 // facts); the store persists the outcome. Later engine steps add their guards here, in one place,
 // and take their phase off NOT_AVAILABLE.
 import { PHASE_INFO, PLAN_PHASES, type PlanPhase, type TPlanSettings } from "../../schemas/plan";
-import { backfillDone, cdcStreaming, type EngineFacts, NO_ENGINE_FACTS, parityStanding } from "./plan-facts";
+import {
+  backfillDone,
+  breakerSoakSince,
+  cdcStreaming,
+  type EngineFacts,
+  everyTenantOnShards,
+  NO_ENGINE_FACTS,
+  parityStanding,
+} from "./plan-facts";
 
 export type PlanEvent = "advance" | "revert" | "archive";
 export type PlanStatus = "active" | "archived";
@@ -53,10 +70,6 @@ const REVERTIBLE: ReadonlySet<PlanPhase> = new Set([
 
 /** Steps whose machinery does not exist yet: they cannot be entered (nor, if a plan sits in one, left forwards). */
 export const NOT_AVAILABLE: Readonly<Partial<Record<PlanPhase, string>>> = {
-  bit_by_bit_routing:
-    "the plan does not follow its tenants into this phase yet (cohorts are promoted from the Cohorts page, single tenants cut over from the Routing page meanwhile)",
-  live_rollback:
-    "the plan does not follow its tenants into this phase yet (the breaker already works: its state is in the header, and a trip rolls tenants back)",
   native_cleanup: "clean-up is not built yet",
 };
 
@@ -66,6 +79,19 @@ export function notAvailableReason(phase: PlanPhase): string | null {
 }
 
 const DAY_MS = 86_400_000;
+const nf = new Intl.NumberFormat("en");
+
+/** Why cohort 1 may not be promoted yet (entering bit-by-bit routing), or null if it may. */
+function firstCohortBlocked(engine: EngineFacts): string | null {
+  const cohorts = engine.cohorts;
+  if (!cohorts || cohorts.drawn === 0) return "No cohort ladder is drawn: draw it on Cohorts, then advance.";
+  // Promoted already (an admin's override, or a tenant cut over by hand): the routing has begun.
+  if (cohorts.promoted > 0 || (engine.tenantsOnShards ?? 0) > 0) return null;
+  if (!cohorts.firstGates) return "Cohort 1's gates have not been judged: open Cohorts to see them.";
+  return cohorts.firstGates.open
+    ? null
+    : `Cohort 1 may not be promoted yet: ${cohorts.firstGates.why ?? "a gate does not pass"} Advance once its gates pass (Cohorts).`;
+}
 
 /** What must be true to leave a phase forwards, from the engine's facts; null = it is. */
 const EXIT_GUARDS: Partial<Record<PlanPhase, (facts: PlanFacts, engine: EngineFacts) => string | null>> = {
@@ -80,25 +106,62 @@ const EXIT_GUARDS: Partial<Record<PlanPhase, (facts: PlanFacts, engine: EngineFa
     }
     return null;
   },
+  // Leaving the backfill enters bit-by-bit routing: only once the first cohort may be promoted.
   async_backfill: (_, engine) => {
-    if (backfillDone(engine)) return null;
-    const { tables, tablesDone } = engine.backfill;
-    return tables === 0
-      ? "Nothing has been copied: start the data movement (Backfill & CDC) first."
-      : `The backfill is not done: ${tablesDone} of ${tables} tables are copied. Advance once every table is.`;
+    if (!backfillDone(engine)) {
+      const { tables, tablesDone } = engine.backfill;
+      return tables === 0
+        ? "Nothing has been copied: start the data movement (Backfill & CDC) first."
+        : `The backfill is not done: ${tablesDone} of ${tables} tables are copied. Advance once every table is.`;
+    }
+    return firstCohortBlocked(engine);
   },
+  bit_by_bit_routing: (_, engine) => {
+    const total = engine.tenantsTotal ?? 0;
+    const on = engine.tenantsOnShards ?? 0;
+    if (total === 0)
+      return "The census has counted no tenant yet: wait for it (Backfill & CDC), then promote the cohorts.";
+    if (!everyTenantOnShards(engine)) {
+      return `${nf.format(total - on)} of ${nf.format(total)} tenants are still on legacy: promote the remaining cohorts (Cohorts), then advance.`;
+    }
+    const moving = engine.tenantsCuttingOver ?? 0;
+    if (moving > 0)
+      return `${moving} tenant cutover${moving === 1 ? " is" : "s are"} still in flight: wait for ${moving === 1 ? "it" : "them"} to end.`;
+    return null;
+  },
+  // Leaving parity enters the live rollback breaker's soak: parity holds, every tenant is on the
+  // shards and the breaker is armed.
   automated_parity: (facts, engine) => {
     const standing = parityStanding(engine, facts.now);
-    return standing.holds
-      ? null
-      : `Parity does not hold: ${standing.why}. Advance once a full check passes with every row verified.`;
+    if (!standing.holds) {
+      return `Parity does not hold: ${standing.why}. Advance once a full check passes with every row verified.`;
+    }
+    if (!everyTenantOnShards(engine)) {
+      const total = engine.tenantsTotal ?? 0;
+      return total === 0
+        ? "The census has counted no tenant: the breaker's soak needs every tenant on the shards."
+        : `${nf.format(total - (engine.tenantsOnShards ?? 0))} of ${nf.format(total)} tenants are on legacy: the breaker's soak needs every tenant on the shards (promote them on Cohorts).`;
+    }
+    const breaker = engine.breaker?.status;
+    if (breaker !== "armed") {
+      return `The breaker is ${breaker ? breaker.replace("_", " ") : "not known"}: the soak starts with it armed (let its rollback end, re-arm it, and promote the rolled-back tenants again).`;
+    }
+    return null;
   },
-  live_rollback: (facts) => {
-    const soakEnds = facts.phaseEnteredAt.getTime() + facts.settings.soakDays * DAY_MS;
+  // The soak counts from the facts (breaker armed with every tenant on the shards), not from when
+  // the operator advanced: a trip or a tenant back on legacy restarts it.
+  live_rollback: (facts, engine) => {
+    const since = breakerSoakSince(engine);
+    if (!since) {
+      return everyTenantOnShards(engine)
+        ? `The breaker is ${engine.breaker?.status.replace("_", " ") ?? "not known"}: the soak counts only while it is armed (re-arm it once its rollback has ended).`
+        : "Not every tenant is on the shards (a rollback moved some back): promote them again; the soak restarts then.";
+    }
+    const soakEnds = since.getTime() + facts.settings.soakDays * DAY_MS;
     if (facts.now.getTime() >= soakEnds) return null;
     const daysLeft = Math.ceil((soakEnds - facts.now.getTime()) / DAY_MS);
     return (
-      `The soak is not over: clean-up starts ${facts.settings.soakDays} days after the breaker was armed ` +
+      `The soak is not over: clean-up starts ${facts.settings.soakDays} days after the breaker was armed with every tenant on the shards ` +
       `(${daysLeft} day${daysLeft === 1 ? "" : "s"} left). Shorten soakDays in settings (at least 7) if that is intended.`
     );
   },
@@ -139,6 +202,13 @@ export function decideTransition(facts: PlanFacts, event: PlanEvent): Transition
           allowed: false,
           reason:
             "The data movement still holds a replication slot on legacy. Cancel it first (Backfill & CDC), which drops the slot, then revert.",
+        };
+      }
+      if (facts.phase === "bit_by_bit_routing" && (facts.engine?.tenantsOnShards ?? 0) > 0) {
+        const n = facts.engine?.tenantsOnShards ?? 0;
+        return {
+          allowed: false,
+          reason: `${nf.format(n)} tenant${n === 1 ? " is" : "s are"} on a shard: bit-by-bit routing has begun. Roll ${n === 1 ? "it" : "them"} back to legacy (the breaker) first, then revert.`,
         };
       }
       // Steps that were never available are skipped: a plan moved past them never ran them.

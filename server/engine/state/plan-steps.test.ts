@@ -34,12 +34,63 @@ describe("the DATA-BALANCE timeline", () => {
       evidence: "4 of 9 tables copied (12,345 rows).",
     });
     expect(s.automated_parity).toMatchObject({ state: "not_started" });
-    for (const phase of ["bit_by_bit_routing", "live_rollback", "native_cleanup"] as const) {
-      expect(s[phase]).toMatchObject({
-        state: "not_available",
-        evidence: expect.stringMatching(/^Not available yet/),
-      });
-    }
+    expect(s.bit_by_bit_routing).toMatchObject({
+      state: "not_started",
+      evidence: "No tenant is on a shard yet: draw the cohort ladder on Cohorts.",
+    });
+    expect(s.live_rollback).toMatchObject({ state: "not_started" });
+    expect(s.native_cleanup).toMatchObject({
+      state: "not_available",
+      evidence: expect.stringMatching(/^Not available yet/),
+    });
+  });
+
+  it("follows the tenants through bit-by-bit routing: counts from the routing map and the ladder", () => {
+    const tenants = { ...running, tenantsTotal: 200, tenantsCuttingOver: 0, lastToShardAt: null };
+    const drawn = { drawn: 4, promoted: 0, firstGates: null };
+    expect(steps({ ...tenants, tenantsOnShards: 0, cohorts: drawn }).bit_by_bit_routing).toMatchObject({
+      state: "not_started",
+      evidence: "No tenant is on a shard yet; the ladder has 4 cohorts: promote cohort 1 on Cohorts.",
+    });
+    expect(
+      steps({ ...tenants, tenantsOnShards: 10, tenantsCuttingOver: 8, cohorts: { ...drawn, promoted: 2 } })
+        .bit_by_bit_routing,
+    ).toMatchObject({
+      state: "running",
+      evidence: "10 of 200 tenants on shards; cohort 2 of 4 wholly on shards; 8 cutting over.",
+    });
+    expect(
+      steps({ ...tenants, tenantsOnShards: 200, cohorts: { ...drawn, promoted: 4 } }).bit_by_bit_routing,
+    ).toMatchObject({
+      state: "done",
+      evidence: "All 200 tenants are on their shards; cohort 4 of 4 wholly on shards.",
+    });
+  });
+
+  it("soaks the breaker only while it is armed with every tenant on the shards", () => {
+    const all = {
+      ...running,
+      tenantsTotal: 200,
+      tenantsOnShards: 200,
+      lastToShardAt: minutesAgo(60 * 24 * 3),
+      breaker: { status: "armed" as const, armedSince: null },
+    };
+    expect(steps(all).live_rollback).toMatchObject({
+      state: "running",
+      evidence: "Soaking: the breaker armed with every tenant on the shards since 3 days ago (3 of 14 days).",
+    });
+    expect(steps({ ...all, lastToShardAt: minutesAgo(60 * 24 * 15) }).live_rollback).toMatchObject({
+      state: "done",
+    });
+    expect(steps({ ...all, breaker: { status: "tripped", armedSince: null } }).live_rollback).toMatchObject({
+      state: "stopped",
+      alert: true,
+      evidence: "The breaker is tripped: the soak counts only while it is armed.",
+    });
+    expect(steps({ ...all, tenantsOnShards: 50 }).live_rollback).toMatchObject({
+      state: "not_started",
+      evidence: "Starts when every tenant is on a shard with the breaker armed (50 of 200 are now).",
+    });
   });
 
   it("says how many tenants the map sends to a shard once any was cut over", () => {

@@ -8,7 +8,15 @@
 // reading) is marked stale instead of staying green. The persisted phase (./plan-phase.ts) is still
 // there: it is how far the operator has taken the rollout, and it only moves when the facts allow.
 import { PLAN_PHASES, type PlanPhase } from "../../schemas/plan";
-import { backfillDone, type EngineFacts, lagIsFresh, NO_ENGINE_FACTS, parityStanding } from "./plan-facts";
+import {
+  backfillDone,
+  breakerSoakSince,
+  type EngineFacts,
+  everyTenantOnShards,
+  lagIsFresh,
+  NO_ENGINE_FACTS,
+  parityStanding,
+} from "./plan-facts";
 import { NOT_AVAILABLE, type PlanFacts, phaseIndex } from "./plan-phase";
 
 export type StepState = "not_started" | "running" | "paused" | "done" | "stopped" | "not_available";
@@ -119,6 +127,77 @@ function parityStep(engine: EngineFacts, now: Date): StepView {
   );
 }
 
+/** Bit-by-bit routing from the routing map's owners and the ladder: how many tenants are on shards. */
+function routingStep(engine: EngineFacts): StepView {
+  const total = engine.tenantsTotal ?? 0;
+  const on = engine.tenantsOnShards ?? 0;
+  const cohorts = engine.cohorts;
+  const ladder = cohorts
+    ? `; cohort ${cohorts.promoted} of ${cohorts.drawn} wholly on shards`
+    : "; no ladder drawn";
+  const moving = engine.tenantsCuttingOver ?? 0;
+  const inFlight = moving > 0 ? `; ${nf.format(moving)} cutting over` : "";
+  if (everyTenantOnShards(engine) && moving === 0) {
+    return step(
+      "bit_by_bit_routing",
+      "done",
+      `All ${nf.format(total)} tenants are on their shards${ladder}.`,
+    );
+  }
+  if (on === 0 && moving === 0) {
+    return step(
+      "bit_by_bit_routing",
+      "not_started",
+      cohorts
+        ? `No tenant is on a shard yet; the ladder has ${cohorts.drawn} cohorts: promote cohort 1 on Cohorts.`
+        : "No tenant is on a shard yet: draw the cohort ladder on Cohorts.",
+    );
+  }
+  const of = total > 0 ? ` of ${nf.format(total)}` : "";
+  return step(
+    "bit_by_bit_routing",
+    "running",
+    `${nf.format(on)}${of} tenants on shards${ladder}${inFlight}.`,
+  );
+}
+
+/** The live rollback breaker's soak: armed with every tenant on the shards, for soakDays. */
+function rollbackStep(engine: EngineFacts, facts: PlanFacts): StepView {
+  const since = breakerSoakSince(engine);
+  const status = engine.breaker?.status;
+  if (since) {
+    const days = (facts.now.getTime() - since.getTime()) / 86_400_000;
+    const of = `${Math.floor(days)} of ${facts.settings.soakDays} days`;
+    return days >= facts.settings.soakDays
+      ? step(
+          "live_rollback",
+          "done",
+          `Soaked: the breaker armed with every tenant on the shards for ${of} (since ${ago(since, facts.now)}).`,
+        )
+      : step(
+          "live_rollback",
+          "running",
+          `Soaking: the breaker armed with every tenant on the shards since ${ago(since, facts.now)} (${of}).`,
+        );
+  }
+  if (status && status !== "armed") {
+    return step(
+      "live_rollback",
+      "stopped",
+      `The breaker is ${status.replace("_", " ")}: the soak counts only while it is armed.`,
+      {
+        alert: true,
+      },
+    );
+  }
+  const total = engine.tenantsTotal ?? 0;
+  return step(
+    "live_rollback",
+    "not_started",
+    `Starts when every tenant is on a shard with the breaker armed (${nf.format(engine.tenantsOnShards ?? 0)}${total > 0 ? ` of ${nf.format(total)}` : ""} are now).`,
+  );
+}
+
 /** Every DATA-BALANCE step (not `complete`) with its state and evidence. */
 export function describeSteps(facts: PlanFacts & { shardKeyColumn: string }): StepView[] {
   const engine = facts.engine ?? NO_ENGINE_FACTS;
@@ -147,6 +226,10 @@ export function describeSteps(facts: PlanFacts & { shardKeyColumn: string }): St
         return backfillStep(engine);
       case "automated_parity":
         return parityStep(engine, facts.now);
+      case "bit_by_bit_routing":
+        return routingStep(engine);
+      case "live_rollback":
+        return rollbackStep(engine, facts);
       default:
         return step(phase, "not_started", "");
     }

@@ -23,6 +23,7 @@ import {
   placeCensusNewcomers,
   setTags,
   tenantOverview,
+  tenantPlacement,
 } from "./cohorts";
 
 let control: Awaited<ReturnType<typeof useControlPlane>>;
@@ -251,6 +252,19 @@ describe("cohort ladder", () => {
       error: "freeze budget missed",
     });
     expect(states.cohorts[0]?.states.on_shard).toBe(1);
+
+    // Where the tenants are (the overview's counts): 4 on its shard, 7 cutting over, the rest on legacy.
+    await store.query(
+      `insert into tenant_cutover (plan_id, tenant_key, direction, status, requested_by_email, reason)
+       values ($1::uuid, '7', 'to-shard', 'requested', 'operator@test', 'go')`,
+      [plan.id],
+    );
+    const placement = await tenantPlacement(plan.id, 2);
+    expect(placement.onShards).toMatchObject({ tenants: 1, rows: 40, listed: [{ tenant: "4" }] });
+    expect(placement.cuttingOver).toMatchObject({ tenants: 1, rows: 70, listed: [{ tenant: "7" }] });
+    expect(placement.legacy.tenants).toBe(placement.total - 2);
+    expect(placement.legacy.listed).toHaveLength(2); // the limit; largest first
+    expect(placement.legacy.listed[0]?.rows).toBeGreaterThanOrEqual(placement.legacy.listed[1]?.rows ?? 0);
 
     // One tenant as every page names it: state, tags, cohort (held: none).
     expect(await tenantOverview(plan.id, "4")).toMatchObject({

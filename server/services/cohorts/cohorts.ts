@@ -523,3 +523,36 @@ export async function listCohorts(planId: string, limit = 100) {
 }
 
 export type CohortsListing = Awaited<ReturnType<typeof listCohorts>>;
+
+/** Which side a tenant's derived state puts it on, for the plan's overview. */
+export function sideOf(state: TenantState): "legacy" | "cuttingOver" | "onShards" {
+  if (state === "on_shard") return "onShards";
+  if (state === "cutting_over" || state === "rolling_back") return "cuttingOver";
+  return "legacy";
+}
+
+/**
+ * Where the plan's tenants are now: tenants and their rows on legacy, cutting over (or rolling
+ * back) and on shards, with up to `limit` tenants of each side listed (those cutting over first of
+ * all: they are the live ones), largest first. One statement over the census, the routing map and
+ * the latest attempts — the same facts every tenant state is derived from — so thousands of tenants
+ * cost one scan, not a query each.
+ */
+export async function tenantPlacement(planId: string, limit = 20) {
+  const rows = await db().$queryRawUnsafe<TenantRow[]>(TENANT_FACTS_SQL, planId, null);
+  const sides = {
+    legacy: { tenants: 0, rows: 0, listed: [] as CohortTenant[] },
+    cuttingOver: { tenants: 0, rows: 0, listed: [] as CohortTenant[] },
+    onShards: { tenants: 0, rows: 0, listed: [] as CohortTenant[] },
+  };
+  const all = rows.map(cohortTenant).sort((a, b) => b.rows - a.rows || compareKeys(a.tenant, b.tenant));
+  for (const t of all) {
+    const side = sides[sideOf(t.state)];
+    side.tenants++;
+    side.rows += t.rows;
+    if (side.listed.length < limit) side.listed.push(t);
+  }
+  return { at: new Date(), total: all.length, ...sides };
+}
+
+export type TenantPlacement = Awaited<ReturnType<typeof tenantPlacement>>;

@@ -76,7 +76,8 @@ describe("phase guards from the engine's facts", () => {
     const moved = await getPlan(plan.id);
     expect(moved.phase).toBe("async_backfill");
 
-    // Even with every table copied, bit-by-bit routing cannot be entered: nothing could move a tenant.
+    // Even with every table copied, bit-by-bit routing is entered only once cohort 1 may be promoted:
+    // no ladder is drawn here.
     await waitFor(
       "every table copied",
       async () => (await getPlan(plan.id)).steps.find((s) => s.phase === "async_backfill")?.state === "done",
@@ -85,7 +86,7 @@ describe("phase guards from the engine's facts", () => {
     const blocked = (await getPlan(plan.id)).available.advance;
     expect(blocked).toEqual({
       allowed: false,
-      reason: expect.stringMatching(/“Bit-by-bit routing” is not available yet/),
+      reason: expect.stringMatching(/No cohort ladder is drawn: draw it on Cohorts/),
     });
     await controlDataMovement(actor, { planId: plan.id, action: "cancel", reason: "test over" });
     await waitFor("the cancel to finish", async () => {

@@ -88,7 +88,7 @@ export async function getPlan(planId: string, now = new Date()) {
     settings: plan.settings,
     now,
     replicationActive: replicationActive(row),
-    engine: await loadEngineFacts(planId),
+    engine: await loadEngineFacts(planId, db(), { judgeFirstCohort: plan.phase === "async_backfill" }),
   };
   return {
     ...plan,
@@ -320,7 +320,9 @@ export async function transitionPlan(actor: Actor, input: TPlanTransitionInput):
         settings: settingsOf(row),
         now: new Date(),
         replicationActive: replicationActive(row),
-        engine: await loadEngineFacts(row.id, tx),
+        engine: await loadEngineFacts(row.id, tx, {
+          judgeFirstCohort: row.phase === "async_backfill" && event === "advance",
+        }),
       },
       event,
     );

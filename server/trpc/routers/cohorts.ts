@@ -10,9 +10,17 @@ import {
   ZRetryTenantInput,
   ZSetTagsInput,
   ZTenantOverviewInput,
+  ZTenantPlacementInput,
   ZTripRulesInput,
 } from "../../schemas/cohorts";
-import { drawLadder, listCohorts, moveTenant, setTags, tenantOverview } from "../../services/cohorts/cohorts";
+import {
+  drawLadder,
+  listCohorts,
+  moveTenant,
+  setTags,
+  tenantOverview,
+  tenantPlacement,
+} from "../../services/cohorts/cohorts";
 import { evaluateCohortGates, evaluateTripRules } from "../../services/cohorts/gates";
 import {
   listPromotions,
@@ -27,6 +35,9 @@ import { operatorProcedure, router, viewerProcedure } from "../init";
 
 export const cohortsRouter = router({
   list: viewerProcedure.input(ZCohortsInput).query(({ input }) => listCohorts(input.planId, input.limit)),
+  placement: viewerProcedure
+    .input(ZTenantPlacementInput)
+    .query(({ input }) => tenantPlacement(input.planId, input.limit)),
   draw: operatorProcedure.input(ZDrawLadderInput).mutation(({ ctx, input }) => drawLadder(ctx.actor, input)),
   move: operatorProcedure.input(ZMoveTenantInput).mutation(({ ctx, input }) => moveTenant(ctx.actor, input)),
   setTags: operatorProcedure.input(ZSetTagsInput).mutation(({ ctx, input }) => setTags(ctx.actor, input)),
