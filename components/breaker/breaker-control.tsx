@@ -40,21 +40,28 @@ export interface BreakerPlan {
 export function BreakerControls({ plan, state }: { plan: BreakerPlan; state: BreakerState | null }) {
   const operatorBlock = useRoleBlock("operator");
   const inFlight = state !== null && tripInFlight(state);
-  const tripBlock =
-    operatorBlock ??
-    (inFlight ? "The breaker is rolling tenants back now: wait for that rollback to end." : null);
+  const flightBlock = inFlight
+    ? "The breaker is rolling tenants back now: wait for that rollback to end."
+    : null;
   return (
     <div className="flex flex-wrap items-center gap-2" data-testid="breaker-controls">
-      {tripBlock ? (
+      {operatorBlock ? (
         // The reason is the button's tooltip: the header has no room for a sentence under it.
-        <Button variant="danger" disabled title={tripBlock} data-testid="breaker-trip-button">
+        <Button variant="danger" disabled title={operatorBlock} data-testid="breaker-trip-button">
           Trip breaker…
         </Button>
       ) : (
+        // Mounted while a trip is in flight too (only its trigger disabled): the open dialog follows
+        // the trip it made, and must not vanish when the header learns that trip is in flight.
         <TripBreakerDialog
           plan={plan}
           trigger={
-            <Button variant="danger" data-testid="breaker-trip-button">
+            <Button
+              variant="danger"
+              disabled={inFlight}
+              title={flightBlock ?? undefined}
+              data-testid="breaker-trip-button"
+            >
               Trip breaker…
             </Button>
           }
