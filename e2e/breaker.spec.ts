@@ -158,8 +158,12 @@ test("an operator trips the breaker for a shard and its tenants are back on lega
 
     // The audit page: the trip and the rollback's end, with the reason.
     await tabs.getByRole("link", { name: "Audit", exact: true }).click();
-    await expect(page.getByText("breaker.trip", { exact: true }).first()).toBeVisible({ timeout: 30_000 });
-    await expect(page.getByText("breaker.rollback.finished", { exact: true }).first()).toBeVisible();
+    await expect(page.getByRole("cell", { name: "breaker.trip", exact: true }).first()).toBeVisible({
+      timeout: 30_000,
+    });
+    await expect(
+      page.getByRole("cell", { name: "breaker.rollback.finished", exact: true }).first(),
+    ).toBeVisible();
     await shot(page, "audit");
 
     // An operator cannot re-arm; an admin does, so the next spec starts armed.
