@@ -168,10 +168,10 @@ test("an operator trips the breaker for a shard and its tenants are back on lega
 
     // An operator cannot re-arm; an admin does, so the next spec starts armed.
     await page.goto(`/plans/${plan.id}/breaker`);
-    await expect(page.getByTestId("breaker-rearm-button")).toBeDisabled();
+    await expect(page.getByTestId("breaker-rearm-button").first()).toBeDisabled();
     await signIn(page, "admin");
     await page.goto(`/plans/${plan.id}/breaker`);
-    await page.getByTestId("breaker-rearm-button").click();
+    await page.getByTestId("breaker-rearm-button").first().click();
     await page.getByLabel("Reason (recorded in the audit log)").fill("shard fixed, promoting again");
     await page.getByRole("button", { name: "Re-arm the breaker" }).click();
     await expect(page.getByTestId("breaker-state")).toContainText("Armed", { timeout: 30_000 });
