@@ -5,7 +5,6 @@
 // dry run of promoting it, the promote action with a reason (an admin may override a gate with a
 // reason), and the promotions with each tenant's live state, failures and a retry per tenant.
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import Link from "next/link";
 import { useState } from "react";
 import { PlanHeader } from "@/components/plans/plan-header";
 import { PlanQueryState } from "@/components/plans/plan-query-state";
@@ -13,7 +12,7 @@ import { usePlan } from "@/components/plans/use-plan";
 import { useTRPC } from "@/components/providers/trpc";
 import { useRoleBlock } from "@/components/providers/user";
 import { Alert } from "@/components/ui/alert";
-import { Badge, type Tone } from "@/components/ui/badge";
+import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Card } from "@/components/ui/card";
 import { type ColumnDef, DataTable } from "@/components/ui/data-table";
@@ -21,12 +20,12 @@ import { Field, TextInput } from "@/components/ui/field";
 import { messageOf } from "@/components/ui/field-errors";
 import { QueryState } from "@/components/ui/query-state";
 import { Time } from "@/components/ui/time";
+import { type BreakerPlan, TripBreakerDialog } from "../breaker/breaker-control";
+import { JudgementTable } from "../gates/judgement-table";
 import { PromotionsCard } from "./promotions-card";
 import { TenantPlacementCard } from "./tenant-placement";
 
 const nf = new Intl.NumberFormat();
-
-export const VERDICT_TONE: Record<string, Tone> = { pass: "ok", fail: "danger", inconclusive: "warn" };
 
 export function CohortsPage({ planId }: { planId: string }) {
   const plan = usePlan(planId);
@@ -37,7 +36,7 @@ export function CohortsPage({ planId }: { planId: string }) {
       <PlanHeader plan={plan.data} />
       <div className="space-y-4">
         <TenantPlacementCard planId={planId} compact />
-        <Ladder planId={planId} selected={selected} onSelect={setSelected} />
+        <Ladder plan={plan.data} selected={selected} onSelect={setSelected} />
         <Gates planId={planId} ordinal={selected} />
         <DryRunAndPromote planId={planId} ordinal={selected} />
         <PromotionsCard planId={planId} />
@@ -56,17 +55,19 @@ interface LadderRow {
 }
 
 function Ladder({
-  planId,
+  plan,
   selected,
   onSelect,
 }: {
-  planId: string;
+  plan: BreakerPlan;
   selected: number;
   onSelect: (ordinal: number) => void;
 }) {
+  const planId = plan.id;
   const trpc = useTRPC();
   const queryClient = useQueryClient();
   const roleBlock = useRoleBlock("operator");
+  const operatorBlock = roleBlock;
   const ladder = useQuery({
     ...trpc.cohorts.list.queryOptions({ planId, limit: 0 }),
     refetchInterval: 3_000,
@@ -124,6 +125,27 @@ function Ladder({
       accessorFn: (r) => r.states.failed ?? 0,
       meta: { align: "right" },
     },
+    {
+      id: "breaker",
+      header: "Breaker",
+      enableSorting: false,
+      cell: ({ row: { original: r } }) =>
+        operatorBlock ? (
+          <Button variant="secondary" disabled title={operatorBlock}>
+            Roll back…
+          </Button>
+        ) : (
+          <TripBreakerDialog
+            plan={plan}
+            initial={{ kind: "cohort", ordinal: r.ordinal, andLater: false }}
+            trigger={
+              <Button variant="secondary" data-testid={`cohort-rollback-${r.ordinal}`}>
+                Roll back…
+              </Button>
+            }
+          />
+        ),
+    },
   ];
   const data = ladder.data;
   return (
@@ -174,45 +196,6 @@ function Ladder({
 function Gates({ planId, ordinal }: { planId: string; ordinal: number }) {
   const trpc = useTRPC();
   const gates = useQuery({ ...trpc.cohorts.gates.queryOptions({ planId, ordinal }), refetchInterval: 5_000 });
-  type Gate = NonNullable<typeof gates.data>["gates"][number];
-  const columns: ColumnDef<Gate>[] = [
-    { id: "gate", header: "Gate", accessorFn: (g) => g.title },
-    {
-      id: "verdict",
-      header: "Verdict",
-      accessorFn: (g) => g.verdict,
-      cell: ({ row: { original: g } }) => <Badge tone={VERDICT_TONE[g.verdict]}>{g.verdict}</Badge>,
-    },
-    {
-      id: "value",
-      header: "Value",
-      accessorFn: (g) => g.value ?? -1,
-      cell: ({ row: { original: g } }) => (g.value === null ? "—" : `${nf.format(g.value)} ${g.unit}`),
-      meta: { align: "right" },
-    },
-    {
-      id: "threshold",
-      header: "Threshold",
-      accessorFn: (g) => g.threshold ?? -1,
-      cell: ({ row: { original: g } }) =>
-        g.threshold === null ? "—" : `${nf.format(g.threshold)} ${g.unit}`,
-      meta: { align: "right" },
-    },
-    {
-      id: "reason",
-      header: "Why",
-      accessorFn: (g) => g.reason,
-      enableSorting: false,
-      cell: ({ row: { original: g } }) => (
-        <span className="text-xs text-slate-700" data-testid={`gate-reason-${g.id}`}>
-          {g.reason}{" "}
-          <Link href={g.href} className="text-sky-700 hover:underline">
-            evidence
-          </Link>
-        </span>
-      ),
-    },
-  ];
   return (
     <Card
       title={`Gates of cohort ${ordinal}`}
@@ -225,13 +208,11 @@ function Gates({ planId, ordinal }: { planId: string; ordinal: number }) {
     >
       <QueryState isLoading={gates.isLoading} error={gates.error} what="the gates" />
       {gates.data ? (
-        <DataTable
-          data={gates.data.gates}
-          columns={columns}
+        <JudgementTable
+          rows={gates.data.gates}
           label={`Gates of cohort ${ordinal}`}
-          getRowId={(g) => g.id}
+          nameHeader="Gate"
           rowTestId="gate-row"
-          empty="No gate."
         />
       ) : null}
     </Card>

@@ -4,6 +4,7 @@
 // breaker, CDC lag and parity. Until the engine runs a step, its indicator says so in words.
 import Link from "next/link";
 import { usePathname } from "next/navigation";
+import { BreakerControls } from "@/components/breaker/breaker-control";
 import { Badge } from "@/components/ui/badge";
 import type { PlanPhase } from "@/server/schemas/plan";
 import {
@@ -26,7 +27,7 @@ interface PlanHeaderProps {
     phase: PlanPhase;
     status: string;
     source: { name: string };
-    shards: { name: string }[];
+    shards: { id: string; name: string }[];
     shardKeyColumn: string;
     settings?: { cdcLagThresholdMs: number };
   };
@@ -42,6 +43,7 @@ export function PlanHeader({ plan }: PlanHeaderProps) {
     { href: `/plans/${plan.id}/parity`, label: "Parity" },
     { href: `/plans/${plan.id}/routing`, label: "Routing" },
     { href: `/plans/${plan.id}/cohorts`, label: "Cohorts" },
+    { href: `/plans/${plan.id}/breaker`, label: "Breaker" },
     { href: `/plans/${plan.id}/settings`, label: "Settings" },
     { href: `/audit?planId=${plan.id}`, label: "Audit" },
   ];
@@ -61,6 +63,9 @@ export function PlanHeader({ plan }: PlanHeaderProps) {
             {plan.shards.map((s) => s.name).join(", ")}) · key{" "}
             <code className="font-mono">{plan.shardKeyColumn}</code>
           </p>
+          <div className="mt-2">
+            <BreakerControls plan={plan} state={figures ? figures.breaker.state : null} />
+          </div>
         </div>
         <dl className="grid grid-cols-6 gap-2 text-xs" aria-label="Plan status">
           <Indicator label="Phase">

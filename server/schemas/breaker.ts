@@ -3,7 +3,11 @@ import { z } from "zod";
 import { ZRequiredReason } from "./plan";
 import { ZTenantKey } from "./routing";
 
-/** What a trip rolls back: named tenants, every tenant on one shard, or every tenant on a shard. */
+/**
+ * What a trip rolls back: named tenants, every tenant on one shard, every tenant on the shards, or
+ * the tenants of one cohort of the ladder (its own members: the "Its tenants" column of the cohorts
+ * page) — with `andLater`, of that cohort and every cohort after it. Only those on shards move.
+ */
 export const ZBreakerScope = z.discriminatedUnion("kind", [
   z.object({
     kind: z.literal("tenants"),
@@ -14,6 +18,11 @@ export const ZBreakerScope = z.discriminatedUnion("kind", [
   }),
   z.object({ kind: z.literal("shard"), databaseId: z.uuid("Choose one of the plan's shards") }),
   z.object({ kind: z.literal("all") }),
+  z.object({
+    kind: z.literal("cohort"),
+    ordinal: z.number().int().min(1, "Choose one of the ladder's cohorts"),
+    andLater: z.boolean().default(false),
+  }),
 ]);
 export type TBreakerScope = z.infer<typeof ZBreakerScope>;
 

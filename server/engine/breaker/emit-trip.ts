@@ -29,6 +29,10 @@ export type TripAuditWriter = (
 export function scopeLabel(scope: TBreakerScope, shardName?: (id: string) => string): string {
   if (scope.kind === "all") return "every tenant on the shards";
   if (scope.kind === "shard") return `every tenant on ${shardName?.(scope.databaseId) ?? scope.databaseId}`;
+  if (scope.kind === "cohort")
+    return scope.andLater
+      ? `the tenants of cohort ${scope.ordinal} and every later cohort`
+      : `the tenants of cohort ${scope.ordinal}`;
   return scope.tenants.length === 1 ? `tenant ${scope.tenants[0]}` : `${scope.tenants.length} named tenants`;
 }
 

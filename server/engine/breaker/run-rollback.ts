@@ -334,7 +334,7 @@ async function settleAndFreeze(row: TripRow, fences: PlanFences, options: DriveO
     const freezeStartedAt = new Date();
     const outcome = await db().$transaction(async (tx) => {
       await tx.$queryRaw`select 1 from plan where id = ${row.planId}::uuid for no key update`;
-      const scope = cutoversOfScope(row.planId, row.scope);
+      const scope = await cutoversOfScope(tx, row.planId, row.scope);
       await tx.tenantCutover.updateMany({
         where: { AND: [scope, { status: "requested" }] },
         data: {

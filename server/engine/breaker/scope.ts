@@ -4,7 +4,7 @@
 import type { Prisma } from "../../generated/prisma/client";
 import type { TBreakerScope } from "../../schemas/breaker";
 
-type Store = Pick<Prisma.TransactionClient, "tenantRoute" | "tenantCutover">;
+type Store = Pick<Prisma.TransactionClient, "tenantRoute" | "tenantCutover" | "cohortMember">;
 
 export interface ScopedTenant {
   tenantKey: string;
@@ -40,10 +40,14 @@ export async function tenantsInScope(
     }
     return { onShards, onLegacy };
   }
+  // A cohort's members are read in the same transaction as the map (the freeze's), so a member
+  // moved or redrawn meanwhile is judged as it is now; members legacy owns are simply not moved.
+  const members = scope.kind === "cohort" ? await cohortMembers(store, planId, scope) : null;
   const routes = await store.tenantRoute.findMany({
     where: {
       planId,
       ownerDatabaseId: scope.kind === "shard" ? scope.databaseId : { not: null },
+      ...(members ? { tenantKey: { in: members } } : {}),
     },
     select: { tenantKey: true, ownerDatabaseId: true },
     orderBy: { tenantKey: "asc" },
@@ -54,15 +58,38 @@ export async function tenantsInScope(
   };
 }
 
+type CohortScope = Extract<TBreakerScope, { kind: "cohort" }>;
+
+/** The tenants whose smallest cohort is the scope's (or, with andLater, that one or any after it). */
+async function cohortMembers(
+  store: Pick<Prisma.TransactionClient, "cohortMember">,
+  planId: string,
+  scope: CohortScope,
+): Promise<string[]> {
+  const rows = await store.cohortMember.findMany({
+    where: { planId, ordinal: scope.andLater ? { gte: scope.ordinal } : scope.ordinal },
+    select: { tenantKey: true },
+  });
+  return rows.map((r) => r.tenantKey);
+}
+
 export const CUTOVER_IN_FLIGHT = ["requested", "prechecking", "fencing", "draining", "flipped", "aborting"];
 
 /**
- * Cutovers in flight that the trip must settle before it freezes: of a named tenant, to or from the
- * named shard, or any (all tenants: a cutover to a shard would add a tenant to the scope).
+ * Cutovers in flight that the trip must settle before it freezes: of a named tenant or a member of
+ * the cohorts, to or from the named shard, or any (all tenants: a cutover to a shard would add a
+ * tenant to the scope).
  */
-export function cutoversOfScope(planId: string, scope: TBreakerScope): Prisma.TenantCutoverWhereInput {
+export async function cutoversOfScope(
+  store: Pick<Prisma.TransactionClient, "cohortMember">,
+  planId: string,
+  scope: TBreakerScope,
+): Promise<Prisma.TenantCutoverWhereInput> {
   const base = { planId, status: { in: CUTOVER_IN_FLIGHT } };
   if (scope.kind === "tenants") return { ...base, tenantKey: { in: scope.tenants } };
+  // A cutover of a member to a shard would add a tenant to the set, one back would take one away.
+  if (scope.kind === "cohort")
+    return { ...base, tenantKey: { in: await cohortMembers(store, planId, scope) } };
   if (scope.kind === "shard") {
     return { ...base, OR: [{ fromDatabaseId: scope.databaseId }, { toDatabaseId: scope.databaseId }] };
   }

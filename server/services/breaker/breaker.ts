@@ -85,10 +85,21 @@ async function shapeTrip(plan: PlanRow, planId: string, scope: TBreakerScope): P
   if (scope.kind === "shard" && !shardNames.has(scope.databaseId)) {
     blockers.push(`Database ${scope.databaseId} is not a shard of this plan: choose one of its shards.`);
   }
+  if (scope.kind === "cohort") {
+    const cohort = await db().cohort.findUnique({
+      where: { planId_ordinal: { planId, ordinal: scope.ordinal } },
+      select: { ordinal: true },
+    });
+    if (!cohort) {
+      blockers.push(
+        `The plan's ladder has no cohort ${scope.ordinal}: draw the ladder first, or pick one of its cohorts.`,
+      );
+    }
+  }
   const [reading, newest, inFlight, reverseLagMs] = await Promise.all([
     tenantsInScope(db(), planId, scope),
     newestTrip(planId),
-    db().tenantCutover.count({ where: cutoversOfScope(planId, scope) }),
+    cutoversOfScope(db(), planId, scope).then((where) => db().tenantCutover.count({ where })),
     recentLagMs(planId, REVERSE_LAG_METRIC),
   ]);
   const state = planBreakerState(newest);
