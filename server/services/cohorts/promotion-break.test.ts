@@ -1,5 +1,6 @@
 // Adversarial checks of a promotion's driver (issue 14) on a real control plane, without servers
 // to move data: what it does when the breaker trips while it runs.
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { db } from "../../db";
 import { useControlPlane } from "../../testing/control-plane";
@@ -8,6 +9,7 @@ import { waitFor } from "../../testing/worker-process";
 import { type Actor, systemActor } from "../actor";
 import { registerDatabase } from "../databases/databases";
 import { createPlan } from "../plans/plans";
+import { pausePromotion } from "./promotion";
 import { startPromotionWatch } from "./promotion-runner";
 
 let control: Awaited<ReturnType<typeof useControlPlane>>;
@@ -28,12 +30,18 @@ afterAll(async () => {
   await shard?.drop();
 });
 
+let databases: { source: string; target: string } | null = null;
+
 /** A plan whose one-step ladder holds `keys`, and a running promotion of it (all pending). */
-async function runningPromotion(keys: string[], overriddenGates: string[], startedAt: Date) {
-  const source = await registerDatabase(operator, { name: "legacy", kind: "legacy", url: legacy.url });
-  const target = await registerDatabase(operator, { name: "shard", kind: "shard", url: shard.url });
+async function runningPromotion(keys: string[], overriddenGates: string[], startedAt: Date, concurrency = 1) {
+  databases ??= {
+    source: (await registerDatabase(operator, { name: "legacy", kind: "legacy", url: legacy.url })).id,
+    target: (await registerDatabase(operator, { name: "shard", kind: "shard", url: shard.url })).id,
+  };
+  const source = { id: databases.source };
+  const target = { id: databases.target };
   const plan = await createPlan(operator, {
-    name: "break",
+    name: `break ${keys.join(",")}`,
     sourceDatabaseId: source.id,
     shardDatabaseIds: [target.id],
     shardKeyColumn: "tenant_id",
@@ -59,7 +67,7 @@ async function runningPromotion(keys: string[], overriddenGates: string[], start
       reason: "test",
       overrideReason: overriddenGates.length ? "an old trip, cause fixed" : null,
       overriddenGates,
-      concurrency: 1,
+      concurrency,
       tenantsTotal: keys.length,
       startedAt,
       tenants: { create: keys.map((tenantKey, i) => ({ tenantKey, position: i + 1 })) },
@@ -115,5 +123,58 @@ describe("a promotion when the breaker trips", () => {
     expect((row.stopJudgement as { id?: string } | null)?.id).toBe("breaker");
     const tenants = await db().promotionTenant.findMany({ where: { promotionId } });
     expect(tenants.map((t) => t.status)).toEqual(keys.map(() => "pending"));
+  });
+});
+
+describe("a promotion paused while its driver asks for a wave", () => {
+  // Defect found: the driver read the status once per round and then asked for the whole wave
+  // (`concurrency` tenants), so a pause (or stop) acknowledged to the operator while it was asking
+  // did not keep the rest of that wave from being requested.
+  it("asks for no tenant after the pause committed", { timeout: 90_000 }, async () => {
+    const keys = ["11", "12", "13"];
+    const { promotionId } = await runningPromotion(keys, [], new Date(), 3);
+    // Hold tenant 11's row: the driver's bookkeeping of its (refused: no data movement) request
+    // waits on it, mid-wave, while the pause commits.
+    const holder = new pg.Client({ connectionString: control.url });
+    await holder.connect();
+    await holder.query("begin");
+    await holder.query(
+      "select 1 from promotion_tenant where promotion_id = $1 and tenant_key = '11' for update",
+      [promotionId],
+    );
+    const watch = startPromotionWatch({ controlPlaneUrl: control.url, log: () => {}, intervalMs: 200 });
+    try {
+      await waitFor(
+        "the driver to wait on tenant 11's row",
+        async () =>
+          (
+            await db().$queryRaw<unknown[]>`
+              select 1 from pg_stat_activity
+              where wait_event_type = 'Lock' and query ilike '%promotion_tenant%'`
+          ).length > 0,
+        30_000,
+      );
+      await pausePromotion(operator, { promotionId, reason: "watching the lag" });
+      await holder.query("commit");
+      // The driver's next round counts tenant 11's end: the wave is over.
+      await waitFor(
+        "the driver's next round",
+        async () =>
+          (await db().promotion.findUniqueOrThrow({ where: { id: promotionId } })).tenantsAborted >= 1,
+        30_000,
+      );
+    } finally {
+      await holder.end();
+      await watch.stop();
+    }
+    const tenants = await db().promotionTenant.findMany({
+      where: { promotionId },
+      orderBy: { position: "asc" },
+    });
+    expect(tenants.map((t) => [t.tenantKey, t.status])).toEqual([
+      ["11", "aborted"],
+      ["12", "pending"],
+      ["13", "pending"],
+    ]);
   });
 });

@@ -307,6 +307,9 @@ function drive(id: string, lock: pg.Client, options: { worker: string; log: (m: 
           });
           for (const t of next) {
             if (stopping) break;
+            // A pause or stop acknowledged to an operator mid-wave holds from the next tenant on:
+            // the status is read again before each request, not once per wave.
+            if ((await readPromotion(id))?.status !== "running") break;
             await requestTenant(row, t.tenantKey, log);
           }
           continue;
