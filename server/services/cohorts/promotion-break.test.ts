@@ -3,13 +3,14 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { db } from "../../db";
+import { AppError } from "../../errors";
 import { useControlPlane } from "../../testing/control-plane";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
 import { waitFor } from "../../testing/worker-process";
 import { type Actor, systemActor } from "../actor";
 import { registerDatabase } from "../databases/databases";
 import { createPlan } from "../plans/plans";
-import { pausePromotion } from "./promotion";
+import { pausePromotion, promote, retryTenant } from "./promotion";
 import { startPromotionWatch } from "./promotion-runner";
 
 let control: Awaited<ReturnType<typeof useControlPlane>>;
@@ -176,5 +177,88 @@ describe("a promotion paused while its driver asks for a wave", () => {
       ["12", "pending"],
       ["13", "pending"],
     ]);
+  });
+});
+
+describe("promotions racing", () => {
+  const admin: Actor = { ...systemActor("promotion-break", "admin@test"), role: "admin" };
+
+  it("two promotes, and a retry reopening an ended promotion, leave one promotion in flight", {
+    timeout: 90_000,
+  }, async () => {
+    const keys = ["21", "22", "23"];
+    // An ended promotion of the plan with tenant 21 aborted (its retry reopens it).
+    const { planId, promotionId } = await runningPromotion(keys, [], new Date());
+    await db().promotion.update({
+      where: { id: promotionId },
+      data: { status: "done", endedAt: new Date() },
+    });
+    await db().promotionTenant.updateMany({
+      where: { promotionId },
+      data: { status: "aborted", error: "The freeze budget ran out" },
+    });
+    await db().dataMovement.create({
+      data: { planId, status: "running", publicationName: "p", slotName: "s", sourceSchema: {} },
+    });
+    // The gates cannot see here (no lag measured): an admin promotes past them.
+    const ask = { planId, ordinal: 1, reason: "race", overrideReason: "test: the gates cannot see" };
+    const results = await Promise.allSettled([
+      promote(admin, ask),
+      promote(admin, ask),
+      retryTenant(admin, { promotionId, tenantKey: "21", reason: "race" }),
+    ]);
+    const inFlight = await db().promotion.count({
+      where: { planId, status: { notIn: ["done", "stopped", "failed"] } },
+    });
+    expect(inFlight).toBe(1);
+    expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    // Each loser is told why in the product's words, not with a database error.
+    for (const r of results) {
+      if (r.status === "rejected") {
+        expect(r.reason).toBeInstanceOf(AppError);
+        expect((r.reason as AppError).message).toMatch(/one promotion per plan|has ended/);
+      }
+    }
+  });
+
+  it("a retry that loses the race to a new promotion is refused in the product's words", {
+    timeout: 90_000,
+  }, async () => {
+    const { planId, promotionId } = await runningPromotion(["31"], [], new Date());
+    await db().promotion.update({
+      where: { id: promotionId },
+      data: { status: "done", endedAt: new Date() },
+    });
+    await db().promotionTenant.updateMany({ where: { promotionId }, data: { status: "aborted" } });
+    // Another promotion of the plan, inserted but not yet committed when the retry looks for one.
+    const other = new pg.Client({ connectionString: control.url });
+    await other.connect();
+    try {
+      await other.query("begin");
+      await other.query(
+        "insert into promotion (id, plan_id, ordinal, status, requested_by_email, reason) values (gen_random_uuid(), $1, 1, 'running', 'x@test', 'race')",
+        [planId],
+      );
+      const retry = retryTenant(admin, { promotionId, tenantKey: "31", reason: "race" });
+      retry.catch(() => {});
+      await waitFor(
+        "the retry to wait on the other promotion",
+        async () =>
+          (
+            await db().$queryRaw<unknown[]>`
+              select 1 from pg_stat_activity where wait_event_type = 'Lock' and query ilike '%update%promotion%'`
+          ).length > 0,
+        30_000,
+      );
+      await other.query("commit");
+      const outcome = await retry.then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(outcome).toBeInstanceOf(AppError);
+      expect((outcome as AppError).message).toMatch(/one promotion per plan|promotion is/);
+    } finally {
+      await other.end();
+    }
   });
 });
