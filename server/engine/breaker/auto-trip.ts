@@ -52,8 +52,9 @@ export function shardsFiring(ruleId: string, facts: MeasuredFacts, settings: TPl
           s.lastProbeAt !== null &&
           now - s.lastProbeAt.getTime() <= PROBE_FRESH_MS &&
           s.reachable === false &&
-          (s.lastReachableAt === null ||
-            now - s.lastReachableAt.getTime() > settings.breakerShardDownSeconds * 1000),
+          ((s.downSince ?? s.lastReachableAt) === null ||
+            now - ((s.downSince ?? s.lastReachableAt) as Date).getTime() >
+              settings.breakerShardDownSeconds * 1000),
       )
       .map((s) => s.ordinal);
   }

@@ -10,6 +10,13 @@ export interface ShardReachability {
   reachable: boolean | null;
   /** The newest probe it answered. */
   lastReachableAt: Date | null;
+  /**
+   * The first probe it failed after its last answer (null: the newest probe answered; absent:
+   * not measured, `lastReachableAt` stands for it). The outage is measured from here, not from the
+   * last answer: after a gap in the probes (a worker down, a restart) one failed probe must not
+   * count as an outage as long as the gap.
+   */
+  downSince?: Date | null;
 }
 
 export interface SdkErrorCounts {

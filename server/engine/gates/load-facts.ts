@@ -135,6 +135,20 @@ export async function loadMeasuredFacts(
   const newestProbe = new Map(probes.map((p) => [p.name, p._max.at]));
   const newestAnswer = new Map(answered.map((p) => [p.name, p._max.at]));
   // The newest probe answered iff the newest answered probe is that one.
+  // The first failed probe after each shard's last answer: where its outage began, as probed.
+  const downSince = new Map(
+    await Promise.all(
+      probeNames.map(async (name) => {
+        const last = newestAnswer.get(name) ?? null;
+        const first = await db().metricSample.findFirst({
+          where: { planId, name, value: { not: 1 }, at: { lte: now, ...(last ? { gt: last } : {}) } },
+          orderBy: { at: "asc" },
+          select: { at: true },
+        });
+        return [name, first?.at ?? null] as const;
+      }),
+    ),
+  );
   const sdkBy = new Map(sdk.map((s) => [s.name, s]));
   const unverified = Array.isArray(lastFull?.unverified)
     ? (lastFull.unverified as { tenant?: unknown }[])
@@ -169,6 +183,7 @@ export async function loadMeasuredFacts(
         lastProbeAt,
         reachable: lastProbeAt ? lastReachableAt?.getTime() === lastProbeAt.getTime() : null,
         lastReachableAt,
+        downSince: downSince.get(name) ?? null,
       };
     }),
     sdk: shards.map((s) => {

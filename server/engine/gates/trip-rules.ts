@@ -157,8 +157,9 @@ export function shardDownRule(facts: MeasuredFacts, settings: TripSettings): Jud
       continue;
     }
     if (shard.reachable) continue;
-    // Down since its last answer; never answered: since the probes began, at least as long as we know.
-    const since = shard.lastReachableAt;
+    // Down since the first probe it failed after its last answer (a gap in the probes is not an
+    // outage); never answered: since the probes began, at least as long as we know.
+    const since = shard.downSince ?? shard.lastReachableAt;
     const downMs = since ? facts.now.getTime() - since.getTime() : Number.POSITIVE_INFINITY;
     if (!worst || downMs > worst.downMs) worst = { name: shard.name, downMs, since };
   }

@@ -17,7 +17,8 @@
 import os from "node:os";
 import pg from "pg";
 import { db } from "../../db";
-import type { Judgement } from "../../engine/gates/judgement";
+import { evidenceHref, type Judgement } from "../../engine/gates/judgement";
+import { planBreakerState } from "../../engine/state/breaker";
 import {
   nextPromotionStatus,
   PROMOTION_DRIVEN,
@@ -160,6 +161,36 @@ async function requestTenant(row: PromotionRow, tenantKey: string, log: (m: stri
   }
 }
 
+/**
+ * A trip made since the promotion started that still stands (the breaker not re-armed), as the
+ * breaker gate's failing judgement. Checked before every wave, and never overridden: an admin's
+ * override covers what the gates showed when they promoted, not a trip that came after, and
+ * between two gate judgements (up to GATE_EVERY_MS) the driver would otherwise go on asking —
+ * refused while the rollback runs (every pending tenant aborted), accepted once it has rolled back
+ * and left the breaker disarmed.
+ */
+async function tripSinceStart(row: PromotionRow): Promise<(Judgement & { href: string }) | null> {
+  if (!row.startedAt) return null;
+  const trip = await db().breakerTrip.findFirst({
+    where: { planId: row.planId },
+    orderBy: { createdAt: "desc" },
+    select: { status: true, trigger: true, requestedByEmail: true, createdAt: true },
+  });
+  if (!trip || planBreakerState(trip) === "armed" || trip.createdAt < row.startedAt) return null;
+  const evidence = { chart: "cohorts" as const, from: row.startedAt, to: new Date() };
+  return {
+    id: "breaker",
+    title: "No breaker trip",
+    verdict: "fail",
+    value: 1,
+    threshold: 0,
+    unit: "trips",
+    reason: `The breaker tripped at ${trip.createdAt.toISOString()} (${trip.trigger === "manual" ? `by ${trip.requestedByEmail}` : `rule ${trip.trigger}`}) while this promotion ran, and is ${trip.status}: re-arm it once the cause is fixed, then retry the promotion's tenants.`,
+    evidence,
+    href: evidenceHref(row.planId, evidence),
+  };
+}
+
 interface Driver {
   finished: boolean;
   stop(): Promise<void>;
@@ -240,15 +271,21 @@ function drive(id: string, lock: pg.Client, options: { worker: string; log: (m: 
         const free = row.concurrency - c.inFlight;
         if (c.pending > 0 && free > 0) {
           // Between waves: a gate that turns to fail stops the promotion (overridden gates excepted).
-          if (endedSinceJudged >= row.concurrency || Date.now() - lastJudgedAt >= GATE_EVERY_MS) {
-            const gates = await evaluateCohortGates(row.planId, row.ordinal, new Date(), row.startedAt);
+          // A trip since the start stops it before every wave, override or not (tripSinceStart).
+          const tripped = await tripSinceStart(row);
+          if (tripped || endedSinceJudged >= row.concurrency || Date.now() - lastJudgedAt >= GATE_EVERY_MS) {
+            const gates = tripped
+              ? { gates: [] }
+              : await evaluateCohortGates(row.planId, row.ordinal, new Date(), row.startedAt);
             lastJudgedAt = Date.now();
             endedSinceJudged = 0;
-            const failing = gates.gates.find(
-              (g) =>
-                g.verdict === "fail" &&
-                !(Array.isArray(row.overriddenGates) && row.overriddenGates.includes(g.id)),
-            ) as (Judgement & { href: string }) | undefined;
+            const failing =
+              tripped ??
+              (gates.gates.find(
+                (g) =>
+                  g.verdict === "fail" &&
+                  !(Array.isArray(row.overriddenGates) && row.overriddenGates.includes(g.id)),
+              ) as (Judgement & { href: string }) | undefined);
             if (failing) {
               row.stoppedBy = "gate";
               if (
@@ -270,6 +307,9 @@ function drive(id: string, lock: pg.Client, options: { worker: string; log: (m: 
           });
           for (const t of next) {
             if (stopping) break;
+            // A pause or stop acknowledged to an operator mid-wave holds from the next tenant on:
+            // the status is read again before each request, not once per wave.
+            if ((await readPromotion(id))?.status !== "running") break;
             await requestTenant(row, t.tenantKey, log);
           }
           continue;

@@ -295,12 +295,7 @@ export async function promote(actor: Actor, input: TPromoteInput) {
       { timeout: 60_000, maxWait: 10_000 },
     );
   } catch (error) {
-    const e = error as { code?: string; message?: string; meta?: unknown };
-    if (
-      e.code === "P2002" ||
-      String(e.message ?? "").includes("promotion_one_in_flight") ||
-      JSON.stringify(e.meta ?? {}).includes("promotion_one_in_flight")
-    ) {
+    if (isOneInFlight(error)) {
       const other = await promotionInFlight(input.planId);
       throw new AppError(
         "CONFLICT",
@@ -310,6 +305,16 @@ export async function promote(actor: Actor, input: TPromoteInput) {
     }
     throw error;
   }
+}
+
+/** The partial unique index `promotion_one_in_flight` refused a second promotion in flight. */
+function isOneInFlight(error: unknown): boolean {
+  const e = error as { code?: string; message?: string; meta?: unknown };
+  return (
+    e.code === "P2002" ||
+    String(e.message ?? "").includes("promotion_one_in_flight") ||
+    JSON.stringify(e.meta ?? {}).includes("promotion_one_in_flight")
+  );
 }
 
 type Tx = Prisma.TransactionClient;
@@ -366,6 +371,26 @@ export const stopPromotion = (actor: Actor, input: TPromotionControlInput) =>
  * an ended promotion reopens (running) to cut it over, judging the gates again first.
  */
 export async function retryTenant(actor: Actor, input: TRetryTenantInput) {
+  try {
+    return await retryTenantTx(actor, input);
+  } catch (error) {
+    // Another promotion of the plan committed after this one looked for it: the index refused the
+    // reopening (nothing was written).
+    if (!isOneInFlight(error)) throw error;
+    const promotion = await db().promotion.findUnique({
+      where: { id: input.promotionId },
+      select: { planId: true },
+    });
+    const other = promotion ? await promotionInFlight(promotion.planId) : null;
+    throw new AppError(
+      "CONFLICT",
+      `Cohort ${other?.ordinal ?? "?"}'s promotion is ${other?.status ?? "in flight"}: one promotion per plan at a time — retry this tenant when it has ended.`,
+      { cause: error },
+    );
+  }
+}
+
+async function retryTenantTx(actor: Actor, input: TRetryTenantInput) {
   return db().$transaction(async (tx) => {
     const row = await lockPromotion(tx, input.promotionId);
     const tenant = await tx.promotionTenant.findUnique({
