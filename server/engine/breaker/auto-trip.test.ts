@@ -67,7 +67,7 @@ function scopeOf(f: MeasuredFacts) {
   const failing = tripping(tripRules(f, DEFAULT_PLAN_SETTINGS));
   return {
     ids: failing.map((j) => j.id),
-    scope: autoTripScope(failing, f, DEFAULT_PLAN_SETTINGS, (o) => ids.get(o)),
+    scope: autoTripScope(failing, (o) => ids.get(o)),
   };
 }
 

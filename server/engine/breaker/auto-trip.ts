@@ -23,7 +23,7 @@ import { DEFAULT_PLAN_SETTINGS, type TPlanSettings, ZPlanSettings } from "../../
 import type { MeasuredFacts } from "../gates/facts";
 import type { Judgement } from "../gates/judgement";
 import { loadMeasuredFacts } from "../gates/load-facts";
-import { PROBE_FRESH_MS, tripping, tripRules } from "../gates/trip-rules";
+import { sdkErrorRateRule, shardDownRule, tripping, tripRules } from "../gates/trip-rules";
 import { planBreakerState } from "../state/breaker";
 import { db } from "../store/db";
 import { emitTrip, type TripAuditWriter } from "./emit-trip";
@@ -39,49 +39,21 @@ export function ruleActorEmail(ruleId: string): string {
   return `rule:${ruleId}@shardshift`;
 }
 
-/**
- * The shards (ordinals) a shard rule fired for: shard-down — answered no probe for longer than the
- * limit; sdk-error-rate — a share of failed queries over the threshold. Mirrors the rules' own tests.
- */
+/** The shards (ordinals) a shard rule fired for, as the rule itself names them. */
 export function shardsFiring(ruleId: string, facts: MeasuredFacts, settings: TPlanSettings): number[] {
-  const now = facts.now.getTime();
-  if (ruleId === "shard-down") {
-    return facts.shards
-      .filter(
-        (s) =>
-          s.lastProbeAt !== null &&
-          now - s.lastProbeAt.getTime() <= PROBE_FRESH_MS &&
-          s.reachable === false &&
-          ((s.downSince ?? s.lastReachableAt) === null ||
-            now - ((s.downSince ?? s.lastReachableAt) as Date).getTime() >
-              settings.breakerShardDownSeconds * 1000),
-      )
-      .map((s) => s.ordinal);
-  }
-  if (ruleId === "sdk-error-rate") {
-    const staleMs = settings.breakerWindowSeconds * 1000;
-    return facts.sdk
-      .filter(
-        (s) =>
-          s.reportedAt !== null &&
-          now - s.reportedAt.getTime() <= staleMs &&
-          s.requests > 0 &&
-          (100 * s.errors) / s.requests > settings.breakerSdkErrorPercent,
-      )
-      .map((s) => s.ordinal);
-  }
-  return [];
+  const rule =
+    ruleId === "shard-down" ? shardDownRule : ruleId === "sdk-error-rate" ? sdkErrorRateRule : null;
+  const judgement = rule?.(facts, settings);
+  return judgement?.verdict === "fail" ? (judgement.shards ?? []) : [];
 }
 
 /** What a set of failing rules trips: one shard's tenants, or every tenant on the shards. */
 export function autoTripScope(
   failing: readonly Judgement[],
-  facts: MeasuredFacts,
-  settings: TPlanSettings,
   shardIdOf: (ordinal: number) => string | undefined,
 ): TBreakerScope {
   if (failing.some((j) => !SHARD_RULES.has(j.id))) return { kind: "all" };
-  const ordinals = new Set(failing.flatMap((j) => shardsFiring(j.id, facts, settings)));
+  const ordinals = new Set(failing.flatMap((j) => j.shards ?? []));
   const [only] = [...ordinals];
   const databaseId = ordinals.size === 1 && only !== undefined ? shardIdOf(only) : undefined;
   return databaseId ? { kind: "shard", databaseId } : { kind: "all" };
@@ -121,7 +93,7 @@ export async function judgePlanForTrip(
   const primary = failing.find((j) => SHARD_RULES.has(j.id)) ?? failing[0];
   if (!primary) return null;
   const ids = new Map(plan.shards.map((s) => [s.ordinal, s.databaseId]));
-  const scope = autoTripScope(failing, facts, settings, (o) => ids.get(o));
+  const scope = autoTripScope(failing, (o) => ids.get(o));
   const evidence = {
     rules: failing.map((j) => ({
       id: j.id,

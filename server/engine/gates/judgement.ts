@@ -35,6 +35,8 @@ export interface Judgement {
   unit: string;
   reason: string;
   evidence: Evidence;
+  /** A per-shard rule that failed: the ordinals of the shards it failed for. */
+  shards?: number[];
 }
 
 export interface Sample {

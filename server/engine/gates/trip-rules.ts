@@ -151,6 +151,7 @@ export function shardDownRule(facts: MeasuredFacts, settings: TripSettings): Jud
   };
   let worst: { name: string; downMs: number; since: Date | null } | null = null;
   const unprobed: string[] = [];
+  const downTooLong: number[] = [];
   for (const shard of facts.shards) {
     if (!shard.lastProbeAt || facts.now.getTime() - shard.lastProbeAt.getTime() > PROBE_FRESH_MS) {
       unprobed.push(shard.name);
@@ -162,11 +163,13 @@ export function shardDownRule(facts: MeasuredFacts, settings: TripSettings): Jud
     const since = shard.downSince ?? shard.lastReachableAt;
     const downMs = since ? facts.now.getTime() - since.getTime() : Number.POSITIVE_INFINITY;
     if (!worst || downMs > worst.downMs) worst = { name: shard.name, downMs, since };
+    if (downMs > limitMs) downTooLong.push(shard.ordinal);
   }
   if (worst && worst.downMs > limitMs) {
     return {
       ...base,
       verdict: "fail",
+      shards: downTooLong,
       value: Number.isFinite(worst.downMs) ? Math.round(worst.downMs / 1000) : null,
       reason: worst.since
         ? `${worst.name} has not answered since ${clock(worst.since)} (${seconds(worst.downMs)}), longer than ${settings.breakerShardDownSeconds} s.`
@@ -244,6 +247,7 @@ export function sdkErrorRateRule(facts: MeasuredFacts, settings: TripSettings): 
   const staleMs = settings.breakerWindowSeconds * 1000;
   let worst: { name: string; percent: number; errors: number; requests: number } | null = null;
   const silent: string[] = [];
+  const over: number[] = [];
   for (const shard of facts.sdk) {
     if (!shard.reportedAt || facts.now.getTime() - shard.reportedAt.getTime() > staleMs) {
       silent.push(shard.name);
@@ -252,12 +256,14 @@ export function sdkErrorRateRule(facts: MeasuredFacts, settings: TripSettings): 
     const percent = shard.requests > 0 ? (100 * shard.errors) / shard.requests : 0;
     if (!worst || percent > worst.percent)
       worst = { name: shard.name, percent, errors: shard.errors, requests: shard.requests };
+    if (percent > settings.breakerSdkErrorPercent) over.push(shard.ordinal);
   }
   const rounded = (p: number) => Math.round(p * 10) / 10;
   if (worst && worst.percent > settings.breakerSdkErrorPercent) {
     return {
       ...base,
       verdict: "fail",
+      shards: over,
       value: rounded(worst.percent),
       reason: `${worst.errors} of ${worst.requests} queries to ${worst.name} failed in the last ${settings.breakerWindowSeconds} s (${rounded(worst.percent)}%), over ${settings.breakerSdkErrorPercent}%.`,
     };
