@@ -63,7 +63,7 @@ async function tasksProgress(planId: string) {
 }
 
 describe("backfill + forward CDC under writes and crashes", () => {
-  it("ends with an exact copy on the shards, through SIGKILLed workers", { timeout: 300_000 }, async () => {
+  it("ends with an exact copy on the shards, through SIGKILLed workers", { timeout: 600_000 }, async () => {
     const plan = await planAtTwoWayCdc(actor, "crash test", legacy.url, [
       ...shards.map((s) => s.url),
       crashable.url("app"),
@@ -84,7 +84,7 @@ describe("backfill + forward CDC under writes and crashes", () => {
           const t = await tasksProgress(plan.id);
           return t.rowsCopied > t.rowsTotal / 3;
         },
-        120_000,
+        240_000,
       );
       await waitFor(
         "CDC to have applied something",
@@ -112,6 +112,7 @@ describe("backfill + forward CDC under writes and crashes", () => {
           async () =>
             (await db().dataMovement.findUnique({ where: { planId: plan.id } }))?.confirmedLsn !==
             afterKillLsn,
+          180_000,
         );
         debugTrace("test: crash shard 2");
         await crashable.crash();
@@ -126,7 +127,7 @@ describe("backfill + forward CDC under writes and crashes", () => {
           const t = await tasksProgress(plan.id);
           return t.tablesDone === t.tables;
         },
-        180_000,
+        300_000,
       );
     } finally {
       await workload.stop();
