@@ -85,7 +85,12 @@ describe("backfill + forward CDC under writes and crashes", () => {
           return t.rowsCopied > t.rowsTotal / 3;
         },
         240_000,
-      );
+      ).catch(async (e: Error) => {
+        // Say how far the copy got and what the workers said, so a stall can be told from slowness.
+        const t = await tasksProgress(plan.id);
+        const said = workers.map((w) => w.output().slice(-2_000)).join("\n---\n");
+        throw new Error(`${e.message} (${JSON.stringify(t)}); the workers said:\n${said}`);
+      });
       await waitFor(
         "CDC to have applied something",
         async () => (await db().dataMovement.findUnique({ where: { planId: plan.id } }))?.confirmedLsn,
