@@ -99,6 +99,7 @@ export function AuditTable({
             id: "details",
             header: "Details",
             enableSorting: false,
+            meta: { className: "whitespace-nowrap" },
             cell: ({ row: { original: e } }) => (
               <button
                 type="button"
