@@ -1,14 +1,45 @@
 "use client";
 
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import type { inferRouterOutputs } from "@trpc/server";
 import { useTRPC } from "@/components/providers/trpc";
 import { useRoleBlock } from "@/components/providers/user";
 import { Alert } from "@/components/ui/alert";
 import { Button } from "@/components/ui/button";
 import { Card } from "@/components/ui/card";
+import { type ColumnDef, DataTable } from "@/components/ui/data-table";
 import { messageOf } from "@/components/ui/field-errors";
 import { QueryState } from "@/components/ui/query-state";
 import { Time } from "@/components/ui/time";
+import type { AppRouter } from "@/server/trpc/root";
+
+type Digest = inferRouterOutputs<AppRouter>["audit"]["digests"][number];
+
+const columns = (keyId: string | undefined): ColumnDef<Digest>[] => [
+  { id: "id", header: "Digest", accessorFn: (d) => Number(d.id), cell: ({ row }) => `#${row.original.id}` },
+  {
+    id: "at",
+    header: "Signed",
+    accessorFn: (d) => d.at,
+    cell: ({ row }) => <Time value={row.original.at} compact />,
+  },
+  {
+    id: "covers",
+    header: "Covers events",
+    accessorFn: (d) => Number(d.eventCount),
+    cell: ({ row: { original: d } }) =>
+      `up to #${d.lastSeq} (${Number(d.eventCount).toLocaleString()} events)`,
+  },
+  { id: "reason", header: "Why", accessorFn: (d) => d.reason, meta: { className: "text-xs" } },
+  {
+    id: "signature",
+    header: `Signature (HMAC-SHA256, key ${keyId ?? "—"})`,
+    accessorFn: (d) => d.signature,
+    enableSorting: false,
+    cell: ({ row: { original: d } }) => <span title={d.signature}>{d.signature.slice(0, 16)}…</span>,
+    meta: { className: "font-mono text-xs" },
+  },
+];
 
 /** The newest signed digests of the chain's head, a request for one now, and their export. */
 export function AuditDigests() {
@@ -46,38 +77,15 @@ export function AuditDigests() {
         <Alert tone="info" title="Requested: a worker signs it within seconds; it appears below." />
       ) : null}
       {request.error ? <Alert tone="error" title={messageOf(request.error)} /> : null}
-      {digests.data?.length === 0 ? (
-        <p className="py-4 text-center text-sm text-slate-600">No digest signed yet.</p>
-      ) : null}
-      {digests.data?.length ? (
-        <table className="w-full text-left text-sm">
-          <thead className="text-xs text-slate-500">
-            <tr>
-              <th className="py-1.5 font-medium">Digest</th>
-              <th className="py-1.5 font-medium">Signed</th>
-              <th className="py-1.5 font-medium">Covers events</th>
-              <th className="py-1.5 font-medium">Why</th>
-              <th className="py-1.5 font-medium">Signature (HMAC-SHA256, key {digests.data[0]?.keyId})</th>
-            </tr>
-          </thead>
-          <tbody className="divide-y divide-slate-100">
-            {digests.data.slice(0, 5).map((d) => (
-              <tr key={d.id}>
-                <td className="py-1.5">#{d.id}</td>
-                <td className="py-1.5">
-                  <Time value={d.at} compact />
-                </td>
-                <td className="py-1.5">
-                  up to #{d.lastSeq} ({Number(d.eventCount).toLocaleString()} events)
-                </td>
-                <td className="py-1.5 text-xs">{d.reason}</td>
-                <td className="py-1.5 font-mono text-xs" title={d.signature}>
-                  {d.signature.slice(0, 16)}…
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+      {digests.data ? (
+        <DataTable
+          data={digests.data.slice(0, 5)}
+          columns={columns(digests.data[0]?.keyId)}
+          label="Signed digests"
+          initialSorting={[{ id: "id", desc: true }]}
+          getRowId={(d) => String(d.id)}
+          empty="No digest signed yet."
+        />
       ) : null}
     </Card>
   );

@@ -13,7 +13,7 @@ import { type FieldErrors, fieldErrorsFromZod, messageOf } from "@/components/ui
 import { QueryState } from "@/components/ui/query-state";
 import { ZAuditFilter } from "@/server/schemas/audit";
 import { AuditDigests } from "./audit-digests";
-import { AuditTable } from "./audit-table";
+import { type AuditOrder, AuditTable } from "./audit-table";
 import { type AuditDraft, draftFromParams, EMPTY_DRAFT, filterInput, paramsFromFilter } from "./audit-url";
 import { ChainVerificationResult } from "./chain-verification";
 
@@ -44,8 +44,10 @@ export function AuditLog() {
     setCursors([undefined]);
   }, [fromUrl]);
   const cursor = cursors.at(-1);
+  // The server orders (and pages) the log: a new order starts again from page 1.
+  const [order, setOrder] = useState<AuditOrder>("newest");
   const events = useQuery({
-    ...trpc.audit.list.queryOptions({ filter: filter ?? {}, cursor, limit: PAGE_SIZE }),
+    ...trpc.audit.list.queryOptions({ filter: filter ?? {}, cursor, limit: PAGE_SIZE, order }),
     // A link with an invalid filter shows its errors, never the unfiltered log as if filtered.
     enabled: filter !== null,
     refetchInterval: 15_000,
@@ -180,24 +182,33 @@ export function AuditLog() {
       <Card
         className="mt-4"
         title={events.data ? `${total.toLocaleString()} event${total === 1 ? "" : "s"}` : "Events"}
-        description="Newest first."
+        description={order === "newest" ? "Newest first." : "Oldest first."}
         actions={
           <>
             <span className="text-xs text-slate-500">Page {page}</span>
             <Button disabled={cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))}>
-              ← Newer
+              {order === "newest" ? "← Newer" : "← Older"}
             </Button>
             <Button
               disabled={!events.data?.nextCursor}
               onClick={() => events.data?.nextCursor && setCursors([...cursors, events.data.nextCursor])}
             >
-              Older →
+              {order === "newest" ? "Older →" : "Newer →"}
             </Button>
           </>
         }
       >
         <QueryState isLoading={events.isLoading} error={events.error} what="audit events" />
-        {events.data ? <AuditTable events={events.data.events} /> : null}
+        {events.data ? (
+          <AuditTable
+            events={events.data.events}
+            order={order}
+            onOrderChange={(next) => {
+              setOrder(next);
+              setCursors([undefined]);
+            }}
+          />
+        ) : null}
         {filter?.planId ? (
           <p className="mt-2 text-xs text-slate-500">
             <Badge tone="info">Filtered</Badge> to one plan.

@@ -1,6 +1,7 @@
 "use client";
 
-import { Fragment, useState } from "react";
+import { useState } from "react";
+import { type ColumnDef, DataTable } from "@/components/ui/data-table";
 import { Time } from "@/components/ui/time";
 
 export interface AuditRow {
@@ -21,73 +22,129 @@ export interface AuditRow {
   hash: string;
 }
 
-export function AuditTable({ events, compact = false }: { events: AuditRow[]; compact?: boolean }) {
+export type AuditOrder = "newest" | "oldest";
+
+/**
+ * One page of audit events as the server returned it (DataTable's manual mode): the log has no
+ * bound, so it is paged, filtered and ordered on the server — sorting "#" or "Time" (one order:
+ * seq follows time) asks the server again through `onOrderChange`; without it nothing sorts.
+ */
+export function AuditTable({
+  events,
+  compact = false,
+  order = "newest",
+  onOrderChange,
+}: {
+  events: AuditRow[];
+  compact?: boolean;
+  order?: AuditOrder;
+  onOrderChange?: (order: AuditOrder) => void;
+}) {
   const [open, setOpen] = useState<string | null>(null);
-  if (events.length === 0)
-    return <p className="py-6 text-center text-sm text-slate-600">No audit events match.</p>;
+  // Which header shows the order (both order by seq).
+  const [by, setBy] = useState<"seq" | "at">("seq");
+  const sortable = Boolean(onOrderChange);
+  const columns: ColumnDef<AuditRow>[] = [
+    {
+      id: "seq",
+      header: "#",
+      accessorFn: (e) => e.seq,
+      enableSorting: sortable,
+      meta: { className: "font-mono text-slate-500" },
+    },
+    {
+      id: "at",
+      header: "Time",
+      accessorFn: (e) => e.at,
+      enableSorting: sortable,
+      cell: ({ row }) => <Time value={row.original.at} />,
+    },
+    {
+      id: "actor",
+      header: "Actor",
+      accessorFn: (e) => e.actorEmail,
+      enableSorting: false,
+      cell: ({ row: { original: e } }) => (
+        <>
+          {e.actorEmail} <span className="text-slate-500">({e.role})</span>
+        </>
+      ),
+    },
+    {
+      id: "action",
+      header: "Action",
+      accessorFn: (e) => e.action,
+      enableSorting: false,
+      meta: { className: "font-mono" },
+    },
+    {
+      id: "target",
+      header: "Target",
+      accessorFn: (e) => e.targetName ?? e.targetId ?? e.targetType,
+      enableSorting: false,
+      cell: ({ row }) => <Target event={row.original} />,
+    },
+    {
+      id: "reason",
+      header: "Reason",
+      accessorFn: (e) => e.reason ?? "",
+      enableSorting: false,
+      cell: ({ row }) => row.original.reason ?? <span className="text-slate-400">—</span>,
+      meta: { className: "text-slate-700" },
+    },
+    ...(compact
+      ? []
+      : [
+          {
+            id: "details",
+            header: "Details",
+            enableSorting: false,
+            meta: { className: "whitespace-nowrap" },
+            cell: ({ row: { original: e } }) => (
+              <button
+                type="button"
+                aria-expanded={open === e.seq}
+                className="text-sky-700 hover:underline"
+                onClick={() => setOpen(open === e.seq ? null : e.seq)}
+              >
+                {open === e.seq ? "Hide" : "Before / after"}
+              </button>
+            ),
+          } satisfies ColumnDef<AuditRow>,
+        ]),
+  ];
   return (
-    <table className="w-full text-left text-xs">
-      <thead className="text-slate-500">
-        <tr>
-          <th className="py-1.5 pr-2 font-medium">#</th>
-          <th className="py-1.5 pr-2 font-medium">Time</th>
-          <th className="py-1.5 pr-2 font-medium">Actor</th>
-          <th className="py-1.5 pr-2 font-medium">Action</th>
-          <th className="py-1.5 pr-2 font-medium">Target</th>
-          <th className="py-1.5 pr-2 font-medium">Reason</th>
-          {compact ? null : <th className="py-1.5 font-medium">Details</th>}
-        </tr>
-      </thead>
-      <tbody className="divide-y divide-slate-100">
-        {events.map((event) => (
-          <Fragment key={event.seq}>
-            <tr className="align-top" data-testid="audit-row">
-              <td className="py-1.5 pr-2 font-mono text-slate-500">{event.seq}</td>
-              <td className="py-1.5 pr-2">
-                <Time value={event.at} />
-              </td>
-              <td className="py-1.5 pr-2">
-                {event.actorEmail} <span className="text-slate-500">({event.role})</span>
-              </td>
-              <td className="py-1.5 pr-2 font-mono">{event.action}</td>
-              <td className="py-1.5 pr-2">
-                <Target event={event} />
-              </td>
-              <td className="py-1.5 pr-2 text-slate-700">
-                {event.reason ?? <span className="text-slate-400">—</span>}
-              </td>
-              {compact ? null : (
-                <td className="py-1.5">
-                  <button
-                    type="button"
-                    aria-expanded={open === event.seq}
-                    className="text-sky-700 hover:underline"
-                    onClick={() => setOpen(open === event.seq ? null : event.seq)}
-                  >
-                    {open === event.seq ? "Hide" : "Before / after"}
-                  </button>
-                </td>
-              )}
-            </tr>
-            {open === event.seq ? (
-              <tr>
-                <td colSpan={7} className="bg-slate-50 px-2 py-2">
-                  <div className="grid grid-cols-2 gap-3">
-                    <Json label="Before" value={event.before} />
-                    <Json label="After" value={event.after} />
-                  </div>
-                  <p className="mt-2 font-mono text-[0.65rem] text-slate-500">
-                    request {event.requestId}
-                    {event.clientRequestId ? ` (client's id ${event.clientRequestId})` : ""} · hash{" "}
-                    {event.hash}
-                  </p>
-                </td>
-              </tr>
-            ) : null}
-          </Fragment>
-        ))}
-      </tbody>
-    </table>
+    <DataTable
+      data={events}
+      columns={columns}
+      label="Audit events"
+      dense
+      manual={{
+        sorting: [{ id: by, desc: order === "newest" }],
+        onSortingChange: (next) => {
+          const first = next[0];
+          if (first?.id === "seq" || first?.id === "at") setBy(first.id);
+          onOrderChange?.(first && !first.desc ? "oldest" : "newest");
+        },
+      }}
+      getRowId={(e) => e.seq}
+      rowTestId="audit-row"
+      empty="No audit events match."
+      expanded={(e) =>
+        open === e.seq ? (
+          <>
+            <div className="grid grid-cols-2 gap-3">
+              <Json label="Before" value={e.before} />
+              <Json label="After" value={e.after} />
+            </div>
+            <p className="mt-2 font-mono text-[0.65rem] text-slate-500">
+              request {e.requestId}
+              {e.clientRequestId ? ` (client's id ${e.clientRequestId})` : ""} · hash {e.hash}
+            </p>
+          </>
+        ) : null
+      }
+    />
   );
 }
 

@@ -32,12 +32,14 @@ const TENANT_TONE: Record<string, Tone> = {
   requested: "info",
   done: "ok",
   aborted: "danger",
+  rolled_back: "warn",
 };
 const TENANT_LABEL: Record<string, string> = {
   pending: "waiting",
   requested: "cutting over",
   done: "on shard",
   aborted: "aborted (on legacy)",
+  rolled_back: "back on legacy",
 };
 
 export function PromotionsCard({ planId }: { planId: string }) {
@@ -92,12 +94,14 @@ export function PromotionsCard({ planId }: { planId: string }) {
     },
     {
       id: "error",
-      header: "Why it failed",
+      header: "Why it is on legacy",
       accessorFn: (t) => t.error ?? "",
       cell: ({ row: { original: t } }) =>
-        t.status === "aborted" ? (
+        t.status === "aborted" || t.status === "rolled_back" ? (
           <div className="space-y-1">
-            <p className="max-w-96 text-xs text-red-800">{t.error}</p>
+            <p className={`max-w-96 text-xs ${t.status === "aborted" ? "text-red-800" : "text-amber-800"}`}>
+              {t.error}
+            </p>
             <Button
               disabledReason={needReason}
               busy={retry.isPending}
@@ -113,7 +117,7 @@ export function PromotionsCard({ planId }: { planId: string }) {
   return (
     <Card
       title="Promotions"
-      description="Each promotion cuts its cohort's tenants over a few at a time, judging the gates between waves: it stops by itself when one fails. An aborted tenant stays on legacy until retried."
+      description="Each promotion cuts its cohort's tenants over a few at a time, judging the gates between waves: it stops by itself when one fails. An aborted tenant stays on legacy until retried; one the breaker rolled back is shown back on legacy, and may be retried once the breaker is re-armed."
     >
       <div className="space-y-3">
         <Field id="promotion-control-reason" label="Reason for pause, resume, stop or retry" hint="Audited.">
@@ -142,8 +146,9 @@ export function PromotionsCard({ planId }: { planId: string }) {
                 </span>{" "}
                 <span className="text-slate-600">
                   {p.counts.done} of {p.counts.total} on shards · {p.counts.inFlight} cutting over ·{" "}
-                  {p.counts.aborted} aborted · by {p.requestedByEmail} <Time value={p.createdAt} /> —{" "}
-                  {p.reason}
+                  {p.counts.aborted} aborted ·{" "}
+                  {p.counts.rolledBack ? `${p.counts.rolledBack} rolled back to legacy · ` : ""}by{" "}
+                  {p.requestedByEmail} <Time value={p.createdAt} /> — {p.reason}
                 </span>
                 {p.overrideReason ? (
                   <p className="text-xs text-amber-800">Gates overridden by an admin: {p.overrideReason}</p>

@@ -9,6 +9,7 @@ import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Card, PageTitle } from "@/components/ui/card";
 import { ConfirmDialog } from "@/components/ui/confirm-dialog";
+import { type ColumnDef, DataTable } from "@/components/ui/data-table";
 import { Field, SelectInput, TextInput } from "@/components/ui/field";
 import {
   type FieldErrors,
@@ -17,6 +18,7 @@ import {
   messageOf,
 } from "@/components/ui/field-errors";
 import { QueryState } from "@/components/ui/query-state";
+import { TableSearch } from "@/components/ui/table-search";
 import { takePassword, withPassword } from "@/server/schemas/connection-url";
 import { ZConnectionUrl, ZRegisterDatabaseInput } from "@/server/schemas/database";
 
@@ -69,6 +71,76 @@ export function DatabasesPage() {
     trpc.databases.remove.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }),
   );
   const [tested, setTested] = useState<{ id: string; report: Report } | null>(null);
+  const [filter, setFilter] = useState("");
+  type Registered = NonNullable<typeof databases.data>[number];
+  const columns: ColumnDef<Registered>[] = [
+    { id: "name", header: "Name", accessorFn: (d) => d.name, meta: { className: "font-medium" } },
+    {
+      id: "kind",
+      header: "Role",
+      accessorFn: (d) => (d.kind === "legacy" ? "Legacy (source)" : "Shard"),
+      cell: ({ row: { original: d }, getValue }) => (
+        <Badge tone={d.kind === "legacy" ? "warn" : "info"}>{getValue<string>()}</Badge>
+      ),
+    },
+    {
+      id: "server",
+      header: "Server",
+      accessorFn: (d) => `${d.host}:${d.port}/${d.databaseName}`,
+      cell: ({ row: { original: d }, getValue }) => (
+        <>
+          {getValue<string>()}
+          <ServerIdentityLine database={d} />
+        </>
+      ),
+      meta: { className: "font-mono text-xs" },
+    },
+    { id: "user", header: "User", accessorFn: (d) => d.username, meta: { className: "font-mono text-xs" } },
+    { id: "plans", header: "Plans", accessorFn: (d) => d.usedByPlans, meta: { className: "text-xs" } },
+    {
+      id: "actions",
+      header: () => <span className="sr-only">Actions</span>,
+      enableSorting: false,
+      cell: ({ row: { original: d } }) => (
+        <>
+          <div className="flex flex-wrap justify-end gap-2">
+            <Button
+              disabledReason={blocked}
+              busy={
+                test.isPending &&
+                test.variables &&
+                "databaseId" in test.variables &&
+                test.variables.databaseId === d.id
+              }
+              onClick={async () =>
+                setTested({ id: d.id, report: await test.mutateAsync({ databaseId: d.id }) })
+              }
+            >
+              Test connection
+            </Button>
+            {blocked ? null : (
+              <ConfirmDialog
+                trigger={<Button variant="ghost">Remove</Button>}
+                title={`Remove ${d.name}?`}
+                scope={`Unregister “${d.name}” (${d.host}:${d.port}/${d.databaseName}). The database itself is not touched. Refused while a plan uses it.`}
+                confirmLabel={`Remove ${d.name}`}
+                dismissLabel="Keep it registered"
+                tone="danger"
+                busy={remove.isPending}
+                error={remove.error ? messageOf(remove.error) : null}
+                onConfirm={(reason) => remove.mutateAsync({ databaseId: d.id, reason })}
+              />
+            )}
+          </div>
+          {tested?.id === d.id ? (
+            <div className="mt-2">
+              <ReportLine report={tested.report} />
+            </div>
+          ) : null}
+        </>
+      ),
+    },
+  ];
 
   return (
     <>
@@ -76,80 +148,29 @@ export function DatabasesPage() {
         title="Databases"
         subtitle="The legacy monolith and the shards Shardshift may read and write. Connection URLs are encrypted at rest (AES-256-GCM) and never shown again after registration."
       />
-      <Card title="Registered">
+      <Card
+        title="Registered"
+        actions={
+          <TableSearch
+            label="Filter the databases"
+            placeholder="Filter by name, server, user"
+            value={filter}
+            onChange={setFilter}
+          />
+        }
+      >
         <QueryState isLoading={databases.isLoading} error={databases.error} what="databases" />
-        {databases.data?.length === 0 ? (
-          <p className="py-6 text-center text-slate-600">No databases registered yet.</p>
-        ) : null}
-        {databases.data?.length ? (
-          <table className="w-full text-left text-sm">
-            <thead className="text-xs text-slate-500">
-              <tr>
-                <th className="py-1.5 font-medium">Name</th>
-                <th className="py-1.5 font-medium">Role</th>
-                <th className="py-1.5 font-medium">Server</th>
-                <th className="py-1.5 font-medium">User</th>
-                <th className="py-1.5 font-medium">Plans</th>
-                <th className="py-1.5 font-medium">
-                  <span className="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody className="divide-y divide-slate-100">
-              {databases.data.map((d) => (
-                <tr key={d.id} className="align-top">
-                  <td className="py-2 font-medium">{d.name}</td>
-                  <td className="py-2">
-                    <Badge tone={d.kind === "legacy" ? "warn" : "info"}>
-                      {d.kind === "legacy" ? "Legacy (source)" : "Shard"}
-                    </Badge>
-                  </td>
-                  <td className="py-2 font-mono text-xs">
-                    {d.host}:{d.port}/{d.databaseName}
-                    <ServerIdentityLine database={d} />
-                  </td>
-                  <td className="py-2 font-mono text-xs">{d.username}</td>
-                  <td className="py-2 text-xs">{d.usedByPlans}</td>
-                  <td className="py-2">
-                    <div className="flex flex-wrap justify-end gap-2">
-                      <Button
-                        disabledReason={blocked}
-                        busy={
-                          test.isPending &&
-                          test.variables &&
-                          "databaseId" in test.variables &&
-                          test.variables.databaseId === d.id
-                        }
-                        onClick={async () =>
-                          setTested({ id: d.id, report: await test.mutateAsync({ databaseId: d.id }) })
-                        }
-                      >
-                        Test connection
-                      </Button>
-                      {blocked ? null : (
-                        <ConfirmDialog
-                          trigger={<Button variant="ghost">Remove</Button>}
-                          title={`Remove ${d.name}?`}
-                          scope={`Unregister “${d.name}” (${d.host}:${d.port}/${d.databaseName}). The database itself is not touched. Refused while a plan uses it.`}
-                          confirmLabel={`Remove ${d.name}`}
-                          dismissLabel="Keep it registered"
-                          tone="danger"
-                          busy={remove.isPending}
-                          error={remove.error ? messageOf(remove.error) : null}
-                          onConfirm={(reason) => remove.mutateAsync({ databaseId: d.id, reason })}
-                        />
-                      )}
-                    </div>
-                    {tested?.id === d.id ? (
-                      <div className="mt-2">
-                        <ReportLine report={tested.report} />
-                      </div>
-                    ) : null}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+        {databases.data ? (
+          <DataTable
+            data={databases.data}
+            columns={columns}
+            label="Registered databases"
+            filter={filter.trim()}
+            getRowId={(d) => d.id}
+            empty={
+              databases.data.length === 0 ? "No databases registered yet." : "No database matches the filter."
+            }
+          />
         ) : null}
       </Card>
       <RegisterDatabase blocked={blocked} />

@@ -1,6 +1,7 @@
 "use client";
 
 import { useQuery } from "@tanstack/react-query";
+import type { inferRouterOutputs } from "@trpc/server";
 import { useState } from "react";
 import { fitWindow } from "@/components/charts/chart-window";
 import { LagChart } from "@/components/charts/lag-chart";
@@ -14,9 +15,11 @@ import { useChartMarkers, usePlanFigures } from "@/components/plans/use-plan-fig
 import { useTRPC } from "@/components/providers/trpc";
 import { Badge, type Tone } from "@/components/ui/badge";
 import { Card } from "@/components/ui/card";
+import { type ColumnDef, DataTable } from "@/components/ui/data-table";
 import { Progress } from "@/components/ui/progress";
 import { QueryState } from "@/components/ui/query-state";
 import { Time, useNow } from "@/components/ui/time";
+import type { AppRouter } from "@/server/trpc/root";
 import { CohortProgress } from "./cohort-progress";
 import { MovementControls } from "./movement-controls";
 import { backfillRateSeries, namedSeries } from "./series";
@@ -33,6 +36,60 @@ const STATUS_TONE: Record<string, Tone> = {
   done: "ok",
   pending: "neutral",
 };
+
+type Task = NonNullable<inferRouterOutputs<AppRouter>["figures"]["plan"]["backfill"]>["tasks"][number];
+
+const TASK_COLUMNS: ColumnDef<Task>[] = [
+  {
+    id: "table",
+    header: "Table",
+    accessorFn: (t) => t.table.replaceAll('"', ""),
+    meta: { className: "font-mono" },
+  },
+  {
+    id: "kind",
+    header: "Kind",
+    accessorFn: (t) => (t.kind === "reference" ? "reference (every shard)" : "sharded"),
+  },
+  {
+    id: "status",
+    header: "Status",
+    accessorFn: (t) => t.status,
+    cell: ({ row: { original: t } }) => <Badge tone={STATUS_TONE[t.status] ?? "neutral"}>{t.status}</Badge>,
+  },
+  {
+    id: "progress",
+    header: "Progress",
+    accessorFn: (t) => (t.rowsTotal > 0 ? t.rowsCopied / t.rowsTotal : 0),
+    cell: ({ row: { original: t } }) => (
+      <Progress value={t.rowsCopied} total={t.rowsTotal} label={`${t.table} progress`} />
+    ),
+    meta: { className: "w-1/4 pr-4" },
+  },
+  {
+    id: "rows",
+    header: "Rows",
+    accessorFn: (t) => t.rowsTotal,
+    cell: ({ row: { original: t } }) => `${nf.format(t.rowsCopied)} / ${nf.format(t.rowsTotal)}`,
+    meta: { align: "right" },
+  },
+  // A rate only while the table copies: none once done or while paused.
+  {
+    id: "rate",
+    header: "Rate",
+    accessorFn: (t) => t.rowsPerSecond ?? -1,
+    cell: ({ row: { original: t } }) =>
+      t.rowsPerSecond !== null ? `${nf.format(Math.round(t.rowsPerSecond))} rows/s` : "—",
+    meta: { align: "right" },
+  },
+  {
+    id: "eta",
+    header: "ETA",
+    accessorFn: (t) => (t.status === "done" ? -1 : (t.eta?.likely ?? Number.MAX_SAFE_INTEGER)),
+    cell: ({ row: { original: t } }) => (t.status === "done" ? "done" : (t.eta?.text ?? "—")),
+    meta: { align: "right" },
+  },
+];
 
 export function BackfillPage({ planId }: { planId: string }) {
   const trpc = useTRPC();
@@ -113,45 +170,17 @@ export function BackfillPage({ planId }: { planId: string }) {
                 <Stat label="CDC lag" value={lagText(figures.lag, now)} />
               </div>
               <Progress value={b.rowsCopied} total={b.rowsTotal} label="Overall backfill progress" />
-              <table className="mt-4 w-full text-left text-xs">
-                <thead className="text-slate-500">
-                  <tr>
-                    <th className="py-1 font-medium">Table</th>
-                    <th className="py-1 font-medium">Kind</th>
-                    <th className="py-1 font-medium">Status</th>
-                    <th className="w-1/4 py-1 font-medium">Progress</th>
-                    <th className="py-1 text-right font-medium">Rows</th>
-                    <th className="py-1 text-right font-medium">Rate</th>
-                    <th className="py-1 text-right font-medium">ETA</th>
-                  </tr>
-                </thead>
-                <tbody className="divide-y divide-slate-100">
-                  {b.tasks.map((t) => (
-                    <tr key={t.table} data-testid="backfill-task">
-                      <td className="py-1.5 font-mono">{t.table.replaceAll('"', "")}</td>
-                      <td className="py-1.5">
-                        {t.kind === "reference" ? "reference (every shard)" : "sharded"}
-                      </td>
-                      <td className="py-1.5">
-                        <Badge tone={STATUS_TONE[t.status] ?? "neutral"}>{t.status}</Badge>
-                      </td>
-                      <td className="py-1.5 pr-4">
-                        <Progress value={t.rowsCopied} total={t.rowsTotal} label={`${t.table} progress`} />
-                      </td>
-                      <td className="py-1.5 text-right tabular-nums">
-                        {nf.format(t.rowsCopied)} / {nf.format(t.rowsTotal)}
-                      </td>
-                      {/* A rate only while the table copies: none once done or while paused. */}
-                      <td className="py-1.5 text-right tabular-nums">
-                        {t.rowsPerSecond !== null ? `${nf.format(Math.round(t.rowsPerSecond))} rows/s` : "—"}
-                      </td>
-                      <td className="py-1.5 text-right tabular-nums">
-                        {t.status === "done" ? "done" : (t.eta?.text ?? "—")}
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
+              <div className="mt-4">
+                <DataTable
+                  data={b.tasks}
+                  columns={TASK_COLUMNS}
+                  label="Backfill per table"
+                  dense
+                  getRowId={(t) => t.table}
+                  rowTestId="backfill-task"
+                  empty="No table to copy."
+                />
+              </div>
             </Card>
             <CohortProgress planId={planId} />
             <Card

@@ -2,7 +2,7 @@
 
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import type { inferRouterOutputs } from "@trpc/server";
-import { Fragment, useState } from "react";
+import { useState } from "react";
 import { fitWindow } from "@/components/charts/chart-window";
 import { MarkerList } from "@/components/charts/markers";
 import { MultiSeriesChart, type Series } from "@/components/charts/multi-series-chart";
@@ -18,8 +18,10 @@ import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Card } from "@/components/ui/card";
 import { ConfirmDialog } from "@/components/ui/confirm-dialog";
+import { type ColumnDef, DataTable } from "@/components/ui/data-table";
 import { messageOf } from "@/components/ui/field-errors";
 import { QueryState } from "@/components/ui/query-state";
+import { TableSearch } from "@/components/ui/table-search";
 import { Time } from "@/components/ui/time";
 import type { AppRouter } from "@/server/trpc/root";
 import { TenantParity } from "./tenant-parity";
@@ -28,6 +30,63 @@ type Status = inferRouterOutputs<AppRouter>["parity"]["status"];
 type Mismatch = Status["mismatches"][number];
 const nf = new Intl.NumberFormat();
 const plain = (table: string) => table.replaceAll('"', "");
+
+type TableResult = NonNullable<Status["lastFull"]>["tables"][number];
+
+const TABLE_COLUMNS: ColumnDef<TableResult>[] = [
+  { id: "table", header: "Table", accessorFn: (t) => plain(t.table), meta: { className: "font-mono" } },
+  {
+    id: "verified",
+    header: "Rows verified",
+    accessorFn: (t) => t.rowsVerified,
+    cell: ({ row }) => nf.format(row.original.rowsVerified),
+    meta: { align: "right" },
+  },
+  {
+    id: "rows",
+    header: "Rows in table",
+    accessorFn: (t) => t.rows ?? -1,
+    cell: ({ row }) => (row.original.rows === undefined ? "—" : nf.format(row.original.rows)),
+    meta: { align: "right" },
+  },
+  { id: "chunks", header: "Chunks", accessorFn: (t) => t.chunks, meta: { align: "right" } },
+  {
+    id: "mismatches",
+    header: "Mismatched rows",
+    accessorFn: (t) => t.mismatches,
+    meta: { align: "right", className: "pr-6" },
+  },
+  {
+    id: "result",
+    header: "Result",
+    accessorFn: (t) => (t.mismatches ? 2 : t.unverifiedTenants ? 1 : 0),
+    cell: ({ row: { original: t } }) =>
+      t.mismatches ? (
+        <Badge tone="danger">Drift</Badge>
+      ) : t.unverifiedTenants ? (
+        <Badge tone="warn">{`${t.unverifiedTenants} tenant${t.unverifiedTenants === 1 ? "" : "s"} not verified`}</Badge>
+      ) : (
+        <Badge tone="ok">Clean</Badge>
+      ),
+  },
+];
+
+type UnverifiedRow = Status["unverified"][number];
+
+const UNVERIFIED_COLUMNS: ColumnDef<UnverifiedRow>[] = [
+  { id: "table", header: "Table", accessorFn: (u) => plain(u.table), meta: { className: "font-mono" } },
+  { id: "tenant", header: "Tenant", accessorFn: (u) => u.tenant ?? "—", meta: { className: "font-mono" } },
+  { id: "shard", header: "Shard", accessorFn: (u) => `shard ${u.shard}` },
+  {
+    id: "rows",
+    header: "Rows not verified",
+    accessorFn: (u) => u.rows,
+    enableGlobalFilter: false,
+    cell: ({ row }) => nf.format(row.original.rows),
+    meta: { align: "right" },
+  },
+  { id: "why", header: "Why", accessorFn: (u) => u.reason, meta: { className: "pl-6" } },
+];
 
 /** "1,046,978 of 1,046,978 rows verified" (older checks did not count the rows in the tables). */
 function verifiedOf(run: { rowsVerified: number; rowsTotal: number }): string {
@@ -140,40 +199,15 @@ export function ParityPage({ planId }: { planId: string }) {
               ) : undefined
             }
           >
-            <table className="w-full text-left text-xs">
-              <thead className="text-slate-500">
-                <tr>
-                  <th className="py-1 font-medium">Table</th>
-                  <th className="py-1 text-right font-medium">Rows verified</th>
-                  <th className="py-1 text-right font-medium">Rows in table</th>
-                  <th className="py-1 text-right font-medium">Chunks</th>
-                  <th className="py-1 pr-6 text-right font-medium">Mismatched rows</th>
-                  <th className="py-1 font-medium">Result</th>
-                </tr>
-              </thead>
-              <tbody className="divide-y divide-slate-100">
-                {s.lastFull.tables.map((t) => (
-                  <tr key={t.table} data-testid="parity-table">
-                    <td className="py-1.5 font-mono">{plain(t.table)}</td>
-                    <td className="py-1.5 text-right tabular-nums">{nf.format(t.rowsVerified)}</td>
-                    <td className="py-1.5 text-right tabular-nums">
-                      {t.rows === undefined ? "—" : nf.format(t.rows)}
-                    </td>
-                    <td className="py-1.5 text-right tabular-nums">{t.chunks}</td>
-                    <td className="py-1.5 pr-6 text-right tabular-nums">{t.mismatches}</td>
-                    <td className="py-1.5">
-                      {t.mismatches ? (
-                        <Badge tone="danger">Drift</Badge>
-                      ) : t.unverifiedTenants ? (
-                        <Badge tone="warn">{`${t.unverifiedTenants} tenant${t.unverifiedTenants === 1 ? "" : "s"} not verified`}</Badge>
-                      ) : (
-                        <Badge tone="ok">Clean</Badge>
-                      )}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
+            <DataTable
+              data={s.lastFull.tables}
+              columns={TABLE_COLUMNS}
+              label="Last full check per table"
+              dense
+              getRowId={(t) => t.table}
+              rowTestId="parity-table"
+              empty="The check covered no table."
+            />
           </Card>
         ) : null}
         {s ? (
@@ -324,8 +358,71 @@ function Mismatches({
     trpc.parity.repair.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }),
   );
   const [open, setOpen] = useState<string | null>(mismatches[0]?.id ?? null);
+  const [filter, setFilter] = useState("");
   const tables = [...new Set(mismatches.map((m) => m.table))];
   const error = repair.error ? messageOf(repair.error) : null;
+  const columns: ColumnDef<Mismatch>[] = [
+    {
+      id: "table",
+      header: "Table",
+      accessorFn: (m) => plain(m.table),
+      meta: { className: "font-mono" },
+    },
+    { id: "shard", header: "Shard", accessorFn: (m) => `shard ${m.shard}` },
+    { id: "tenant", header: "Tenant", accessorFn: (m) => m.tenant ?? "—", meta: { className: "font-mono" } },
+    { id: "key", header: "Key", accessorFn: (m) => m.key.join(", "), meta: { className: "font-mono" } },
+    {
+      id: "difference",
+      header: "Difference",
+      accessorFn: (m) =>
+        m.kind === "changed"
+          ? `changed: ${m.columns.join(", ")}`
+          : m.kind === "missing"
+            ? "missing on shard"
+            : "extra on shard",
+      cell: ({ row: { original: m }, getValue }) => (
+        <Badge tone={m.kind === "changed" ? "warn" : "danger"}>{getValue<string>()}</Badge>
+      ),
+    },
+    {
+      id: "found",
+      header: "Found",
+      accessorFn: (m) => m.detectedAt,
+      enableGlobalFilter: false,
+      cell: ({ row }) => <Time value={row.original.detectedAt} />,
+    },
+    {
+      id: "actions",
+      header: () => <span className="sr-only">Actions</span>,
+      enableSorting: false,
+      cell: ({ row: { original: m } }) => (
+        <div className="flex justify-end gap-2">
+          <button
+            type="button"
+            className="text-sky-700 hover:underline"
+            aria-expanded={open === m.id}
+            onClick={() => setOpen(open === m.id ? null : m.id)}
+          >
+            {open === m.id ? "Hide values" : "Show values"}
+          </button>
+          {roleBlock ? (
+            <Button disabledReason={roleBlock}>Repair</Button>
+          ) : (
+            <ConfirmDialog
+              trigger={<Button>Repair</Button>}
+              title="Repair one row"
+              scope={`Make ${plain(m.table)} (${m.key.join(", ")}) on shard ${m.shard} equal legacy's row${m.kind === "extra" ? " (delete it: legacy has no such row)" : ""}.`}
+              confirmLabel="Repair row"
+              dismissLabel="Leave the row as it is"
+              busy={repair.isPending}
+              error={error}
+              onConfirm={(reason) => repair.mutateAsync({ scope: "row", planId, mismatchId: m.id, reason })}
+            />
+          )}
+        </div>
+      ),
+    },
+  ];
   return (
     <Card
       title={`${mismatches.length} mismatched row${mismatches.length === 1 ? "" : "s"}`}
@@ -346,80 +443,25 @@ function Mismatches({
         ),
       )}
     >
-      <table className="w-full text-left text-xs">
-        <thead className="text-slate-500">
-          <tr>
-            <th className="py-1 font-medium">Table</th>
-            <th className="py-1 font-medium">Shard</th>
-            <th className="py-1 font-medium">Tenant</th>
-            <th className="py-1 font-medium">Key</th>
-            <th className="py-1 font-medium">Difference</th>
-            <th className="py-1 font-medium">Found</th>
-            <th className="py-1 font-medium">
-              <span className="sr-only">Actions</span>
-            </th>
-          </tr>
-        </thead>
-        <tbody className="divide-y divide-slate-100">
-          {mismatches.map((m) => (
-            <Fragment key={m.id}>
-              <tr data-testid="mismatch-row" className="align-top">
-                <td className="py-1.5 font-mono">{plain(m.table)}</td>
-                <td className="py-1.5">shard {m.shard}</td>
-                <td className="py-1.5 font-mono">{m.tenant ?? "—"}</td>
-                <td className="py-1.5 font-mono">{m.key.join(", ")}</td>
-                <td className="py-1.5">
-                  <Badge tone={m.kind === "changed" ? "warn" : "danger"}>
-                    {m.kind === "changed"
-                      ? `changed: ${m.columns.join(", ")}`
-                      : m.kind === "missing"
-                        ? "missing on shard"
-                        : "extra on shard"}
-                  </Badge>
-                </td>
-                <td className="py-1.5">
-                  <Time value={m.detectedAt} />
-                </td>
-                <td className="py-1.5">
-                  <div className="flex justify-end gap-2">
-                    <button
-                      type="button"
-                      className="text-sky-700 hover:underline"
-                      aria-expanded={open === m.id}
-                      onClick={() => setOpen(open === m.id ? null : m.id)}
-                    >
-                      {open === m.id ? "Hide values" : "Show values"}
-                    </button>
-                    {roleBlock ? (
-                      <Button disabledReason={roleBlock}>Repair</Button>
-                    ) : (
-                      <ConfirmDialog
-                        trigger={<Button>Repair</Button>}
-                        title="Repair one row"
-                        scope={`Make ${plain(m.table)} (${m.key.join(", ")}) on shard ${m.shard} equal legacy's row${m.kind === "extra" ? " (delete it: legacy has no such row)" : ""}.`}
-                        confirmLabel="Repair row"
-                        dismissLabel="Leave the row as it is"
-                        busy={repair.isPending}
-                        error={error}
-                        onConfirm={(reason) =>
-                          repair.mutateAsync({ scope: "row", planId, mismatchId: m.id, reason })
-                        }
-                      />
-                    )}
-                  </div>
-                </td>
-              </tr>
-              {open === m.id ? (
-                <tr>
-                  <td colSpan={7} className="bg-slate-50 px-2 py-2">
-                    <RowValues mismatch={m} />
-                  </td>
-                </tr>
-              ) : null}
-            </Fragment>
-          ))}
-        </tbody>
-      </table>
+      <div className="mb-2">
+        <TableSearch
+          label="Filter the mismatched rows"
+          placeholder="Filter by table, tenant, key"
+          value={filter}
+          onChange={setFilter}
+        />
+      </div>
+      <DataTable
+        data={mismatches}
+        columns={columns}
+        label="Mismatched rows"
+        dense
+        filter={filter.trim()}
+        getRowId={(m) => m.id}
+        rowTestId="mismatch-row"
+        empty="No mismatched row matches the filter."
+        expanded={(m) => (open === m.id ? <RowValues mismatch={m} /> : null)}
+      />
       {tenants.length ? (
         <div className="mt-3 flex flex-wrap items-center gap-2 text-xs">
           <span className="text-slate-600">Tenants with drift:</span>
@@ -484,37 +526,34 @@ function RowValues({ mismatch }: { mismatch: Mismatch }) {
 
 /** The tenants the last full check could not verify, and why: what stands between "no drift found" and "clean". */
 function Unverified({ unverified }: { unverified: Status["unverified"] }) {
+  const [filter, setFilter] = useState("");
   const rows = unverified.reduce((n, u) => n + u.rows, 0);
   return (
     <Card
       title={`${unverified.length} tenant${unverified.length === 1 ? "" : "s"} not verified by the last full check`}
       description={`${nf.format(rows)} row${rows === 1 ? "" : "s"} could not be compared before the check ended; the next checks try them again, and open mismatches there stay open until they are verified.`}
     >
-      <table className="w-full text-left text-xs" data-testid="parity-unverified">
-        <thead className="text-slate-500">
-          <tr>
-            <th className="py-1 font-medium">Table</th>
-            <th className="py-1 font-medium">Tenant</th>
-            <th className="py-1 font-medium">Shard</th>
-            <th className="py-1 text-right font-medium">Rows not verified</th>
-            <th className="py-1 pl-6 font-medium">Why</th>
-          </tr>
-        </thead>
-        <tbody className="divide-y divide-slate-100">
-          {unverified.slice(0, 100).map((u) => (
-            <tr key={`${u.table}|${u.tenant}|${u.shard}`}>
-              <td className="py-1.5 font-mono">{plain(u.table)}</td>
-              <td className="py-1.5 font-mono">{u.tenant ?? "—"}</td>
-              <td className="py-1.5">shard {u.shard}</td>
-              <td className="py-1.5 text-right tabular-nums">{nf.format(u.rows)}</td>
-              <td className="py-1.5 pl-6">{u.reason}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-      {unverified.length > 100 ? (
-        <p className="mt-2 text-xs text-slate-500">{`And ${unverified.length - 100} more.`}</p>
-      ) : null}
+      <div className="mb-2">
+        <TableSearch
+          label="Filter the tenants not verified"
+          placeholder="Filter by table, tenant, why"
+          value={filter}
+          onChange={setFilter}
+        />
+      </div>
+      <div data-testid="parity-unverified">
+        <DataTable
+          data={unverified}
+          columns={UNVERIFIED_COLUMNS}
+          label="Tenants not verified"
+          dense
+          filter={filter.trim()}
+          maxRows={100}
+          getRowId={(u) => `${u.table}|${u.tenant}|${u.shard}`}
+          initialSorting={[{ id: "rows", desc: true }]}
+          empty="No tenant matches the filter."
+        />
+      </div>
     </Card>
   );
 }

@@ -2,14 +2,17 @@
 
 // One tenant's parity, table by table: what a cohort gate reads before promoting the tenant.
 import { useQuery } from "@tanstack/react-query";
+import type { inferRouterOutputs } from "@trpc/server";
 import { useState } from "react";
 import { useTRPC } from "@/components/providers/trpc";
 import { Alert } from "@/components/ui/alert";
 import { Badge } from "@/components/ui/badge";
 import { Card } from "@/components/ui/card";
+import { type ColumnDef, DataTable } from "@/components/ui/data-table";
 import { messageOf } from "@/components/ui/field-errors";
 import { TenantKeyForm } from "@/components/ui/tenant-key-form";
 import { Time } from "@/components/ui/time";
+import type { AppRouter } from "@/server/trpc/root";
 
 const plain = (table: string) => table.replaceAll('"', "");
 
@@ -30,6 +33,37 @@ function StateBadge({
     );
   return <Badge tone="neutral">Not checked yet</Badge>;
 }
+
+type TableParity = inferRouterOutputs<AppRouter>["parity"]["tenant"]["tables"][number];
+const STATE_ORDER = { drift: 0, unverified: 1, unchecked: 2, clean: 3 } as const;
+
+const columns: ColumnDef<TableParity>[] = [
+  { id: "table", header: "Table", accessorFn: (r) => plain(r.table), meta: { className: "font-mono" } },
+  {
+    id: "state",
+    header: "State",
+    accessorFn: (r) => STATE_ORDER[r.state],
+    cell: ({ row: { original: r } }) => (
+      <>
+        <StateBadge state={r.state} reason={r.unverifiedReason} />
+        {r.unverifiedReason ? <span className="ml-2 text-slate-600">{r.unverifiedReason}</span> : null}
+      </>
+    ),
+  },
+  {
+    id: "open",
+    header: "Open mismatches",
+    accessorFn: (r) => r.openMismatches,
+    meta: { align: "right" },
+  },
+  {
+    id: "changed",
+    header: "Changed since the last recent check",
+    accessorFn: (r) => (r.changedSince ? new Date(r.changedSince).getTime() : 0),
+    cell: ({ row: { original: r } }) => (r.changedSince ? <Time value={r.changedSince} /> : "—"),
+    meta: { className: "pl-6" },
+  },
+];
 
 export function TenantParity({ planId }: { planId: string }) {
   const trpc = useTRPC();
@@ -65,33 +99,15 @@ export function TenantParity({ planId }: { planId: string }) {
               </span>
             ) : null}
           </p>
-          <table className="w-full text-left text-xs">
-            <thead className="text-slate-500">
-              <tr>
-                <th className="py-1 font-medium">Table</th>
-                <th className="py-1 font-medium">State</th>
-                <th className="py-1 text-right font-medium">Open mismatches</th>
-                <th className="py-1 pl-6 font-medium">Changed since the last recent check</th>
-              </tr>
-            </thead>
-            <tbody className="divide-y divide-slate-100">
-              {t.tables.map((row) => (
-                <tr key={row.table} data-testid="tenant-parity-table">
-                  <td className="py-1.5 font-mono">{plain(row.table)}</td>
-                  <td className="py-1.5">
-                    <StateBadge state={row.state} reason={row.unverifiedReason} />
-                    {row.unverifiedReason ? (
-                      <span className="ml-2 text-slate-600">{row.unverifiedReason}</span>
-                    ) : null}
-                  </td>
-                  <td className="py-1.5 text-right tabular-nums">{row.openMismatches}</td>
-                  <td className="py-1.5 pl-6">
-                    {row.changedSince ? <Time value={row.changedSince} /> : "—"}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <DataTable
+            data={t.tables}
+            columns={columns}
+            label={`Tenant ${t.tenant}'s parity per table`}
+            dense
+            getRowId={(row) => row.table}
+            rowTestId="tenant-parity-table"
+            empty="No sharded table."
+          />
         </div>
       ) : null}
     </Card>

@@ -4,6 +4,7 @@
 // the button that cuts it over or back), the plan's cutover attempts, the stray writes the in-database fences refused, and (admins) the API tokens routers read the
 // map with.
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import type { inferRouterOutputs } from "@trpc/server";
 import { useState } from "react";
 import { PlanHeader } from "@/components/plans/plan-header";
 import { PlanQueryState } from "@/components/plans/plan-query-state";
@@ -15,11 +16,13 @@ import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Card } from "@/components/ui/card";
 import { ConfirmDialog } from "@/components/ui/confirm-dialog";
+import { type ColumnDef, DataTable } from "@/components/ui/data-table";
 import { Field, TextInput } from "@/components/ui/field";
 import { messageOf } from "@/components/ui/field-errors";
 import { QueryState } from "@/components/ui/query-state";
 import { TenantKeyForm } from "@/components/ui/tenant-key-form";
 import { Time } from "@/components/ui/time";
+import type { AppRouter } from "@/server/trpc/root";
 import { CutoverButton } from "./cutover-dialog";
 import { CutoversTable } from "./cutovers-table";
 
@@ -31,6 +34,57 @@ const STRAY_REASON: Record<string, string> = {
   applied_after_flip: "written after the flip (dropped by CDC)",
   unknown: "tenant not told",
 };
+
+type Routing = inferRouterOutputs<AppRouter>["routing"];
+type HistoryRow = Routing["tenant"]["history"][number];
+type StrayRow = Routing["summary"]["strayWrites"]["recent"][number];
+type Token = Routing["tokens"][number];
+
+// The looked-up tenant's history, the recent stray writes and the tokens are short lists the
+// server already bounded (one tenant's changes, the newest refusals): sorted in the browser.
+const HISTORY_COLUMNS: ColumnDef<HistoryRow>[] = [
+  {
+    id: "version",
+    header: "Version",
+    accessorFn: (h) => Number(h.version),
+    cell: ({ row }) => nf.format(row.original.version),
+    meta: { className: "tabular-nums" },
+  },
+  { id: "at", header: "When", accessorFn: (h) => h.at, cell: ({ row }) => <Time value={row.original.at} /> },
+  {
+    id: "from",
+    header: "From",
+    accessorFn: (h) => h.from.owner,
+    cell: ({ row }) => <RouteText route={row.original.from} />,
+  },
+  {
+    id: "to",
+    header: "To",
+    accessorFn: (h) => h.to.owner,
+    cell: ({ row }) => <RouteText route={row.original.to} />,
+  },
+  { id: "who", header: "Who", accessorFn: (h) => h.actorEmail },
+  {
+    id: "why",
+    header: "Why",
+    accessorFn: (h) => h.reason ?? "—",
+    meta: { className: "text-slate-600" },
+  },
+];
+
+const STRAY_COLUMNS: ColumnDef<StrayRow>[] = [
+  { id: "at", header: "Seen", accessorFn: (w) => w.at, cell: ({ row }) => <Time value={row.original.at} /> },
+  { id: "database", header: "Database", accessorFn: (w) => w.database },
+  { id: "tenant", header: "Tenant", accessorFn: (w) => w.tenantKey ?? "—", meta: { className: "font-mono" } },
+  { id: "reason", header: "Refused because", accessorFn: (w) => STRAY_REASON[w.reason] ?? w.reason },
+  {
+    id: "count",
+    header: "Writes",
+    accessorFn: (w) => w.count,
+    cell: ({ row }) => nf.format(row.original.count),
+    meta: { align: "right" },
+  },
+];
 
 function OwnerBadge({ owner }: { owner: { name: string; kind: "legacy" | "shard" } }) {
   return <Badge tone={owner.kind === "legacy" ? "neutral" : "info"}>{owner.name}</Badge>;
@@ -116,36 +170,16 @@ function TenantLookup({
               No route changes yet: the tenant has always been on {t.owner.name}.
             </p>
           ) : (
-            <table className="w-full text-left text-xs" aria-label="Route history">
-              <thead className="text-slate-500">
-                <tr>
-                  <th className="py-1 font-medium">Version</th>
-                  <th className="py-1 font-medium">When</th>
-                  <th className="py-1 font-medium">From</th>
-                  <th className="py-1 font-medium">To</th>
-                  <th className="py-1 font-medium">Who</th>
-                  <th className="py-1 font-medium">Why</th>
-                </tr>
-              </thead>
-              <tbody className="divide-y divide-slate-100">
-                {t.history.map((h) => (
-                  <tr key={h.version} data-testid="tenant-history-row">
-                    <td className="py-1.5 tabular-nums">{nf.format(h.version)}</td>
-                    <td className="py-1.5">
-                      <Time value={h.at} />
-                    </td>
-                    <td className="py-1.5">
-                      <RouteText route={h.from} />
-                    </td>
-                    <td className="py-1.5">
-                      <RouteText route={h.to} />
-                    </td>
-                    <td className="py-1.5">{h.actorEmail}</td>
-                    <td className="py-1.5 text-slate-600">{h.reason ?? "—"}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
+            <DataTable
+              data={t.history}
+              columns={HISTORY_COLUMNS}
+              label="Route history"
+              dense
+              initialSorting={[{ id: "version", desc: true }]}
+              getRowId={(h) => String(h.version)}
+              rowTestId="tenant-history-row"
+              empty="No route changes."
+            />
           )}
         </div>
       ) : null}
@@ -255,30 +289,14 @@ function StrayWrites({ planId }: { planId: string }) {
             connection log. Refusals while frozen also come from routers a few milliseconds behind a freeze;
             the router SDK retries those.
           </p>
-          <table className="w-full text-left text-xs" aria-label="Stray writes">
-            <thead className="text-slate-500">
-              <tr>
-                <th className="py-1 font-medium">Seen</th>
-                <th className="py-1 font-medium">Database</th>
-                <th className="py-1 font-medium">Tenant</th>
-                <th className="py-1 font-medium">Refused because</th>
-                <th className="py-1 text-right font-medium">Writes</th>
-              </tr>
-            </thead>
-            <tbody className="divide-y divide-slate-100">
-              {stray.recent.map((w) => (
-                <tr key={`${w.database}-${String(w.at)}-${w.tenantKey}-${w.count}`} data-testid="stray-row">
-                  <td className="py-1.5">
-                    <Time value={w.at} />
-                  </td>
-                  <td className="py-1.5">{w.database}</td>
-                  <td className="py-1.5 font-mono">{w.tenantKey ?? "—"}</td>
-                  <td className="py-1.5">{STRAY_REASON[w.reason] ?? w.reason}</td>
-                  <td className="py-1.5 text-right tabular-nums">{nf.format(w.count)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <DataTable
+            data={stray.recent}
+            columns={STRAY_COLUMNS}
+            label="Stray writes"
+            dense
+            rowTestId="stray-row"
+            empty="None refused."
+          />
         </>
       )}
     </Card>
@@ -303,6 +321,59 @@ function ApiTokens({ planId }: { planId: string }) {
     }),
   );
   const revoke = useMutation(trpc.routing.revokeToken.mutationOptions({ onSuccess: () => void refresh() }));
+  const tokenColumns: ColumnDef<Token>[] = [
+    { id: "name", header: "Application", accessorFn: (t) => t.name },
+    {
+      id: "prefix",
+      header: "Token",
+      accessorFn: (t) => t.prefix,
+      cell: ({ row }) => `${row.original.prefix}…`,
+      meta: { className: "font-mono" },
+    },
+    {
+      id: "created",
+      header: "Created",
+      accessorFn: (t) => t.createdAt,
+      cell: ({ row: { original: t } }) => (
+        <>
+          <Time value={t.createdAt} /> by {t.createdByEmail}
+        </>
+      ),
+    },
+    {
+      id: "used",
+      header: "Last used",
+      accessorFn: (t) => (t.lastUsedAt ? new Date(t.lastUsedAt).getTime() : 0),
+      cell: ({ row: { original: t } }) => (t.lastUsedAt ? <Time value={t.lastUsedAt} /> : "never"),
+    },
+    {
+      id: "state",
+      header: "State",
+      accessorFn: (t) => (t.revokedAt ? "Revoked" : "Active"),
+      cell: ({ row: { original: t } }) =>
+        t.revokedAt ? <Badge tone="neutral">Revoked</Badge> : <Badge tone="ok">Active</Badge>,
+    },
+    {
+      id: "actions",
+      header: () => <span className="sr-only">Actions</span>,
+      enableSorting: false,
+      meta: { align: "right" },
+      cell: ({ row: { original: t } }) =>
+        t.revokedAt ? null : (
+          <ConfirmDialog
+            trigger={<Button variant="danger">Revoke</Button>}
+            title="Revoke an API token"
+            scope={`Routers using “${t.name}” (${t.prefix}…) stop receiving this plan's routing map at their next request; they keep routing with the map they hold.`}
+            confirmLabel={`Revoke ${t.name}`}
+            dismissLabel="Keep the token"
+            tone="danger"
+            busy={revoke.isPending}
+            error={revoke.error ? messageOf(revoke.error) : null}
+            onConfirm={(reason) => revoke.mutateAsync({ tokenId: t.id, reason })}
+          />
+        ),
+    },
+  ];
   return (
     <Card
       title="API tokens"
@@ -340,48 +411,15 @@ function ApiTokens({ planId }: { planId: string }) {
             </Alert>
           ) : null}
           {revoke.error ? <Alert tone="error">{messageOf(revoke.error)}</Alert> : null}
-          <table className="w-full text-left text-xs" aria-label="API tokens">
-            <thead className="text-slate-500">
-              <tr>
-                <th className="py-1 font-medium">Application</th>
-                <th className="py-1 font-medium">Token</th>
-                <th className="py-1 font-medium">Created</th>
-                <th className="py-1 font-medium">Last used</th>
-                <th className="py-1 font-medium">State</th>
-                <th className="py-1" />
-              </tr>
-            </thead>
-            <tbody className="divide-y divide-slate-100">
-              {(tokens.data ?? []).map((t) => (
-                <tr key={t.id} data-testid="token-row">
-                  <td className="py-1.5">{t.name}</td>
-                  <td className="py-1.5 font-mono">{t.prefix}…</td>
-                  <td className="py-1.5">
-                    <Time value={t.createdAt} /> by {t.createdByEmail}
-                  </td>
-                  <td className="py-1.5">{t.lastUsedAt ? <Time value={t.lastUsedAt} /> : "never"}</td>
-                  <td className="py-1.5">
-                    {t.revokedAt ? <Badge tone="neutral">Revoked</Badge> : <Badge tone="ok">Active</Badge>}
-                  </td>
-                  <td className="py-1.5 text-right">
-                    {t.revokedAt ? null : (
-                      <ConfirmDialog
-                        trigger={<Button variant="danger">Revoke</Button>}
-                        title="Revoke an API token"
-                        scope={`Routers using “${t.name}” (${t.prefix}…) stop receiving this plan's routing map at their next request; they keep routing with the map they hold.`}
-                        confirmLabel={`Revoke ${t.name}`}
-                        dismissLabel="Keep the token"
-                        tone="danger"
-                        busy={revoke.isPending}
-                        error={revoke.error ? messageOf(revoke.error) : null}
-                        onConfirm={(reason) => revoke.mutateAsync({ tokenId: t.id, reason })}
-                      />
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <DataTable
+            data={tokens.data ?? []}
+            columns={tokenColumns}
+            label="API tokens"
+            dense
+            getRowId={(t) => t.id}
+            rowTestId="token-row"
+            empty="No token yet: create one for each application that routes."
+          />
         </div>
       )}
     </Card>

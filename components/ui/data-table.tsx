@@ -2,8 +2,15 @@
 
 // The console's one table: sortable by any column a page allows, filterable by a search box, with
 // status cells rendered by the page. Built on TanStack Table (headless: we keep our markup and
-// styles), so the plans list, and later the tenants, cohorts and mismatch tables, sort and filter
-// the same way instead of five hand-built <table>s doing it five ways.
+// styles), so every page that lists rows — plans, tenants, cohorts, cutovers, audit events,
+// mismatches, users, databases — sorts and filters the same way instead of each hand-building a
+// <table> its own way.
+//
+// Two modes. By default the rows given are all the rows: the table sorts and filters them in the
+// browser. With `manual`, the rows are one page the server chose (the audit log's millions of
+// events, a tenant looked up among thousands): loading everything into the browser to sort it
+// would not scale, so the table shows the rows in the order given and hands sorting changes to the
+// page, which asks the server again (only columns the server can order by are sortable there).
 import {
   type ColumnDef,
   flexRender,
@@ -14,7 +21,7 @@ import {
   type SortingState,
   useReactTable,
 } from "@tanstack/react-table";
-import { useState } from "react";
+import { Fragment, useState } from "react";
 
 declare module "@tanstack/react-table" {
   interface ColumnMeta<TData extends RowData, TValue> {
@@ -36,6 +43,10 @@ export function DataTable<T>({
   getRowId,
   rowTestId,
   empty,
+  dense = false,
+  manual,
+  expanded,
+  maxRows,
 }: {
   data: T[];
   // biome-ignore lint/suspicious/noExplicitAny: columns of different value types in one list (TanStack's own pattern)
@@ -50,24 +61,51 @@ export function DataTable<T>({
   rowTestId?: string;
   /** shown when no row is left */
   empty: React.ReactNode;
+  /** smaller type and rows, for tables inside a card beside others */
+  dense?: boolean;
+  /**
+   * The server sorts and filters (the rows are one page of its answer, in its order): the page
+   * holds the sorting and asks again when it changes. `filter` is ignored; the page's search goes
+   * to the server.
+   */
+  manual?: { sorting: SortingState; onSortingChange: (sorting: SortingState) => void };
+  /** a detail shown under a row, across the whole table (null: none) */
+  expanded?: (row: T) => React.ReactNode;
+  /**
+   * Render at most this many rows (after sorting and filtering), saying how many more there are:
+   * thousands of tenants sort and filter in the browser in milliseconds, but rendering them all on
+   * every refresh does not pay, and the search box narrows them.
+   */
+  maxRows?: number;
 }) {
-  const [sorting, setSorting] = useState<SortingState>(initialSorting);
+  const [localSorting, setLocalSorting] = useState<SortingState>(initialSorting);
+  const sorting = manual ? manual.sorting : localSorting;
   const table = useReactTable({
     data,
     columns,
-    state: { sorting, globalFilter: filter },
-    onSortingChange: setSorting,
+    state: { sorting, globalFilter: manual ? "" : filter },
+    onSortingChange: (updater) => {
+      const next = typeof updater === "function" ? updater(sorting) : updater;
+      if (manual) manual.onSortingChange(next);
+      else setLocalSorting(next);
+    },
     getRowId,
     getCoreRowModel: getCoreRowModel(),
     getSortedRowModel: getSortedRowModel(),
     getFilteredRowModel: getFilteredRowModel(),
+    manualSorting: Boolean(manual),
+    manualFiltering: Boolean(manual),
+    // A server always has an order: a third click flips it back instead of leaving it unsorted.
+    enableSortingRemoval: !manual,
     globalFilterFn: "includesString",
     // The first click sorts ascending for every column (TanStack starts numbers descending).
     sortDescFirst: false,
   });
-  const rows = table.getRowModel().rows;
+  const all = table.getRowModel().rows;
+  const rows = maxRows === undefined ? all : all.slice(0, maxRows);
+  const cellPad = dense ? "py-1.5 pr-3" : "py-2 pr-3";
   return (
-    <table className="w-full text-left text-sm" aria-label={label}>
+    <table className={`w-full text-left ${dense ? "text-xs" : "text-sm"}`} aria-label={label}>
       <thead className="text-xs text-slate-500">
         {table.getHeaderGroups().map((group) => (
           <tr key={group.id}>
@@ -105,27 +143,49 @@ export function DataTable<T>({
       <tbody className="divide-y divide-slate-100">
         {rows.length === 0 ? (
           <tr>
-            <td colSpan={columns.length} className="py-8 text-center text-sm text-slate-600">
+            <td
+              colSpan={columns.length}
+              className={`text-center text-slate-600 ${dense ? "py-4 text-xs" : "py-8 text-sm"}`}
+            >
               {empty}
             </td>
           </tr>
         ) : (
-          rows.map((row) => (
-            <tr key={row.id} className="align-top hover:bg-slate-50" data-testid={rowTestId}>
-              {row.getVisibleCells().map((cell) => {
-                const meta = cell.column.columnDef.meta;
-                return (
-                  <td
-                    key={cell.id}
-                    className={`py-2 pr-3 ${meta?.align === "right" ? "text-right tabular-nums" : ""} ${meta?.className ?? ""}`}
-                  >
-                    {flexRender(cell.column.columnDef.cell, cell.getContext())}
-                  </td>
-                );
-              })}
-            </tr>
-          ))
+          rows.map((row) => {
+            const detail = expanded?.(row.original);
+            return (
+              <Fragment key={row.id}>
+                <tr className="align-top hover:bg-slate-50" data-testid={rowTestId}>
+                  {row.getVisibleCells().map((cell) => {
+                    const meta = cell.column.columnDef.meta;
+                    return (
+                      <td
+                        key={cell.id}
+                        className={`${cellPad} ${meta?.align === "right" ? "text-right tabular-nums" : ""} ${meta?.className ?? ""}`}
+                      >
+                        {flexRender(cell.column.columnDef.cell, cell.getContext())}
+                      </td>
+                    );
+                  })}
+                </tr>
+                {detail ? (
+                  <tr>
+                    <td colSpan={row.getVisibleCells().length} className="bg-slate-50 px-2 py-2">
+                      {detail}
+                    </td>
+                  </tr>
+                ) : null}
+              </Fragment>
+            );
+          })
         )}
+        {rows.length < all.length ? (
+          <tr>
+            <td colSpan={columns.length} className="py-2 text-xs text-slate-500" data-testid="table-more">
+              {`Showing ${rows.length.toLocaleString("en")} of ${all.length.toLocaleString("en")} rows: sort, or narrow them with the search.`}
+            </td>
+          </tr>
+        ) : null}
       </tbody>
     </table>
   );

@@ -9,6 +9,7 @@ import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Card, PageTitle } from "@/components/ui/card";
 import { ConfirmDialog } from "@/components/ui/confirm-dialog";
+import { type ColumnDef, DataTable } from "@/components/ui/data-table";
 import { Field, SelectInput, TextInput } from "@/components/ui/field";
 import {
   type FieldErrors,
@@ -17,6 +18,7 @@ import {
   messageOf,
 } from "@/components/ui/field-errors";
 import { QueryState } from "@/components/ui/query-state";
+import { TableSearch } from "@/components/ui/table-search";
 import { Time } from "@/components/ui/time";
 import { ROLE_INFO, ROLES, type TRole, ZCreateUserInput } from "@/server/schemas/user";
 import { AccountActions, AccountActionsBlocked } from "./account-actions";
@@ -69,94 +71,114 @@ function UserList() {
     trpc.users.setRole.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }),
   );
   const [pending, setPending] = useState<Record<string, TRole>>({});
+  const [filter, setFilter] = useState("");
+  type Account = NonNullable<typeof users.data>[number];
+  const columns: ColumnDef<Account>[] = [
+    { id: "name", header: "Name", accessorFn: (u) => u.name },
+    { id: "email", header: "Email", accessorFn: (u) => u.email, meta: { className: "font-mono text-xs" } },
+    {
+      id: "role",
+      header: "Role",
+      // Searchable by title and state ("operator", "disabled").
+      accessorFn: (u) => `${ROLE_INFO[u.role].title}${u.disabledAt ? " disabled" : ""}`,
+      cell: ({ row: { original: u } }) => (
+        <>
+          <Badge tone={u.role === "admin" ? "warn" : u.role === "operator" ? "info" : "neutral"}>
+            {ROLE_INFO[u.role].title}
+          </Badge>
+          {u.disabledAt ? (
+            <span className="ml-1.5" title={u.disabledReason ?? undefined}>
+              <Badge tone="danger">Disabled</Badge>
+            </span>
+          ) : null}
+        </>
+      ),
+    },
+    {
+      id: "since",
+      header: "Since",
+      accessorFn: (u) => u.createdAt,
+      enableGlobalFilter: false,
+      cell: ({ row }) => <Time value={row.original.createdAt} />,
+      meta: { className: "text-xs" },
+    },
+    {
+      id: "change",
+      header: "Change role",
+      enableSorting: false,
+      cell: ({ row: { original: u } }) => {
+        const chosen = pending[u.id] ?? u.role;
+        return u.id === me.id ? (
+          <span className="text-xs text-slate-500">You cannot change your own role.</span>
+        ) : (
+          <div className="flex items-center gap-2">
+            <label className="sr-only" htmlFor={`role-${u.id}`}>
+              Role for {u.email}
+            </label>
+            <SelectInput
+              id={`role-${u.id}`}
+              value={chosen}
+              onChange={(e) => setPending({ ...pending, [u.id]: e.target.value as TRole })}
+              className="w-32"
+            >
+              {ROLES.map((r) => (
+                <option key={r} value={r}>
+                  {ROLE_INFO[r].title}
+                </option>
+              ))}
+            </SelectInput>
+            {chosen !== u.role ? (
+              <ConfirmDialog
+                trigger={<Button variant="primary">Apply</Button>}
+                title="Change role"
+                scope={`Make ${u.email} a ${ROLE_INFO[chosen].title} (now ${ROLE_INFO[u.role].title}).`}
+                confirmLabel="Change role"
+                dismissLabel="Keep the current role"
+                busy={setRole.isPending}
+                error={setRole.error ? messageOf(setRole.error) : null}
+                onConfirm={(reason) => setRole.mutateAsync({ userId: u.id, role: chosen, reason })}
+              />
+            ) : null}
+          </div>
+        );
+      },
+    },
+    {
+      id: "access",
+      header: "Access",
+      enableSorting: false,
+      cell: ({ row: { original: u } }) => (
+        <AccountActions
+          isMe={u.id === me.id}
+          user={{ id: u.id, email: u.email, disabledAt: u.disabledAt, activeSessions: u._count.sessions }}
+        />
+      ),
+    },
+  ];
   return (
-    <Card className="mt-4" title="Accounts">
+    <Card
+      className="mt-4"
+      title="Accounts"
+      actions={
+        <TableSearch
+          label="Filter the accounts"
+          placeholder="Filter by name, email, role"
+          value={filter}
+          onChange={setFilter}
+        />
+      }
+    >
       <QueryState isLoading={users.isLoading} error={users.error} what="users" />
       {users.data ? (
-        <table className="w-full text-left text-sm">
-          <thead className="text-xs text-slate-500">
-            <tr>
-              <th className="py-1.5 font-medium">Name</th>
-              <th className="py-1.5 font-medium">Email</th>
-              <th className="py-1.5 font-medium">Role</th>
-              <th className="py-1.5 font-medium">Since</th>
-              <th className="py-1.5 font-medium">Change role</th>
-              <th className="py-1.5 font-medium">Access</th>
-            </tr>
-          </thead>
-          <tbody className="divide-y divide-slate-100">
-            {users.data.map((u) => {
-              const chosen = pending[u.id] ?? u.role;
-              return (
-                <tr key={u.id}>
-                  <td className="py-2">{u.name}</td>
-                  <td className="py-2 font-mono text-xs">{u.email}</td>
-                  <td className="py-2">
-                    <Badge tone={u.role === "admin" ? "warn" : u.role === "operator" ? "info" : "neutral"}>
-                      {ROLE_INFO[u.role].title}
-                    </Badge>
-                    {u.disabledAt ? (
-                      <span className="ml-1.5" title={u.disabledReason ?? undefined}>
-                        <Badge tone="danger">Disabled</Badge>
-                      </span>
-                    ) : null}
-                  </td>
-                  <td className="py-2 text-xs">
-                    <Time value={u.createdAt} />
-                  </td>
-                  <td className="py-2">
-                    {u.id === me.id ? (
-                      <span className="text-xs text-slate-500">You cannot change your own role.</span>
-                    ) : (
-                      <div className="flex items-center gap-2">
-                        <label className="sr-only" htmlFor={`role-${u.id}`}>
-                          Role for {u.email}
-                        </label>
-                        <SelectInput
-                          id={`role-${u.id}`}
-                          value={chosen}
-                          onChange={(e) => setPending({ ...pending, [u.id]: e.target.value as TRole })}
-                          className="w-32"
-                        >
-                          {ROLES.map((r) => (
-                            <option key={r} value={r}>
-                              {ROLE_INFO[r].title}
-                            </option>
-                          ))}
-                        </SelectInput>
-                        {chosen !== u.role ? (
-                          <ConfirmDialog
-                            trigger={<Button variant="primary">Apply</Button>}
-                            title="Change role"
-                            scope={`Make ${u.email} a ${ROLE_INFO[chosen].title} (now ${ROLE_INFO[u.role].title}).`}
-                            confirmLabel="Change role"
-                            dismissLabel="Keep the current role"
-                            busy={setRole.isPending}
-                            error={setRole.error ? messageOf(setRole.error) : null}
-                            onConfirm={(reason) =>
-                              setRole.mutateAsync({ userId: u.id, role: chosen, reason })
-                            }
-                          />
-                        ) : null}
-                      </div>
-                    )}
-                  </td>
-                  <td className="py-2">
-                    <AccountActions
-                      isMe={u.id === me.id}
-                      user={{
-                        id: u.id,
-                        email: u.email,
-                        disabledAt: u.disabledAt,
-                        activeSessions: u._count.sessions,
-                      }}
-                    />
-                  </td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
+        <DataTable
+          data={users.data}
+          columns={columns}
+          label="Accounts"
+          filter={filter.trim()}
+          getRowId={(u) => u.id}
+          initialSorting={[{ id: "name", desc: false }]}
+          empty="No account matches the filter."
+        />
       ) : null}
     </Card>
   );

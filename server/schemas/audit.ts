@@ -14,8 +14,10 @@ export type TAuditFilter = z.infer<typeof ZAuditFilter>;
 
 export const ZAuditListInput = z.object({
   filter: ZAuditFilter.default({}),
-  /** Events older than this seq (exclusive): the page after the last one shown. */
+  /** The page after the last one shown: events past this seq (exclusive) in the list's order. */
   cursor: ZBigintId("The cursor").optional(),
   limit: z.number().int().min(1).max(200).default(50),
+  /** Newest first (default), or oldest first: the log's only orders (seq follows time). */
+  order: z.enum(["newest", "oldest"]).optional(),
 });
 export type TAuditListInput = z.infer<typeof ZAuditListInput>;

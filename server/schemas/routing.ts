@@ -104,5 +104,7 @@ export const ZListCutoversInput = z.object({
   planId: z.uuid(),
   tenantKey: ZTenantKey.optional(),
   limit: z.number().int().min(1).max(500).default(50),
+  /** By request time: the newest attempts (default) or the first ones. */
+  order: z.enum(["newest", "oldest"]).optional(),
 });
 export type TListCutoversInput = z.infer<typeof ZListCutoversInput>;

@@ -42,9 +42,13 @@ function toView(row: Prisma.AuditEventGetPayload<object>): AuditEventView {
 
 export async function listAuditEvents(input: TAuditListInput) {
   const where = whereOf(input.filter);
+  const oldest = input.order === "oldest";
+  const past = input.cursor
+    ? { seq: oldest ? { gt: BigInt(input.cursor) } : { lt: BigInt(input.cursor) } }
+    : null;
   const rows = await db().auditEvent.findMany({
-    where: input.cursor ? { AND: [where, { seq: { lt: BigInt(input.cursor) } }] } : where,
-    orderBy: { seq: "desc" },
+    where: past ? { AND: [where, past] } : where,
+    orderBy: { seq: oldest ? "asc" : "desc" },
     take: input.limit + 1,
   });
   const page = rows.slice(0, input.limit).map(toView);

@@ -46,3 +46,19 @@ it("names plans and databases, and a removed database by the name its event reco
   expect(removed.length).toBeGreaterThanOrEqual(2);
   expect(removed.every((e) => e.targetName === "spare-shard")).toBe(true);
 });
+
+it("pages the log oldest first as well as newest first (the audit table's sort asks the server)", async () => {
+  const newest = await listNamedAuditEvents({ filter: {}, limit: 3 });
+  const seqs = (page: { events: { seq: string }[] }) => page.events.map((e) => Number(e.seq));
+  expect(seqs(newest)).toEqual([...seqs(newest)].sort((a, b) => b - a));
+  const oldest = await listNamedAuditEvents({ filter: {}, limit: 3, order: "oldest" });
+  expect(seqs(oldest)).toEqual([1, 2, 3]);
+  const next = await listNamedAuditEvents({
+    filter: {},
+    limit: 3,
+    order: "oldest",
+    cursor: oldest.nextCursor ?? undefined,
+  });
+  expect(seqs(next)).toEqual([4, 5, 6]);
+  expect(next.total).toBe(newest.total);
+});

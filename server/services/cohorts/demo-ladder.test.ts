@@ -4,7 +4,10 @@
 // its shard. Before each cohort, its promotion is refused with the gate's reason while a gate fails
 // (the next cohort before this one is on its shards; this one before the previous has soaked) and
 // while a gate cannot see (a gate window longer than the lag history). Afterwards: no acknowledged
-// write lost, every row equal on legacy and the shards, each tenant wholly on its shard.
+// write lost, every row equal on legacy and the shards, each tenant wholly on its shard. On the way,
+// the plan's phase follows the tenants: bit-by-bit routing is entered once cohort 1 may be promoted
+// (refused while its gates cannot see), and the breaker's soak once every tenant is on its shard
+// with the breaker armed.
 //
 // Scale by env: SHARDSHIFT_LADDER_TENANTS (default 100: 1 / 5 / 25 / 100; 200 took 21 min on a loaded 2-core machine), SHARDSHIFT_LADDER_RATE (writes/s, 200).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -26,6 +29,9 @@ import {
   waitForGatesOpen,
   waitForMoreWrites,
 } from "../../testing/promotion-fixture";
+import { waitFor } from "../../testing/worker-process";
+import { requestParityCheck } from "../parity/parity";
+import { getPlan, transitionPlan } from "../plans/plans";
 import { drawLadder } from "./cohorts";
 import { previewPromotion, promote } from "./promotion";
 
@@ -34,6 +40,17 @@ const RATE = Number(process.env.SHARDSHIFT_LADDER_RATE ?? 200);
 const PERCENTS = [1, 5, 25, 100];
 
 let servers: PromotionServers;
+
+/** Advances the plan one phase as the operator (refused with the guard's reason if it may not). */
+async function advance(planId: string, reason: string) {
+  const plan = await getPlan(planId);
+  await transitionPlan(operator, { planId, expectedVersion: plan.version, event: "advance", reason });
+}
+
+async function advanceRefusal(planId: string): Promise<string | null> {
+  const outcome = (await getPlan(planId)).available.advance;
+  return outcome.allowed ? null : outcome.reason;
+}
 
 beforeAll(async () => {
   servers = await startPromotionServers("dl", { tenants: TENANTS, rows: TENANTS * 60, seed: 14 });
@@ -90,10 +107,20 @@ describe("the demo ladder", () => {
         await expect(refused(ordinal, "blind")).rejects.toThrow(
           /Forward lag \(legacy → shards\) is inconclusive: (No forward lag has been measured yet|.*wait for a whole window)/,
         );
+        if (ordinal === 1) {
+          // Build item 5: the backfill is left for bit-by-bit routing only once cohort 1 may be
+          // promoted — not while its gates cannot see.
+          await advance(plan.id, "CDC streams");
+          expect(await advanceRefusal(plan.id)).toMatch(/Cohort 1 may not be promoted yet: .*inconclusive/);
+        }
         await setSettings(plan.id, { gateWindowMinutes: 1 });
         expect(await db().promotion.count({ where: { planId: plan.id } })).toBe(i);
 
         await waitForGatesOpen(plan.id, ordinal);
+        if (ordinal === 1) {
+          await advance(plan.id, "cohort 1 may be promoted");
+          expect((await getPlan(plan.id)).phase).toBe("bit_by_bit_routing");
+        }
         const preview = await previewPromotion({ planId: plan.id, ordinal });
         expect(preview.blockers).toEqual([]);
         const fresh = (cumulative[i] ?? 0) - (cumulative[i - 1] ?? 0);
@@ -117,6 +144,26 @@ describe("the demo ladder", () => {
     } finally {
       await workload.stop();
     }
+    // Build item 5: with every tenant on its shard and the breaker armed (never tripped here), bit-by-bit
+    // routing is done, the breaker's soak counts, and the plan moves on to it once parity holds.
+    const routed = await getPlan(plan.id);
+    expect(routed.steps.find((s) => s.phase === "bit_by_bit_routing")).toMatchObject({ state: "done" });
+    expect(routed.steps.find((s) => s.phase === "live_rollback")).toMatchObject({
+      state: "running",
+      evidence: expect.stringMatching(/^Soaking: the breaker armed with every tenant on the shards since/),
+    });
+    await advance(plan.id, "every tenant on its shard");
+    expect((await getPlan(plan.id)).phase).toBe("automated_parity");
+    await requestParityCheck(operator, { planId: plan.id, kind: "full" });
+    await waitFor(
+      "a clean full parity check (the soak's last condition)",
+      async () => (await getPlan(plan.id)).available.advance.allowed,
+      300_000,
+    ).catch(async (error: Error) => {
+      throw new Error(`${error.message}; still: ${await advanceRefusal(plan.id)}`);
+    });
+    await advance(plan.id, "parity holds, breaker armed");
+    expect((await getPlan(plan.id)).phase).toBe("live_rollback");
     const stats = workload.stats();
     console.log(
       `demo-ladder: ${TENANTS} tenants; ${figures.join("; ")}; ${stats.acknowledged} writes acknowledged ` +

@@ -264,13 +264,11 @@ describe("promotions racing", () => {
 });
 
 describe("a promotion's report after a rollback", () => {
-  // DEFECT, NOT FIXED (a design choice to make, and the cohorts page reads these counts): a tenant
-  // the promotion cut over ("done") and the breaker then rolled back to legacy still counts as done
-  // — the promotion ends "done: N tenants on their shards" and its listing says done, though the
-  // tenant is on legacy and the promotion will not ask for it again (retry takes aborted tenants
-  // only). A fix: settle (or the listing) reads tenant_route and turns such a tenant to aborted
-  // with "rolled back by the breaker", so it can be retried after the re-arm.
-  it.skip("a done tenant that is back on legacy is not reported as on its shard", {
+  // Defect found: a tenant the promotion cut over ("done") and the breaker then rolled back to
+  // legacy still counted as done — the promotion ended "done: N tenants on their shards", its
+  // listing said "on shard", and it could not be asked for again (retry took aborted tenants
+  // only). Now the report is judged against the routing map (back-on-legacy.ts).
+  it("a done tenant that is back on legacy is not reported as on its shard", {
     timeout: 60_000,
   }, async () => {
     const { planId, promotionId } = await runningPromotion(["41"], [], new Date());
@@ -291,5 +289,68 @@ describe("a promotion's report after a rollback", () => {
     }
     const [listed] = await listPromotions({ planId, promotionId, limit: 1 });
     expect(listed?.counts.done).toBe(0);
+    expect(listed?.counts.rolledBack).toBe(1);
+    expect(listed?.tenants[0]?.status).toBe("rolled_back");
+    expect((await db().promotion.findUniqueOrThrow({ where: { id: promotionId } })).tenantsDone).toBe(0);
+  });
+
+  it("names the trip that rolled it back, and takes it again once the breaker is re-armed", {
+    timeout: 60_000,
+  }, async () => {
+    const { planId, promotionId } = await runningPromotion(["51", "52"], [], new Date());
+    await db().promotion.update({
+      where: { id: promotionId },
+      data: { status: "done", endedAt: new Date() },
+    });
+    await db().promotionTenant.updateMany({ where: { promotionId }, data: { status: "done" } });
+    // 52 is still on its shard; 51 was given back to legacy by the trip's one flip (version 7).
+    await db().tenantRoute.createMany({
+      data: [
+        { planId, tenantKey: "51", ownerDatabaseId: null, version: 7n },
+        { planId, tenantKey: "52", ownerDatabaseId: databases?.target ?? null, version: 3n },
+      ],
+    });
+    const tripRow = await db().breakerTrip.create({
+      data: {
+        planId,
+        status: "rolled_back",
+        scope: { kind: "all" },
+        trigger: "forward-lag",
+        requestedByEmail: "rule:forward-lag@shardshift",
+        reason: "forward-lag: 90 s over 60 s",
+        flipVersion: 7n,
+      },
+    });
+    const [listed] = await listPromotions({ planId, promotionId, limit: 1 });
+    expect(listed?.counts).toMatchObject({ done: 1, rolledBack: 1 });
+    const back = listed?.tenants.find((t) => t.tenant === "51");
+    expect(back?.status).toBe("rolled_back");
+    expect(back?.error).toMatch(
+      /Rolled back to legacy by the breaker \(tripped by rule forward-lag at .*90 s over 60 s\)/,
+    );
+
+    // Not while the breaker is not armed: it would land on a shard with nothing to roll it back.
+    await expect(retryTenant(operator, { promotionId, tenantKey: "51", reason: "again" })).rejects.toThrow(
+      /rolled back to legacy and the breaker is rolled back: an admin re-arms it/,
+    );
+    // The tenant still on its shard is not retried.
+    await expect(retryTenant(operator, { promotionId, tenantKey: "52", reason: "again" })).rejects.toThrow(
+      /is on its shard in this promotion/,
+    );
+    await db().breakerTrip.update({ where: { id: tripRow.id }, data: { status: "armed" } });
+    const retried = await retryTenant(operator, {
+      promotionId,
+      tenantKey: "51",
+      reason: "cause fixed, again",
+    });
+    expect(retried.status).toBe("running");
+    const row = await db().promotionTenant.findUniqueOrThrow({
+      where: { promotionId_tenantKey: { promotionId, tenantKey: "51" } },
+    });
+    expect(row.status).toBe("pending");
+    await db().promotion.update({
+      where: { id: promotionId },
+      data: { status: "stopped", endedAt: new Date() },
+    });
   });
 });

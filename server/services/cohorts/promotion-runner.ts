@@ -29,6 +29,7 @@ import { AppError } from "../../errors";
 import type { Prisma } from "../../generated/prisma/client";
 import type { Actor } from "../actor";
 import { requestCutover } from "../routing/cutover";
+import { backOnLegacy } from "./back-on-legacy";
 import { evaluateCohortGates } from "./gates";
 
 export const PROMOTION_LOCK_CLASS = 7363900;
@@ -101,7 +102,16 @@ async function counts(promotionId: string) {
     _count: true,
   });
   const of = (s: string) => rows.find((r) => r.status === s)?._count ?? 0;
-  return { pending: of("pending"), inFlight: of("requested"), done: of("done"), aborted: of("aborted") };
+  // A tenant it cut over that the breaker (or a person) has since moved back is not on its shard:
+  // counted apart, so the promotion never reports it as done (back-on-legacy.ts).
+  const rolledBack = of("done") > 0 ? (await backOnLegacy([promotionId])).size : 0;
+  return {
+    pending: of("pending"),
+    inFlight: of("requested"),
+    done: of("done") - rolledBack,
+    aborted: of("aborted"),
+    rolledBack,
+  };
 }
 
 /** Asks for one tenant's cutover; adopts an attempt already in flight (a request before a crash). */
@@ -254,7 +264,7 @@ function drive(id: string, lock: pg.Client, options: { worker: string; log: (m: 
           await engineEvent(
             row.planId,
             row.stoppedBy === "gate" ? "warn" : "info",
-            `Promotion of cohort ${row.ordinal} ${row.stoppedBy === "gate" ? "stopped by a failing gate" : "stopped"}: ${c.done} tenants on their shards, ${c.aborted} aborted, ${c.pending} not asked.`,
+            `Promotion of cohort ${row.ordinal} ${row.stoppedBy === "gate" ? "stopped by a failing gate" : "stopped"}: ${c.done} tenants on their shards, ${c.aborted} aborted, ${c.pending} not asked${c.rolledBack ? `, ${c.rolledBack} rolled back to legacy` : ""}.`,
           );
         }
       } else if (row.status === "running") {
@@ -262,8 +272,8 @@ function drive(id: string, lock: pg.Client, options: { worker: string; log: (m: 
           if (await advance(row, "finished")) {
             await engineEvent(
               row.planId,
-              c.aborted ? "warn" : "info",
-              `Promotion of cohort ${row.ordinal} done: ${c.done} tenants on their shards${c.aborted ? `, ${c.aborted} aborted and still on legacy (retry them on the cohorts page)` : ""}.`,
+              c.aborted || c.rolledBack ? "warn" : "info",
+              `Promotion of cohort ${row.ordinal} done: ${c.done} tenants on their shards${c.aborted ? `, ${c.aborted} aborted and still on legacy (retry them on the cohorts page)` : ""}${c.rolledBack ? `, ${c.rolledBack} rolled back to legacy (retry them once the breaker is re-armed)` : ""}.`,
             );
           }
           continue;

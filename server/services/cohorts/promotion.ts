@@ -11,6 +11,7 @@ import { db } from "../../db";
 import { compareKeys } from "../../engine/cohorts/assign";
 import type { Judgement } from "../../engine/gates/judgement";
 import { NOTIFY_ENGINE_SQL } from "../../engine/runtime/wake";
+import { planBreakerState } from "../../engine/state/breaker";
 import {
   nextPromotionStatus,
   PROMOTION_ENDED,
@@ -30,6 +31,7 @@ import type { Actor } from "../actor";
 import { appendAuditEvent } from "../audit/audit-log";
 import { lockPlanForControl } from "../movement/cancel-guard";
 import { previewCutover } from "../routing/cutover";
+import { backOnLegacy, backOnLegacyKey } from "./back-on-legacy";
 import { evaluateCohortGates, settingsOf } from "./gates";
 
 const CUTOVER_IN_FLIGHT = ["requested", "prechecking", "fencing", "draining", "flipped", "aborting"];
@@ -367,7 +369,8 @@ export const stopPromotion = (actor: Actor, input: TPromotionControlInput) =>
   controlPromotion(actor, input, "stop");
 
 /**
- * Asks again for one aborted tenant of a promotion: it goes back to the promotion's work list, and
+ * Asks again for one aborted tenant of a promotion — or one it cut over that is back on legacy
+ * (rolled back), once the breaker is armed again: it goes back to the promotion's work list, and
  * an ended promotion reopens (running) to cut it over, judging the gates again first.
  */
 export async function retryTenant(actor: Actor, input: TRetryTenantInput) {
@@ -402,11 +405,31 @@ async function retryTenantTx(actor: Actor, input: TRetryTenantInput) {
         `Tenant "${input.tenantKey}" is not part of this promotion: check the key.`,
       );
     }
-    if (tenant.status !== "aborted") {
+    const back =
+      tenant.status === "done"
+        ? (await backOnLegacy([input.promotionId])).get(backOnLegacyKey(input.promotionId, input.tenantKey))
+        : undefined;
+    if (tenant.status !== "aborted" && !back) {
       throw new AppError(
         "CONFLICT",
-        `Tenant "${input.tenantKey}" is ${tenant.status} in this promotion: only an aborted tenant is retried.`,
+        `Tenant "${input.tenantKey}" is ${tenant.status === "done" ? "on its shard" : tenant.status} in this promotion: only an aborted tenant, or one rolled back to legacy, is retried.`,
       );
+    }
+    if (back) {
+      // Cutting a rolled-back tenant over again while the breaker is not armed would put it on a
+      // shard with no automatic rollback to protect it (and a trip in flight refuses cutovers).
+      const newest = await tx.breakerTrip.findFirst({
+        where: { planId: row.plan_id },
+        orderBy: { createdAt: "desc" },
+        select: { status: true },
+      });
+      const breaker = planBreakerState(newest);
+      if (breaker !== "armed") {
+        throw new AppError(
+          "PRECONDITION_FAILED",
+          `Tenant "${input.tenantKey}" was rolled back to legacy and the breaker is ${breaker.replace("_", " ")}: an admin re-arms it (Breaker) once the cause is fixed, then retry.`,
+        );
+      }
     }
     let status = row.status;
     if (PROMOTION_ENDED.includes(row.status)) {
@@ -440,14 +463,18 @@ async function retryTenantTx(actor: Actor, input: TRetryTenantInput) {
     });
     await tx.promotion.update({
       where: { id: input.promotionId },
-      data: { tenantsAborted: { decrement: 1 } },
+      data: back ? {} : { tenantsAborted: { decrement: 1 } },
     });
     await appendAuditEvent(tx, {
       actor,
       action: "cohorts.promotion.retry",
       target: { type: "tenant", id: input.tenantKey },
       planId: row.plan_id,
-      before: { tenant: "aborted", error: tenant.error, promotion: row.status },
+      before: {
+        tenant: back ? "rolled_back" : "aborted",
+        error: back ? back.reason : tenant.error,
+        promotion: row.status,
+      },
       after: { tenant: "pending", promotion: status, promotionId: input.promotionId },
       reason: input.reason,
     });
@@ -489,8 +516,14 @@ export async function listPromotions(input: TPromotionsInput) {
         where p.promotion_id = any(${ids}::uuid[])
         order by p.promotion_id, p.position`
     : [];
+  const rolledBack = await backOnLegacy(ids);
   return promotions.map((p) => {
-    const own = tenants.filter((t) => t.promotion_id === p.id);
+    const own = tenants
+      .filter((t) => t.promotion_id === p.id)
+      .map((t) => {
+        const back = rolledBack.get(backOnLegacyKey(p.id, t.tenant_key));
+        return back ? { ...t, status: "rolled_back", error: back.reason } : t;
+      });
     return {
       id: p.id,
       ordinal: p.ordinal,
@@ -505,6 +538,8 @@ export async function listPromotions(input: TPromotionsInput) {
         inFlight: own.filter((t) => t.status === "requested").length,
         done: own.filter((t) => t.status === "done").length,
         aborted: own.filter((t) => t.status === "aborted").length,
+        /** Cut over by this promotion, on legacy now (the breaker, or a person, moved it back). */
+        rolledBack: own.filter((t) => t.status === "rolled_back").length,
       },
       stoppedBy: p.stoppedBy,
       stopJudgement: p.stopJudgement as Judgement | null,

@@ -381,7 +381,7 @@ export async function listCutovers(input: TListCutoversInput): Promise<CutoverLi
   const nameOf = (id: string | null) => (id === null ? plan.sourceDatabase.name : (names.get(id) ?? id));
   const rows = await db().tenantCutover.findMany({
     where: { planId: input.planId, ...(input.tenantKey ? { tenantKey: input.tenantKey } : {}) },
-    orderBy: { createdAt: "desc" },
+    orderBy: { createdAt: input.order === "oldest" ? "asc" : "desc" },
     take: input.limit ?? 50,
   });
   return rows.map((r) => ({
