@@ -6,7 +6,7 @@
 // Design:
 // - The same primitives as a tenant's cutover (run-cutover.ts is not touched): writeRoutingChange
 //   for the map, syncPlanFences/syncFence for the fences, waitForOriginProgress for the drain,
-//   advanceSequences, ensureReverseSlot/reverseLagMs. A set is one map change with many routes.
+//   advanceSequencesFromAll, ensureReverseSlot/reverseLagMs. A set is one map change with many routes.
 // - Exclusivity: a session advisory lock per trip (BREAKER_LOCK_CLASS) on the runner's own
 //   connection; a killed worker's lock dies with it and the next tick anywhere takes the trip over.
 // - Cutovers of the same tenants: a `requested` one is aborted (nothing of it ran); one a worker
@@ -39,7 +39,7 @@ import {
   waitForOriginProgress,
 } from "../cutover/cdc-links";
 import { lagBlocker } from "../cutover/precheck";
-import { advanceSequences, advanceSequencesPastRows, shardedSequences } from "../cutover/sequences";
+import { advanceSequencesFromAll, advanceSequencesPastRows, shardedSequences } from "../cutover/sequences";
 import { lastKnownPosition, SHARD_PROBE_TIMEOUT_MS } from "../gates/shard-probe";
 import { type FenceRoute, fenceRouteOf, readFenceState, syncFence } from "../routing/fence";
 import { type FencedDatabase, loadPlanFences, type PlanFences, syncPlanFences } from "../routing/plan-fences";
@@ -48,6 +48,7 @@ import { withClient } from "../sql/connect";
 import { breakerRecoveryFor, MAX_BREAKER_ATTEMPTS } from "../state/breaker";
 import { db } from "../store/db";
 import { databaseUrl, recordEngineEvent } from "../store/movement-context";
+import { RollbackSpans } from "./rollback-spans";
 import { cutoversOfScope, tenantsInScope } from "./scope";
 import {
   advanceTrip,
@@ -191,20 +192,28 @@ function remaining(row: TripRow): number {
 }
 
 async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
+  const spans = new RollbackSpans();
   try {
     const fences = await loadPlanFences(row.planId);
-    const { sequences, down } = await prepare(row, fences, options);
+    spans.mark("load");
+    const { sequences, down } = await prepare(row, fences, options, spans);
+    spans.mark("prepare");
     await options.pause("settling");
-    const frozen = await settleAndFreeze(row, fences, options);
+    const frozen = await settleAndFreeze(row, fences, options, spans);
+    spans.mark("freeze");
     if (!frozen) return;
     const lsns = await fenceShards(row, fences, options, down);
+    spans.mark("fence");
     await options.pause("fenced");
     await drainShards(row, fences, lsns, sequences, options, down);
+    spans.mark("drain");
     const held = await judgeDownShards(row, fences, down, options);
     await options.pause("drained");
     await flip(row, options, held);
+    spans.mark("flip");
     await options.pause("flipped");
     await finish(row, fences, options, null);
+    spans.mark("finish");
   } catch (error) {
     if (error instanceof TripStateConflict || options.stopping()) {
       options.log(
@@ -220,6 +229,8 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
         ? error.message
         : `The rollback failed before the flip: ${(error as Error).message}`;
     await undo(row, options, "gave-up", message);
+  } finally {
+    options.log(`${row.tenants.length} tenants, ${spans}`);
   }
 }
 
@@ -263,20 +274,26 @@ async function prepare(
   row: TripRow,
   fences: PlanFences,
   options: DriveOptions,
+  spans: RollbackSpans,
 ): Promise<{ sequences: string[]; down: Map<string, string> }> {
-  const movement = await db().dataMovement.findUnique({
-    where: { planId: row.planId },
-    select: { status: true },
-  });
-  const reading = await tenantsInScope(db(), row.planId, row.scope);
+  // The reads that need nothing else, at once: they are on the path from the click to the freeze.
+  const [movement, reading, sequences] = await spans.time("reads", () =>
+    Promise.all([
+      db().dataMovement.findUnique({ where: { planId: row.planId }, select: { status: true } }),
+      tenantsInScope(db(), row.planId, row.scope),
+      shardedSequences(fences.legacy.pool, fences.schema.tables),
+    ]),
+  );
   const owners = new Set(reading.onShards.map((t) => t.ownerId));
   const owning = fences.shards.filter((s) => owners.has(s.databaseId));
   const down = new Map<string, string>();
-  await Promise.all(
-    owning.map(async (shard) => {
-      const error = await unreachable(shard);
-      if (error) down.set(shard.databaseId, error);
-    }),
+  await spans.time("probe", () =>
+    Promise.all(
+      owning.map(async (shard) => {
+        const error = await unreachable(shard);
+        if (error) down.set(shard.databaseId, error);
+      }),
+    ),
   );
   // Reverse replication runs only while the movement runs or is paused. A shard that stays down
   // fails the movement (forward CDC cannot apply to it): its tenants need no drain (judgeDownShards
@@ -291,11 +308,11 @@ async function prepare(
       `The plan's data movement is ${movement?.status ?? "not started"}: reverse replication does not run, so nothing could be drained. Nothing was frozen.`,
     );
   }
+  const up = owning.filter((s) => !down.has(s.databaseId));
   const blockers: string[] = [];
-  await Promise.all(
-    owning
-      .filter((s) => !down.has(s.databaseId))
-      .map(async (shard) => {
+  await spans.time("slots", () =>
+    Promise.all(
+      up.map(async (shard) => {
         const reverse = await ensureReverseSlot(shard.pool, {
           planId: row.planId,
           shardOrdinal: fences.shards.indexOf(shard),
@@ -308,12 +325,17 @@ async function prepare(
         );
         if (blocker) blockers.push(`${shard.name}: ${blocker}`);
       }),
+    ),
   );
   if (blockers.length > 0) throw new GiveUp(`Nothing was frozen: ${blockers.join(" ")}`);
-  // Sequences found, and set a first time, before the freeze: inside it only one quick pass remains.
-  const sequences = await shardedSequences(fences.legacy.pool, fences.schema.tables);
-  for (const shard of fences.shards.filter((s) => owners.has(s.databaseId) && !down.has(s.databaseId)))
-    await advanceSequences(shard.pool, fences.legacy.pool, sequences);
+  // Sequences set a first time before the freeze: inside it only one quick pass remains.
+  await spans.time("sequences", () =>
+    advanceSequencesFromAll(
+      up.map((s) => s.pool),
+      fences.legacy.pool,
+      sequences,
+    ),
+  );
   if (down.size > 0) {
     // A down shard's sequences cannot be read: legacy's are set past the rows it holds.
     await advanceSequencesPastRows(fences.legacy.pool, fences.schema.tables);
@@ -328,11 +350,18 @@ async function prepare(
  * yet claimed; then, under the plan's row lock, reads the set and freezes it on the map in one
  * version. Returns false when the scope holds no tenant on a shard (the trip ends rolled back).
  */
-async function settleAndFreeze(row: TripRow, fences: PlanFences, options: DriveOptions): Promise<boolean> {
+async function settleAndFreeze(
+  row: TripRow,
+  fences: PlanFences,
+  options: DriveOptions,
+  spans: RollbackSpans,
+): Promise<boolean> {
   const deadline = Date.now() + settleWindowMs(row.budgetMs);
   for (;;) {
     const freezeStartedAt = new Date();
+    const asked = performance.now();
     const outcome = await db().$transaction(async (tx) => {
+      spans.add("tx-start", performance.now() - asked);
       await tx.$queryRaw`select 1 from plan where id = ${row.planId}::uuid for no key update`;
       const scope = await cutoversOfScope(tx, row.planId, row.scope);
       await tx.tenantCutover.updateMany({
@@ -353,15 +382,17 @@ async function settleAndFreeze(row: TripRow, fences: PlanFences, options: DriveO
       for (const t of reading.onLegacy)
         outcomes[t] = { from: fences.legacy.name, outcome: "already_on_legacy" };
       if (reading.onShards.length === 0) return { empty: outcomes };
-      const record = await writeRoutingChange(
-        tx,
-        {
-          planId: row.planId,
-          changes: reading.onShards.map((t) => ({ tenantKey: t.tenantKey, frozen: true })),
-          actor: SYSTEM,
-          reason: `breaker rollback of ${reading.onShards.length} tenants: freeze (${row.reason})`,
-        },
-        options.audit,
+      const record = await spans.time("map", () =>
+        writeRoutingChange(
+          tx,
+          {
+            planId: row.planId,
+            changes: reading.onShards.map((t) => ({ tenantKey: t.tenantKey, frozen: true })),
+            actor: SYSTEM,
+            reason: `breaker rollback of ${reading.onShards.length} tenants: freeze (${row.reason})`,
+          },
+          options.audit,
+        ),
       );
       const freezeVersion = BigInt(record?.version ?? 0);
       await noteTripStep(
@@ -549,11 +580,17 @@ async function drainShards(
         lsn,
         deadline,
       );
-      if (drained.reached) await advanceSequences(shard.pool, fences.legacy.pool, sequences);
       return { shard, lsn, drained };
     }),
   );
   const short = results.filter((r) => !r.drained.reached);
+  // Legacy's sequences past every drained shard's, in one pass (advanceSequencesFromAll says why
+  // not one per shard as each drains).
+  await advanceSequencesFromAll(
+    results.filter((r) => r.drained.reached).map((r) => r.shard.pool),
+    fences.legacy.pool,
+    sequences,
+  );
   if (short.length > 0) {
     throw new GiveUp(
       `Reverse replication had not brought legacy up to the freeze position of ${short
