@@ -41,6 +41,7 @@ import {
 import { lagBlocker } from "../cutover/precheck";
 import { advanceSequencesFromAll, advanceSequencesPastRows, shardedSequences } from "../cutover/sequences";
 import { lastKnownPosition, SHARD_PROBE_TIMEOUT_MS } from "../gates/shard-probe";
+import { type RoutingAuditDraft, VERSION_TOKEN } from "../routing/atomic-change";
 import { type FenceRoute, fenceRouteOf, readFenceState, syncFence } from "../routing/fence";
 import { type FencedDatabase, loadPlanFences, type PlanFences, syncPlanFences } from "../routing/plan-fences";
 import { type RoutingAuditWriter, writeRoutingChange } from "../routing/routing-map";
@@ -50,10 +51,12 @@ import { db } from "../store/db";
 import { databaseUrl, recordEngineEvent } from "../store/movement-context";
 import { RollbackSpans } from "./rollback-spans";
 import { cutoversOfScope, tenantsInScope } from "./scope";
+import { ROUTE_MOVED_SQLSTATE, TRIP_MOVED_SQLSTATE, writeTripMapChange } from "./trip-map-change";
 import {
   advanceTrip,
   noteTripStep,
   readTrip,
+  stepOf,
   type TenantOutcome,
   type TripRow,
   TripStateConflict,
@@ -74,6 +77,11 @@ export interface RollbackRunOptions {
   audit: RoutingAuditWriter;
   breakerAudit: BreakerAuditWriter;
   log: (message: string) => void;
+  /**
+   * Drafts the audit event of a map change for the one-statement freeze and flip
+   * (trip-map-change.ts); without it they run as interactive transactions (writeRoutingChange).
+   */
+  auditDraft?: RoutingAuditDraft;
   /** Test hook (SHARDSHIFT_BREAKER_PAUSE_AT): wait once this step is reached. */
   pauseAt?: string | null;
 }
@@ -112,6 +120,7 @@ export function startRollbackRun(tripId: string, options: RollbackRunOptions): R
       if (!rows[0]?.ok) return; // a live worker drives it
       await driveTrip(tripId, {
         ...options,
+        control: lock,
         log,
         pause: async (step) => {
           if (options.pauseAt !== step) return;
@@ -143,8 +152,26 @@ export function startRollbackRun(tripId: string, options: RollbackRunOptions): R
 }
 
 interface DriveOptions extends RollbackRunOptions {
+  /** The runner's own control-plane connection (it holds the trip's lock): the flip's statement runs there. */
+  control: pg.Client;
   pause(step: string): Promise<void>;
   stopping(): boolean;
+}
+
+/**
+ * The SQLSTATE of a failed statement, through pg's error or Prisma's wrapping of it (a raw query in
+ * an interactive transaction reports the database's code in `meta` or its cause).
+ */
+function sqlStateOf(error: unknown): string | undefined {
+  const e = error as {
+    code?: unknown;
+    meta?: { code?: unknown };
+    cause?: { code?: unknown; originalCode?: unknown };
+  };
+  for (const code of [e.meta?.code, e.cause?.originalCode, e.cause?.code, e.code])
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
+  const match = /\b(SS10[13])\b/.exec(String((error as Error)?.message ?? ""));
+  return match?.[1];
 }
 
 /** Gives up before the flip: the message says what was left and why. */
@@ -209,7 +236,7 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
     spans.mark("drain");
     const held = await judgeDownShards(row, fences, down, options);
     await options.pause("drained");
-    await flip(row, options, held);
+    await flip(row, fences, options, held);
     spans.mark("flip");
     await options.pause("flipped");
     await finish(row, fences, options, null);
@@ -252,8 +279,25 @@ async function reverseLagOnceStreaming(shard: pg.Pool, slot: string): Promise<nu
   }
 }
 
-/** Null when the shard answers a fresh connection now; otherwise why not. */
+/**
+ * Null when the shard answers now; otherwise why not. First on the shard's pool (a connection it
+ * already holds: under load a fresh connection took 0.7–1.9 s of the click-to-flip path); only if
+ * that fails or does not answer in time, on a fresh connection, which alone says "down" (a pooled
+ * connection may be one the server dropped at a restart).
+ */
 async function unreachable(shard: FencedDatabase): Promise<string | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const pooled = await Promise.race([
+    shard.pool.query("select 1").then(
+      () => true,
+      () => false,
+    ),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), SHARD_PROBE_TIMEOUT_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (pooled) return null;
   try {
     await withClient(await databaseUrl(shard.databaseId), (c) => c.query("select 1"), {
       timeoutMs: SHARD_PROBE_TIMEOUT_MS,
@@ -360,54 +404,89 @@ async function settleAndFreeze(
   for (;;) {
     const freezeStartedAt = new Date();
     const asked = performance.now();
-    const outcome = await db().$transaction(async (tx) => {
-      spans.add("tx-start", performance.now() - asked);
-      await tx.$queryRaw`select 1 from plan where id = ${row.planId}::uuid for no key update`;
-      const scope = await cutoversOfScope(tx, row.planId, row.scope);
-      await tx.tenantCutover.updateMany({
-        where: { AND: [scope, { status: "requested" }] },
-        data: {
-          status: "aborted",
-          error: `Superseded by the breaker's rollback (trip ${row.id}): the tenant goes back to legacy.`,
-          endedAt: new Date(),
-        },
-      });
-      const inFlight = await tx.tenantCutover.findMany({
-        where: scope,
-        select: { tenantKey: true, status: true, direction: true },
-      });
-      if (inFlight.length > 0) return { wait: inFlight };
-      const reading = await tenantsInScope(tx, row.planId, row.scope);
-      const outcomes: Record<string, TenantOutcome> = {};
-      for (const t of reading.onLegacy)
-        outcomes[t] = { from: fences.legacy.name, outcome: "already_on_legacy" };
-      if (reading.onShards.length === 0) return { empty: outcomes };
-      const record = await spans.time("map", () =>
-        writeRoutingChange(
-          tx,
-          {
-            planId: row.planId,
-            changes: reading.onShards.map((t) => ({ tenantKey: t.tenantKey, frozen: true })),
-            actor: SYSTEM,
-            reason: `breaker rollback of ${reading.onShards.length} tenants: freeze (${row.reason})`,
+    const outcome = await db()
+      .$transaction(async (tx) => {
+        spans.add("tx-start", performance.now() - asked);
+        await tx.$queryRaw`select 1 from plan where id = ${row.planId}::uuid for no key update`;
+        const scope = await cutoversOfScope(tx, row.planId, row.scope);
+        await tx.tenantCutover.updateMany({
+          where: { AND: [scope, { status: "requested" }] },
+          data: {
+            status: "aborted",
+            error: `Superseded by the breaker's rollback (trip ${row.id}): the tenant goes back to legacy.`,
+            endedAt: new Date(),
           },
-          options.audit,
-        ),
-      );
-      const freezeVersion = BigInt(record?.version ?? 0);
-      await noteTripStep(
-        row,
-        "frozen",
-        {
-          tenants: reading.onShards as unknown as Prisma.InputJsonValue,
-          outcomes: outcomes as unknown as Prisma.InputJsonValue,
-          freezeVersion,
-          freezeStartedAt,
-        },
-        { store: tx, note: `${reading.onShards.length} tenants frozen at map version ${freezeVersion}` },
-      );
-      return { frozen: { tenants: reading.onShards, outcomes, freezeVersion } };
-    }, TX);
+        });
+        const inFlight = await tx.tenantCutover.findMany({
+          where: scope,
+          select: { tenantKey: true, status: true, direction: true },
+        });
+        if (inFlight.length > 0) return { wait: inFlight };
+        const reading = await tenantsInScope(tx, row.planId, row.scope);
+        const outcomes: Record<string, TenantOutcome> = {};
+        for (const t of reading.onLegacy)
+          outcomes[t] = { from: fences.legacy.name, outcome: "already_on_legacy" };
+        if (reading.onShards.length === 0) return { empty: outcomes };
+        const reason = `breaker rollback of ${reading.onShards.length} tenants: freeze (${row.reason})`;
+        const changes = reading.onShards.map((t) => ({ tenantKey: t.tenantKey, frozen: true }));
+        let freezeVersion: bigint | null = null;
+        if (options.auditDraft) {
+          // The map change and the trip's step in ONE statement (trip-map-change.ts).
+          const step = stepOf(
+            "frozen",
+            `${reading.onShards.length} tenants frozen at map version ${VERSION_TOKEN}`,
+          );
+          const record = await spans.time("map", () =>
+            writeTripMapChange(
+              (sql, params) => tx.$queryRawUnsafe(sql, ...params),
+              { planId: row.planId, changes, actor: SYSTEM, reason },
+              options.auditDraft as RoutingAuditDraft,
+              {
+                id: row.id,
+                from: row.status,
+                steps: [...row.steps, step],
+                tenants: reading.onShards,
+                outcomes,
+                freezeStartedAt,
+                freezeVersion: true,
+              },
+            ),
+          );
+          if (record) {
+            freezeVersion = BigInt(record.version);
+            step.note = step.note?.replace(VERSION_TOKEN, String(record.version));
+            row.steps = [...row.steps, step];
+          }
+        }
+        if (freezeVersion === null) {
+          const record = options.auditDraft
+            ? null
+            : await spans.time("map", () =>
+                writeRoutingChange(tx, { planId: row.planId, changes, actor: SYSTEM, reason }, options.audit),
+              );
+          freezeVersion = BigInt(record?.version ?? 0);
+          await noteTripStep(
+            row,
+            "frozen",
+            {
+              tenants: reading.onShards as unknown as Prisma.InputJsonValue,
+              outcomes: outcomes as unknown as Prisma.InputJsonValue,
+              freezeVersion,
+              freezeStartedAt,
+            },
+            { store: tx, note: `${reading.onShards.length} tenants frozen at map version ${freezeVersion}` },
+          );
+        }
+        return { frozen: { tenants: reading.onShards, outcomes, freezeVersion } };
+      }, TX)
+      .catch((error: unknown) => {
+        const code = sqlStateOf(error);
+        if (code === TRIP_MOVED_SQLSTATE) throw new TripStateConflict((error as Error).message);
+        // A route moved between the read and the write (an operator's own map change): nothing
+        // was written; read the set again, like a cutover still in flight.
+        if (code === ROUTE_MOVED_SQLSTATE) return { wait: [] };
+        throw error;
+      });
     if ("frozen" in outcome && outcome.frozen) {
       Object.assign(row, { ...outcome.frozen, freezeStartedAt });
       options.log(`froze ${row.tenants.length} tenants (map version ${row.freezeVersion})`);
@@ -689,8 +768,13 @@ async function judgeDownShards(
  * The commit point: every tenant of the set owned by legacy (still frozen), in one map version —
  * but the `held` ones (a down shard's, not confirmed on legacy), which stay frozen on their shard.
  */
-async function flip(row: TripRow, options: DriveOptions, held: ReadonlyMap<string, string>): Promise<void> {
-  const names = new Map((await loadPlanFences(row.planId)).shards.map((s) => [s.databaseId, s.name]));
+async function flip(
+  row: TripRow,
+  fences: PlanFences,
+  options: DriveOptions,
+  held: ReadonlyMap<string, string>,
+): Promise<void> {
+  const names = new Map(fences.shards.map((s) => [s.databaseId, s.name]));
   const flippedAt = new Date();
   const moving = row.tenants.filter((t) => !held.has(t.tenantKey));
   const outcomes = { ...row.outcomes };
@@ -706,28 +790,61 @@ async function flip(row: TripRow, options: DriveOptions, held: ReadonlyMap<strin
     row.outcomes = outcomes;
     return;
   }
-  await db().$transaction(async (tx) => {
-    const record = await writeRoutingChange(
-      tx,
-      {
-        planId: row.planId,
-        changes: moving.map((t) => ({ tenantKey: t.tenantKey, ownerId: null, frozen: true })),
-        actor: SYSTEM,
-        reason: `breaker rollback of ${moving.length} tenants: flip to legacy (${row.reason})`,
-      },
-      options.audit,
-    );
-    const flipVersion = BigInt(record?.version ?? 0);
-    await noteTripStep(
-      row,
-      "flipped",
-      { flipVersion, flippedAt, outcomes: outcomes as unknown as Prisma.InputJsonValue },
-      { store: tx, note: `map version ${flipVersion}${held.size ? `; ${held.size} tenants held` : ""}` },
-    );
-    row.flipVersion = flipVersion;
-    row.flippedAt = flippedAt;
-    row.outcomes = outcomes;
-  }, TX);
+  const changes = moving.map((t) => ({ tenantKey: t.tenantKey, ownerId: null, frozen: true }));
+  const reason = `breaker rollback of ${moving.length} tenants: flip to legacy (${row.reason})`;
+  const heldNote = held.size ? `; ${held.size} tenants held` : "";
+  if (options.auditDraft) {
+    // The commit point in ONE statement on the runner's own connection (trip-map-change.ts): every
+    // owner, the history, the audit event and the trip's flip version commit together.
+    const step = stepOf("flipped", `map version ${VERSION_TOKEN}${heldNote}`);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const record = await writeTripMapChange(
+          (sql, params) => options.control.query(sql, params).then((r) => r.rows),
+          { planId: row.planId, changes, actor: SYSTEM, reason },
+          options.auditDraft,
+          {
+            id: row.id,
+            from: row.status,
+            steps: [...row.steps, step],
+            outcomes,
+            flippedAt,
+            flipVersion: true,
+          },
+        );
+        if (record) {
+          step.note = step.note?.replace(VERSION_TOKEN, String(record.version));
+          row.steps = [...row.steps, step];
+          row.flipVersion = BigInt(record.version);
+          row.flippedAt = flippedAt;
+          row.outcomes = outcomes;
+        }
+        break;
+      } catch (error) {
+        const code = sqlStateOf(error);
+        if (code === TRIP_MOVED_SQLSTATE) throw new TripStateConflict((error as Error).message);
+        if (code !== ROUTE_MOVED_SQLSTATE || attempt >= 5) throw error;
+      }
+    }
+  }
+  if (row.flipVersion === null) {
+    // Without a drafter (or nothing left to change on the map): the interactive transaction.
+    await db().$transaction(async (tx) => {
+      const record = options.auditDraft
+        ? null
+        : await writeRoutingChange(tx, { planId: row.planId, changes, actor: SYSTEM, reason }, options.audit);
+      const flipVersion = BigInt(record?.version ?? 0);
+      await noteTripStep(
+        row,
+        "flipped",
+        { flipVersion, flippedAt, outcomes: outcomes as unknown as Prisma.InputJsonValue },
+        { store: tx, note: `map version ${flipVersion}${heldNote}` },
+      );
+      row.flipVersion = flipVersion;
+      row.flippedAt = flippedAt;
+      row.outcomes = outcomes;
+    }, TX);
+  }
   options.log(`flipped ${moving.length} tenants to legacy (map version ${row.flipVersion})`);
 }
 

@@ -106,6 +106,7 @@ export function startSupervisor(
     controlPlaneUrl,
     audit: options.routingAudit,
     breakerAudit: options.breakerAudit,
+    auditDraft: options.routingAuditDraft,
     log,
     worker: workerName(),
   });
