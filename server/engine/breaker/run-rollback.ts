@@ -84,6 +84,8 @@ export interface RollbackRunOptions {
   auditDraft?: RoutingAuditDraft;
   /** Test hook (SHARDSHIFT_BREAKER_PAUSE_AT): wait once this step is reached. */
   pauseAt?: string | null;
+  /** An open control-plane connection the run takes over (and ends); without it, it opens one. */
+  connection?: pg.Client;
 }
 
 export interface RollbackRun {
@@ -106,12 +108,15 @@ export function startRollbackRun(tripId: string, options: RollbackRunOptions): R
   });
   const log = (m: string) => options.log(`[breaker ${tripId.slice(0, 8)}] ${m}`);
   const ended = (async () => {
-    const lock = new pg.Client({
-      connectionString: options.controlPlaneUrl,
-      application_name: "shardshift-breaker-lock",
-    });
+    const given = options.connection;
+    const lock =
+      given ??
+      new pg.Client({
+        connectionString: options.controlPlaneUrl,
+        application_name: "shardshift-breaker-lock",
+      });
     lock.on("error", () => {});
-    await lock.connect();
+    if (!given) await lock.connect();
     try {
       const { rows } = await lock.query<{ ok: boolean }>(
         "select pg_try_advisory_lock($1, hashtext($2)) as ok",
