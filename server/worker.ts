@@ -98,8 +98,10 @@ export async function startWorker(
         });
   // Cohort promotions: each driven by one worker, taken over from the store if that worker dies.
   const promotions = startPromotionWatch({ controlPlaneUrl: connectionString, log });
-  // A movement started or resumed, a promotion asked for: act now rather than at the next tick.
+  // A movement started or resumed, a promotion asked for, a trip: act now rather than at the next tick.
   const wake = await listenForWakeups(connectionString, () => {
+    // The breaker first and on its own: a trip must not queue behind a whole tick.
+    supervisor.pokeBreaker();
     supervisor.poke();
     promotions.poke();
   });

@@ -13,6 +13,7 @@ import { createRouter, httpMapSource, type Router } from "../../../sdk";
 import { db } from "../../db";
 import { loadDemoDataset } from "../../demo/dataset";
 import { systemActor } from "../../services/actor";
+import { verifyAuditChain } from "../../services/audit/audit-log";
 import { startDataMovement } from "../../services/movement/movement";
 import { createApiToken } from "../../services/routing/api-tokens";
 import { requestCutover } from "../../services/routing/cutover";
@@ -194,6 +195,21 @@ describe("breaker ledger", () => {
       }
       expect(ended.error).toBeNull();
       expect(ended.status).toBe("rolled_back");
+      // The freeze and the flip were chained into the audit log by the database (trip-map-change.ts):
+      // the chain still verifies, and both map changes are there with their versions.
+      const chain = await verifyAuditChain(db());
+      expect(chain.brokenAt).toBeNull();
+      expect(chain.ok).toBe(true);
+      const mapEvents = await db().auditEvent.findMany({
+        where: { action: "routing.change", reason: { startsWith: "breaker rollback" } },
+        orderBy: { seq: "asc" },
+        select: { reason: true, after: true },
+      });
+      expect(mapEvents.map((e) => (e.after as { version: number }).version)).toEqual([
+        Number(ended.freezeVersion),
+        Number(ended.flipVersion),
+        Number(ended.flipVersion) + 1,
+      ]);
       const freezeMs = (ended.freezeEndedAt?.getTime() ?? 0) - (ended.freezeStartedAt?.getTime() ?? 0);
       const tripToFlipMs = (ended.flippedAt?.getTime() ?? 0) - ended.createdAt.getTime();
       console.log(

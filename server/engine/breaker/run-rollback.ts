@@ -6,7 +6,7 @@
 // Design:
 // - The same primitives as a tenant's cutover (run-cutover.ts is not touched): writeRoutingChange
 //   for the map, syncPlanFences/syncFence for the fences, waitForOriginProgress for the drain,
-//   advanceSequences, ensureReverseSlot/reverseLagMs. A set is one map change with many routes.
+//   advanceSequencesFromAll, ensureReverseSlot/reverseLagMs. A set is one map change with many routes.
 // - Exclusivity: a session advisory lock per trip (BREAKER_LOCK_CLASS) on the runner's own
 //   connection; a killed worker's lock dies with it and the next tick anywhere takes the trip over.
 // - Cutovers of the same tenants: a `requested` one is aborted (nothing of it ran); one a worker
@@ -39,8 +39,9 @@ import {
   waitForOriginProgress,
 } from "../cutover/cdc-links";
 import { lagBlocker } from "../cutover/precheck";
-import { advanceSequences, advanceSequencesPastRows, shardedSequences } from "../cutover/sequences";
+import { advanceSequencesFromAll, advanceSequencesPastRows, shardedSequences } from "../cutover/sequences";
 import { lastKnownPosition, SHARD_PROBE_TIMEOUT_MS } from "../gates/shard-probe";
+import { type RoutingAuditDraft, VERSION_TOKEN } from "../routing/atomic-change";
 import { type FenceRoute, fenceRouteOf, readFenceState, syncFence } from "../routing/fence";
 import { type FencedDatabase, loadPlanFences, type PlanFences, syncPlanFences } from "../routing/plan-fences";
 import { type RoutingAuditWriter, writeRoutingChange } from "../routing/routing-map";
@@ -48,11 +49,14 @@ import { withClient } from "../sql/connect";
 import { breakerRecoveryFor, MAX_BREAKER_ATTEMPTS } from "../state/breaker";
 import { db } from "../store/db";
 import { databaseUrl, recordEngineEvent } from "../store/movement-context";
+import { RollbackSpans } from "./rollback-spans";
 import { cutoversOfScope, tenantsInScope } from "./scope";
+import { ROUTE_MOVED_SQLSTATE, TRIP_MOVED_SQLSTATE, writeTripMapChange } from "./trip-map-change";
 import {
   advanceTrip,
   noteTripStep,
   readTrip,
+  stepOf,
   type TenantOutcome,
   type TripRow,
   TripStateConflict,
@@ -73,8 +77,15 @@ export interface RollbackRunOptions {
   audit: RoutingAuditWriter;
   breakerAudit: BreakerAuditWriter;
   log: (message: string) => void;
+  /**
+   * Drafts the audit event of a map change for the one-statement freeze and flip
+   * (trip-map-change.ts); without it they run as interactive transactions (writeRoutingChange).
+   */
+  auditDraft?: RoutingAuditDraft;
   /** Test hook (SHARDSHIFT_BREAKER_PAUSE_AT): wait once this step is reached. */
   pauseAt?: string | null;
+  /** An open control-plane connection the run takes over (and ends); without it, it opens one. */
+  connection?: pg.Client;
 }
 
 export interface RollbackRun {
@@ -97,12 +108,15 @@ export function startRollbackRun(tripId: string, options: RollbackRunOptions): R
   });
   const log = (m: string) => options.log(`[breaker ${tripId.slice(0, 8)}] ${m}`);
   const ended = (async () => {
-    const lock = new pg.Client({
-      connectionString: options.controlPlaneUrl,
-      application_name: "shardshift-breaker-lock",
-    });
+    const given = options.connection;
+    const lock =
+      given ??
+      new pg.Client({
+        connectionString: options.controlPlaneUrl,
+        application_name: "shardshift-breaker-lock",
+      });
     lock.on("error", () => {});
-    await lock.connect();
+    if (!given) await lock.connect();
     try {
       const { rows } = await lock.query<{ ok: boolean }>(
         "select pg_try_advisory_lock($1, hashtext($2)) as ok",
@@ -111,6 +125,7 @@ export function startRollbackRun(tripId: string, options: RollbackRunOptions): R
       if (!rows[0]?.ok) return; // a live worker drives it
       await driveTrip(tripId, {
         ...options,
+        control: lock,
         log,
         pause: async (step) => {
           if (options.pauseAt !== step) return;
@@ -142,8 +157,26 @@ export function startRollbackRun(tripId: string, options: RollbackRunOptions): R
 }
 
 interface DriveOptions extends RollbackRunOptions {
+  /** The runner's own control-plane connection (it holds the trip's lock): the flip's statement runs there. */
+  control: pg.Client;
   pause(step: string): Promise<void>;
   stopping(): boolean;
+}
+
+/**
+ * The SQLSTATE of a failed statement, through pg's error or Prisma's wrapping of it (a raw query in
+ * an interactive transaction reports the database's code in `meta` or its cause).
+ */
+function sqlStateOf(error: unknown): string | undefined {
+  const e = error as {
+    code?: unknown;
+    meta?: { code?: unknown };
+    cause?: { code?: unknown; originalCode?: unknown };
+  };
+  for (const code of [e.meta?.code, e.cause?.originalCode, e.cause?.code, e.code])
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
+  const match = /\b(SS10[13])\b/.exec(String((error as Error)?.message ?? ""));
+  return match?.[1];
 }
 
 /** Gives up before the flip: the message says what was left and why. */
@@ -191,20 +224,28 @@ function remaining(row: TripRow): number {
 }
 
 async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
+  const spans = new RollbackSpans();
   try {
     const fences = await loadPlanFences(row.planId);
-    const { sequences, down } = await prepare(row, fences, options);
+    spans.mark("load");
+    const { sequences, down } = await prepare(row, fences, options, spans);
+    spans.mark("prepare");
     await options.pause("settling");
-    const frozen = await settleAndFreeze(row, fences, options);
+    const frozen = await settleAndFreeze(row, fences, options, spans);
+    spans.mark("freeze");
     if (!frozen) return;
     const lsns = await fenceShards(row, fences, options, down);
+    spans.mark("fence");
     await options.pause("fenced");
     await drainShards(row, fences, lsns, sequences, options, down);
+    spans.mark("drain");
     const held = await judgeDownShards(row, fences, down, options);
     await options.pause("drained");
-    await flip(row, options, held);
+    await flip(row, fences, options, held);
+    spans.mark("flip");
     await options.pause("flipped");
     await finish(row, fences, options, null);
+    spans.mark("finish");
   } catch (error) {
     if (error instanceof TripStateConflict || options.stopping()) {
       options.log(
@@ -220,6 +261,8 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
         ? error.message
         : `The rollback failed before the flip: ${(error as Error).message}`;
     await undo(row, options, "gave-up", message);
+  } finally {
+    options.log(`${row.tenants.length} tenants, ${spans}`);
   }
 }
 
@@ -241,8 +284,25 @@ async function reverseLagOnceStreaming(shard: pg.Pool, slot: string): Promise<nu
   }
 }
 
-/** Null when the shard answers a fresh connection now; otherwise why not. */
+/**
+ * Null when the shard answers now; otherwise why not. First on the shard's pool (a connection it
+ * already holds: under load a fresh connection took 0.7–1.9 s of the click-to-flip path); only if
+ * that fails or does not answer in time, on a fresh connection, which alone says "down" (a pooled
+ * connection may be one the server dropped at a restart).
+ */
 async function unreachable(shard: FencedDatabase): Promise<string | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const pooled = await Promise.race([
+    shard.pool.query("select 1").then(
+      () => true,
+      () => false,
+    ),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), SHARD_PROBE_TIMEOUT_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (pooled) return null;
   try {
     await withClient(await databaseUrl(shard.databaseId), (c) => c.query("select 1"), {
       timeoutMs: SHARD_PROBE_TIMEOUT_MS,
@@ -263,20 +323,26 @@ async function prepare(
   row: TripRow,
   fences: PlanFences,
   options: DriveOptions,
+  spans: RollbackSpans,
 ): Promise<{ sequences: string[]; down: Map<string, string> }> {
-  const movement = await db().dataMovement.findUnique({
-    where: { planId: row.planId },
-    select: { status: true },
-  });
-  const reading = await tenantsInScope(db(), row.planId, row.scope);
+  // The reads that need nothing else, at once: they are on the path from the click to the freeze.
+  const [movement, reading, sequences] = await spans.time("reads", () =>
+    Promise.all([
+      db().dataMovement.findUnique({ where: { planId: row.planId }, select: { status: true } }),
+      tenantsInScope(db(), row.planId, row.scope),
+      shardedSequences(fences.legacy.pool, fences.schema.tables),
+    ]),
+  );
   const owners = new Set(reading.onShards.map((t) => t.ownerId));
   const owning = fences.shards.filter((s) => owners.has(s.databaseId));
   const down = new Map<string, string>();
-  await Promise.all(
-    owning.map(async (shard) => {
-      const error = await unreachable(shard);
-      if (error) down.set(shard.databaseId, error);
-    }),
+  await spans.time("probe", () =>
+    Promise.all(
+      owning.map(async (shard) => {
+        const error = await unreachable(shard);
+        if (error) down.set(shard.databaseId, error);
+      }),
+    ),
   );
   // Reverse replication runs only while the movement runs or is paused. A shard that stays down
   // fails the movement (forward CDC cannot apply to it): its tenants need no drain (judgeDownShards
@@ -291,11 +357,11 @@ async function prepare(
       `The plan's data movement is ${movement?.status ?? "not started"}: reverse replication does not run, so nothing could be drained. Nothing was frozen.`,
     );
   }
+  const up = owning.filter((s) => !down.has(s.databaseId));
   const blockers: string[] = [];
-  await Promise.all(
-    owning
-      .filter((s) => !down.has(s.databaseId))
-      .map(async (shard) => {
+  await spans.time("slots", () =>
+    Promise.all(
+      up.map(async (shard) => {
         const reverse = await ensureReverseSlot(shard.pool, {
           planId: row.planId,
           shardOrdinal: fences.shards.indexOf(shard),
@@ -308,12 +374,17 @@ async function prepare(
         );
         if (blocker) blockers.push(`${shard.name}: ${blocker}`);
       }),
+    ),
   );
   if (blockers.length > 0) throw new GiveUp(`Nothing was frozen: ${blockers.join(" ")}`);
-  // Sequences found, and set a first time, before the freeze: inside it only one quick pass remains.
-  const sequences = await shardedSequences(fences.legacy.pool, fences.schema.tables);
-  for (const shard of fences.shards.filter((s) => owners.has(s.databaseId) && !down.has(s.databaseId)))
-    await advanceSequences(shard.pool, fences.legacy.pool, sequences);
+  // Sequences set a first time before the freeze: inside it only one quick pass remains.
+  await spans.time("sequences", () =>
+    advanceSequencesFromAll(
+      up.map((s) => s.pool),
+      fences.legacy.pool,
+      sequences,
+    ),
+  );
   if (down.size > 0) {
     // A down shard's sequences cannot be read: legacy's are set past the rows it holds.
     await advanceSequencesPastRows(fences.legacy.pool, fences.schema.tables);
@@ -328,55 +399,99 @@ async function prepare(
  * yet claimed; then, under the plan's row lock, reads the set and freezes it on the map in one
  * version. Returns false when the scope holds no tenant on a shard (the trip ends rolled back).
  */
-async function settleAndFreeze(row: TripRow, fences: PlanFences, options: DriveOptions): Promise<boolean> {
+async function settleAndFreeze(
+  row: TripRow,
+  fences: PlanFences,
+  options: DriveOptions,
+  spans: RollbackSpans,
+): Promise<boolean> {
   const deadline = Date.now() + settleWindowMs(row.budgetMs);
   for (;;) {
     const freezeStartedAt = new Date();
-    const outcome = await db().$transaction(async (tx) => {
-      await tx.$queryRaw`select 1 from plan where id = ${row.planId}::uuid for no key update`;
-      const scope = await cutoversOfScope(tx, row.planId, row.scope);
-      await tx.tenantCutover.updateMany({
-        where: { AND: [scope, { status: "requested" }] },
-        data: {
-          status: "aborted",
-          error: `Superseded by the breaker's rollback (trip ${row.id}): the tenant goes back to legacy.`,
-          endedAt: new Date(),
-        },
+    const asked = performance.now();
+    const outcome = await db()
+      .$transaction(async (tx) => {
+        spans.add("tx-start", performance.now() - asked);
+        await tx.$queryRaw`select 1 from plan where id = ${row.planId}::uuid for no key update`;
+        const scope = await cutoversOfScope(tx, row.planId, row.scope);
+        await tx.tenantCutover.updateMany({
+          where: { AND: [scope, { status: "requested" }] },
+          data: {
+            status: "aborted",
+            error: `Superseded by the breaker's rollback (trip ${row.id}): the tenant goes back to legacy.`,
+            endedAt: new Date(),
+          },
+        });
+        const inFlight = await tx.tenantCutover.findMany({
+          where: scope,
+          select: { tenantKey: true, status: true, direction: true },
+        });
+        if (inFlight.length > 0) return { wait: inFlight };
+        const reading = await tenantsInScope(tx, row.planId, row.scope);
+        const outcomes: Record<string, TenantOutcome> = {};
+        for (const t of reading.onLegacy)
+          outcomes[t] = { from: fences.legacy.name, outcome: "already_on_legacy" };
+        if (reading.onShards.length === 0) return { empty: outcomes };
+        const reason = `breaker rollback of ${reading.onShards.length} tenants: freeze (${row.reason})`;
+        const changes = reading.onShards.map((t) => ({ tenantKey: t.tenantKey, frozen: true }));
+        let freezeVersion: bigint | null = null;
+        if (options.auditDraft) {
+          // The map change and the trip's step in ONE statement (trip-map-change.ts).
+          const step = stepOf(
+            "frozen",
+            `${reading.onShards.length} tenants frozen at map version ${VERSION_TOKEN}`,
+          );
+          const record = await spans.time("map", () =>
+            writeTripMapChange(
+              (sql, params) => tx.$queryRawUnsafe(sql, ...params),
+              { planId: row.planId, changes, actor: SYSTEM, reason },
+              options.auditDraft as RoutingAuditDraft,
+              {
+                id: row.id,
+                from: row.status,
+                steps: [...row.steps, step],
+                tenants: reading.onShards,
+                outcomes,
+                freezeStartedAt,
+                freezeVersion: true,
+              },
+            ),
+          );
+          if (record) {
+            freezeVersion = BigInt(record.version);
+            step.note = step.note?.replace(VERSION_TOKEN, String(record.version));
+            row.steps = [...row.steps, step];
+          }
+        }
+        if (freezeVersion === null) {
+          const record = options.auditDraft
+            ? null
+            : await spans.time("map", () =>
+                writeRoutingChange(tx, { planId: row.planId, changes, actor: SYSTEM, reason }, options.audit),
+              );
+          freezeVersion = BigInt(record?.version ?? 0);
+          await noteTripStep(
+            row,
+            "frozen",
+            {
+              tenants: reading.onShards as unknown as Prisma.InputJsonValue,
+              outcomes: outcomes as unknown as Prisma.InputJsonValue,
+              freezeVersion,
+              freezeStartedAt,
+            },
+            { store: tx, note: `${reading.onShards.length} tenants frozen at map version ${freezeVersion}` },
+          );
+        }
+        return { frozen: { tenants: reading.onShards, outcomes, freezeVersion } };
+      }, TX)
+      .catch((error: unknown) => {
+        const code = sqlStateOf(error);
+        if (code === TRIP_MOVED_SQLSTATE) throw new TripStateConflict((error as Error).message);
+        // A route moved between the read and the write (an operator's own map change): nothing
+        // was written; read the set again, like a cutover still in flight.
+        if (code === ROUTE_MOVED_SQLSTATE) return { wait: [] };
+        throw error;
       });
-      const inFlight = await tx.tenantCutover.findMany({
-        where: scope,
-        select: { tenantKey: true, status: true, direction: true },
-      });
-      if (inFlight.length > 0) return { wait: inFlight };
-      const reading = await tenantsInScope(tx, row.planId, row.scope);
-      const outcomes: Record<string, TenantOutcome> = {};
-      for (const t of reading.onLegacy)
-        outcomes[t] = { from: fences.legacy.name, outcome: "already_on_legacy" };
-      if (reading.onShards.length === 0) return { empty: outcomes };
-      const record = await writeRoutingChange(
-        tx,
-        {
-          planId: row.planId,
-          changes: reading.onShards.map((t) => ({ tenantKey: t.tenantKey, frozen: true })),
-          actor: SYSTEM,
-          reason: `breaker rollback of ${reading.onShards.length} tenants: freeze (${row.reason})`,
-        },
-        options.audit,
-      );
-      const freezeVersion = BigInt(record?.version ?? 0);
-      await noteTripStep(
-        row,
-        "frozen",
-        {
-          tenants: reading.onShards as unknown as Prisma.InputJsonValue,
-          outcomes: outcomes as unknown as Prisma.InputJsonValue,
-          freezeVersion,
-          freezeStartedAt,
-        },
-        { store: tx, note: `${reading.onShards.length} tenants frozen at map version ${freezeVersion}` },
-      );
-      return { frozen: { tenants: reading.onShards, outcomes, freezeVersion } };
-    }, TX);
     if ("frozen" in outcome && outcome.frozen) {
       Object.assign(row, { ...outcome.frozen, freezeStartedAt });
       options.log(`froze ${row.tenants.length} tenants (map version ${row.freezeVersion})`);
@@ -549,11 +664,17 @@ async function drainShards(
         lsn,
         deadline,
       );
-      if (drained.reached) await advanceSequences(shard.pool, fences.legacy.pool, sequences);
       return { shard, lsn, drained };
     }),
   );
   const short = results.filter((r) => !r.drained.reached);
+  // Legacy's sequences past every drained shard's, in one pass (advanceSequencesFromAll says why
+  // not one per shard as each drains).
+  await advanceSequencesFromAll(
+    results.filter((r) => r.drained.reached).map((r) => r.shard.pool),
+    fences.legacy.pool,
+    sequences,
+  );
   if (short.length > 0) {
     throw new GiveUp(
       `Reverse replication had not brought legacy up to the freeze position of ${short
@@ -652,8 +773,13 @@ async function judgeDownShards(
  * The commit point: every tenant of the set owned by legacy (still frozen), in one map version —
  * but the `held` ones (a down shard's, not confirmed on legacy), which stay frozen on their shard.
  */
-async function flip(row: TripRow, options: DriveOptions, held: ReadonlyMap<string, string>): Promise<void> {
-  const names = new Map((await loadPlanFences(row.planId)).shards.map((s) => [s.databaseId, s.name]));
+async function flip(
+  row: TripRow,
+  fences: PlanFences,
+  options: DriveOptions,
+  held: ReadonlyMap<string, string>,
+): Promise<void> {
+  const names = new Map(fences.shards.map((s) => [s.databaseId, s.name]));
   const flippedAt = new Date();
   const moving = row.tenants.filter((t) => !held.has(t.tenantKey));
   const outcomes = { ...row.outcomes };
@@ -669,28 +795,61 @@ async function flip(row: TripRow, options: DriveOptions, held: ReadonlyMap<strin
     row.outcomes = outcomes;
     return;
   }
-  await db().$transaction(async (tx) => {
-    const record = await writeRoutingChange(
-      tx,
-      {
-        planId: row.planId,
-        changes: moving.map((t) => ({ tenantKey: t.tenantKey, ownerId: null, frozen: true })),
-        actor: SYSTEM,
-        reason: `breaker rollback of ${moving.length} tenants: flip to legacy (${row.reason})`,
-      },
-      options.audit,
-    );
-    const flipVersion = BigInt(record?.version ?? 0);
-    await noteTripStep(
-      row,
-      "flipped",
-      { flipVersion, flippedAt, outcomes: outcomes as unknown as Prisma.InputJsonValue },
-      { store: tx, note: `map version ${flipVersion}${held.size ? `; ${held.size} tenants held` : ""}` },
-    );
-    row.flipVersion = flipVersion;
-    row.flippedAt = flippedAt;
-    row.outcomes = outcomes;
-  }, TX);
+  const changes = moving.map((t) => ({ tenantKey: t.tenantKey, ownerId: null, frozen: true }));
+  const reason = `breaker rollback of ${moving.length} tenants: flip to legacy (${row.reason})`;
+  const heldNote = held.size ? `; ${held.size} tenants held` : "";
+  if (options.auditDraft) {
+    // The commit point in ONE statement on the runner's own connection (trip-map-change.ts): every
+    // owner, the history, the audit event and the trip's flip version commit together.
+    const step = stepOf("flipped", `map version ${VERSION_TOKEN}${heldNote}`);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const record = await writeTripMapChange(
+          (sql, params) => options.control.query(sql, params).then((r) => r.rows),
+          { planId: row.planId, changes, actor: SYSTEM, reason },
+          options.auditDraft,
+          {
+            id: row.id,
+            from: row.status,
+            steps: [...row.steps, step],
+            outcomes,
+            flippedAt,
+            flipVersion: true,
+          },
+        );
+        if (record) {
+          step.note = step.note?.replace(VERSION_TOKEN, String(record.version));
+          row.steps = [...row.steps, step];
+          row.flipVersion = BigInt(record.version);
+          row.flippedAt = flippedAt;
+          row.outcomes = outcomes;
+        }
+        break;
+      } catch (error) {
+        const code = sqlStateOf(error);
+        if (code === TRIP_MOVED_SQLSTATE) throw new TripStateConflict((error as Error).message);
+        if (code !== ROUTE_MOVED_SQLSTATE || attempt >= 5) throw error;
+      }
+    }
+  }
+  if (row.flipVersion === null) {
+    // Without a drafter (or nothing left to change on the map): the interactive transaction.
+    await db().$transaction(async (tx) => {
+      const record = options.auditDraft
+        ? null
+        : await writeRoutingChange(tx, { planId: row.planId, changes, actor: SYSTEM, reason }, options.audit);
+      const flipVersion = BigInt(record?.version ?? 0);
+      await noteTripStep(
+        row,
+        "flipped",
+        { flipVersion, flippedAt, outcomes: outcomes as unknown as Prisma.InputJsonValue },
+        { store: tx, note: `map version ${flipVersion}${heldNote}` },
+      );
+      row.flipVersion = flipVersion;
+      row.flippedAt = flippedAt;
+      row.outcomes = outcomes;
+    }, TX);
+  }
   options.log(`flipped ${moving.length} tenants to legacy (map version ${row.flipVersion})`);
 }
 

@@ -114,7 +114,8 @@ export async function noteTripStep(
   row.steps = steps;
 }
 
-function stepOf(status: string, note: string | undefined): TripStep {
+/** A step entry as noteTripStep appends it (for a step written by another statement: trip-map-change.ts). */
+export function stepOf(status: string, note: string | undefined): TripStep {
   const step: TripStep = { status, at: new Date().toISOString() };
   if (note) step.note = note.slice(0, 1000);
   return step;

@@ -9,17 +9,6 @@ import type { TableInfo } from "../analysis/introspect";
 /** Ids the old owner may still hand out (another tenant's insert there) before ours pass them. */
 export const SEQUENCE_HEADROOM = 1_000_000n;
 
-const SEQUENCES_SQL = `
-select s.seq
-from pg_attribute a
-cross join lateral (select pg_get_serial_sequence($1, a.attname) as seq) s
-where a.attrelid = $1::regclass and a.attnum > 0 and not a.attisdropped and s.seq is not null`;
-
-async function sequencesOf(pool: pg.Pool, table: string): Promise<string[]> {
-  const { rows } = await pool.query<{ seq: string }>(SEQUENCES_SQL, [table]);
-  return rows.map((r) => r.seq);
-}
-
 export interface SequenceBump {
   sequence: string;
   oldOwner: bigint;
@@ -31,10 +20,20 @@ export async function shardedSequences(
   pool: pg.Pool,
   tables: readonly Pick<TableInfo, "qualified" | "kind">[],
 ): Promise<string[]> {
-  const found: string[] = [];
-  for (const table of tables.filter((t) => t.kind === "sharded"))
-    found.push(...(await sequencesOf(pool, table.qualified)));
-  return found;
+  // Every table in ONE catalog read (one round trip, not one per table: this is on the breaker's
+  // path from the click to the freeze).
+  const names = tables.filter((t) => t.kind === "sharded").map((t) => t.qualified);
+  if (names.length === 0) return [];
+  const { rows } = await pool.query<{ seq: string }>(
+    `select s.seq
+     from unnest($1::text[]) with ordinality as t(name, n)
+     join pg_attribute a on a.attrelid = t.name::regclass and a.attnum > 0 and not a.attisdropped
+     cross join lateral (select pg_get_serial_sequence(t.name, a.attname) as seq) s
+     where s.seq is not null
+     order by t.n, a.attnum`,
+    [names],
+  );
+  return rows.map((r) => r.seq);
 }
 
 /**
@@ -64,6 +63,40 @@ export async function advanceSequences(
     oldOwner: BigInt(r.v ?? "0"),
     newOwner: setBy.get(r.seq) ?? 0n,
   }));
+}
+
+/**
+ * advanceSequences from several old owners into one new owner (the breaker's rollback: every
+ * shard of the set into legacy): each owner's values read in parallel, the largest per sequence
+ * set on `to` by ONE statement. Not one advanceSequences per owner at once: sequences are not
+ * transactional, so two concurrent setval(greatest(…)) passes could each read the old value and
+ * the lower floor land last.
+ */
+export async function advanceSequencesFromAll(
+  froms: readonly pg.Pool[],
+  to: pg.Pool,
+  sequences: readonly string[],
+): Promise<void> {
+  if (sequences.length === 0 || froms.length === 0) return;
+  const read = await Promise.all(
+    froms.map((from) =>
+      from.query<{ seq: string; v: string | null }>(
+        "select s as seq, pg_sequence_last_value(s::regclass)::text as v from unnest($1::text[]) s",
+        [sequences],
+      ),
+    ),
+  );
+  const floors = new Map<string, bigint>();
+  for (const { rows } of read)
+    for (const r of rows) {
+      const floor = BigInt(r.v ?? "0") + SEQUENCE_HEADROOM;
+      if (floor > (floors.get(r.seq) ?? 0n)) floors.set(r.seq, floor);
+    }
+  await to.query(
+    `select setval(s.seq::regclass, greatest(coalesce(pg_sequence_last_value(s.seq::regclass), 0), s.floor), true)
+     from unnest($1::text[], $2::bigint[]) as s(seq, floor)`,
+    [[...floors.keys()], [...floors.values()].map(String)],
+  );
 }
 
 /**
