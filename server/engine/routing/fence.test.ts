@@ -335,4 +335,27 @@ describe("a router whose map is behind the fence", () => {
       keys,
     ]);
   });
+
+  it("changes one route at the version the fence holds without waiting for its fence_state row", async () => {
+    // Every change that raises a fence's version updates its one fence_state row; a one-route change
+    // that does not (the cutover's freeze when the watch got there first, the new owner's opening)
+    // must not queue behind them.
+    const state = await readFenceState(shard(1).pool);
+    if (!state) throw new Error("no fence on shard 1");
+    const holder = await shard(1).pool.connect();
+    try {
+      await holder.query("begin; select 1 from shardshift.fence_state for update");
+      await syncFence(shard(1).pool, {
+        planId,
+        databaseName: "fence-shard-1",
+        routes: [{ tenantKey: "row-lock", ownerKey: "legacy", ownerName: "l", frozen: true, version: 1 }],
+        version: state.mapVersion,
+        lockTimeoutMs: 1_000,
+      });
+    } finally {
+      await holder.query("rollback");
+      holder.release();
+    }
+    await shard(1).pool.query("delete from shardshift.tenant_fence where tenant_key = 'row-lock'");
+  });
 });
