@@ -24,7 +24,7 @@ import {
   type RoutingAuditDraft,
   writeRoutingChangeAtomic,
 } from "../routing/atomic-change";
-import { readFenceState, syncFence } from "../routing/fence";
+import { type FenceState, readFenceState, syncFence } from "../routing/fence";
 import {
   type FencedDatabase,
   installPlanFences,
@@ -214,6 +214,8 @@ interface Context {
    * (null: not flipped by this runner — a restarted worker finishing an attempt unfreezes itself).
    */
   unfrozenAt: Date | null;
+  /** N's fence as read during the drain (the version its one-route opening writes at). */
+  newOwnerFence: FenceState | null;
 }
 
 async function loadContext(row: CutoverRow): Promise<Context> {
@@ -244,6 +246,7 @@ async function loadContext(row: CutoverRow): Promise<Context> {
     origin: null,
     mapFrozenAt: null,
     unfrozenAt: null,
+    newOwnerFence: null,
   };
 }
 
@@ -619,11 +622,14 @@ async function drainAndFlip(ctx: Context, options: DriveOptions): Promise<void> 
   // The sequences only need the freeze: every row the tenant has on O was inserted before O's
   // fence took its lock, so O's values read from now on are past all of them (never lowered on N,
   // so setting them even for a drain that then misses the budget changes nothing).
-  const [, drained, bumps] = await Promise.all([
+  // N's fence version is read here too, so opening N after the flip is one round trip.
+  const [, drained, bumps, newOwnerFence] = await Promise.all([
     timed(options.timings, "markDraining", () => markQuiesced(ctx, options)),
     timed(options.timings, "drain", () => waitForOriginProgress(ctx.to.pool, origin, freezeLsn, deadline)),
     timed(options.timings, "sequences", () => advanceSequences(ctx.from.pool, ctx.to.pool, ctx.sequences)),
+    readFenceState(ctx.to.pool).catch(() => null),
   ]);
+  ctx.newOwnerFence = newOwnerFence;
   if (!drained.reached) {
     throw new Abort(
       `The ${feedingStream(row.direction).name} had applied ${ctx.to.name} only up to ${formatLsn(drained.progress ?? 0n)} of ${row.freezeLsn} when the ${row.budgetMs} ms freeze budget ran out; the cutover was aborted and writes resumed on ${ctx.from.name}. Try again when replication lag is lower, or with a larger budget.`,
@@ -738,7 +744,8 @@ async function finish(ctx: Context, options: DriveOptions, note: string | null):
 async function openNewOwner(ctx: Context): Promise<void> {
   const { row, to } = ctx;
   const flipped = ctx.unfrozenAt !== null && row.flipVersion ? row.flipVersion : null;
-  const state = flipped ? await readFenceState(to.pool).catch(() => null) : null;
+  // Read before the flip: only the version the change leaves N's fence at (never above what it held).
+  const state = flipped ? ctx.newOwnerFence : null;
   if (!state || state.planId !== row.planId || !flipped) {
     await syncPlanFences(ctx.fences, { only: [to], lockTimeoutMs: 5_000 });
     return;

@@ -216,46 +216,54 @@ export async function syncFence(
   },
 ): Promise<FenceSyncResult> {
   const routes = input.routes;
-  // Two round trips, not seven: the statements go as simple-query scripts with their values as
-  // literals. Every fence change on a database updates its one fence_state row, so each change
-  // queued behind the one holding that row for as long as it took its client to send the message,
-  // the position read and the commit, one round trip at a time (under eight cutovers at once on a
-  // loaded machine, most of a freeze). Now the row is held for the server's own execution of the
-  // last script. The lock wait stays a script of its own: the freeze clock starts when it returns.
+  // One or two round trips, not seven: the statements go as simple-query scripts with their values
+  // as literals. Every fence change on a database that raises its version updates its one
+  // fence_state row, so each change queued behind the one holding that row for as long as its
+  // client took to send the message, the position read and the commit, one round trip at a time
+  // (under eight cutovers at once on a loaded machine, most of a freeze). Now the row is held for
+  // the server's own execution of the last script. With `onLocked` (the cutover's freeze clock
+  // starts when the locks are held) the lock wait is a script of its own; without it, one script.
   const keys = routes.map((r) => r.tenantKey);
+  const lock = [
+    "begin",
+    `set local lock_timeout = ${Math.round(input.lockTimeoutMs ?? 5000)}`,
+    ...(routes.length > 0
+      ? [
+          withLiterals(lockTenantsForFenceChangeSql(), [
+            keys,
+            routes.map((r) => r.ownerKey),
+            routes.map((r) => r.frozen),
+          ]),
+        ]
+      : []),
+  ];
+  const change = [
+    ...(routes.length > 0
+      ? [
+          withLiterals(upsertTenantFenceSql(), [
+            keys,
+            routes.map((r) => r.ownerKey),
+            routes.map((r) => r.ownerName),
+            routes.map((r) => r.frozen),
+            routes.map((r) => String(r.version)),
+          ]),
+        ]
+      : []),
+    withLiterals(advanceFenceVersionSql(), [String(input.version), input.planId]),
+    // Last, after the locks and the rows: the message's position is the change's place in the
+    // commit order, and the position read after it bounds every earlier write of these tenants.
+    withLiterals(emitFenceMessageSql(), [input.planId, String(input.version), keys]),
+    "commit",
+  ];
   const client = await pool.connect();
   try {
-    const begin = `begin; set local lock_timeout = ${Math.round(input.lockTimeoutMs ?? 5000)}`;
-    if (routes.length > 0) {
-      await client.query(
-        `${begin}; ${withLiterals(lockTenantsForFenceChangeSql(), [
-          keys,
-          routes.map((r) => r.ownerKey),
-          routes.map((r) => r.frozen),
-        ])}`,
-      );
-      input.onLocked?.();
+    let script = change;
+    if (input.onLocked) {
+      await client.query(lock.join(";\n"));
+      input.onLocked();
     } else {
-      await client.query(begin);
+      script = [...lock, ...change];
     }
-    const script = [
-      ...(routes.length > 0
-        ? [
-            withLiterals(upsertTenantFenceSql(), [
-              keys,
-              routes.map((r) => r.ownerKey),
-              routes.map((r) => r.ownerName),
-              routes.map((r) => r.frozen),
-              routes.map((r) => String(r.version)),
-            ]),
-          ]
-        : []),
-      withLiterals(advanceFenceVersionSql(), [String(input.version), input.planId]),
-      // Last, after the locks and the rows: the message's position is the change's place in the
-      // commit order, and the position read after it bounds every earlier write of these tenants.
-      withLiterals(emitFenceMessageSql(), [input.planId, String(input.version), keys]),
-      "commit",
-    ];
     const results = (await client.query(script.join(";\n"))) as unknown as pg.QueryResult<{ lsn?: string }>[];
     const emitted = results[script.length - 2]?.rows[0]?.lsn;
     return { lsn: parseLsn(emitted ?? "0/0") };
