@@ -24,7 +24,7 @@ import {
   type RoutingAuditDraft,
   writeRoutingChangeAtomic,
 } from "../routing/atomic-change";
-import { readFenceState, syncFence } from "../routing/fence";
+import { type FenceState, readFenceState, syncFence } from "../routing/fence";
 import {
   type FencedDatabase,
   installPlanFences,
@@ -36,6 +36,7 @@ import {
   type RouteChange,
   type RoutingAuditWriter,
   type RoutingChangeRecord,
+  type TenantRouteState,
   writeRoutingChange,
 } from "../routing/routing-map";
 import { cutoverPool } from "../sql/pools";
@@ -213,6 +214,8 @@ interface Context {
    * (null: not flipped by this runner — a restarted worker finishing an attempt unfreezes itself).
    */
   unfrozenAt: Date | null;
+  /** N's fence as read during the drain (the version its one-route opening writes at). */
+  newOwnerFence: FenceState | null;
 }
 
 async function loadContext(row: CutoverRow): Promise<Context> {
@@ -243,6 +246,7 @@ async function loadContext(row: CutoverRow): Promise<Context> {
     origin: null,
     mapFrozenAt: null,
     unfrozenAt: null,
+    newOwnerFence: null,
   };
 }
 
@@ -262,8 +266,11 @@ async function changeMap(
     freezeStartedAt?: Date;
     freezeEndedAt?: Date;
     flip?: boolean;
+    /** The tenant's route as the runner knows it to be (saves the read; wrong is safe: re-read). */
+    known?: TenantRouteState;
   },
   statementTimeoutMs?: number,
+  shards?: readonly string[],
 ): Promise<RoutingChangeRecord | null> {
   const request = {
     planId: row.planId,
@@ -299,6 +306,9 @@ async function changeMap(
       record = await writeRoutingChangeAtomic(options.control, request, options.auditDraft, {
         attempt: write,
         statementTimeoutMs,
+        ...(attempt.known && shards
+          ? { known: { shards, routes: new Map([[row.tenantKey, attempt.known]]) } }
+          : {}),
       });
     } catch (error) {
       if ((error as { code?: string }).code === ATTEMPT_CONFLICT_SQLSTATE) {
@@ -508,7 +518,10 @@ async function fence(ctx: Context, options: DriveOptions): Promise<void> {
       options,
       { tenantKey: row.tenantKey, frozen: true },
       `cutover ${row.direction} of tenant ${row.tenantKey}: freeze (${row.reason})`,
-      { event: "fenced" },
+      // The pre-check read it so: owned by O, not frozen.
+      { event: "fenced", known: { ownerId: row.fromDatabaseId, frozen: false } },
+      undefined,
+      shardIdsOf(ctx),
     ),
   );
   const version = record?.version ?? 0;
@@ -605,22 +618,25 @@ async function drainAndFlip(ctx: Context, options: DriveOptions): Promise<void> 
   const origin = ctx.origin;
   if (!origin) throw new Error("the feeding stream's origin was not found in the pre-check");
   const deadline = (row.freezeStartedAt?.getTime() ?? Date.now()) + row.budgetMs;
-  // The status write and the drain's wait run together: neither waits for the other.
-  const [, drained] = await Promise.all([
+  // The status write, the drain's wait and the sequences run together: none needs the others.
+  // The sequences only need the freeze: every row the tenant has on O was inserted before O's
+  // fence took its lock, so O's values read from now on are past all of them (never lowered on N,
+  // so setting them even for a drain that then misses the budget changes nothing).
+  // N's fence version is read here too, so opening N after the flip is one round trip.
+  const [, drained, bumps, newOwnerFence] = await Promise.all([
     timed(options.timings, "markDraining", () => markQuiesced(ctx, options)),
     timed(options.timings, "drain", () => waitForOriginProgress(ctx.to.pool, origin, freezeLsn, deadline)),
+    timed(options.timings, "sequences", () => advanceSequences(ctx.from.pool, ctx.to.pool, ctx.sequences)),
+    readFenceState(ctx.to.pool).catch(() => null),
   ]);
+  ctx.newOwnerFence = newOwnerFence;
   if (!drained.reached) {
     throw new Abort(
       `The ${feedingStream(row.direction).name} had applied ${ctx.to.name} only up to ${formatLsn(drained.progress ?? 0n)} of ${row.freezeLsn} when the ${row.budgetMs} ms freeze budget ran out; the cutover was aborted and writes resumed on ${ctx.from.name}. Try again when replication lag is lower, or with a larger budget.`,
     );
   }
-  const drainedAt = Date.now();
-  const bumps = await timed(options.timings, "sequences", () =>
-    advanceSequences(ctx.from.pool, ctx.to.pool, ctx.sequences),
-  );
   options.log(
-    `drained ${ctx.to.name} to ${formatLsn(drained.progress ?? 0n)} ${drainedAt - (row.freezeStartedAt?.getTime() ?? 0)} ms into the freeze; sequences took ${Date.now() - drainedAt} ms`,
+    `drained ${ctx.to.name} to ${formatLsn(drained.progress ?? 0n)} and sequences set ${Date.now() - (row.freezeStartedAt?.getTime() ?? 0)} ms into the freeze`,
   );
   await options.pause("draining");
   // The flip and the unfreeze after it must end inside the budget too: start the flip only with
@@ -650,8 +666,11 @@ async function drainAndFlip(ctx: Context, options: DriveOptions): Promise<void> 
           event: "flipped",
           flip: true,
           note: `drained to ${formatLsn(drained.progress ?? 0n)}; sequences ${bumps.length ? bumps.map((b) => `${b.sequence}≥${b.newOwner}`).join(", ") : "none"}`,
+          // The freeze above wrote it so, and this runner holds the attempt.
+          known: { ownerId: row.fromDatabaseId, frozen: true },
         },
         options.auditDraft ? Math.max(1, left - reserve / 2) : undefined,
+        shardIdsOf(ctx),
       ),
     );
   } catch (error) {
@@ -694,9 +713,7 @@ async function finish(ctx: Context, options: DriveOptions, note: string | null):
   // What the flip reserve covers: the flip (which ends the freeze), not fence syncs.
   if (options.timings.flip !== undefined) recordFlipCost(performance.now() - flipStarted);
   // N first: routers that read the unfrozen map find N's fence open, at worst after one retry.
-  await timed(options.timings, "fenceNew", () =>
-    syncPlanFences(ctx.fences, { only: [ctx.to], lockTimeoutMs: 5_000 }),
-  );
+  await timed(options.timings, "fenceNew", () => openNewOwner(ctx));
   if (row.freezeStartedAt) options.timings.writesResume = Date.now() - row.freezeStartedAt.getTime();
   if (ctx.mapFrozenAt !== null) options.timings.mapFrozen = Date.now() - ctx.mapFrozenAt;
   // 'done' means every fence enforces the new owner, O's first of all (a write that bypasses the
@@ -715,6 +732,45 @@ async function finish(ctx: Context, options: DriveOptions, note: string | null):
   options.log(
     `done: tenant ${row.tenantKey} on ${ctx.to.name}${freezeMs === null ? "" : `, frozen ${freezeMs} ms`}`,
   );
+}
+
+/**
+ * N's fence row for the tenant, as the flip wrote it: owned by N, not frozen, at the flip's map
+ * version — written alone, with N's fence version left where it is (the same one-route change the
+ * freeze makes when the watch got there first), so it needs neither the control plane's routes
+ * since N's version nor the lock of N's one fence_state row. syncEveryFence brings N's version up
+ * next. A restarted worker, which does not know the flip's version here, syncs N as a whole.
+ */
+async function openNewOwner(ctx: Context): Promise<void> {
+  const { row, to } = ctx;
+  const flipped = ctx.unfrozenAt !== null && row.flipVersion ? row.flipVersion : null;
+  // Read before the flip: only the version the change leaves N's fence at (never above what it held).
+  const state = flipped ? ctx.newOwnerFence : null;
+  if (!state || state.planId !== row.planId || !flipped) {
+    await syncPlanFences(ctx.fences, { only: [to], lockTimeoutMs: 5_000 });
+    return;
+  }
+  // A failure here is not the attempt's: syncEveryFence, next, brings N up to the map anyway.
+  await syncFence(to.pool, {
+    planId: row.planId,
+    databaseName: to.name,
+    routes: [
+      {
+        tenantKey: row.tenantKey,
+        ownerKey: to.key,
+        ownerName: to.name,
+        frozen: false,
+        version: Number(flipped),
+      },
+    ],
+    version: state.mapVersion,
+    lockTimeoutMs: 5_000,
+  }).catch(() => {});
+}
+
+/** The plan's shard ids, as the map change's decision needs them. */
+function shardIdsOf(ctx: Context): string[] {
+  return ctx.fences.shards.map((s) => s.databaseId);
 }
 
 /** Brings every fence up to the map, a few tries each; one left behind is the fence watch's to finish. */

@@ -264,11 +264,16 @@ select s.plan_id::text, s.self_key, f.tenant_key, f.owner_key, f.frozen
 from ${FENCE_SCHEMA}.fence_state s left join ${FENCE_SCHEMA}.tenant_fence f on true`;
 }
 
+/**
+ * Raises the fence's version (and fence_epoch with it) to $1 when it is below. A change that does
+ * not raise it (one tenant's row written at a version the fence already holds) leaves the one
+ * fence_state row alone: locking it would queue every other fence change on this database.
+ */
 export function advanceFenceVersionSql(): string {
   return `
 with state as (
-  update ${FENCE_SCHEMA}.fence_state set map_version = greatest(map_version, $1::bigint)
-  where plan_id = $2::uuid returning map_version
+  update ${FENCE_SCHEMA}.fence_state set map_version = $1::bigint
+  where plan_id = $2::uuid and map_version < $1::bigint returning map_version
 )
 select setval('${FENCE_SCHEMA}.fence_epoch', map_version, true)::text as epoch from state`;
 }

@@ -19,6 +19,7 @@ import { useControlPlane } from "../../testing/control-plane";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
 import { startMovementOn } from "../../testing/movement-fixture";
 import { waitFor } from "../../testing/worker-process";
+import { readFenceState, syncFence } from "./fence";
 import { collectStrayWrites, loadPlanFences } from "./plan-fences";
 
 let control: Awaited<ReturnType<typeof useControlPlane>>;
@@ -303,5 +304,58 @@ describe("a router whose map is behind the fence", () => {
     } finally {
       await router.close();
     }
+  });
+
+  it("writes tenant keys with quotes, backslashes and commas exactly (the change's values go as literals)", async () => {
+    const keys = [`a"b`, "c\\d", "e'f", "{g,h}", "i j", ""];
+    const state = await readFenceState(shard(1).pool);
+    if (!state) throw new Error("no fence on shard 1");
+    const { lsn } = await syncFence(shard(1).pool, {
+      planId,
+      databaseName: "fence-shard-1",
+      routes: keys.map((k) => ({
+        tenantKey: k,
+        ownerKey: "legacy",
+        ownerName: "x'y",
+        frozen: true,
+        version: 1,
+      })),
+      version: state.mapVersion,
+    });
+    expect(lsn > 0n).toBe(true);
+    const { rows } = await shard(1).pool.query<{ tenant_key: string; owner_name: string; frozen: boolean }>(
+      "select tenant_key, owner_name, frozen from shardshift.tenant_fence where tenant_key = any($1::text[]) order by tenant_key",
+      [keys],
+    );
+    expect(rows.map((r) => r.tenant_key).sort()).toEqual([...keys].sort());
+    expect(rows.every((r) => r.owner_name === "x'y" && r.frozen)).toBe(true);
+    // A change at the version the fence holds leaves its version alone.
+    expect((await readFenceState(shard(1).pool))?.mapVersion).toBe(state.mapVersion);
+    await shard(1).pool.query("delete from shardshift.tenant_fence where tenant_key = any($1::text[])", [
+      keys,
+    ]);
+  });
+
+  it("changes one route at the version the fence holds without waiting for its fence_state row", async () => {
+    // Every change that raises a fence's version updates its one fence_state row; a one-route change
+    // that does not (the cutover's freeze when the watch got there first, the new owner's opening)
+    // must not queue behind them.
+    const state = await readFenceState(shard(1).pool);
+    if (!state) throw new Error("no fence on shard 1");
+    const holder = await shard(1).pool.connect();
+    try {
+      await holder.query("begin; select 1 from shardshift.fence_state for update");
+      await syncFence(shard(1).pool, {
+        planId,
+        databaseName: "fence-shard-1",
+        routes: [{ tenantKey: "row-lock", ownerKey: "legacy", ownerName: "l", frozen: true, version: 1 }],
+        version: state.mapVersion,
+        lockTimeoutMs: 1_000,
+      });
+    } finally {
+      await holder.query("rollback");
+      holder.release();
+    }
+    await shard(1).pool.query("delete from shardshift.tenant_fence where tenant_key = 'row-lock'");
   });
 });

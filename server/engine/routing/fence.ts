@@ -30,7 +30,7 @@
 // - Cost: per statement, one read of its transition table, then one index probe of a small table
 //   and one shared advisory lock per distinct tenant written; measured
 //   by `npm run bench` (router-sdk.ts) and reported in the README.
-import type pg from "pg";
+import pg from "pg";
 import type { TableInfo } from "../analysis/introspect";
 import { parseLsn } from "../cdc/slot";
 import {
@@ -216,35 +216,59 @@ export async function syncFence(
   },
 ): Promise<FenceSyncResult> {
   const routes = input.routes;
+  // One or two round trips, not seven: the statements go as simple-query scripts with their values
+  // as literals. Every fence change on a database that raises its version updates its one
+  // fence_state row, so each change queued behind the one holding that row for as long as its
+  // client took to send the message, the position read and the commit, one round trip at a time
+  // (under eight cutovers at once on a loaded machine, most of a freeze). Now the row is held for
+  // the server's own execution of the last script. With `onLocked` (the cutover's freeze clock
+  // starts when the locks are held) the lock wait is a script of its own; without it, one script.
+  const keys = routes.map((r) => r.tenantKey);
+  const lock = [
+    "begin",
+    `set local lock_timeout = ${Math.round(input.lockTimeoutMs ?? 5000)}`,
+    ...(routes.length > 0
+      ? [
+          withLiterals(lockTenantsForFenceChangeSql(), [
+            keys,
+            routes.map((r) => r.ownerKey),
+            routes.map((r) => r.frozen),
+          ]),
+        ]
+      : []),
+  ];
+  const change = [
+    ...(routes.length > 0
+      ? [
+          withLiterals(upsertTenantFenceSql(), [
+            keys,
+            routes.map((r) => r.ownerKey),
+            routes.map((r) => r.ownerName),
+            routes.map((r) => r.frozen),
+            routes.map((r) => String(r.version)),
+          ]),
+        ]
+      : []),
+    withLiterals(advanceFenceVersionSql(), [String(input.version), input.planId]),
+    // Last, after the locks and the rows: the message's position is the change's place in the
+    // commit order, and the position read after it bounds every earlier write of these tenants.
+    withLiterals(emitFenceMessageSql(), [input.planId, String(input.version), keys]),
+    "commit",
+  ];
+  const client = await pool.connect();
   try {
-    return await inTransaction(pool, async (client) => {
-      await client.query(`set local lock_timeout = ${Math.round(input.lockTimeoutMs ?? 5000)}`);
-      if (routes.length > 0) {
-        await client.query(lockTenantsForFenceChangeSql(), [
-          routes.map((r) => r.tenantKey),
-          routes.map((r) => r.ownerKey),
-          routes.map((r) => r.frozen),
-        ]);
-        input.onLocked?.();
-        await client.query(upsertTenantFenceSql(), [
-          routes.map((r) => r.tenantKey),
-          routes.map((r) => r.ownerKey),
-          routes.map((r) => r.ownerName),
-          routes.map((r) => r.frozen),
-          routes.map((r) => String(r.version)),
-        ]);
-      }
-      await client.query(advanceFenceVersionSql(), [String(input.version), input.planId]);
-      // Last, after the locks and the rows: the message's position is the change's place in the
-      // commit order, and the position read after it bounds every earlier write of these tenants.
-      const { rows } = await client.query<{ lsn: string }>(emitFenceMessageSql(), [
-        input.planId,
-        String(input.version),
-        routes.map((r) => r.tenantKey),
-      ]);
-      return { lsn: parseLsn(rows[0]?.lsn ?? "0/0") };
-    });
+    let script = change;
+    if (input.onLocked) {
+      await client.query(lock.join(";\n"));
+      input.onLocked();
+    } else {
+      script = [...lock, ...change];
+    }
+    const results = (await client.query(script.join(";\n"))) as unknown as pg.QueryResult<{ lsn?: string }>[];
+    const emitted = results[script.length - 2]?.rows[0]?.lsn;
+    return { lsn: parseLsn(emitted ?? "0/0") };
   } catch (error) {
+    await client.query("rollback").catch(() => {});
     const e = error as { code?: string; message?: string };
     if (e.code === "55P03") {
       throw new Error(
@@ -253,7 +277,23 @@ export async function syncFence(
       );
     }
     throw error;
+  } finally {
+    client.release();
   }
+}
+
+/** A PostgreSQL array literal of `values` (cast by the statement: `$1::text[]`). */
+function arrayLiteral(values: readonly (string | boolean)[]): string {
+  return `{${values.map((v) => `"${String(v).replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`).join(",")}}`;
+}
+
+/** `sql` with each `$n` replaced by the quoted literal of `args[n - 1]` (a value or an array). */
+export function withLiterals(sql: string, args: readonly (string | readonly (string | boolean)[])[]): string {
+  return sql.replace(/\$(\d+)/g, (_, n: string) => {
+    const arg = args[Number(n) - 1];
+    if (arg === undefined) throw new Error(`no value for $${n}`);
+    return pg.escapeLiteral(typeof arg === "string" ? arg : arrayLiteral(arg));
+  });
 }
 
 /** A route as the fence of every database stores it (owner by key and name). */

@@ -2,11 +2,12 @@
 // events, served over real HTTP with a plan-scoped token (ETag, long-poll, deltas), and followed by
 // the router SDK, which sends each tenant's statements to its owner, waits out freezes within the
 // budget and never commits a transaction on a database that stopped being the owner.
-import type pg from "pg";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRouter, httpMapSource, type Router, StaleRouteError, TenantFrozenError } from "../../../sdk";
 import { routingMapEtag, type WireRoutingMap } from "../../../sdk/map-types";
 import { db } from "../../db";
+import { writeRoutingChangeAtomic } from "../../engine/routing/atomic-change";
 import { AppError } from "../../errors";
 import { useControlPlane } from "../../testing/control-plane";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
@@ -16,7 +17,7 @@ import { systemActor } from "../actor";
 import { verifyAuditChain } from "../audit/audit-log";
 import { createApiToken, revokeApiToken } from "./api-tokens";
 import { closeRoutingMapNotifier } from "./map-notifier";
-import { changeTenantRoutes, lookupTenantRoute } from "./routing";
+import { changeTenantRoutes, draftRoutingAuditAs, lookupTenantRoute } from "./routing";
 
 let control: Awaited<ReturnType<typeof useControlPlane>>;
 let legacy: TestDatabase;
@@ -308,5 +309,43 @@ describe("a routing change of thousands of tenants (the breaker's scale)", () =>
     });
     expect((audited.after as { version: number; routes: unknown[] }).routes).toHaveLength(tenants.length);
     expect((await verifyAuditChain(db())).ok).toBe(true);
+  });
+});
+
+describe("a map change decided on the route the caller knows (the cutover's flip)", () => {
+  it("is decided again on a fresh read when what it assumed is wrong, and chains its audit event", async () => {
+    await changeTenantRoutes(actor, {
+      planId,
+      changes: [{ tenantKey: "8", frozen: true }],
+      reason: "freeze 8",
+    });
+    const client = new pg.Client({ connectionString: control.url });
+    await client.connect();
+    try {
+      const draft = draftRoutingAuditAs(actor);
+      const request = { planId, actor: { id: null, email: "system" }, reason: "assumed" };
+      // Assumed unfrozen on legacy, but it is frozen: the function refuses, the next try reads.
+      const moved = await writeRoutingChangeAtomic(
+        client,
+        { ...request, changes: [{ tenantKey: "8", ownerId: shardId }] },
+        draft,
+        { known: { shards: [shardId], routes: new Map([["8", { ownerId: null, frozen: false }]]) } },
+      );
+      expect(moved?.diffs).toEqual([
+        { tenantKey: "8", from: { ownerId: null, frozen: true }, to: { ownerId: shardId, frozen: true } },
+      ]);
+      // Assumed already what is asked (nothing to change), but it is not: decided on a read, written.
+      const unfrozen = await writeRoutingChangeAtomic(
+        client,
+        { ...request, changes: [{ tenantKey: "8", frozen: false }] },
+        draft,
+        { known: { shards: [shardId], routes: new Map([["8", { ownerId: shardId, frozen: false }]]) } },
+      );
+      expect(unfrozen?.version).toBe((moved?.version ?? 0) + 1);
+      expect(await lookupTenantRoute(planId, "8")).toMatchObject({ owner: { id: shardId }, frozen: false });
+      expect((await verifyAuditChain(db())).ok).toBe(true);
+    } finally {
+      await client.end();
+    }
   });
 });
