@@ -5,6 +5,7 @@
 import pg from "pg";
 import { db } from "@/server/db";
 import { ensureReverseSlot } from "@/server/engine/cutover/cdc-links";
+import { advanceSequences, shardedSequences } from "@/server/engine/cutover/sequences";
 import { hashPlacement } from "@/server/engine/router/placement";
 import { loadMovementContext } from "@/server/engine/store/movement-context";
 import { changeTenantRoutes, installFences } from "@/server/services/routing/routing";
@@ -156,6 +157,13 @@ export async function placeOnShardsByMap(
     const shard = movement.shards[ordinal];
     if (!shard) throw new Error(`The plan has no shard ${ordinal}.`);
     await ensureReverseSlot(shard, { planId, shardOrdinal: ordinal, schema: movement.schema });
+  }
+  // A cutover carries the tenant's sequences to its new owner (docs/cutover.md step 6); this
+  // placement stands for N cutovers, so it does too. Without it a shard handed out an id legacy had
+  // already given one of these tenants (events_pkey, in the breaker step's second round).
+  const sequences = await shardedSequences(movement.source, movement.schema.tables);
+  for (const ordinal of new Set(tenants.map((t) => placement.shardFor(t)))) {
+    await advanceSequences(movement.source, movement.shards[ordinal] as pg.Pool, sequences);
   }
   await changeTenantRoutes(benchActor, {
     planId,
