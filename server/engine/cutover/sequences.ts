@@ -37,6 +37,57 @@ export async function shardedSequences(
 }
 
 /**
+ * Ids a target may hand out between this module's read of a sequence and its setval (one statement
+ * apart: microseconds). setval lands at least this far past the value it read, so inserts racing it
+ * on the target (other tenants' nextval) cannot be handed the same ids again.
+ */
+const RACE_MARGIN = 1_000n;
+
+/** The class of the advisory locks that serialize this module's setters of one sequence. */
+const SEQUENCE_LOCK_CLASS = 7_363_401;
+
+/**
+ * Raises each sequence on `to` to at least its floor, in one round trip, and returns its value.
+ *
+ * setval is not a compare-and-set: `setval(s, greatest(last_value, floor))` read the value, then set
+ * it, and in between other sessions' nextval may have handed out more ids; setting the value read
+ * put the sequence back and handed those ids out again (duplicate keys in the tenant's inserts, seen
+ * in the cutover ledger test with four cutovers at a time). So: a sequence already at its floor is
+ * not touched at all; one below it is set past both its floor and what was read plus RACE_MARGIN;
+ * and this module's setters of one sequence take turns (an advisory lock per sequence, taken in one
+ * order), so a lower floor can never land after a higher one.
+ */
+async function raiseSequences(
+  to: pg.Pool,
+  floors: ReadonlyMap<string, bigint>,
+): Promise<Map<string, bigint>> {
+  if (floors.size === 0) return new Map();
+  const pairs = [...floors].map(([seq, floor]) => `(${pg.escapeLiteral(seq)}, ${floor.toString()}::bigint)`);
+  const list = `(values ${pairs.join(", ")}) as s(seq, floor)`;
+  // One simple-protocol query, two statements, one implicit transaction: the locks (sorted, so two
+  // setters never wait on each other in a cycle) are held until the sequences are set.
+  const results = (await to.query(
+    `select pg_advisory_xact_lock(${SEQUENCE_LOCK_CLASS}, hashtext(s.seq)) from ${list} order by hashtext(s.seq);
+     select x.seq, (case when x.last < x.floor
+                      then setval(x.seq::regclass, greatest(x.floor, x.last + ${RACE_MARGIN}), true)
+                      else x.last end)::text as v
+     from (select s.seq, s.floor, coalesce(pg_sequence_last_value(s.seq::regclass), 0) as last
+           from ${list} offset 0) x`,
+  )) as unknown as pg.QueryResult<{ seq: string; v: string }>[];
+  const set = results[1]?.rows ?? [];
+  return new Map(set.map((r) => [r.seq, BigInt(r.v)]));
+}
+
+/** Each sequence's last value on `pool` (0 when it was never called), in one round trip. */
+async function readSequences(pool: pg.Pool, sequences: readonly string[]): Promise<Map<string, bigint>> {
+  const { rows } = await pool.query<{ seq: string; v: string | null }>(
+    "select s as seq, pg_sequence_last_value(s::regclass)::text as v from unnest($1::text[]) s",
+    [sequences],
+  );
+  return new Map(rows.map((r) => [r.seq, BigInt(r.v ?? "0")]));
+}
+
+/**
  * Sets each sequence on `to` to at least its value on `from` + headroom, in one round trip to
  * each (this runs inside the freeze window). Returns what it set, for the attempt's step note.
  */
@@ -46,31 +97,17 @@ export async function advanceSequences(
   sequences: readonly string[],
 ): Promise<SequenceBump[]> {
   if (sequences.length === 0) return [];
-  const { rows } = await from.query<{ seq: string; v: string | null }>(
-    "select s as seq, pg_sequence_last_value(s::regclass)::text as v from unnest($1::text[]) s",
-    [sequences],
-  );
-  const floors = rows.map((r) => (BigInt(r.v ?? "0") + SEQUENCE_HEADROOM).toString());
-  // greatest(): the new owner's own value may already be higher (its tenants' inserts).
-  const set = await to.query<{ seq: string; v: string }>(
-    `select s.seq, setval(s.seq::regclass, greatest(coalesce(pg_sequence_last_value(s.seq::regclass), 0), s.floor), true)::text as v
-     from unnest($1::text[], $2::bigint[]) as s(seq, floor)`,
-    [rows.map((r) => r.seq), floors],
-  );
-  const setBy = new Map(set.rows.map((r) => [r.seq, BigInt(r.v)]));
-  return rows.map((r) => ({
-    sequence: r.seq,
-    oldOwner: BigInt(r.v ?? "0"),
-    newOwner: setBy.get(r.seq) ?? 0n,
-  }));
+  const old = await readSequences(from, sequences);
+  const floors = new Map([...old].map(([seq, v]) => [seq, v + SEQUENCE_HEADROOM]));
+  // Never lowered: the new owner's own value may already be higher (its tenants' inserts).
+  const setBy = await raiseSequences(to, floors);
+  return [...old].map(([seq, v]) => ({ sequence: seq, oldOwner: v, newOwner: setBy.get(seq) ?? 0n }));
 }
 
 /**
  * advanceSequences from several old owners into one new owner (the breaker's rollback: every
  * shard of the set into legacy): each owner's values read in parallel, the largest per sequence
- * set on `to` by ONE statement. Not one advanceSequences per owner at once: sequences are not
- * transactional, so two concurrent setval(greatest(…)) passes could each read the old value and
- * the lower floor land last.
+ * set on `to` by ONE statement.
  */
 export async function advanceSequencesFromAll(
   froms: readonly pg.Pool[],
@@ -78,25 +115,14 @@ export async function advanceSequencesFromAll(
   sequences: readonly string[],
 ): Promise<void> {
   if (sequences.length === 0 || froms.length === 0) return;
-  const read = await Promise.all(
-    froms.map((from) =>
-      from.query<{ seq: string; v: string | null }>(
-        "select s as seq, pg_sequence_last_value(s::regclass)::text as v from unnest($1::text[]) s",
-        [sequences],
-      ),
-    ),
-  );
+  const read = await Promise.all(froms.map((from) => readSequences(from, sequences)));
   const floors = new Map<string, bigint>();
-  for (const { rows } of read)
-    for (const r of rows) {
-      const floor = BigInt(r.v ?? "0") + SEQUENCE_HEADROOM;
-      if (floor > (floors.get(r.seq) ?? 0n)) floors.set(r.seq, floor);
+  for (const values of read)
+    for (const [seq, v] of values) {
+      const floor = v + SEQUENCE_HEADROOM;
+      if (floor > (floors.get(seq) ?? 0n)) floors.set(seq, floor);
     }
-  await to.query(
-    `select setval(s.seq::regclass, greatest(coalesce(pg_sequence_last_value(s.seq::regclass), 0), s.floor), true)
-     from unnest($1::text[], $2::bigint[]) as s(seq, floor)`,
-    [[...floors.keys()], [...floors.values()].map(String)],
-  );
+  await raiseSequences(to, floors);
 }
 
 /**
@@ -109,6 +135,7 @@ export async function advanceSequencesPastRows(
   pool: pg.Pool,
   tables: readonly Pick<TableInfo, "qualified" | "kind">[],
 ): Promise<void> {
+  const floors = new Map<string, bigint>();
   for (const table of tables.filter((t) => t.kind === "sharded")) {
     const { rows } = await pool.query<{ attname: string; seq: string }>(
       `select a.attname, pg_get_serial_sequence($1, a.attname) as seq
@@ -118,11 +145,12 @@ export async function advanceSequencesPastRows(
       [table.qualified],
     );
     for (const { attname, seq } of rows) {
-      await pool.query(
-        `select setval($1::regclass, greatest(coalesce(pg_sequence_last_value($1::regclass), 0),
-           coalesce((select max(${pg.escapeIdentifier(attname)})::bigint from ${table.qualified}), 0) + $2::bigint), true)`,
-        [seq, SEQUENCE_HEADROOM.toString()],
+      const max = await pool.query<{ v: string }>(
+        `select coalesce(max(${pg.escapeIdentifier(attname)})::bigint, 0)::text as v from ${table.qualified}`,
       );
+      const floor = BigInt(max.rows[0]?.v ?? "0") + SEQUENCE_HEADROOM;
+      if (floor > (floors.get(seq) ?? 0n)) floors.set(seq, floor);
     }
   }
+  await raiseSequences(pool, floors);
 }
