@@ -234,14 +234,14 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
     const frozen = await settleAndFreeze(row, fences, options, spans);
     spans.mark("freeze");
     if (!frozen) return;
-    const lsns = await fenceShards(row, fences, options, down);
+    const lsns = await fenceShards(row, fences, options, down, spans);
     spans.mark("fence");
     await options.pause("fenced");
     await drainShards(row, fences, lsns, sequences, options, down);
     spans.mark("drain");
     const held = await judgeDownShards(row, fences, down, options);
     await options.pause("drained");
-    await flip(row, fences, options, held);
+    await flip(row, fences, options, held, spans);
     spans.mark("flip");
     await options.pause("flipped");
     await finish(row, fences, options, null);
@@ -406,12 +406,14 @@ async function settleAndFreeze(
   spans: RollbackSpans,
 ): Promise<boolean> {
   const deadline = Date.now() + settleWindowMs(row.budgetMs);
+  let routeMoved = false;
   for (;;) {
     const freezeStartedAt = new Date();
     const asked = performance.now();
     const outcome = await db()
       .$transaction(async (tx) => {
         spans.add("tx-start", performance.now() - asked);
+        const settleFrom = performance.now();
         await tx.$queryRaw`select 1 from plan where id = ${row.planId}::uuid for no key update`;
         const scope = await cutoversOfScope(tx, row.planId, row.scope);
         await tx.tenantCutover.updateMany({
@@ -427,7 +429,8 @@ async function settleAndFreeze(
           select: { tenantKey: true, status: true, direction: true },
         });
         if (inFlight.length > 0) return { wait: inFlight };
-        const reading = await tenantsInScope(tx, row.planId, row.scope);
+        spans.add("settle", performance.now() - settleFrom);
+        const reading = await spans.time("scope", () => tenantsInScope(tx, row.planId, row.scope));
         const outcomes: Record<string, TenantOutcome> = {};
         for (const t of reading.onLegacy)
           outcomes[t] = { from: fences.legacy.name, outcome: "already_on_legacy" };
@@ -454,6 +457,21 @@ async function settleAndFreeze(
                 outcomes,
                 freezeStartedAt,
                 freezeVersion: true,
+              },
+              {
+                // Decided on the scope read above, in this transaction (after a refusal, read again).
+                known: routeMoved
+                  ? undefined
+                  : {
+                      shards: fences.shards.map((s) => s.databaseId),
+                      routes: new Map(
+                        reading.onShards.map((t) => [
+                          t.tenantKey,
+                          { ownerId: t.ownerId, frozen: reading.frozen.has(t.tenantKey) },
+                        ]),
+                      ),
+                    },
+                time: (name, fn) => spans.time(name, fn),
               },
             ),
           );
@@ -489,7 +507,10 @@ async function settleAndFreeze(
         if (code === TRIP_MOVED_SQLSTATE) throw new TripStateConflict((error as Error).message);
         // A route moved between the read and the write (an operator's own map change): nothing
         // was written; read the set again, like a cutover still in flight.
-        if (code === ROUTE_MOVED_SQLSTATE) return { wait: [] };
+        if (code === ROUTE_MOVED_SQLSTATE) {
+          routeMoved = true;
+          return { wait: [] };
+        }
         throw error;
       });
     if ("frozen" in outcome && outcome.frozen) {
@@ -547,15 +568,16 @@ async function fenceShards(
   fences: PlanFences,
   options: DriveOptions,
   down: ReadonlyMap<string, string>,
+  spans?: RollbackSpans,
 ): Promise<Map<string, bigint>> {
   const version = Number(row.freezeVersion ?? 0);
   const results = await Promise.all(
     shardsOfSet(row, fences, down).map(async ({ shard, tenants }) => {
       try {
-        return {
-          shard,
-          lsn: await freezeSetOn(fences, shard, tenants, version, Math.max(50, remaining(row))),
-        };
+        const from = performance.now();
+        const lsn = await freezeSetOn(fences, shard, tenants, version, Math.max(50, remaining(row)));
+        spans?.add(`fence ${shard.name}`, performance.now() - from);
+        return { shard, lsn };
       } catch (error) {
         return { shard, error: (error as Error).message };
       }
@@ -570,7 +592,9 @@ async function fenceShards(
   const lsns = new Map(results.map((r) => [r.shard.name, r.lsn as bigint]));
   const freezeLsns = Object.fromEntries([...lsns].map(([name, lsn]) => [name, formatLsn(lsn)]));
   row.freezeLsns = freezeLsns;
+  const noted = performance.now();
   await noteTripStep(row, "fenced", { freezeLsns }, { note: JSON.stringify(freezeLsns) });
+  spans?.add("fence-note", performance.now() - noted);
   // Legacy learns of the freeze too (it refuses these tenants already: a shard owns them).
   void syncPlanFences(fences, { only: [fences.legacy], lockTimeoutMs: 2_000 }).catch(() => {});
   options.log(
@@ -778,6 +802,7 @@ async function flip(
   fences: PlanFences,
   options: DriveOptions,
   held: ReadonlyMap<string, string>,
+  spans?: RollbackSpans,
 ): Promise<void> {
   const names = new Map(fences.shards.map((s) => [s.databaseId, s.name]));
   const flippedAt = new Date();
@@ -815,6 +840,17 @@ async function flip(
             outcomes,
             flippedAt,
             flipVersion: true,
+          },
+          {
+            // The set as the freeze left it (frozen on its shards); a refusal reads the map again.
+            known:
+              attempt === 1
+                ? {
+                    shards: fences.shards.map((s) => s.databaseId),
+                    routes: new Map(moving.map((t) => [t.tenantKey, { ownerId: t.ownerId, frozen: true }])),
+                  }
+                : undefined,
+            time: spans ? (name, fn) => spans.time(name, fn) : undefined,
           },
         );
         if (record) {

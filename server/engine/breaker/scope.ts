@@ -17,6 +17,8 @@ export interface ScopeReading {
   onShards: ScopedTenant[];
   /** Tenants named in the scope that legacy already owns: nothing to move. */
   onLegacy: string[];
+  /** Of onShards, those frozen on the map now (the freeze decides on this read: trip-map-change.ts). */
+  frozen: Set<string>;
 }
 
 export async function tenantsInScope(
@@ -28,9 +30,12 @@ export async function tenantsInScope(
     const named = [...new Set(scope.tenants)];
     const routes = await store.tenantRoute.findMany({
       where: { planId, tenantKey: { in: named } },
-      select: { tenantKey: true, ownerDatabaseId: true },
+      select: { tenantKey: true, ownerDatabaseId: true, frozen: true },
     });
     const owner = new Map(routes.map((r) => [r.tenantKey, r.ownerDatabaseId]));
+    const frozen = new Set(
+      routes.filter((r) => r.frozen && r.ownerDatabaseId !== null).map((r) => r.tenantKey),
+    );
     const onShards: ScopedTenant[] = [];
     const onLegacy: string[] = [];
     for (const tenantKey of named) {
@@ -38,7 +43,7 @@ export async function tenantsInScope(
       if (ownerId === null) onLegacy.push(tenantKey);
       else onShards.push({ tenantKey, ownerId });
     }
-    return { onShards, onLegacy };
+    return { onShards, onLegacy, frozen };
   }
   // A cohort's members are read in the same transaction as the map (the freeze's), so a member
   // moved or redrawn meanwhile is judged as it is now; members legacy owns are simply not moved.
@@ -49,12 +54,13 @@ export async function tenantsInScope(
       ownerDatabaseId: scope.kind === "shard" ? scope.databaseId : { not: null },
       ...(members ? { tenantKey: { in: members } } : {}),
     },
-    select: { tenantKey: true, ownerDatabaseId: true },
+    select: { tenantKey: true, ownerDatabaseId: true, frozen: true },
     orderBy: { tenantKey: "asc" },
   });
   return {
     onShards: routes.map((r) => ({ tenantKey: r.tenantKey, ownerId: r.ownerDatabaseId as string })),
     onLegacy: [],
+    frozen: new Set(routes.filter((r) => r.frozen).map((r) => r.tenantKey)),
   };
 }
 

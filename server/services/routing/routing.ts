@@ -33,24 +33,31 @@ function routingAuditInput(
     action: "routing.change",
     target: { type: "plan", id: record.planId },
     planId: record.planId,
-    before: {
-      version: record.previousVersion,
-      routes: record.diffs.map((d) => ({
-        tenant: d.tenantKey,
-        owner: d.from.ownerId ?? "legacy",
-        frozen: d.from.frozen,
-      })),
-    },
-    after: {
-      version: record.version,
-      routes: record.diffs.map((d) => ({
-        tenant: d.tenantKey,
-        owner: d.to.ownerId ?? "legacy",
-        frozen: d.to.frozen,
-      })),
-    },
+    before: { version: record.previousVersion, routes: groupedRoutes(record.diffs, "from") },
+    after: { version: record.version, routes: groupedRoutes(record.diffs, "to") },
     reason: record.reason,
   };
+}
+
+/**
+ * The routes of a change, one entry per (owner, frozen) with its tenants: a breaker rollback of 2,000
+ * tenants names each tenant once on each side, not once per route object (the event is drafted,
+ * sent, parsed and hashed while the set's writes wait on the freeze).
+ */
+function groupedRoutes(
+  diffs: RoutingChangeRecord["diffs"],
+  side: "from" | "to",
+): { owner: string; frozen: boolean; tenants: string[] }[] {
+  const groups = new Map<string, { owner: string; frozen: boolean; tenants: string[] }>();
+  for (const d of diffs) {
+    const owner = d[side].ownerId ?? "legacy";
+    const frozen = d[side].frozen;
+    const key = `${owner}:${frozen}`;
+    const group = groups.get(key) ?? { owner, frozen, tenants: [] };
+    group.tenants.push(d.tenantKey);
+    groups.set(key, group);
+  }
+  return [...groups.values()];
 }
 
 /** The audit writer for routing changes made by `actor` (also what the engine process injects, with a system actor). */
