@@ -5,7 +5,13 @@
 import { db } from "../store/db";
 import { collectStrayWrites, loadPlanFences, syncPlanFences } from "./plan-fences";
 
-const FENCE_WATCH_LOCK = 7_363_700;
+/**
+ * The per-plan lock a watch round takes (try-lock, transaction-level). A breaker rollback holds it
+ * on its own session from before its freeze to its end (run-rollback.ts): it fences the set itself,
+ * and a round syncing the same 2,000 routes at the same time made its fence change queue behind the
+ * round's tenant locks, doubling the fence step.
+ */
+export const FENCE_WATCH_LOCK = 7_363_700;
 
 export interface FenceWatch {
   stop(): Promise<void>;
