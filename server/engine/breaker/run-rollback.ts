@@ -43,7 +43,7 @@ import { advanceSequencesFromAll, advanceSequencesPastRows, shardedSequences } f
 import { lastKnownPosition, SHARD_PROBE_TIMEOUT_MS } from "../gates/shard-probe";
 import { type RoutingAuditDraft, VERSION_TOKEN } from "../routing/atomic-change";
 import { type FenceRoute, fenceRouteOf, readFenceState, syncFence } from "../routing/fence";
-import { FENCE_WATCH_LOCK } from "../routing/fence-watch";
+import { holdFenceSync, releaseFenceSync } from "../routing/fence-watch";
 import { type FencedDatabase, loadPlanFences, type PlanFences, syncPlanFences } from "../routing/plan-fences";
 import { type RoutingAuditWriter, writeRoutingChange } from "../routing/routing-map";
 import { withClient } from "../sql/connect";
@@ -228,7 +228,9 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
   const spans = new RollbackSpans();
   try {
     const fences = await loadPlanFences(row.planId);
-    await holdFenceWatch(options, row.planId);
+    // The fence watch leaves the plan's fences to this run until it ends (fence-watch.ts says why).
+    if (!(await holdFenceSync(options.control, row.planId)))
+      options.log("a fence-watch round held the plan's fences past the wait; fencing alongside it");
     spans.mark("load");
     const { sequences, down } = await prepare(row, fences, options, spans);
     spans.mark("prepare");
@@ -264,35 +266,8 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
         : `The rollback failed before the flip: ${(error as Error).message}`;
     await undo(row, options, "gave-up", message);
   } finally {
-    await options.control
-      .query("select pg_advisory_unlock($1, hashtext($2))", [FENCE_WATCH_LOCK, row.planId])
-      .catch(() => {});
+    await releaseFenceSync(options.control, row.planId);
     options.log(`${row.tenants.length} tenants, ${spans}`);
-  }
-}
-
-/** How long the run waits for a fence-watch round in progress to end before it goes on without the lock. */
-const FENCE_WATCH_WAIT_MS = 2_000;
-
-/**
- * Keeps the fence watch off the plan for the rest of the run (FENCE_WATCH_LOCK says why): the run
- * fences the set, and finish() or undo() brings every fence up to the map. A round in progress is
- * waited for (its transaction ends the lock); past FENCE_WATCH_WAIT_MS the run goes on without it —
- * slower, never wrong: both sides take the tenants' fence locks in one order.
- */
-async function holdFenceWatch(options: DriveOptions, planId: string): Promise<void> {
-  const deadline = Date.now() + FENCE_WATCH_WAIT_MS;
-  for (;;) {
-    const { rows } = await options.control.query<{ ok: boolean }>(
-      "select pg_try_advisory_lock($1, hashtext($2)) as ok",
-      [FENCE_WATCH_LOCK, planId],
-    );
-    if (rows[0]?.ok) return;
-    if (Date.now() >= deadline) {
-      options.log("a fence-watch round held the plan's fences; fencing alongside it");
-      return;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 

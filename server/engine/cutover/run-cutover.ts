@@ -25,6 +25,7 @@ import {
   writeRoutingChangeAtomic,
 } from "../routing/atomic-change";
 import { type FenceState, readFenceState, syncFence } from "../routing/fence";
+import { holdFenceSync } from "../routing/fence-watch";
 import {
   type FencedDatabase,
   installPlanFences,
@@ -115,9 +116,15 @@ export function startCutoverRun(cutoverId: string, options: CutoverRunOptions): 
         [CUTOVER_LOCK_CLASS, cutoverId],
       );
       if (!rows[0]?.ok) return; // a live worker drives it
-      tenant =
-        (await db().tenantCutover.findUnique({ where: { id: cutoverId }, select: { tenantKey: true } }))
-          ?.tenantKey ?? null;
+      const attempt = await db().tenantCutover.findUnique({
+        where: { id: cutoverId },
+        select: { tenantKey: true, planId: true },
+      });
+      tenant = attempt?.tenantKey ?? null;
+      // The fence watch leaves the plan's fences to the movers in flight (fence-watch.ts says why);
+      // held until this session ends, with the run.
+      if (attempt && !(await holdFenceSync(lock, attempt.planId)))
+        log("a fence-watch round held the plan's fences past the wait; fencing alongside it");
       await driveCutover(cutoverId, {
         ...options,
         control: lock,
