@@ -642,6 +642,8 @@ async function freezeSetOn(
       routes: (read?.routes ?? []).map((r) => fenceRouteOf({ ...r, version: Number(r.version) }, names)),
       version: Number(read?.version ?? 0),
       lockTimeoutMs,
+      // Only the set's tenants here are waited out (syncFence says why).
+      lockOnly: tenants,
     });
     return result.lsn;
   }

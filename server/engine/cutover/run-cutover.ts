@@ -567,7 +567,12 @@ async function freezeOn(
   lockTimeoutMs: number,
   onLocked: () => void,
 ): Promise<bigint> {
-  const [outcome] = await syncPlanFences(ctx.fences, { only: [ctx.from], lockTimeoutMs, onLocked });
+  const [outcome] = await syncPlanFences(ctx.fences, {
+    only: [ctx.from],
+    lockTimeoutMs,
+    onLocked,
+    lockOnly: [ctx.row.tenantKey],
+  });
   if (outcome?.error)
     throw new Abort(`Could not freeze tenant ${ctx.row.tenantKey} on ${ctx.from.name}: ${outcome.error}`);
   if (outcome?.lsn !== undefined && outcome.to >= version) return outcome.lsn;

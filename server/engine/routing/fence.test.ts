@@ -336,6 +336,54 @@ describe("a router whose map is behind the fence", () => {
     ]);
   });
 
+  it("waits out only a mover's own tenant's writes, not those of the other routes it carries", async () => {
+    // A cutover's fence change carries every route changed since the fence's version, the other
+    // cutovers' frozen tenants among them: it waited for their writes in flight too (the freeze's
+    // tail with eight at once). With lockOnly it waits for its own; the rows are all written.
+    const state = await readFenceState(legacy.pool);
+    if (!state) throw new Error("no fence on legacy");
+    const routes = ["21", "22"].map((tenantKey) => ({
+      tenantKey,
+      ownerKey: "legacy",
+      ownerName: "fence-legacy",
+      frozen: true,
+      version: state.mapVersion,
+    }));
+    const writer = await legacy.pool.connect();
+    try {
+      await writer.query("begin");
+      await writer.query(INSERT_EVENT, [21]);
+      // Every route waited out: tenant 21's open writer holds the change past its lock timeout.
+      await expect(
+        syncFence(legacy.pool, {
+          planId,
+          databaseName: "fence-legacy",
+          routes,
+          version: state.mapVersion,
+          lockTimeoutMs: 300,
+        }),
+      ).rejects.toThrow(/could not be changed within 300 ms/);
+      // The mover of tenant 22: not held by tenant 21's writer.
+      const { lsn } = await syncFence(legacy.pool, {
+        planId,
+        databaseName: "fence-legacy",
+        routes,
+        version: state.mapVersion,
+        lockTimeoutMs: 300,
+        lockOnly: ["22"],
+      });
+      expect(lsn > 0n).toBe(true);
+      await writer.query("commit");
+    } finally {
+      writer.release();
+    }
+    // The write in flight committed; tenant 21's next one is refused (its row was written).
+    expect((await refusal(legacy.pool, INSERT_EVENT, [21]))?.code).toBe("SS001");
+    await legacy.pool.query("delete from shardshift.tenant_fence where tenant_key = any($1::text[])", [
+      ["21", "22"],
+    ]);
+  });
+
   it("changes one route at the version the fence holds without waiting for its fence_state row", async () => {
     // Every change that raises a fence's version updates its one fence_state row; a one-route change
     // that does not (the cutover's freeze when the watch got there first, the new owner's opening)

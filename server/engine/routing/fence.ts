@@ -213,9 +213,20 @@ export async function syncFence(
     lockTimeoutMs?: number;
     /** Called once the changing tenants' locks are held (the cutover starts its freeze clock there). */
     onLocked?: () => void;
+    /**
+     * A mover's own tenants: only these are waited out (their exclusive locks taken); the other
+     * routes are written without waiting. Without it, every route that restricts writes here is.
+     * Why: a cutover's fence change carries every route changed since the fence's version — the
+     * other cutovers' frozen tenants too — and waited for those tenants' writes in flight as well
+     * as its own. Their own movers wait for them, for their own freeze positions; writes that
+     * began before a route's row is written were allowed, and those after it are refused.
+     */
+    lockOnly?: readonly string[];
   },
 ): Promise<FenceSyncResult> {
   const routes = input.routes;
+  const waited = input.lockOnly ? new Set(input.lockOnly) : null;
+  const locking = waited ? routes.filter((r) => waited.has(r.tenantKey)) : routes;
   // One or two round trips, not seven: the statements go as simple-query scripts with their values
   // as literals. Every fence change on a database that raises its version updates its one
   // fence_state row, so each change queued behind the one holding that row for as long as its
@@ -227,12 +238,12 @@ export async function syncFence(
   const lock = [
     "begin",
     `set local lock_timeout = ${Math.round(input.lockTimeoutMs ?? 5000)}`,
-    ...(routes.length > 0
+    ...(locking.length > 0
       ? [
           withLiterals(lockTenantsForFenceChangeSql(), [
-            keys,
-            routes.map((r) => r.ownerKey),
-            routes.map((r) => r.frozen),
+            locking.map((r) => r.tenantKey),
+            locking.map((r) => r.ownerKey),
+            locking.map((r) => r.frozen),
           ]),
         ]
       : []),

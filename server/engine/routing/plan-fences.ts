@@ -158,7 +158,13 @@ export interface FenceSyncOutcome {
  */
 export async function syncPlanFences(
   fences: PlanFences,
-  options: { lockTimeoutMs?: number; only?: readonly FencedDatabase[]; onLocked?: () => void } = {},
+  options: {
+    lockTimeoutMs?: number;
+    only?: readonly FencedDatabase[];
+    onLocked?: () => void;
+    /** A mover's own tenants, the only ones waited out (syncFence's lockOnly). */
+    lockOnly?: readonly string[];
+  } = {},
 ): Promise<FenceSyncOutcome[]> {
   const targets = options.only ?? fences.all;
   return Promise.all(
@@ -179,6 +185,7 @@ export async function syncPlanFences(
           version,
           lockTimeoutMs: options.lockTimeoutMs,
           onLocked: options.onLocked,
+          lockOnly: options.lockOnly,
         });
         return { database: target.name, from, to: version, lsn };
       } catch (error) {
