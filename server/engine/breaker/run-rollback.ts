@@ -44,14 +44,21 @@ import { lastKnownPosition, SHARD_PROBE_TIMEOUT_MS } from "../gates/shard-probe"
 import { type RoutingAuditDraft, VERSION_TOKEN } from "../routing/atomic-change";
 import { type FenceRoute, fenceRouteOf, readFenceState, syncFence } from "../routing/fence";
 import { type FencedDatabase, loadPlanFences, type PlanFences, syncPlanFences } from "../routing/plan-fences";
-import { type RoutingAuditWriter, writeRoutingChange } from "../routing/routing-map";
+import { type RoutingAuditWriter, type TenantRouteState, writeRoutingChange } from "../routing/routing-map";
 import { withClient } from "../sql/connect";
 import { breakerRecoveryFor, MAX_BREAKER_ATTEMPTS } from "../state/breaker";
 import { db } from "../store/db";
 import { databaseUrl, recordEngineEvent } from "../store/movement-context";
 import { RollbackSpans } from "./rollback-spans";
 import { cutoversOfScope, tenantsInScope } from "./scope";
-import { ROUTE_MOVED_SQLSTATE, TRIP_MOVED_SQLSTATE, writeTripMapChange } from "./trip-map-change";
+import {
+  type Expected,
+  ROUTE_MOVED_SQLSTATE,
+  RouteNotAsExpected,
+  routesNotAsExpected,
+  TRIP_MOVED_SQLSTATE,
+  writeTripMapChange,
+} from "./trip-map-change";
 import {
   advanceTrip,
   noteTripStep,
@@ -184,6 +191,22 @@ class GiveUp extends Error {}
 
 const SYSTEM = { id: null, email: "system" };
 const TX = { timeout: 30_000, maxWait: 10_000 };
+
+/**
+ * The routes of `tenants` with the map row locked (the lock writeRoutingChange takes next, in the
+ * same transaction: nothing moves them between this read and its write).
+ */
+async function lockedRoutes(
+  tx: Prisma.TransactionClient,
+  planId: string,
+  tenants: readonly string[],
+): Promise<Map<string, TenantRouteState>> {
+  await tx.$queryRaw`select version from routing_map where plan_id = ${planId}::uuid for no key update`;
+  const rows = await tx.$queryRaw<{ tenant_key: string; owner: string | null; frozen: boolean }[]>`
+    select tenant_key, owner_database_id::text as owner, frozen from tenant_route
+    where plan_id = ${planId}::uuid and tenant_key in (select jsonb_array_elements_text(${JSON.stringify(tenants)}::jsonb))`;
+  return new Map(rows.map((r) => [r.tenant_key, { ownerId: r.owner, frozen: r.frozen }]));
+}
 
 async function driveTrip(tripId: string, options: DriveOptions): Promise<void> {
   const row = await readTrip(tripId);
@@ -434,6 +457,11 @@ async function settleAndFreeze(
         if (reading.onShards.length === 0) return { empty: outcomes };
         const reason = `breaker rollback of ${reading.onShards.length} tenants: freeze (${row.reason})`;
         const changes = reading.onShards.map((t) => ({ tenantKey: t.tenantKey, frozen: true }));
+        // Frozen where the set was read to be (the fences and drains go there): a tenant moved by
+        // someone else since the read is read again (RouteNotAsExpected, like SS101).
+        const owners = new Map<string, Expected>(
+          reading.onShards.map((t) => [t.tenantKey, { ownerId: t.ownerId }]),
+        );
         let freezeVersion: bigint | null = null;
         if (options.auditDraft) {
           // The map change and the trip's step in ONE statement (trip-map-change.ts).
@@ -455,6 +483,7 @@ async function settleAndFreeze(
                 freezeStartedAt,
                 freezeVersion: true,
               },
+              owners,
             ),
           );
           if (record) {
@@ -464,6 +493,11 @@ async function settleAndFreeze(
           }
         }
         if (freezeVersion === null) {
+          if (!options.auditDraft) {
+            const routes = await lockedRoutes(tx, row.planId, [...owners.keys()]);
+            const moved = routesNotAsExpected(routes, owners);
+            if (moved.length > 0) throw new RouteNotAsExpected(moved);
+          }
           const record = options.auditDraft
             ? null
             : await spans.time("map", () =>
@@ -489,7 +523,7 @@ async function settleAndFreeze(
         if (code === TRIP_MOVED_SQLSTATE) throw new TripStateConflict((error as Error).message);
         // A route moved between the read and the write (an operator's own map change): nothing
         // was written; read the set again, like a cutover still in flight.
-        if (code === ROUTE_MOVED_SQLSTATE) return { wait: [] };
+        if (code === ROUTE_MOVED_SQLSTATE || error instanceof RouteNotAsExpected) return { wait: [] };
         throw error;
       });
     if ("frozen" in outcome && outcome.frozen) {
@@ -796,6 +830,16 @@ async function flip(
     return;
   }
   const changes = moving.map((t) => ({ tenantKey: t.tenantKey, ownerId: null, frozen: true }));
+  // Only what was fenced and drained flips: each tenant still frozen on the shard it was read on.
+  // A route changed since (an operator unfroze or moved it) is no longer covered by the drain —
+  // its owner may have taken writes past the fence position — so the whole set gives up.
+  const fenced = new Map<string, Expected>(
+    moving.map((t) => [t.tenantKey, { ownerId: t.ownerId, frozen: true }]),
+  );
+  const movedAway = (error: RouteNotAsExpected) =>
+    new GiveUp(
+      `A route of the set changed after the freeze (${error.message}): the drain did not cover it, so nothing was flipped; the fences were lifted and the tenants stay on their shards. Trip again once the map is as intended.`,
+    );
   const reason = `breaker rollback of ${moving.length} tenants: flip to legacy (${row.reason})`;
   const heldNote = held.size ? `; ${held.size} tenants held` : "";
   if (options.auditDraft) {
@@ -816,6 +860,7 @@ async function flip(
             flippedAt,
             flipVersion: true,
           },
+          fenced,
         );
         if (record) {
           step.note = step.note?.replace(VERSION_TOKEN, String(record.version));
@@ -826,6 +871,7 @@ async function flip(
         }
         break;
       } catch (error) {
+        if (error instanceof RouteNotAsExpected) throw movedAway(error);
         const code = sqlStateOf(error);
         if (code === TRIP_MOVED_SQLSTATE) throw new TripStateConflict((error as Error).message);
         if (code !== ROUTE_MOVED_SQLSTATE || attempt >= 5) throw error;
@@ -835,6 +881,15 @@ async function flip(
   if (row.flipVersion === null) {
     // Without a drafter (or nothing left to change on the map): the interactive transaction.
     await db().$transaction(async (tx) => {
+      const moved = routesNotAsExpected(
+        await lockedRoutes(
+          tx,
+          row.planId,
+          moving.map((t) => t.tenantKey),
+        ),
+        fenced,
+      );
+      if (moved.length > 0) throw movedAway(new RouteNotAsExpected(moved));
       const record = options.auditDraft
         ? null
         : await writeRoutingChange(tx, { planId: row.planId, changes, actor: SYSTEM, reason }, options.audit);
@@ -915,18 +970,30 @@ async function undo(
   if (row.tenants.length > 0) {
     const fences = await loadPlanFences(row.planId);
     const names = new Map(fences.shards.map((s) => [s.databaseId, s.name]));
-    await db().$transaction(async (tx) => {
+    const elsewhere = await db().$transaction(async (tx) => {
+      // Unfrozen where they are, never moved: before the flip the trip changed no owner, so a
+      // tenant owned by another database now was moved by someone else (an operator's change) and
+      // is left as they left it — moving it back would hand it over without a drain.
+      const routes = await lockedRoutes(
+        tx,
+        row.planId,
+        row.tenants.map((t) => t.tenantKey),
+      );
+      const mine = row.tenants.filter((t) => (routes.get(t.tenantKey)?.ownerId ?? null) === t.ownerId);
       await writeRoutingChange(
         tx,
         {
           planId: row.planId,
-          changes: row.tenants.map((t) => ({ tenantKey: t.tenantKey, ownerId: t.ownerId, frozen: false })),
+          changes: mine.map((t) => ({ tenantKey: t.tenantKey, frozen: false })),
           actor: SYSTEM,
           reason: `breaker rollback of ${row.tenants.length} tenants undone before the flip: unfreeze on their shards`,
         },
         options.audit,
       );
+      return row.tenants.filter((t) => !mine.includes(t)).map((t) => t.tenantKey);
     }, TX);
+    if (elsewhere.length > 0)
+      options.log(`undo: ${elsewhere.join(", ")} moved by someone else since the freeze, left as they are`);
     await syncEveryFence(fences, options);
     for (const t of row.tenants)
       outcomes[t.tenantKey] = {

@@ -1,0 +1,139 @@
+// Adversarial (break pass): a route of the set changes between the drain and the flip — an
+// operator unfreezes a tenant on its shard (routing.change), the map row's version moves on — and
+// the rollback must not flip it. The drain carried that shard's writes only up to the fence
+// position; once the tenant is unfrozen on its shard the shard takes writes again, and a flip
+// would hand the tenant to legacy without them (they reach legacy, if ever, after legacy is open
+// for its writes: acknowledged writes lost or reordered). Before the fix the flip re-read the
+// routes and wrote "owner legacy" from whatever it found (its SS101 retry did the same).
+//
+// The operator's change is made by a trigger on the control plane at the instant the trip records
+// its "drained" step (deterministic: the flip reads the routes right after). The whole set must
+// stay on its shards, the trip failed with the reason, nothing flipped.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { db } from "../../db";
+import { loadDemoDataset } from "../../demo/dataset";
+import { systemActor } from "../../services/actor";
+import { tripBreaker } from "../../services/breaker/breaker";
+import { startDataMovement } from "../../services/movement/movement";
+import { requestCutover } from "../../services/routing/cutover";
+import { closeRoutingMapNotifier } from "../../services/routing/map-notifier";
+import { useControlPlane } from "../../testing/control-plane";
+import { waitForCutoverEnd } from "../../testing/cutover-fixture";
+import { createTestDatabase, type TestDatabase } from "../../testing/databases";
+import { waitForBackfill } from "../../testing/movement-fixture";
+import { planAtTwoWayCdc } from "../../testing/plan-fixture";
+import { waitFor } from "../../testing/worker-process";
+import { startWorker, type Worker } from "../../worker";
+
+const CUT = ["1", "2", "3"];
+const MOVED = "1";
+
+let control: Awaited<ReturnType<typeof useControlPlane>>;
+let legacy: TestDatabase;
+let shards: TestDatabase[];
+let worker: Worker | null = null;
+const actor = { ...systemActor("breaker-route-moved", "operator@test"), role: "operator" as const };
+
+beforeAll(async () => {
+  control = await useControlPlane("brm_control");
+  legacy = await createTestDatabase("brm_legacy");
+  shards = [await createTestDatabase("brm_shard0"), await createTestDatabase("brm_shard1")];
+  await loadDemoDataset(legacy.pool, { tenants: 6, rows: 600, seed: 7 });
+}, 120_000);
+
+afterAll(async () => {
+  await worker?.stop();
+  await closeRoutingMapNotifier();
+  await control?.drop();
+  await legacy?.drop();
+  for (const s of shards ?? []) await s.drop();
+});
+
+describe("a route of the set moved between the drain and the flip", () => {
+  it("is not flipped: the whole set stays on its shards and the trip fails, naming it", {
+    timeout: 240_000,
+  }, async () => {
+    const plan = await planAtTwoWayCdc(
+      actor,
+      "route moved",
+      legacy.url,
+      shards.map((s) => s.url),
+    );
+    await db().plan.update({
+      where: { id: plan.id },
+      data: { settings: { ...(plan.settings as object), freezeBudgetMs: 10_000 } },
+    });
+    await startDataMovement(actor, { planId: plan.id, reason: "go", resetShards: true });
+    const log: string[] = [];
+    worker = await startWorker(control.url, { autoTrip: false, log: (m) => log.push(m) });
+    await waitForBackfill(plan.id, 120_000);
+    await waitFor("forward replication to report its lag", () =>
+      db().metricSample.findFirst({ where: { planId: plan.id, name: "cdc.lag_ms" } }),
+    );
+    for (const tenant of CUT) {
+      for (let attempt = 1; ; attempt++) {
+        const { cutoverId } = await requestCutover(actor, {
+          planId: plan.id,
+          tenantKey: tenant,
+          reason: "setup",
+          budgetMs: 10_000,
+        });
+        const end = await waitForCutoverEnd(cutoverId, 60_000);
+        if (end.status === "done") break;
+        if (attempt >= 3) throw new Error(`tenant ${tenant} did not cut over: ${end.error}`);
+      }
+    }
+    const before = new Map(
+      (await db().tenantRoute.findMany({ where: { planId: plan.id, tenantKey: { in: CUT } } })).map((r) => [
+        r.tenantKey,
+        r.ownerDatabaseId,
+      ]),
+    );
+    for (const t of CUT) expect(before.get(t)).not.toBeNull();
+
+    // The operator: at the trip's "drained" step, tenant MOVED is unfrozen on its shard (a new map
+    // version, as routing.change writes it).
+    await db().$executeRawUnsafe(`
+      create function brm_operator() returns trigger language plpgsql as $$
+      declare v bigint;
+      begin
+        if new.steps @> '[{"status":"drained"}]' and not old.steps @> '[{"status":"drained"}]' then
+          update routing_map set version = version + 1 where plan_id = new.plan_id returning version into v;
+          update tenant_route set frozen = false, frozen_at = null, version = v
+           where plan_id = new.plan_id and tenant_key = '${MOVED}';
+        end if;
+        return new;
+      end $$`);
+    await db().$executeRawUnsafe(
+      "create trigger brm_operator after update on breaker_trip for each row execute function brm_operator()",
+    );
+
+    const { tripId } = await tripBreaker(actor, {
+      planId: plan.id,
+      scope: { kind: "tenants", tenants: CUT },
+      reason: "route moved test",
+    });
+    const ended = await waitFor(
+      "the rollback to end",
+      async () => {
+        const r = await db().breakerTrip.findUniqueOrThrow({ where: { id: tripId } });
+        return r.status === "rolled_back" || r.status === "failed" ? r : null;
+      },
+      120_000,
+    );
+    const steps = (ended.steps as { status: string }[]).map((s) => s.status);
+    expect(steps).toContain("drained"); // the operator's change did happen after the drain
+    const after = await db().tenantRoute.findMany({ where: { planId: plan.id, tenantKey: { in: CUT } } });
+    const owners = new Map(after.map((r) => [r.tenantKey, r]));
+    // Never flipped: the tenant unfrozen on its shard after the drain is still its shard's.
+    expect(owners.get(MOVED)?.ownerDatabaseId).toBe(before.get(MOVED));
+    // Either the whole set flipped or none of it: none, all unfrozen on their shards.
+    for (const t of CUT) {
+      expect(owners.get(t)?.ownerDatabaseId).toBe(before.get(t));
+      expect(owners.get(t)?.frozen).toBe(false);
+    }
+    expect(ended.status).toBe("failed");
+    expect(ended.flipVersion).toBeNull();
+    expect(ended.error).toContain(`tenant ${MOVED}`);
+  });
+});
