@@ -122,7 +122,17 @@ export function startRollbackRun(tripId: string, options: RollbackRunOptions): R
         connectionString: options.controlPlaneUrl,
         application_name: "shardshift-breaker-lock",
       });
-    lock.on("error", () => {});
+    // The trip's lock lives as long as this session: once it is gone (the server ended it, the
+    // network dropped it), another worker may take the trip over, so this run must not take one
+    // more step — above all not undo or give up what the other is driving. It stops, and the
+    // trip is left for recovery.
+    let lost: string | null = null;
+    lock.on("error", (error) => {
+      lost ??= error.message;
+    });
+    lock.on("end", () => {
+      lost ??= "the connection ended";
+    });
     if (!given) await lock.connect();
     try {
       const { rows } = await lock.query<{ ok: boolean }>(
@@ -135,12 +145,14 @@ export function startRollbackRun(tripId: string, options: RollbackRunOptions): R
         control: lock,
         log,
         pause: async (step) => {
+          if (lost !== null) throw new TripStateConflict(`the trip's lock was lost (${lost}) before ${step}`);
           if (options.pauseAt !== step) return;
           log(`paused at ${step} (SHARDSHIFT_BREAKER_PAUSE_AT)`);
           await stopped;
           throw new Error("stopped while paused (test hook)");
         },
         stopping: () => stopping,
+        lockLost: () => lost,
       });
     } finally {
       await lock.end().catch(() => {});
@@ -168,6 +180,8 @@ interface DriveOptions extends RollbackRunOptions {
   control: pg.Client;
   pause(step: string): Promise<void>;
   stopping(): boolean;
+  /** Why the session holding the trip's lock is gone, or null while it holds it. */
+  lockLost(): string | null;
 }
 
 /**
@@ -270,9 +284,10 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
     await finish(row, fences, options, null);
     spans.mark("finish");
   } catch (error) {
-    if (error instanceof TripStateConflict || options.stopping()) {
+    const lost = options.lockLost();
+    if (error instanceof TripStateConflict || options.stopping() || lost !== null) {
       options.log(
-        `${(error as Error).name} while rolling back${options.stopping() ? " (stopping)" : ""}: left for recovery`,
+        `${(error as Error).name} while rolling back${options.stopping() ? " (stopping)" : ""}${lost === null ? "" : ` (the trip's lock was lost: ${lost})`}: left for recovery`,
       );
       throw error;
     }
@@ -435,7 +450,17 @@ async function settleAndFreeze(
     const outcome = await db()
       .$transaction(async (tx) => {
         spans.add("tx-start", performance.now() - asked);
-        await tx.$queryRaw`select 1 from plan where id = ${row.planId}::uuid for no key update`;
+        // The plan's row lock, and the trip's lock still held by this run's session: a run whose
+        // session is gone (another worker may drive the trip now) freezes nothing.
+        const [locked] = await tx.$queryRaw<{ held: boolean }[]>`
+          select exists (select 1 from pg_locks l
+                         where l.pid = ${(options.control as unknown as { processID: number | null }).processID ?? 0}::int and l.locktype = 'advisory'
+                           and l.classid = ${BREAKER_LOCK_CLASS}::oid
+                           and l.objid = (hashtext(${row.id}::text)::bigint & 4294967295)::oid
+                           and l.objsubid = 2 and l.granted) as held
+          from plan where id = ${row.planId}::uuid for no key update`;
+        if (!locked?.held)
+          throw new TripStateConflict(`the trip's lock is no longer held by this run's session`);
         const scope = await cutoversOfScope(tx, row.planId, row.scope);
         await tx.tenantCutover.updateMany({
           where: { AND: [scope, { status: "requested" }] },

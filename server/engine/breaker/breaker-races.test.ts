@@ -1,4 +1,6 @@
-// Adversarial (break pass): a route of the set changes between the drain and the flip — an
+// Adversarial checks of the rollback (break pass), on one plan with tenants cut over to two shards.
+//
+// 1. A route of the set changes between the drain and the flip — an
 // operator unfreezes a tenant on its shard (routing.change), the map row's version moves on — and
 // the rollback must not flip it. The drain carried that shard's writes only up to the fence
 // position; once the tenant is unfrozen on its shard the shard takes writes again, and a flip
@@ -9,11 +11,20 @@
 // The operator's change is made by a trigger on the control plane at the instant the trip records
 // its "drained" step (deterministic: the flip reads the routes right after). The whole set must
 // stay on its shards, the trip failed with the reason, nothing flipped.
+//
+// 2. The session holding the trip's lock dies (the server ended it: idle_session_timeout, a proxy,
+// pg_terminate_backend) while its worker lives and drives the trip. Another worker may take the
+// trip over from then on, so the run must take no further step: before the fix it went on, its
+// flip failed on the dead session and it undid and GAVE UP the trip (failed, every tenant left on
+// its shard) — and with a second worker driving the trip meanwhile, its undo unfroze the tenants
+// that worker was draining. Now it stops, the trip is taken over (undone before the flip, driven
+// again) and rolls back. Also: re-arm after a failed trip, then trip the same set again.
+import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { db } from "../../db";
 import { loadDemoDataset } from "../../demo/dataset";
 import { systemActor } from "../../services/actor";
-import { tripBreaker } from "../../services/breaker/breaker";
+import { rearmBreaker, tripBreaker } from "../../services/breaker/breaker";
 import { startDataMovement } from "../../services/movement/movement";
 import { requestCutover } from "../../services/routing/cutover";
 import { closeRoutingMapNotifier } from "../../services/routing/map-notifier";
@@ -32,6 +43,10 @@ let control: Awaited<ReturnType<typeof useControlPlane>>;
 let legacy: TestDatabase;
 let shards: TestDatabase[];
 let worker: Worker | null = null;
+let planId = "";
+const workerLog: string[] = [];
+/** Called with each line the worker logs (synchronously: the worker waits meanwhile). */
+let onWorkerLine: (line: string) => void = () => {};
 const actor = { ...systemActor("breaker-route-moved", "operator@test"), role: "operator" as const };
 
 beforeAll(async () => {
@@ -64,8 +79,14 @@ describe("a route of the set moved between the drain and the flip", () => {
       data: { settings: { ...(plan.settings as object), freezeBudgetMs: 10_000 } },
     });
     await startDataMovement(actor, { planId: plan.id, reason: "go", resetShards: true });
-    const log: string[] = [];
-    worker = await startWorker(control.url, { autoTrip: false, log: (m) => log.push(m) });
+    planId = plan.id;
+    worker = await startWorker(control.url, {
+      autoTrip: false,
+      log: (m) => {
+        workerLog.push(m);
+        onWorkerLine(m);
+      },
+    });
     await waitForBackfill(plan.id, 120_000);
     await waitFor("forward replication to report its lag", () =>
       db().metricSample.findFirst({ where: { planId: plan.id, name: "cdc.lag_ms" } }),
@@ -135,5 +156,64 @@ describe("a route of the set moved between the drain and the flip", () => {
     expect(ended.status).toBe("failed");
     expect(ended.flipVersion).toBeNull();
     expect(ended.error).toContain(`tenant ${MOVED}`);
+  });
+
+  it("a run whose lock session died stops; the trip is taken over and rolls back", {
+    timeout: 180_000,
+  }, async () => {
+    expect(planId).not.toBe("");
+    await db().$executeRawUnsafe("drop trigger brm_operator on breaker_trip");
+    const admin = { ...actor, email: "admin@test", role: "admin" as const };
+    await rearmBreaker(admin, { planId, reason: "operator's change understood" });
+    const before = await db().tenantRoute.findMany({ where: { planId, tenantKey: { in: CUT } } });
+    for (const r of before) expect(r.ownerDatabaseId).not.toBeNull();
+
+    // At the freeze (logged once the set is frozen on the map), the server ends the session that
+    // holds the trip's lock; the worker process itself lives on.
+    let killed = 0;
+    onWorkerLine = (line) => {
+      if (killed > 0 || !/\] froze \d+ tenants/.test(line)) return;
+      killed = Number(
+        execFileSync(
+          process.execPath,
+          [
+            "-e",
+            `const pg = require("pg");
+             const c = new pg.Client({ connectionString: process.env.BRM_URL });
+             c.connect()
+               .then(() => c.query("select pg_terminate_backend(pid) as ok, pid from pg_locks where locktype = 'advisory' and classid = 7363900 and objsubid = 2 and granted"))
+               .then((r) => { process.stdout.write(String(r.rows.length)); return c.end(); });`,
+          ],
+          { env: { ...process.env, BRM_URL: control.url }, encoding: "utf8" },
+        ),
+      );
+    };
+    const { tripId } = await tripBreaker(actor, {
+      planId,
+      scope: { kind: "tenants", tenants: CUT },
+      reason: "lock session dies",
+    });
+    const ended = await waitFor(
+      "the rollback to end",
+      async () => {
+        const r = await db().breakerTrip.findUniqueOrThrow({ where: { id: tripId } });
+        return r.status === "rolled_back" || r.status === "failed" ? r : null;
+      },
+      120_000,
+    );
+    onWorkerLine = () => {};
+    expect(killed).toBe(1);
+    const events = (ended.steps as { status: string }[]).map((s) => s.status);
+    expect({ status: ended.status, error: ended.error }).toEqual({ status: "rolled_back", error: null });
+    // Driven twice: the first run stopped at the lost lock, the takeover undid it, the second flipped.
+    expect(ended.attempts).toBe(2);
+    const after = await db().tenantRoute.findMany({ where: { planId, tenantKey: { in: CUT } } });
+    for (const r of after)
+      expect({ tenant: r.tenantKey, owner: r.ownerDatabaseId, frozen: r.frozen }).toEqual({
+        tenant: r.tenantKey,
+        owner: null,
+        frozen: false,
+      });
+    expect(workerLog.some((l) => l.includes("the trip's lock was lost"))).toBe(true);
   });
 });
