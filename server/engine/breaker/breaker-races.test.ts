@@ -203,7 +203,10 @@ describe("a route of the set moved between the drain and the flip", () => {
     );
     onWorkerLine = () => {};
     expect(killed).toBe(1);
-    const events = (ended.steps as { status: string }[]).map((s) => s.status);
+    const steps = ended.steps as { status: string; note?: string }[];
+    // The takeover undid the first run before the flip (back to tripped, with why), then one flip.
+    expect(steps.some((s) => s.status === "tripped" && s.note?.includes("before the flip"))).toBe(true);
+    expect(steps.filter((s) => s.status === "flipped")).toHaveLength(1);
     expect({ status: ended.status, error: ended.error }).toEqual({ status: "rolled_back", error: null });
     // Driven twice: the first run stopped at the lost lock, the takeover undid it, the second flipped.
     expect(ended.attempts).toBe(2);
