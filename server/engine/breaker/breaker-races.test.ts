@@ -19,6 +19,13 @@
 // its shard) — and with a second worker driving the trip meanwhile, its undo unfroze the tenants
 // that worker was draining. Now it stops, the trip is taken over (undone before the flip, driven
 // again) and rolls back. Also: re-arm after a failed trip, then trip the same set again.
+//
+// 3. A shard judged DOWN when the rollback is prepared (no connection accepted) answers again before
+// the flip. Its tenants were frozen on the map only — never fenced there, never drained — on the
+// premise that their owner cannot be written. Once it answers, routers that have not read the map
+// yet write there again until the fence watch reaches it; positions its last probe recorded say
+// nothing of those writes. Before the fix its tenants flipped on the old probe's positions; now they
+// are held (frozen, the shard's) and re-arming rolls them back normally.
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { db } from "../../db";
@@ -35,6 +42,7 @@ import { waitForBackfill } from "../../testing/movement-fixture";
 import { planAtTwoWayCdc } from "../../testing/plan-fixture";
 import { waitFor } from "../../testing/worker-process";
 import { startWorker, type Worker } from "../../worker";
+import { flushLsnMetric, reverseConfirmedMetric } from "../gates/shard-probe";
 
 const CUT = ["1", "2", "3"];
 const MOVED = "1";
@@ -218,5 +226,91 @@ describe("a route of the set moved between the drain and the flip", () => {
         frozen: false,
       });
     expect(workerLog.some((l) => l.includes("the trip's lock was lost"))).toBe(true);
+  });
+
+  it("a shard down when prepared that answers again before the flip: its tenants are held, not flipped", {
+    timeout: 180_000,
+  }, async () => {
+    const admin = { ...actor, email: "admin@test", role: "admin" as const };
+    await rearmBreaker(admin, { planId, reason: "again" });
+    for (const tenant of CUT) {
+      for (let attempt = 1; ; attempt++) {
+        const { cutoverId } = await requestCutover(actor, {
+          planId,
+          tenantKey: tenant,
+          reason: "again",
+          budgetMs: 10_000,
+        });
+        const end = await waitForCutoverEnd(cutoverId, 60_000);
+        if (end.status === "done") break;
+        if (attempt >= 3) throw new Error(`tenant ${tenant} did not cut over: ${end.error}`);
+      }
+    }
+    const owner = (await db().tenantRoute.findFirstOrThrow({ where: { planId, tenantKey: MOVED } }))
+      .ownerDatabaseId as string;
+    const { ordinal } = await db().planShard.findFirstOrThrow({ where: { planId, databaseId: owner } });
+    const down = shards[ordinal] as TestDatabase;
+    const onIt = (await db().tenantRoute.findMany({ where: { planId, ownerDatabaseId: owner } })).map(
+      (r) => r.tenantKey,
+    );
+    // Its last probe's positions say legacy holds everything it had flushed (the newest samples).
+    const at = new Date(Date.now() + 3_600_000);
+    await db().metricSample.createMany({
+      data: [
+        { planId, name: flushLsnMetric(ordinal), value: 1_000, at },
+        { planId, name: reverseConfirmedMetric(ordinal), value: 2_000, at },
+      ],
+    });
+    // Down: the shard accepts no connection; every session it had is ended.
+    const allow = (on: boolean) =>
+      `alter database ${down.name} allow_connections ${on};` +
+      (on ? "" : ` select pg_terminate_backend(pid) from pg_stat_activity where datname = '${down.name}';`);
+    await legacy.pool.query(allow(false));
+    let back = false;
+    onWorkerLine = (line) => {
+      if (back || !/ down: its tenants are frozen on the map/.test(line)) return;
+      back = true;
+      // Back up, synchronously (the worker waits): before the set is frozen and judged.
+      execFileSync(
+        process.execPath,
+        [
+          "-e",
+          `const pg = require("pg");
+           const c = new pg.Client({ connectionString: process.env.BRM_URL });
+           c.connect().then(() => c.query(process.env.BRM_SQL)).then(() => c.end());`,
+        ],
+        { env: { ...process.env, BRM_URL: legacy.url, BRM_SQL: allow(true) } },
+      );
+    };
+    try {
+      const { tripId } = await tripBreaker(actor, {
+        planId,
+        scope: { kind: "shard", databaseId: owner },
+        reason: "shard back before the flip",
+      });
+      const ended = await waitFor(
+        "the rollback to end",
+        async () => {
+          const r = await db().breakerTrip.findUniqueOrThrow({ where: { id: tripId } });
+          return r.status === "rolled_back" || r.status === "failed" ? r : null;
+        },
+        120_000,
+      );
+      expect(back).toBe(true);
+      const routes = await db().tenantRoute.findMany({ where: { planId, tenantKey: { in: onIt } } });
+      // Held: still the shard's, frozen — not flipped on the positions of a probe before it came back.
+      for (const r of routes)
+        expect({ tenant: r.tenantKey, owner: r.ownerDatabaseId, frozen: r.frozen }).toEqual({
+          tenant: r.tenantKey,
+          owner,
+          frozen: true,
+        });
+      expect(ended.status).toBe("failed");
+      expect(ended.flipVersion).toBeNull();
+      expect(ended.error).toContain("answers again");
+    } finally {
+      onWorkerLine = () => {};
+      await legacy.pool.query(allow(true));
+    }
   });
 });

@@ -802,10 +802,21 @@ async function judgeDownShards(
     const tenants = row.tenants.filter((t) => t.ownerId === shard.databaseId).map((t) => t.tenantKey);
     if (tenants.length === 0) continue;
     const ordinal = fences.shards.indexOf(shard);
-    const [last, progress] = await Promise.all([
+    const [last, progress, stillDown] = await Promise.all([
       lastKnownPosition(row.planId, ordinal),
       legacyReverseProgress(fences.legacy.pool, reverseSlotName(row.planId, ordinal)).catch(() => null),
+      unreachable(shard),
     ]);
+    if (stillDown === null) {
+      // It answers again: the premise of flipping without a fence ("its owner cannot be written")
+      // no longer holds. It was never fenced nor drained, and routers that have not read the map
+      // yet may write there until the fence watch reaches it; the positions of its last probe say
+      // nothing of those writes. Held: re-arming rolls them back normally (fence, drain, flip).
+      const reason = `${tenants.length} tenants held: ${shard.name} did not answer when the rollback was prepared (${down.get(shard.databaseId)}) but answers again, unfenced and not drained, so writes it took since cannot be confirmed on legacy. They stay frozen on ${shard.name}: re-arm to finish their rollback.`;
+      notes.push(reason);
+      for (const t of tenants) held.set(t, reason);
+      continue;
+    }
     const confirmed = [progress, last?.reverseConfirmedLsn ?? null].reduce<bigint | null>(
       (m, v) => (v === null ? m : m === null || v > m ? v : m),
       null,
