@@ -26,6 +26,10 @@
 // yet write there again until the fence watch reaches it; positions its last probe recorded say
 // nothing of those writes. Before the fix its tenants flipped on the old probe's positions; now they
 // are held (frozen, the shard's) and re-arming rolls them back normally.
+//
+// 4. (Held, no fix needed.) Re-arming the held trip rolls them back; then cutovers of two tenants
+// are requested and the breaker is tripped for every tenant at once: each cutover is aborted before
+// it ran or waited for, and every tenant ends on legacy, unfrozen, none in flight.
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { db } from "../../db";
@@ -312,5 +316,52 @@ describe("a route of the set moved between the drain and the flip", () => {
       onWorkerLine = () => {};
       await legacy.pool.query(allow(true));
     }
+  });
+
+  it("re-arming a held trip finishes it; a trip racing cutovers of its tenants waits or aborts them", {
+    timeout: 180_000,
+  }, async () => {
+    const admin = { ...actor, email: "admin@test", role: "admin" as const };
+    const untilEnded = (id: string) =>
+      waitFor(
+        "the rollback to end",
+        async () => {
+          const r = await db().breakerTrip.findUniqueOrThrow({ where: { id } });
+          return r.status === "rolled_back" || r.status === "failed" ? r : null;
+        },
+        120_000,
+      );
+    const { heldTripId } = await rearmBreaker(admin, { planId, reason: "the shard is back" });
+    expect(heldTripId).not.toBeNull();
+    const held = await untilEnded(heldTripId as string);
+    expect({ status: held.status, error: held.error }).toEqual({ status: "rolled_back", error: null });
+    await rearmBreaker(admin, { planId, reason: "all back" });
+
+    // Two cutovers to the shards requested, and at once a trip of every tenant on the shards.
+    const racing = ["4", "5"];
+    const cutovers = await Promise.all(
+      racing.map((tenantKey) =>
+        requestCutover(actor, { planId, tenantKey, reason: "race", budgetMs: 10_000 }),
+      ),
+    );
+    const { tripId } = await tripBreaker(actor, {
+      planId,
+      scope: { kind: "all" },
+      reason: "race the cutovers",
+    });
+    const ended = await untilEnded(tripId);
+    expect({ status: ended.status, error: ended.error }).toEqual({ status: "rolled_back", error: null });
+    const rows = await db().tenantCutover.findMany({
+      where: { id: { in: cutovers.map((c) => c.cutoverId) } },
+      select: { tenantKey: true, status: true },
+    });
+    for (const r of rows) expect(["done", "aborted"]).toContain(r.status);
+    const routes = await db().tenantRoute.findMany({ where: { planId } });
+    for (const r of routes)
+      expect({ tenant: r.tenantKey, owner: r.ownerDatabaseId, frozen: r.frozen }).toEqual({
+        tenant: r.tenantKey,
+        owner: null,
+        frozen: false,
+      });
   });
 });
