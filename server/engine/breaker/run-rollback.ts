@@ -45,14 +45,21 @@ import { type RoutingAuditDraft, VERSION_TOKEN } from "../routing/atomic-change"
 import { type FenceRoute, fenceRouteOf, readFenceState, syncFence } from "../routing/fence";
 import { holdFenceSync, releaseFenceSync } from "../routing/fence-watch";
 import { type FencedDatabase, loadPlanFences, type PlanFences, syncPlanFences } from "../routing/plan-fences";
-import { type RoutingAuditWriter, writeRoutingChange } from "../routing/routing-map";
+import { type RoutingAuditWriter, type TenantRouteState, writeRoutingChange } from "../routing/routing-map";
 import { withClient } from "../sql/connect";
 import { breakerRecoveryFor, MAX_BREAKER_ATTEMPTS } from "../state/breaker";
 import { db } from "../store/db";
 import { databaseUrl, recordEngineEvent } from "../store/movement-context";
 import { RollbackSpans } from "./rollback-spans";
 import { cutoversOfScope, tenantsInScope } from "./scope";
-import { ROUTE_MOVED_SQLSTATE, TRIP_MOVED_SQLSTATE, writeTripMapChange } from "./trip-map-change";
+import {
+  type Expected,
+  ROUTE_MOVED_SQLSTATE,
+  RouteNotAsExpected,
+  routesNotAsExpected,
+  TRIP_MOVED_SQLSTATE,
+  writeTripMapChange,
+} from "./trip-map-change";
 import {
   advanceTrip,
   noteTripStep,
@@ -116,7 +123,17 @@ export function startRollbackRun(tripId: string, options: RollbackRunOptions): R
         connectionString: options.controlPlaneUrl,
         application_name: "shardshift-breaker-lock",
       });
-    lock.on("error", () => {});
+    // The trip's lock lives as long as this session: once it is gone (the server ended it, the
+    // network dropped it), another worker may take the trip over, so this run must not take one
+    // more step — above all not undo or give up what the other is driving. It stops, and the
+    // trip is left for recovery.
+    let lost: string | null = null;
+    lock.on("error", (error) => {
+      lost ??= error.message;
+    });
+    lock.on("end", () => {
+      lost ??= "the connection ended";
+    });
     if (!given) await lock.connect();
     try {
       const { rows } = await lock.query<{ ok: boolean }>(
@@ -129,12 +146,14 @@ export function startRollbackRun(tripId: string, options: RollbackRunOptions): R
         control: lock,
         log,
         pause: async (step) => {
+          if (lost !== null) throw new TripStateConflict(`the trip's lock was lost (${lost}) before ${step}`);
           if (options.pauseAt !== step) return;
           log(`paused at ${step} (SHARDSHIFT_BREAKER_PAUSE_AT)`);
           await stopped;
           throw new Error("stopped while paused (test hook)");
         },
         stopping: () => stopping,
+        lockLost: () => lost,
       });
     } finally {
       await lock.end().catch(() => {});
@@ -162,6 +181,8 @@ interface DriveOptions extends RollbackRunOptions {
   control: pg.Client;
   pause(step: string): Promise<void>;
   stopping(): boolean;
+  /** Why the session holding the trip's lock is gone, or null while it holds it. */
+  lockLost(): string | null;
 }
 
 /**
@@ -185,6 +206,22 @@ class GiveUp extends Error {}
 
 const SYSTEM = { id: null, email: "system" };
 const TX = { timeout: 30_000, maxWait: 10_000 };
+
+/**
+ * The routes of `tenants` with the map row locked (the lock writeRoutingChange takes next, in the
+ * same transaction: nothing moves them between this read and its write).
+ */
+async function lockedRoutes(
+  tx: Prisma.TransactionClient,
+  planId: string,
+  tenants: readonly string[],
+): Promise<Map<string, TenantRouteState>> {
+  await tx.$queryRaw`select version from routing_map where plan_id = ${planId}::uuid for no key update`;
+  const rows = await tx.$queryRaw<{ tenant_key: string; owner: string | null; frozen: boolean }[]>`
+    select tenant_key, owner_database_id::text as owner, frozen from tenant_route
+    where plan_id = ${planId}::uuid and tenant_key in (select jsonb_array_elements_text(${JSON.stringify(tenants)}::jsonb))`;
+  return new Map(rows.map((r) => [r.tenant_key, { ownerId: r.owner, frozen: r.frozen }]));
+}
 
 async function driveTrip(tripId: string, options: DriveOptions): Promise<void> {
   const row = await readTrip(tripId);
@@ -251,9 +288,10 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
     await finish(row, fences, options, null);
     spans.mark("finish");
   } catch (error) {
-    if (error instanceof TripStateConflict || options.stopping()) {
+    const lost = options.lockLost();
+    if (error instanceof TripStateConflict || options.stopping() || lost !== null) {
       options.log(
-        `${(error as Error).name} while rolling back${options.stopping() ? " (stopping)" : ""}: left for recovery`,
+        `${(error as Error).name} while rolling back${options.stopping() ? " (stopping)" : ""}${lost === null ? "" : ` (the trip's lock was lost: ${lost})`}: left for recovery`,
       );
       throw error;
     }
@@ -419,7 +457,17 @@ async function settleAndFreeze(
       .$transaction(async (tx) => {
         spans.add("tx-start", performance.now() - asked);
         const settleFrom = performance.now();
-        await tx.$queryRaw`select 1 from plan where id = ${row.planId}::uuid for no key update`;
+        // The plan's row lock, and the trip's lock still held by this run's session: a run whose
+        // session is gone (another worker may drive the trip now) freezes nothing.
+        const [locked] = await tx.$queryRaw<{ held: boolean }[]>`
+          select exists (select 1 from pg_locks l
+                         where l.pid = ${(options.control as unknown as { processID: number | null }).processID ?? 0}::int and l.locktype = 'advisory'
+                           and l.classid = ${BREAKER_LOCK_CLASS}::oid
+                           and l.objid = (hashtext(${row.id}::text)::bigint & 4294967295)::oid
+                           and l.objsubid = 2 and l.granted) as held
+          from plan where id = ${row.planId}::uuid for no key update`;
+        if (!locked?.held)
+          throw new TripStateConflict(`the trip's lock is no longer held by this run's session`);
         const scope = await cutoversOfScope(tx, row.planId, row.scope);
         await tx.tenantCutover.updateMany({
           where: { AND: [scope, { status: "requested" }] },
@@ -442,6 +490,11 @@ async function settleAndFreeze(
         if (reading.onShards.length === 0) return { empty: outcomes };
         const reason = `breaker rollback of ${reading.onShards.length} tenants: freeze (${row.reason})`;
         const changes = reading.onShards.map((t) => ({ tenantKey: t.tenantKey, frozen: true }));
+        // Frozen where the set was read to be (the fences and drains go there): a tenant moved by
+        // someone else since the read is read again (RouteNotAsExpected, like SS101).
+        const owners = new Map<string, Expected>(
+          reading.onShards.map((t) => [t.tenantKey, { ownerId: t.ownerId }]),
+        );
         let freezeVersion: bigint | null = null;
         if (options.auditDraft) {
           // The map change and the trip's step in ONE statement (trip-map-change.ts).
@@ -476,6 +529,7 @@ async function settleAndFreeze(
                         ]),
                       ),
                     },
+                expected: owners,
                 time: (name, fn) => spans.time(name, fn),
               },
             ),
@@ -487,6 +541,11 @@ async function settleAndFreeze(
           }
         }
         if (freezeVersion === null) {
+          if (!options.auditDraft) {
+            const routes = await lockedRoutes(tx, row.planId, [...owners.keys()]);
+            const moved = routesNotAsExpected(routes, owners);
+            if (moved.length > 0) throw new RouteNotAsExpected(moved);
+          }
           const record = options.auditDraft
             ? null
             : await spans.time("map", () =>
@@ -512,7 +571,7 @@ async function settleAndFreeze(
         if (code === TRIP_MOVED_SQLSTATE) throw new TripStateConflict((error as Error).message);
         // A route moved between the read and the write (an operator's own map change): nothing
         // was written; read the set again, like a cutover still in flight.
-        if (code === ROUTE_MOVED_SQLSTATE) {
+        if (code === ROUTE_MOVED_SQLSTATE || error instanceof RouteNotAsExpected) {
           routeMoved = true;
           return { wait: [] };
         }
@@ -774,10 +833,21 @@ async function judgeDownShards(
     const tenants = row.tenants.filter((t) => t.ownerId === shard.databaseId).map((t) => t.tenantKey);
     if (tenants.length === 0) continue;
     const ordinal = fences.shards.indexOf(shard);
-    const [last, progress] = await Promise.all([
+    const [last, progress, stillDown] = await Promise.all([
       lastKnownPosition(row.planId, ordinal),
       legacyReverseProgress(fences.legacy.pool, reverseSlotName(row.planId, ordinal)).catch(() => null),
+      unreachable(shard),
     ]);
+    if (stillDown === null) {
+      // It answers again: the premise of flipping without a fence ("its owner cannot be written")
+      // no longer holds. It was never fenced nor drained, and routers that have not read the map
+      // yet may write there until the fence watch reaches it; the positions of its last probe say
+      // nothing of those writes. Held: re-arming rolls them back normally (fence, drain, flip).
+      const reason = `${tenants.length} tenants held: ${shard.name} did not answer when the rollback was prepared (${down.get(shard.databaseId)}) but answers again, unfenced and not drained, so writes it took since cannot be confirmed on legacy. They stay frozen on ${shard.name}: re-arm to finish their rollback.`;
+      notes.push(reason);
+      for (const t of tenants) held.set(t, reason);
+      continue;
+    }
     const confirmed = [progress, last?.reverseConfirmedLsn ?? null].reduce<bigint | null>(
       (m, v) => (v === null ? m : m === null || v > m ? v : m),
       null,
@@ -828,6 +898,16 @@ async function flip(
     return;
   }
   const changes = moving.map((t) => ({ tenantKey: t.tenantKey, ownerId: null, frozen: true }));
+  // Only what was fenced and drained flips: each tenant still frozen on the shard it was read on.
+  // A route changed since (an operator unfroze or moved it) is no longer covered by the drain —
+  // its owner may have taken writes past the fence position — so the whole set gives up.
+  const fenced = new Map<string, Expected>(
+    moving.map((t) => [t.tenantKey, { ownerId: t.ownerId, frozen: true }]),
+  );
+  const movedAway = (error: RouteNotAsExpected) =>
+    new GiveUp(
+      `A route of the set changed after the freeze (${error.message}): the drain did not cover it, so nothing was flipped; the fences were lifted and the tenants stay on their shards. Trip again once the map is as intended.`,
+    );
   const reason = `breaker rollback of ${moving.length} tenants: flip to legacy (${row.reason})`;
   const heldNote = held.size ? `; ${held.size} tenants held` : "";
   if (options.auditDraft) {
@@ -849,7 +929,8 @@ async function flip(
             flipVersion: true,
           },
           {
-            // The set as the freeze left it (frozen on its shards); a refusal reads the map again.
+            // The set as the freeze left it (frozen on its shards); a refusal reads the map again,
+            // and the read must still show it so (`fenced`).
             known:
               attempt === 1
                 ? {
@@ -857,6 +938,7 @@ async function flip(
                     routes: new Map(moving.map((t) => [t.tenantKey, { ownerId: t.ownerId, frozen: true }])),
                   }
                 : undefined,
+            expected: fenced,
             time: spans ? (name, fn) => spans.time(name, fn) : undefined,
           },
         );
@@ -869,6 +951,7 @@ async function flip(
         }
         break;
       } catch (error) {
+        if (error instanceof RouteNotAsExpected) throw movedAway(error);
         const code = sqlStateOf(error);
         if (code === TRIP_MOVED_SQLSTATE) throw new TripStateConflict((error as Error).message);
         if (code !== ROUTE_MOVED_SQLSTATE || attempt >= 5) throw error;
@@ -878,6 +961,15 @@ async function flip(
   if (row.flipVersion === null) {
     // Without a drafter (or nothing left to change on the map): the interactive transaction.
     await db().$transaction(async (tx) => {
+      const moved = routesNotAsExpected(
+        await lockedRoutes(
+          tx,
+          row.planId,
+          moving.map((t) => t.tenantKey),
+        ),
+        fenced,
+      );
+      if (moved.length > 0) throw movedAway(new RouteNotAsExpected(moved));
       const record = options.auditDraft
         ? null
         : await writeRoutingChange(tx, { planId: row.planId, changes, actor: SYSTEM, reason }, options.audit);
@@ -958,18 +1050,30 @@ async function undo(
   if (row.tenants.length > 0) {
     const fences = await loadPlanFences(row.planId);
     const names = new Map(fences.shards.map((s) => [s.databaseId, s.name]));
-    await db().$transaction(async (tx) => {
+    const elsewhere = await db().$transaction(async (tx) => {
+      // Unfrozen where they are, never moved: before the flip the trip changed no owner, so a
+      // tenant owned by another database now was moved by someone else (an operator's change) and
+      // is left as they left it — moving it back would hand it over without a drain.
+      const routes = await lockedRoutes(
+        tx,
+        row.planId,
+        row.tenants.map((t) => t.tenantKey),
+      );
+      const mine = row.tenants.filter((t) => (routes.get(t.tenantKey)?.ownerId ?? null) === t.ownerId);
       await writeRoutingChange(
         tx,
         {
           planId: row.planId,
-          changes: row.tenants.map((t) => ({ tenantKey: t.tenantKey, ownerId: t.ownerId, frozen: false })),
+          changes: mine.map((t) => ({ tenantKey: t.tenantKey, frozen: false })),
           actor: SYSTEM,
           reason: `breaker rollback of ${row.tenants.length} tenants undone before the flip: unfreeze on their shards`,
         },
         options.audit,
       );
+      return row.tenants.filter((t) => !mine.includes(t)).map((t) => t.tenantKey);
     }, TX);
+    if (elsewhere.length > 0)
+      options.log(`undo: ${elsewhere.join(", ")} moved by someone else since the freeze, left as they are`);
     await syncEveryFence(fences, options);
     for (const t of row.tenants)
       outcomes[t.tenantKey] = {

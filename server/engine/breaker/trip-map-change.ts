@@ -11,6 +11,7 @@
 import { PREV_VERSION_TOKEN, type RoutingAuditDraft, VERSION_TOKEN } from "../routing/atomic-change";
 import {
   decideRoutingChange,
+  LEGACY_ROUTE,
   type RouteChange,
   type RoutingChangeRecord,
   RoutingChangeRefused,
@@ -24,6 +25,32 @@ export type SqlExec = <T>(sql: string, params: unknown[]) => Promise<T[]>;
 export const ROUTE_MOVED_SQLSTATE = "SS101";
 /** SQLSTATE: the trip is no longer in the status its step leaves. */
 export const TRIP_MOVED_SQLSTATE = "SS103";
+
+/**
+ * A route of the set is not what the rollback knows it to be (an operator's change since the set
+ * was read, frozen and fenced): the change is not written. The freeze reads the set again; the
+ * flip gives up — its drain covered the tenants as they were fenced, not as they are now.
+ */
+export class RouteNotAsExpected extends Error {
+  constructor(readonly moved: { tenantKey: string; expected: Expected; found: TenantRouteState }[]) {
+    super(
+      `the route of ${moved
+        .slice(0, 5)
+        .map(
+          (m) =>
+            `tenant ${m.tenantKey} is ${m.found.ownerId ?? "legacy"}${m.found.frozen ? " (frozen)" : ""}, not ${m.expected.ownerId ?? "legacy"}${m.expected.frozen === undefined ? "" : m.expected.frozen ? " (frozen)" : " (unfrozen)"}`,
+        )
+        .join(", ")}${moved.length > 5 ? `, and ${moved.length - 5} more` : ""}`,
+    );
+    this.name = "RouteNotAsExpected";
+  }
+}
+
+/** What a route must be for the change to be written: its owner, and its frozen flag when given. */
+export interface Expected {
+  ownerId: string | null;
+  frozen?: boolean;
+}
 
 /** The trip's side of the statement (see the migration). */
 export interface TripStepWrite {
@@ -89,6 +116,8 @@ export async function writeTripMapChange(
   trip: TripStepWrite,
   options: {
     known?: KnownRoutes;
+    /** What each route must be for the change to be written (else RouteNotAsExpected). */
+    expected?: ReadonlyMap<string, Expected>;
     time?: <T>(name: string, fn: () => Promise<T>) => Promise<T>;
   } = {},
 ): Promise<RoutingChangeRecord | null> {
@@ -102,6 +131,12 @@ export async function writeTripMapChange(
         change.changes.map((c) => c.tenantKey),
       ),
     ));
+  // Checked on the read (or the known routes) the statement then guards (SS101: nothing moved
+  // between the two).
+  if (options.expected) {
+    const moved = routesNotAsExpected(read.routes, options.expected);
+    if (moved.length > 0) throw new RouteNotAsExpected(moved);
+  }
   const drafted = performance.now();
   const decision = decideRoutingChange(read.routes, change.changes, new Set(read.shards));
   if (!decision.ok) throw new RoutingChangeRefused(decision.reason, "invalid");
@@ -144,4 +179,18 @@ export async function writeTripMapChange(
   );
   const version = Number(row?.version);
   return { planId: change.planId, version, previousVersion: version - 1, diffs, reason };
+}
+
+/** The tenants whose route (absent: legacy's, unfrozen) is not as expected. */
+export function routesNotAsExpected(
+  routes: ReadonlyMap<string, TenantRouteState>,
+  expected: ReadonlyMap<string, Expected>,
+): { tenantKey: string; expected: Expected; found: TenantRouteState }[] {
+  const moved: { tenantKey: string; expected: Expected; found: TenantRouteState }[] = [];
+  for (const [tenantKey, want] of expected) {
+    const found = routes.get(tenantKey) ?? LEGACY_ROUTE;
+    if (found.ownerId !== want.ownerId || (want.frozen !== undefined && found.frozen !== want.frozen))
+      moved.push({ tenantKey, expected: want, found });
+  }
+  return moved;
 }
