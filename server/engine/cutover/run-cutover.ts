@@ -534,9 +534,11 @@ async function fence(ctx: Context, options: DriveOptions): Promise<void> {
   let lockedAt: number | null = null;
   const started = performance.now();
   let lockedPerf = 0;
-  const onLocked = () => {
+  const onLocked = async () => {
     lockedAt ??= Date.now();
     lockedPerf ||= performance.now();
+    // Test hook: O's fence transaction holds the tenant's lock, its change not yet sent.
+    await options.pause("fence-locked");
   };
   // O's fence: frozen. Returns once every transaction that wrote the tenant there has ended.
   const lsn = await freezeOn(ctx, version, row.budgetMs, onLocked);
@@ -563,7 +565,7 @@ async function freezeOn(
   ctx: Context,
   version: number,
   lockTimeoutMs: number,
-  onLocked: () => void,
+  onLocked: () => void | Promise<void>,
 ): Promise<bigint> {
   const [outcome] = await syncPlanFences(ctx.fences, { only: [ctx.from], lockTimeoutMs, onLocked });
   if (outcome?.error)

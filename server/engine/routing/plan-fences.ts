@@ -158,7 +158,11 @@ export interface FenceSyncOutcome {
  */
 export async function syncPlanFences(
   fences: PlanFences,
-  options: { lockTimeoutMs?: number; only?: readonly FencedDatabase[]; onLocked?: () => void } = {},
+  options: {
+    lockTimeoutMs?: number;
+    only?: readonly FencedDatabase[];
+    onLocked?: () => void | Promise<void>;
+  } = {},
 ): Promise<FenceSyncOutcome[]> {
   const targets = options.only ?? fences.all;
   return Promise.all(
