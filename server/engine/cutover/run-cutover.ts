@@ -713,15 +713,30 @@ async function finish(ctx: Context, options: DriveOptions, note: string | null):
     // flipped before flips unfroze). No remote work inside the control-plane transaction: it
     // would hold a transaction id (and the map's row lock) while a shard answers, and a reverse
     // slot's creation waits for every running transaction on the server.
-    await timed(options.timings, "unfreeze", () =>
-      changeMap(
-        row,
-        options,
-        { tenantKey: row.tenantKey, ownerId: row.toDatabaseId, frozen: false },
-        `cutover ${row.direction} of tenant ${row.tenantKey}: unfreeze on ${ctx.to.name} (${row.reason})`,
-        { freezeEndedAt },
-      ),
-    );
+    // Only a route the flip left (owned by N, frozen) is unfrozen here: already unfrozen (the flip
+    // did it) or changed by someone else since, it is left as it is.
+    await timed(options.timings, "unfreeze", async () => {
+      try {
+        await changeMap(
+          row,
+          options,
+          {
+            tenantKey: row.tenantKey,
+            ownerId: row.toDatabaseId,
+            frozen: false,
+            onlyFrom: { ownerId: row.toDatabaseId, frozen: true },
+          },
+          `cutover ${row.direction} of tenant ${row.tenantKey}: unfreeze on ${ctx.to.name} (${row.reason})`,
+          { freezeEndedAt },
+        );
+      } catch (error) {
+        if (!(error instanceof RoutingChangeRefused && error.kind === "conflict")) throw error;
+        if (!row.freezeEndedAt) {
+          await db().tenantCutover.update({ where: { id: row.id }, data: { freezeEndedAt } });
+          row.freezeEndedAt = freezeEndedAt;
+        }
+      }
+    });
   }
   // What the flip reserve covers: the flip (which ends the freeze), not fence syncs.
   if (options.timings.flip !== undefined) recordFlipCost(performance.now() - flipStarted);
