@@ -85,6 +85,12 @@ export interface Router {
 }
 
 const FOLLOW_BACKOFF_MS = [250, 500, 1000, 2000, 5000];
+/**
+ * First pause before a statement refused by a fence that is behind our map is sent again (doubling,
+ * at most 200 ms; see routeAfterRefusal). Not shorter: a router whose map is behind the fence looks
+ * the same until its map moves, which ends the pause at once, and every refusal counts as a stray.
+ */
+const FENCE_BEHIND_RETRY_MS = 20;
 
 function isPool(value: pg.Pool | pg.PoolConfig): value is pg.Pool {
   return value instanceof pg.Pool || typeof (value as { connect?: unknown }).connect === "function";
@@ -93,6 +99,17 @@ function isPool(value: pg.Pool | pg.PoolConfig): value is pg.Pool {
 function sqlState(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === "string" ? code : undefined;
+}
+
+/**
+ * The map version of the fence row that refused a statement (its DETAIL says `map_version=N`, see
+ * fence-sql.ts), or null when the refusal does not say (a fence change in progress).
+ */
+function refusingFenceVersion(error: unknown): number | null {
+  const detail = (error as { detail?: unknown } | null)?.detail;
+  if (typeof detail !== "string") return null;
+  const found = /map_version=(\d+) stray_write=\d*$/.exec(detail);
+  return found ? Number(found[1]) : null;
 }
 
 /** Connects to the map (first load) and returns a router that follows it. */
@@ -232,17 +249,33 @@ export async function createRouter(options: RouterOptions): Promise<Router> {
   };
 
   /**
-   * After the database's fence refused a statement (it is ahead of our map): the statement rolled
-   * back, so wait for the map to move (within the budget) and return the tenant's route then.
+   * After the database's fence refused a statement: the statement rolled back. Usually the fence is
+   * ahead of our map, so wait for the map to move (within the budget) and return the tenant's route
+   * then, never sending it straight back. But when the refusing fence row is OLDER than our route
+   * (its map version, from the refusal's detail, below the route's) and our map still names that
+   * database as the writable owner, the FENCE is behind the map: a cutover's flip unfreezes the
+   * tenant on the map with the new owner, and the new owner's fence opens one round trip later.
+   * The map will not move again, so the route is tried again after a short pause (growing with
+   * `refusals`; the map moving ends it early) until the budget is spent.
    */
   const routeAfterRefusal = async (
     tenant: string,
     refusedOn: Route,
     error: RouterError,
     startedAt: number,
+    refusals: number,
   ) => {
     const deadline = startedAt + freezeBudgetMs;
-    let next = routeOf(tenant);
+    const now = routeOf(tenant);
+    const fenceVersion = refusingFenceVersion(error.cause);
+    const fenceBehind = fenceVersion !== null && fenceVersion < refusedOn.version;
+    if (fenceBehind && now.version === refusedOn.version && now.owner === refusedOn.owner && !now.frozen) {
+      const left = deadline - performance.now();
+      if (left <= 0) throw error;
+      await waitForChange(performance.now() + Math.min(FENCE_BEHIND_RETRY_MS * 2 ** refusals, 200, left));
+      return routeOf(tenant);
+    }
+    let next = now;
     while (next.version === refusedOn.version && (await waitForChange(deadline))) next = routeOf(tenant);
     if (next.version === refusedOn.version) throw error;
     return next;
@@ -256,10 +289,11 @@ export async function createRouter(options: RouterOptions): Promise<Router> {
   ): Promise<pg.QueryResult<R>> => {
     const startedAt = performance.now();
     let route = routeOf(tenant);
+    let refusals = 0;
     if (refused) {
       const error = fenceError(tenant, refused.error, refused.route, startedAt);
       if (!error) throw refused.error;
-      route = await routeAfterRefusal(tenant, refused.route, error, startedAt);
+      route = await routeAfterRefusal(tenant, refused.route, error, startedAt, refusals++);
     }
     for (;;) {
       if (route.frozen) route = await writableRoute(tenant, startedAt);
@@ -269,7 +303,7 @@ export async function createRouter(options: RouterOptions): Promise<Router> {
       } catch (error) {
         const refusal = fenceError(tenant, error, route, startedAt);
         if (!refusal) throw error;
-        route = await routeAfterRefusal(tenant, route, refusal, startedAt);
+        route = await routeAfterRefusal(tenant, route, refusal, startedAt, refusals++);
       }
     }
   };

@@ -7,7 +7,7 @@
 //
 // Scale by env: SHARDSHIFT_LEDGER_TENANTS (default 130), SHARDSHIFT_LEDGER_CUTOVERS (100),
 // SHARDSHIFT_LEDGER_BACK (20), SHARDSHIFT_LEDGER_PARALLEL (4), SHARDSHIFT_LEDGER_RATE (400 writes/s),
-// SHARDSHIFT_LEDGER_BUDGET_MS (the plan's 2 s).
+// SHARDSHIFT_LEDGER_BUDGET_MS (the plan's 2 s), SHARDSHIFT_LEDGER_MIXED (0: see MIXED).
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRouter, httpMapSource, type Router } from "../../../sdk";
@@ -37,6 +37,11 @@ const CUTOVERS = Number(process.env.SHARDSHIFT_LEDGER_CUTOVERS ?? 100);
 const BACK = Number(process.env.SHARDSHIFT_LEDGER_BACK ?? 20);
 const PARALLEL = Number(process.env.SHARDSHIFT_LEDGER_PARALLEL ?? 4);
 const RATE = Number(process.env.SHARDSHIFT_LEDGER_RATE ?? 400);
+/**
+ * Tenants after the first CUTOVERS cut over to their shards WHILE the first BACK go back (both
+ * directions into the same databases at once, inserts on both sides: their sequences).
+ */
+const MIXED = Number(process.env.SHARDSHIFT_LEDGER_MIXED ?? 0);
 /** Freeze budget per attempt; the plan's (2 s) when unset. */
 const BUDGET_MS = process.env.SHARDSHIFT_LEDGER_BUDGET_MS
   ? Number(process.env.SHARDSHIFT_LEDGER_BUDGET_MS)
@@ -172,7 +177,12 @@ describe("cutover ledger", () => {
       await waitFor("reverse replication to report its lag", () =>
         db().metricSample.findFirst({ where: { planId: plan.id, name: "cdc.reverse_lag_ms" } }),
       );
-      back = await cutOver(plan.id, all.slice(0, BACK), PARALLEL);
+      const [returned, more] = await Promise.all([
+        cutOver(plan.id, all.slice(0, BACK), PARALLEL),
+        cutOver(plan.id, all.slice(CUTOVERS, CUTOVERS + MIXED), PARALLEL),
+      ]);
+      back = returned;
+      there = [...there, ...more];
       const acknowledged = workload.stats().acknowledged;
       await waitFor(
         "writes after the last cutover",
@@ -202,7 +212,7 @@ describe("cutover ledger", () => {
     const shardIds = (
       await db().planShard.findMany({ where: { planId: plan.id }, orderBy: { ordinal: "asc" } })
     ).map((s) => s.databaseId);
-    for (const [i, tenant] of all.slice(0, CUTOVERS).entries()) {
+    for (const [i, tenant] of all.slice(0, CUTOVERS + MIXED).entries()) {
       const route = routes.find((r) => r.tenantKey === tenant);
       expect(route?.frozen).toBe(false);
       expect(route?.ownerDatabaseId ?? null).toBe(i < BACK ? null : shardIds[placement.shardFor(tenant)]);

@@ -37,6 +37,7 @@ import {
   type RouteChange,
   type RoutingAuditWriter,
   type RoutingChangeRecord,
+  RoutingChangeRefused,
   type TenantRouteState,
   writeRoutingChange,
 } from "../routing/routing-map";
@@ -519,16 +520,20 @@ async function installFencesOnce(ctx: Context, options: DriveOptions): Promise<v
  */
 async function fence(ctx: Context, options: DriveOptions): Promise<void> {
   const { row } = ctx;
+  // The pre-check read it so: owned by O, not frozen. Only that route is frozen for this attempt:
+  // one changed since (an operator's freeze or move) is not this attempt's, and it aborts.
+  const before: TenantRouteState = { ownerId: row.fromDatabaseId, frozen: false };
   const record = await timed(options.timings, "mapFreeze", () =>
-    changeMap(
-      row,
-      options,
-      { tenantKey: row.tenantKey, frozen: true },
-      `cutover ${row.direction} of tenant ${row.tenantKey}: freeze (${row.reason})`,
-      // The pre-check read it so: owned by O, not frozen.
-      { event: "fenced", known: { ownerId: row.fromDatabaseId, frozen: false } },
-      undefined,
-      shardIdsOf(ctx),
+    routeChangedAborts("freeze", () =>
+      changeMap(
+        row,
+        options,
+        { tenantKey: row.tenantKey, frozen: true, onlyFrom: before },
+        `cutover ${row.direction} of tenant ${row.tenantKey}: freeze (${row.reason})`,
+        { event: "fenced", known: before },
+        undefined,
+        shardIdsOf(ctx),
+      ),
     ),
   );
   const version = record?.version ?? 0;
@@ -536,9 +541,11 @@ async function fence(ctx: Context, options: DriveOptions): Promise<void> {
   let lockedAt: number | null = null;
   const started = performance.now();
   let lockedPerf = 0;
-  const onLocked = () => {
+  const onLocked = async () => {
     lockedAt ??= Date.now();
     lockedPerf ||= performance.now();
+    // Test hook: O's fence transaction holds the tenant's lock, its change not yet sent.
+    await options.pause("fence-locked");
   };
   // O's fence: frozen. Returns once every transaction that wrote the tenant there has ended.
   const lsn = await freezeOn(ctx, version, row.budgetMs, onLocked);
@@ -565,7 +572,7 @@ async function freezeOn(
   ctx: Context,
   version: number,
   lockTimeoutMs: number,
-  onLocked: () => void,
+  onLocked: () => void | Promise<void>,
 ): Promise<bigint> {
   const [outcome] = await syncPlanFences(ctx.fences, {
     only: [ctx.from],
@@ -667,22 +674,28 @@ async function drainAndFlip(ctx: Context, options: DriveOptions): Promise<void> 
   // tenant's writes stayed held through it. Unfreezing here opens nothing sooner: routers still
   // find N's fence closed until finish() brings it up (the SDK retries, as it did after the
   // separate unfreeze), and until this commits the tenant is frozen with O its owner.
+  // The freeze above wrote it so, and this runner holds the attempt. Only that route is flipped: if
+  // someone else changed it meanwhile (an operator unfroze the tenant, so its writes may have
+  // resumed on O past the freeze position the drain covered; or moved it), the drain proves
+  // nothing about the route now, and the attempt aborts.
+  const frozenOnOld: TenantRouteState = { ownerId: row.fromDatabaseId, frozen: true };
   try {
     await timed(options.timings, "flip", () =>
-      changeMap(
-        row,
-        options,
-        { tenantKey: row.tenantKey, ownerId: row.toDatabaseId, frozen: false },
-        `cutover ${row.direction} of tenant ${row.tenantKey}: flip to ${ctx.to.name} (${row.reason})`,
-        {
-          event: "flipped",
-          flip: true,
-          note: `drained to ${formatLsn(drained.progress ?? 0n)}; sequences ${bumps.length ? bumps.map((b) => `${b.sequence}≥${b.newOwner}`).join(", ") : "none"}`,
-          // The freeze above wrote it so, and this runner holds the attempt.
-          known: { ownerId: row.fromDatabaseId, frozen: true },
-        },
-        options.auditDraft ? Math.max(1, left - reserve / 2) : undefined,
-        shardIdsOf(ctx),
+      routeChangedAborts("flip", () =>
+        changeMap(
+          row,
+          options,
+          { tenantKey: row.tenantKey, ownerId: row.toDatabaseId, frozen: false, onlyFrom: frozenOnOld },
+          `cutover ${row.direction} of tenant ${row.tenantKey}: flip to ${ctx.to.name} (${row.reason})`,
+          {
+            event: "flipped",
+            flip: true,
+            note: `drained to ${formatLsn(drained.progress ?? 0n)}; sequences ${bumps.length ? bumps.map((b) => `${b.sequence}≥${b.newOwner}`).join(", ") : "none"}`,
+            known: frozenOnOld,
+          },
+          options.auditDraft ? Math.max(1, left - reserve / 2) : undefined,
+          shardIdsOf(ctx),
+        ),
       ),
     );
   } catch (error) {
@@ -712,15 +725,30 @@ async function finish(ctx: Context, options: DriveOptions, note: string | null):
     // flipped before flips unfroze). No remote work inside the control-plane transaction: it
     // would hold a transaction id (and the map's row lock) while a shard answers, and a reverse
     // slot's creation waits for every running transaction on the server.
-    await timed(options.timings, "unfreeze", () =>
-      changeMap(
-        row,
-        options,
-        { tenantKey: row.tenantKey, ownerId: row.toDatabaseId, frozen: false },
-        `cutover ${row.direction} of tenant ${row.tenantKey}: unfreeze on ${ctx.to.name} (${row.reason})`,
-        { freezeEndedAt },
-      ),
-    );
+    // Only a route the flip left (owned by N, frozen) is unfrozen here: already unfrozen (the flip
+    // did it) or changed by someone else since, it is left as it is.
+    await timed(options.timings, "unfreeze", async () => {
+      try {
+        await changeMap(
+          row,
+          options,
+          {
+            tenantKey: row.tenantKey,
+            ownerId: row.toDatabaseId,
+            frozen: false,
+            onlyFrom: { ownerId: row.toDatabaseId, frozen: true },
+          },
+          `cutover ${row.direction} of tenant ${row.tenantKey}: unfreeze on ${ctx.to.name} (${row.reason})`,
+          { freezeEndedAt },
+        );
+      } catch (error) {
+        if (!(error instanceof RoutingChangeRefused && error.kind === "conflict")) throw error;
+        if (!row.freezeEndedAt) {
+          await db().tenantCutover.update({ where: { id: row.id }, data: { freezeEndedAt } });
+          row.freezeEndedAt = freezeEndedAt;
+        }
+      }
+    });
   }
   // What the flip reserve covers: the flip (which ends the freeze), not fence syncs.
   if (options.timings.flip !== undefined) recordFlipCost(performance.now() - flipStarted);
@@ -780,6 +808,23 @@ async function openNewOwner(ctx: Context): Promise<void> {
   }).catch(() => {});
 }
 
+/**
+ * Runs a map change of this attempt that names the route it is for (onlyFrom): a route someone
+ * else changed meanwhile aborts the attempt, nothing written.
+ */
+async function routeChangedAborts<T>(step: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if (error instanceof RoutingChangeRefused && error.kind === "conflict") {
+      throw new Abort(
+        `${error.message} Someone else changed the map during the cutover, so its ${step} was not written; the cutover was aborted, the tenant's route left as they wrote it.`,
+      );
+    }
+    throw error;
+  }
+}
+
 /** The plan's shard ids, as the map change's decision needs them. */
 function shardIdsOf(ctx: Context): string[] {
   return ctx.fences.shards.map((s) => s.databaseId);
@@ -821,15 +866,31 @@ async function abort(row: CutoverRow, options: DriveOptions, message: string): P
   }
   const freezeEndedAt = row.freezeEndedAt ?? (row.freezeStartedAt ? new Date() : null);
   const fences = await loadPlanFences(row.planId, cutoverPool);
-  await timed(options.timings, "unfreeze", () =>
-    changeMap(
-      row,
-      options,
-      { tenantKey: row.tenantKey, ownerId: row.fromDatabaseId, frozen: false },
-      `cutover ${row.direction} of tenant ${row.tenantKey} aborted: unfreeze on the old owner`,
-      { freezeEndedAt: freezeEndedAt ?? undefined },
-    ),
-  );
+  // Only the route this attempt froze (owned by O, frozen) is unfrozen: one someone else changed
+  // since is theirs (an operator's unfreeze or move), and is left as it is.
+  await timed(options.timings, "unfreeze", async () => {
+    try {
+      await changeMap(
+        row,
+        options,
+        {
+          tenantKey: row.tenantKey,
+          ownerId: row.fromDatabaseId,
+          frozen: false,
+          onlyFrom: { ownerId: row.fromDatabaseId, frozen: true },
+        },
+        `cutover ${row.direction} of tenant ${row.tenantKey} aborted: unfreeze on the old owner`,
+        { freezeEndedAt: freezeEndedAt ?? undefined },
+      );
+    } catch (error) {
+      if (!(error instanceof RoutingChangeRefused && error.kind === "conflict")) throw error;
+      options.log(`abort leaves the map as it is: ${error.message}`);
+      if (freezeEndedAt) {
+        await db().tenantCutover.update({ where: { id: row.id }, data: { freezeEndedAt } });
+        row.freezeEndedAt = freezeEndedAt;
+      }
+    }
+  });
   await timed(options.timings, "fenceAll", () => syncEveryFence(fences, options));
   if (row.freezeStartedAt && freezeEndedAt)
     options.timings.freeze = freezeEndedAt.getTime() - row.freezeStartedAt.getTime();

@@ -128,7 +128,8 @@ export async function writeRoutingChangeAtomic(
     const decision = decideRoutingChange(read.routes, request.changes, new Set(read.shards));
     // Refusals and "nothing to change" are only decided on what the store says.
     if (assumed && (!decision.ok || decision.diffs.length === 0)) continue;
-    if (!decision.ok) throw new RoutingChangeRefused(decision.reason, "invalid");
+    if (!decision.ok)
+      throw new RoutingChangeRefused(decision.reason, decision.conflict ? "conflict" : "invalid");
     if (decision.diffs.length === 0) return null;
     const reason = request.reason.trim();
     const event = draft({

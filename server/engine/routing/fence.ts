@@ -211,8 +211,11 @@ export async function syncFence(
     routes: readonly FenceRoute[];
     version: number;
     lockTimeoutMs?: number;
-    /** Called once the changing tenants' locks are held (the cutover starts its freeze clock there). */
-    onLocked?: () => void;
+    /**
+     * Called once the changing tenants' locks are held (the cutover starts its freeze clock there);
+     * the change is written when it returns (a test hook may hold it there).
+     */
+    onLocked?: () => void | Promise<void>;
     /**
      * A mover's own tenants: only these are waited out (their exclusive locks taken); the other
      * routes are written without waiting. Without it, every route that restricts writes here is.
@@ -267,11 +270,24 @@ export async function syncFence(
     "commit",
   ];
   const client = await pool.connect();
+  // The session may end while the client is checked out and idle (below): heard here, not as an
+  // uncaught 'error' that would end the process; such a client is not given back to the pool.
+  let lost: Error | null = null;
+  const onLost = (error: Error) => {
+    lost ??= error;
+  };
+  client.on("error", onLost);
   try {
     let script = change;
     if (input.onLocked) {
-      await client.query(lock.join(";\n"));
-      input.onLocked();
+      // Between the two scripts this transaction sits idle holding the tenants' locks exclusively,
+      // and every writer of them waits. Bounded by the server, not by this client: a worker that
+      // stalls there (a stopped process, a host gone without closing its sockets) loses the session
+      // once it idled as long as the lock wait may take, and the writers go on (found by
+      // break-stalled-fence.test.ts: without it they waited as long as the stall).
+      const idle = Math.max(1_000, Math.round(input.lockTimeoutMs ?? 5000));
+      await client.query([...lock, `set local idle_in_transaction_session_timeout = ${idle}`].join(";\n"));
+      await input.onLocked();
     } else {
       script = [...lock, ...change];
     }
@@ -279,7 +295,8 @@ export async function syncFence(
     const emitted = results[script.length - 2]?.rows[0]?.lsn;
     return { lsn: parseLsn(emitted ?? "0/0") };
   } catch (error) {
-    await client.query("rollback").catch(() => {});
+    // A rollback that fails means the session is gone: the client is not given back to the pool.
+    await client.query("rollback").catch((failed: Error) => onLost(failed));
     const e = error as { code?: string; message?: string };
     if (e.code === "55P03") {
       throw new Error(
@@ -289,7 +306,8 @@ export async function syncFence(
     }
     throw error;
   } finally {
-    client.release();
+    client.off("error", onLost);
+    client.release(lost ?? undefined);
   }
 }
 

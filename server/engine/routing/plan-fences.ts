@@ -161,7 +161,7 @@ export async function syncPlanFences(
   options: {
     lockTimeoutMs?: number;
     only?: readonly FencedDatabase[];
-    onLocked?: () => void;
+    onLocked?: () => void | Promise<void>;
     /** A mover's own tenants, the only ones waited out (syncFence's lockOnly). */
     lockOnly?: readonly string[];
   } = {},

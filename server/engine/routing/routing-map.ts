@@ -39,6 +39,12 @@ export interface RouteChange {
   ownerId?: string | null;
   /** New freeze flag; omitted: unchanged. */
   frozen?: boolean;
+  /**
+   * Apply the change only to this route (owner and freeze flag exactly so); any other route refuses
+   * the whole change as a conflict, nothing written. A cutover's freeze, flip and abort say which
+   * route their step is for: a route someone else changed meanwhile is not theirs to overwrite.
+   */
+  onlyFrom?: TenantRouteState;
 }
 
 export interface RouteDiff {
@@ -47,7 +53,13 @@ export interface RouteDiff {
   to: TenantRouteState;
 }
 
-export type RoutingDecision = { ok: true; diffs: RouteDiff[] } | { ok: false; reason: string };
+export type RoutingDecision =
+  | { ok: true; diffs: RouteDiff[] }
+  | {
+      ok: false;
+      reason: string /** A route was not the one a change required (onlyFrom). */;
+      conflict?: true;
+    };
 
 /**
  * Pure: what a requested change does to the current routes. Refuses an owner that is not one of
@@ -75,6 +87,16 @@ export function decideRoutingChange(
       };
     }
     const from = current.get(change.tenantKey) ?? LEGACY_ROUTE;
+    const only = change.onlyFrom;
+    if (only && (only.ownerId !== from.ownerId || only.frozen !== from.frozen)) {
+      const say = (r: TenantRouteState) =>
+        `${r.ownerId === null ? "legacy" : `database ${r.ownerId}`} (${r.frozen ? "frozen" : "not frozen"})`;
+      return {
+        ok: false,
+        conflict: true,
+        reason: `The route of tenant ${change.tenantKey} changed: it now says ${say(from)}; this change was for ${say(only)}.`,
+      };
+    }
     const to: TenantRouteState = {
       ownerId: change.ownerId === undefined ? from.ownerId : change.ownerId,
       frozen: change.frozen ?? from.frozen,
@@ -153,7 +175,8 @@ export async function writeRoutingChange(
     request.changes,
     new Set(plan.shards.map((s) => s.databaseId)),
   );
-  if (!decision.ok) throw new RoutingChangeRefused(decision.reason, "invalid");
+  if (!decision.ok)
+    throw new RoutingChangeRefused(decision.reason, decision.conflict ? "conflict" : "invalid");
   if (decision.diffs.length === 0) return null;
 
   const version = previousVersion + 1;
