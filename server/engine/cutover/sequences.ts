@@ -38,8 +38,9 @@ export async function shardedSequences(
 
 /**
  * Ids a target may hand out between this module's read of a sequence and its setval (one statement
- * apart: microseconds). setval lands at least this far past the value it read, so inserts racing it
- * on the target (other tenants' nextval) cannot be handed the same ids again.
+ * apart: microseconds). setval lands at least this far past the value it read — times the
+ * sequence's CACHE, since each session's nextval takes a whole block of that many at once — so
+ * inserts racing it on the target (other tenants' nextval) cannot be handed the same ids again.
  */
 const RACE_MARGIN = 1_000n;
 
@@ -69,9 +70,10 @@ async function raiseSequences(
   const results = (await to.query(
     `select pg_advisory_xact_lock(${SEQUENCE_LOCK_CLASS}, hashtext(s.seq)) from ${list} order by hashtext(s.seq);
      select x.seq, (case when x.last < x.floor
-                      then setval(x.seq::regclass, greatest(x.floor, x.last + ${RACE_MARGIN}), true)
+                      then setval(x.seq::regclass, greatest(x.floor, x.last + ${RACE_MARGIN} * x.cache), true)
                       else x.last end)::text as v
-     from (select s.seq, s.floor, coalesce(pg_sequence_last_value(s.seq::regclass), 0) as last
+     from (select s.seq, s.floor, coalesce(pg_sequence_last_value(s.seq::regclass), 0) as last,
+                  (select greatest(q.seqcache, 1) from pg_sequence q where q.seqrelid = s.seq::regclass) as cache
            from ${list} offset 0) x`,
   )) as unknown as pg.QueryResult<{ seq: string; v: string }>[];
   const set = results[1]?.rows ?? [];
