@@ -288,6 +288,13 @@ describe("the breaker trips by itself on a shard that is down", () => {
         expect(r.frozen).toBe(true);
         expect(r.ownerDatabaseId).not.toBeNull();
       }
+      // The trip's status is written before its end is reported (engine event and audit event, one
+      // transaction after it): wait for that, then count.
+      await waitFor("the held rollback's audit event", async () =>
+        (await db().auditEvent.count({ where: { planId: plan.id, action: "breaker.rollback.held" } })) > 0
+          ? true
+          : null,
+      );
       expect(
         await db().auditEvent.count({ where: { planId: plan.id, action: "breaker.rollback.held" } }),
       ).toBe(1);
