@@ -13,7 +13,6 @@
 // page, which asks the server again (only columns the server can order by are sortable there).
 import {
   type ColumnDef,
-  flexRender,
   getCoreRowModel,
   getFilteredRowModel,
   getSortedRowModel,
@@ -21,7 +20,7 @@ import {
   type SortingState,
   useReactTable,
 } from "@tanstack/react-table";
-import { Fragment, useState } from "react";
+import { Fragment, type ReactNode, useState } from "react";
 
 declare module "@tanstack/react-table" {
   interface ColumnMeta<TData extends RowData, TValue> {
@@ -112,7 +111,7 @@ export function DataTable<T>({
             {group.headers.map((header) => {
               const sorted = header.column.getIsSorted();
               const right = header.column.columnDef.meta?.align === "right";
-              const title = flexRender(header.column.columnDef.header, header.getContext());
+              const title = renderTemplate(header.column.columnDef.header, header.getContext());
               return (
                 <th
                   key={header.id}
@@ -163,7 +162,7 @@ export function DataTable<T>({
                         key={cell.id}
                         className={`${cellPad} ${meta?.align === "right" ? "text-right tabular-nums" : ""} ${meta?.className ?? ""}`}
                       >
-                        {flexRender(cell.column.columnDef.cell, cell.getContext())}
+                        {renderTemplate(cell.column.columnDef.cell, cell.getContext())}
                       </td>
                     );
                   })}
@@ -189,4 +188,15 @@ export function DataTable<T>({
       </tbody>
     </table>
   );
+}
+
+/**
+ * A column's header or cell, called as a render function. TanStack's flexRender mounts a function
+ * as a component: pages define their columns inline (each render makes new functions), so every
+ * re-render (a 3 s poll) unmounted and remounted each cell — and a confirmation dialog opened from
+ * one (parity's Repair) lost its DOM while a person typed the reason (e2e/parity.spec.ts).
+ * Called directly, React keeps what the function returns. No cell may use hooks.
+ */
+function renderTemplate<P>(template: string | ((props: P) => ReactNode) | undefined, props: P): ReactNode {
+  return typeof template === "function" ? template(props) : (template ?? null);
 }
