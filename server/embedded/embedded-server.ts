@@ -225,9 +225,11 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions): Promi
     "-c",
     "max_wal_senders=32",
     // One replication origin per CDC source → target pair lives on each target server (PostgreSQL
-    // 18 tracks 10 by default; tests create many).
+    // 18 tracks 10 by default; tests create many). Origins are per server and outlive the test
+    // databases that made them: a whole Vitest run passed 64 once the break tests were added
+    // ("could not find free replication state slot for replication origin with ID 65").
     "-c",
-    "max_active_replication_origins=64",
+    "max_active_replication_origins=256",
     "-c",
     "max_connections=300",
     "-c",
