@@ -38,8 +38,8 @@ const TENANTS = Number(process.env.SHARDSHIFT_BREAKER_TENANTS ?? 30);
 const CUT = Number(process.env.SHARDSHIFT_BREAKER_CUT ?? 12);
 const RATE = Number(process.env.SHARDSHIFT_BREAKER_RATE ?? 200);
 
-/** The plan's freeze budget for the trip (SHARDSHIFT_BREAKER_BUDGET_MS, at most the settings' 10 s: a plan whose settings do not validate is not moved; 2 s is the product's default). */
-const BUDGET_MS = Number(process.env.SHARDSHIFT_BREAKER_BUDGET_MS ?? 2_000);
+/** The plan's freeze budget for the trip (SHARDSHIFT_BREAKER_BUDGET_MS). 10 s, the settings' most: this test proves what a rollback keeps, not how fast it is (that is `npm run bench`'s), and under CI's load reverse replication could miss the 2 s default and the trip give up. */
+const BUDGET_MS = Number(process.env.SHARDSHIFT_BREAKER_BUDGET_MS ?? 10_000);
 
 let control: Awaited<ReturnType<typeof useControlPlane>>;
 let legacy: TestDatabase;
