@@ -55,6 +55,8 @@ export interface BreakerRound {
   /** Each step of the trip, ms after the click. */
   profile: { step: string; atMs: number }[];
   sdk: SdkWorkloadSummary;
+  /** SDK writes acknowledged in the second before the click (the load the freeze met). */
+  steadyRate: number;
   /** Tenants a shard still owns after the rollback (0 expected when it rolled back). */
   leftOnShards: number;
 }
@@ -161,9 +163,15 @@ async function runRound(
   });
   let trip: Awaited<ReturnType<typeof readTripRow>> = null;
   let click = 0;
+  let returned = 0;
+  let steadyRate = 0;
   let sdk: SdkWorkloadSummary;
   try {
     await waitForWrites(workload, options.cutoverWriteRate);
+    // The rate the freeze meets: writes acknowledged over the second before the click.
+    const before = workload.acknowledged();
+    await sleep(1_000);
+    steadyRate = workload.acknowledged() - before;
     // 3. the trip
     click = Date.now();
     const { tripId } = await tripBreaker(benchActor, {
@@ -171,6 +179,7 @@ async function runRound(
       scope: { kind: "all" },
       reason: `bench: breaker trip of ${size} tenants`,
     });
+    returned = Date.now() - click;
     trip = await pollUntil(
       `the breaker's rollback of ${size} tenants to end`,
       async () => {
@@ -187,7 +196,7 @@ async function runRound(
   const leftOnShards = await db().tenantRoute.count({ where: { planId, ownerDatabaseId: { not: null } } });
   if (!trip) throw new Error("the trip did not end");
   log(
-    `    SDK workload: ${sdk.acknowledged} writes at ${sdk.writesPerSecond.toFixed(0)}/s; ${sdk.metFreeze.count} met the freeze: p50 ${sdk.metFreeze.p50.toFixed(0)} ms, p99 ${sdk.metFreeze.p99.toFixed(0)} ms, max ${sdk.metFreeze.max.toFixed(0)} ms; ` +
+    `    SDK workload: ${steadyRate} writes in the second before the click; ${sdk.acknowledged} writes in all; ${sdk.metFreeze.count} met the freeze: p50 ${sdk.metFreeze.p50.toFixed(0)} ms, p99 ${sdk.metFreeze.p99.toFixed(0)} ms, max ${sdk.metFreeze.max.toFixed(0)} ms; ` +
       `retries ${JSON.stringify(sdk.retries)}; ledger sample: ${sdk.ledgerProblems.length} of ${sdk.ledgerChecked} wrong`,
   );
   await rearmBreaker(benchActor, { planId, reason: `bench: re-armed after the ${size}-tenant round` });
@@ -209,9 +218,11 @@ async function runRound(
         : null,
     profile: [
       { step: "created", atMs: trip.createdAt.getTime() - click },
+      { step: "(service returned)", atMs: returned },
       ...trip.steps.map((s) => ({ step: s.status, atMs: new Date(s.at).getTime() - click })),
     ],
     sdk,
+    steadyRate,
     leftOnShards,
   };
 }
@@ -246,7 +257,7 @@ export function addBreakerFigures(
   result: BreakerStepResult,
 ): void {
   for (const r of result.rounds) {
-    const what = `${r.tenants} tenants under ${options.cutoverWriteRate} SDK writes/s`;
+    const what = `${r.tenants} tenants under ${options.cutoverWriteRate} SDK writes/s asked (${r.steadyRate} in the second before the trip)`;
     report.add({
       figure: figure(`breaker.${r.tenants}.click_to_flip_ms`, r.clickToFlipMs ?? Number.NaN, "ms"),
       label: `breaker trip → last tenant's owner legacy on the map (the flip), ${what} (${r.status})`,

@@ -16,18 +16,20 @@
 // Writes go to every tenant of the workload's list, half of them being moved, so that freezes meet
 // writes; a sample of the ledger is read back from each key's owner at the end (nothing lost).
 import type pg from "pg";
-import { createRouter, httpMapSource, type Router, type TenantHandle } from "@/sdk";
-import type { TenantTransaction } from "@/sdk/router";
 import { db } from "@/server/db";
 import { reverseSlotName } from "@/server/engine/cdc/reverse-slot";
 import { readSlotStatus } from "@/server/engine/cdc/slot";
 import { advanceCutover, CutoverStateConflict, readCutover } from "@/server/engine/cutover/cutover-store";
+import { startTsThread } from "@/server/engine/shared/ts-thread";
 import { createApiToken } from "@/server/services/routing/api-tokens";
 import { previewCutover, requestCutover } from "@/server/services/routing/cutover";
 import { closeRoutingMapNotifier } from "@/server/services/routing/map-notifier";
-import { type LedgerEntry, ledgerMismatches, startLedgerWorkload } from "@/server/testing/ledger-workload";
 import { startRoutingHttp } from "@/server/testing/routing-http";
 import { benchActor } from "./movement";
+import type { FromSdkThread, SdkWorkloadInput, SdkWorkloadSummary } from "./sdk-workload-thread";
+
+export type { SdkWorkloadSummary } from "./sdk-workload-thread";
+
 import {
   burstProbes,
   clearArrivals,
@@ -39,12 +41,8 @@ import {
 } from "./probe";
 import { type LagSummary, pollUntil, sleep, summarizeLags } from "./stats";
 
-/** Lanes write in sequence, each paced to its share: enough of them that one held by a freeze is a small part. */
-const SDK_LANES = 40;
 /** requestCutover calls in flight at once (an operator's script asking for many tenants). */
 const REQUEST_CONCURRENCY = 4;
-/** Ledger entries read back from their owner at the end. */
-const LEDGER_SAMPLE = 2_000;
 const POLL_MS = 250;
 /**
  * After the deadline: how long the attempts a worker already claimed get to end. They run to their
@@ -142,64 +140,6 @@ export function describeBreakdown(batch: CutoverBatch): string {
     .join(", ");
 }
 
-export interface SdkWorkloadSummary {
-  acknowledged: number;
-  writesPerSecond: number;
-  /** Every SDK call's duration (ms). */
-  calls: LagSummary;
-  /** SDK calls that met a freeze (route frozen as the call began, or changed while it ran). */
-  metFreeze: LagSummary;
-  retries: Record<string, number>;
-  unexpected: string[];
-  ledgerChecked: number;
-  ledgerProblems: string[];
-}
-
-interface CallTiming {
-  ms: number;
-  metFreeze: boolean;
-}
-
-/** The router, with every write timed and marked when the tenant's route was frozen or changed meanwhile. */
-function timedRouter(router: Router, record: (timing: CallTiming) => void): Router {
-  const time = async <T>(tenant: string, call: () => Promise<T>): Promise<T> => {
-    const before = router.route(tenant);
-    const started = performance.now();
-    try {
-      return await call();
-    } finally {
-      const after = router.route(tenant);
-      record({
-        ms: performance.now() - started,
-        metFreeze: before.frozen || after.version !== before.version,
-      });
-    }
-  };
-  return {
-    forTenant(id) {
-      const inner = router.forTenant(id);
-      const handle: TenantHandle = {
-        tenant: inner.tenant,
-        query: <R extends pg.QueryResultRow>(text: string | pg.QueryConfig, values?: unknown[]) =>
-          time(inner.tenant, () => inner.query<R>(text, values)),
-        transaction: <T>(fn: (tx: TenantTransaction) => Promise<T>) =>
-          time(inner.tenant, () => inner.transaction(fn)),
-      };
-      return handle;
-    },
-    route: (tenant) => router.route(tenant),
-    get version() {
-      return router.version;
-    },
-    get legacyDatabase() {
-      return router.legacyDatabase;
-    },
-    pool: (database) => router.pool(database),
-    waitForVersion: (version, timeoutMs) => router.waitForVersion(version, timeoutMs),
-    close: () => router.close(),
-  };
-}
-
 export interface CutoverWorkload {
   /** Writes acknowledged so far. */
   acknowledged(): number;
@@ -225,7 +165,11 @@ export async function planDatabaseUrls(
   return { names, shardIds: plan.shards.map((s) => s.database.id) };
 }
 
-/** Starts the SDK write workload: a router over HTTP long-poll, the ledger workload's lanes on it. */
+/**
+ * Starts the SDK write workload in a thread of its own (sdk-workload-thread.ts says why): a router
+ * following the map over HTTP long-poll from this process's routing server, the ledger workload's
+ * lanes on it.
+ */
 export async function startCutoverWorkload(options: {
   planId: string;
   databases: Record<string, string>;
@@ -234,67 +178,59 @@ export async function startCutoverWorkload(options: {
 }): Promise<CutoverWorkload> {
   const { token } = await createApiToken(benchActor, { planId: options.planId, name: "bench: SDK workload" });
   const http = await startRoutingHttp();
-  let router: Router;
+  const input: SdkWorkloadInput = {
+    databases: options.databases,
+    mapUrl: http.url,
+    token,
+    tenants: options.tenants,
+    writesPerSecond: options.writesPerSecond,
+  };
+  const thread = startTsThread(new URL("./sdk-workload-thread.ts", import.meta.url), {
+    name: "shardshift-bench-sdk",
+    workerData: input,
+  });
+  let progress = { acknowledged: 0, describe: "nothing acknowledged yet" };
+  let failure: string | null = null;
+  const summary = new Promise<SdkWorkloadSummary>((resolve, reject) => {
+    thread.on("message", (message: FromSdkThread) => {
+      if (message.kind === "progress") progress = message;
+      else if (message.kind === "summary") resolve(message.summary);
+      else if (message.kind === "failed") {
+        failure = message.message;
+        reject(new Error(`The bench's SDK workload failed: ${message.message}`));
+      }
+    });
+    thread.on("error", (error) => reject(error));
+    thread.on("exit", (code) => reject(new Error(`The bench's SDK workload thread exited (${code})`)));
+  });
+  summary.catch(() => {});
+  const close = async () => {
+    await thread.terminate().catch(() => {});
+    await http.close();
+    await closeRoutingMapNotifier();
+  };
   try {
-    router = await createRouter({
-      databases: Object.fromEntries(
-        Object.entries(options.databases).map(([name, url]) => [
-          name,
-          { connectionString: url, max: SDK_LANES, application_name: "shardshift-bench-sdk" },
-        ]),
-      ),
-      map: httpMapSource({ url: http.url, token, waitSeconds: 20 }),
+    await new Promise<void>((resolve, reject) => {
+      const onMessage = (message: FromSdkThread) => {
+        if (message.kind === "ready") resolve();
+      };
+      thread.on("message", onMessage);
+      summary.catch(reject);
     });
   } catch (error) {
-    await http.close();
+    await close();
     throw error;
   }
-  const timings: CallTiming[] = [];
-  const workload = startLedgerWorkload(
-    timedRouter(router, (t) => timings.push(t)),
-    { tenants: options.tenants, lanes: SDK_LANES, writesPerSecond: options.writesPerSecond, seed: 12 },
-  );
   return {
-    acknowledged: () => workload.stats().acknowledged,
-    describe: () => {
-      const s = workload.stats();
-      return `${s.acknowledged} acknowledged, retries ${JSON.stringify(s.retries)}, ${s.unexpected.length} unexpected errors${s.unexpected[0] ? ` (first: ${s.unexpected[0]})` : ""}`;
-    },
+    acknowledged: () => progress.acknowledged,
+    describe: () => (failure ? `failed: ${failure}` : progress.describe),
     async stop() {
-      await workload.stop();
-      const stats = workload.stats();
-      let ledgerProblems: string[] = [];
-      let ledgerChecked = 0;
+      thread.postMessage({ kind: "stop" });
       try {
-        // Each key read where its tenant lives now: an acknowledged write reached the new owner
-        // before the flip (drain), so no wait for replication is needed.
-        const entries = workload.entries();
-        const every = Math.max(1, Math.floor(entries.length / LEDGER_SAMPLE));
-        const sample = entries.filter((_, i) => i % every === 0);
-        const byOwner = new Map<string, LedgerEntry[]>();
-        for (const e of sample) {
-          const owner = router.route(e.tenant).owner;
-          byOwner.set(owner, [...(byOwner.get(owner) ?? []), e]);
-        }
-        for (const [owner, list] of byOwner) {
-          ledgerProblems = ledgerProblems.concat(await ledgerMismatches(router.pool(owner), list, owner));
-        }
-        ledgerChecked = sample.length;
+        return await summary;
       } finally {
-        await router.close();
-        await http.close();
-        await closeRoutingMapNotifier();
+        await close();
       }
-      return {
-        acknowledged: stats.acknowledged,
-        writesPerSecond: stats.writesPerSecond,
-        calls: summarizeLags(timings.map((t) => t.ms)),
-        metFreeze: summarizeLags(timings.filter((t) => t.metFreeze).map((t) => t.ms)),
-        retries: stats.retries,
-        unexpected: stats.unexpected,
-        ledgerChecked,
-        ledgerProblems,
-      };
     },
   };
 }

@@ -29,7 +29,7 @@
 //   runner there, so a crash test can SIGKILL the worker at that step.
 import pg from "pg";
 import type { Prisma } from "../../generated/prisma/client";
-import { reverseSlotName } from "../cdc/reverse-slot";
+import { type ReverseSlot, reverseSlotName } from "../cdc/reverse-slot";
 import { formatLsn } from "../cdc/slot";
 import { readOriginProgress } from "../cdc/target-applier";
 import {
@@ -145,9 +145,10 @@ export function startRollbackRun(tripId: string, options: RollbackRunOptions): R
         ...options,
         control: lock,
         log,
-        pause: async (step) => {
+        pause: async (step, recorded) => {
           if (lost !== null) throw new TripStateConflict(`the trip's lock was lost (${lost}) before ${step}`);
           if (options.pauseAt !== step) return;
+          await recorded;
           log(`paused at ${step} (SHARDSHIFT_BREAKER_PAUSE_AT)`);
           await stopped;
           throw new Error("stopped while paused (test hook)");
@@ -179,7 +180,8 @@ export function startRollbackRun(tripId: string, options: RollbackRunOptions): R
 interface DriveOptions extends RollbackRunOptions {
   /** The runner's own control-plane connection (it holds the trip's lock): the flip's statement runs there. */
   control: pg.Client;
-  pause(step: string): Promise<void>;
+  /** A test hook: holds the run at `step` (SHARDSHIFT_BREAKER_PAUSE_AT), once `recorded` (the step's own write) has settled. */
+  pause(step: string, recorded?: Promise<unknown>): Promise<void>;
   stopping(): boolean;
   /** Why the session holding the trip's lock is gone, or null while it holds it. */
   lockLost(): string | null;
@@ -227,6 +229,8 @@ async function driveTrip(tripId: string, options: DriveOptions): Promise<void> {
   const row = await readTrip(tripId);
   if (!row) return;
   if (row.status === "tripped") {
+    // How long the trip waited for a worker (its row's creation → read here): on the click→flip path.
+    options.log(`picked up ${Date.now() - row.createdAt.getTime()} ms after the trip`);
     if (row.attempts >= MAX_BREAKER_ATTEMPTS) {
       await giveUp(
         row,
@@ -264,21 +268,24 @@ function remaining(row: TripRow): number {
 async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
   const spans = new RollbackSpans();
   try {
-    const fences = await loadPlanFences(row.planId);
     // The fence watch leaves the plan's fences to this run until it ends (fence-watch.ts says why).
-    if (!(await holdFenceSync(options.control, row.planId)))
+    const [fences, syncHeld] = await Promise.all([
+      spans.time("fences", () => loadPlanFences(row.planId)),
+      spans.time("hold", () => holdFenceSync(options.control, row.planId)),
+    ]);
+    if (!syncHeld)
       options.log("a fence-watch round held the plan's fences past the wait; fencing alongside it");
     spans.mark("load");
-    const { sequences, down } = await prepare(row, fences, options, spans);
+    const { sequences, down, reverseSlots } = await prepare(row, fences, options, spans);
     spans.mark("prepare");
     await options.pause("settling");
     const frozen = await settleAndFreeze(row, fences, options, spans);
     spans.mark("freeze");
     if (!frozen) return;
-    const lsns = await fenceShards(row, fences, options, down, spans);
+    const { lsns, noted } = await fenceShards(row, fences, options, down, spans);
     spans.mark("fence");
-    await options.pause("fenced");
-    await drainShards(row, fences, lsns, sequences, options, down);
+    await options.pause("fenced", noted);
+    await drainShards(row, fences, lsns, sequences, options, down, reverseSlots, noted);
     spans.mark("drain");
     const held = await judgeDownShards(row, fences, down, options);
     await options.pause("drained");
@@ -367,7 +374,7 @@ async function prepare(
   fences: PlanFences,
   options: DriveOptions,
   spans: RollbackSpans,
-): Promise<{ sequences: string[]; down: Map<string, string> }> {
+): Promise<{ sequences: string[]; down: Map<string, string>; reverseSlots: Map<string, ReverseSlot> }> {
   // The reads that need nothing else, at once: they are on the path from the click to the freeze.
   const [movement, reading, sequences] = await spans.time("reads", () =>
     Promise.all([
@@ -402,39 +409,44 @@ async function prepare(
   }
   const up = owning.filter((s) => !down.has(s.databaseId));
   const blockers: string[] = [];
-  await spans.time("slots", () =>
-    Promise.all(
-      up.map(async (shard) => {
-        const reverse = await ensureReverseSlot(shard.pool, {
-          planId: row.planId,
-          shardOrdinal: fences.shards.indexOf(shard),
-          schema: fences.schema,
-        });
-        const blocker = lagBlocker(
-          "to-legacy",
-          await reverseLagOnceStreaming(shard.pool, reverse.slot),
-          row.budgetMs,
-        );
-        if (blocker) blockers.push(`${shard.name}: ${blocker}`);
-      }),
+  const reverseSlots = new Map<string, ReverseSlot>();
+  await Promise.all([
+    spans.time("slots", () =>
+      Promise.all(
+        up.map(async (shard) => {
+          const reverse = await ensureReverseSlot(shard.pool, {
+            planId: row.planId,
+            shardOrdinal: fences.shards.indexOf(shard),
+            schema: fences.schema,
+          });
+          reverseSlots.set(shard.databaseId, reverse);
+          const blocker = lagBlocker(
+            "to-legacy",
+            await reverseLagOnceStreaming(shard.pool, reverse.slot),
+            row.budgetMs,
+          );
+          if (blocker) blockers.push(`${shard.name}: ${blocker}`);
+        }),
+      ),
     ),
-  );
+    // Sequences set a first time before the freeze (alongside the slots' checks): inside it only
+    // one quick pass remains.
+    spans.time("sequences", () =>
+      advanceSequencesFromAll(
+        up.map((s) => s.pool),
+        fences.legacy.pool,
+        sequences,
+      ),
+    ),
+  ]);
   if (blockers.length > 0) throw new GiveUp(`Nothing was frozen: ${blockers.join(" ")}`);
-  // Sequences set a first time before the freeze: inside it only one quick pass remains.
-  await spans.time("sequences", () =>
-    advanceSequencesFromAll(
-      up.map((s) => s.pool),
-      fences.legacy.pool,
-      sequences,
-    ),
-  );
   if (down.size > 0) {
     // A down shard's sequences cannot be read: legacy's are set past the rows it holds.
     await advanceSequencesPastRows(fences.legacy.pool, fences.schema.tables);
     const names = fences.shards.filter((s) => down.has(s.databaseId)).map((s) => s.name);
     options.log(`${names.join(", ")} down: its tenants are frozen on the map, not fenced`);
   }
-  return { sequences, down };
+  return { sequences, down, reverseSlots };
 }
 
 /**
@@ -633,13 +645,20 @@ async function fenceShards(
   options: DriveOptions,
   down: ReadonlyMap<string, string>,
   spans?: RollbackSpans,
-): Promise<Map<string, bigint>> {
+): Promise<{ lsns: Map<string, bigint>; noted: Promise<void> }> {
   const version = Number(row.freezeVersion ?? 0);
   const results = await Promise.all(
     shardsOfSet(row, fences, down).map(async ({ shard, tenants }) => {
       try {
         const from = performance.now();
-        const lsn = await freezeSetOn(fences, shard, tenants, version, Math.max(50, remaining(row)));
+        const lsn = await freezeSetOn(
+          fences,
+          shard,
+          tenants,
+          version,
+          Math.max(50, remaining(row)),
+          (name, ms) => spans?.add(`${shard.name} ${name}`, ms),
+        );
         spans?.add(`fence ${shard.name}`, performance.now() - from);
         return { shard, lsn };
       } catch (error) {
@@ -656,15 +675,19 @@ async function fenceShards(
   const lsns = new Map(results.map((r) => [r.shard.name, r.lsn as bigint]));
   const freezeLsns = Object.fromEntries([...lsns].map(([name, lsn]) => [name, formatLsn(lsn)]));
   row.freezeLsns = freezeLsns;
-  const noted = performance.now();
-  await noteTripStep(row, "fenced", { freezeLsns }, { note: JSON.stringify(freezeLsns) });
-  spans?.add("fence-note", performance.now() - noted);
+  // The step is recorded while the drain waits (nothing reads it to recover: the flip's version
+  // decides); the drain's own step is written after it.
+  const noting = performance.now();
+  const noted = noteTripStep(row, "fenced", { freezeLsns }, { note: JSON.stringify(freezeLsns) }).then(() =>
+    spans?.add("fence-note", performance.now() - noting),
+  );
+  noted.catch(() => {});
   // Legacy learns of the freeze too (it refuses these tenants already: a shard owns them).
   void syncPlanFences(fences, { only: [fences.legacy], lockTimeoutMs: 2_000 }).catch(() => {});
   options.log(
     `fenced on ${[...lsns.keys()].join(", ")} ${Date.now() - (row.freezeStartedAt?.getTime() ?? 0)} ms into the freeze`,
   );
-  return lsns;
+  return { lsns, noted };
 }
 
 /**
@@ -682,15 +705,49 @@ async function freezeSetOn(
   tenants: string[],
   version: number,
   lockTimeoutMs: number,
+  span: (name: string, ms: number) => void = () => {},
 ): Promise<bigint> {
+  let from = performance.now();
+  const lap = (name: string) => {
+    const now = performance.now();
+    span(name, now - from);
+    from = now;
+  };
   const state = await readFenceState(shard.pool);
+  lap("state");
   if (!state || state.planId !== fences.planId) throw new Error("no fence of this plan is installed there");
+  // The common case: the fence holds every version but the freeze's. The freeze's change is known
+  // here — the set frozen where it is, one version — so the map need not be read, and only this
+  // shard's tenants of the set are written: a tenant another database owns is refused here before
+  // and after the freeze alike, and the flip's version (which names every tenant of the set)
+  // brings its row up to date when the fences are synced after the flip. Half the rows of a
+  // two-shard rollback and no control-plane round trip, inside the freeze.
+  const own = (at: number): FenceRoute[] =>
+    tenants.map((tenantKey) => ({
+      tenantKey,
+      ownerKey: shard.key,
+      ownerName: shard.name,
+      frozen: true,
+      version: at,
+    }));
+  if (state.mapVersion === version - 1) {
+    const result = await syncFence(shard.pool, {
+      planId: fences.planId,
+      databaseName: shard.name,
+      routes: own(version),
+      version,
+      lockTimeoutMs,
+    });
+    lap("sync");
+    return result.lsn;
+  }
   if (state.mapVersion < version) {
     const [read] = await db().$queryRaw<{ version: bigint | null; routes: RouteRow[] | null }[]>`
       select (select version from routing_map where plan_id = ${fences.planId}::uuid) as version,
              (select json_agg(json_build_object('tenantKey', tenant_key, 'ownerDatabaseId', owner_database_id,
                                                 'frozen', frozen, 'version', version))
               from tenant_route where plan_id = ${fences.planId}::uuid and version > ${state.mapVersion}) as routes`;
+    lap(`routes ${read?.routes?.length ?? 0}`);
     const names = {
       legacyName: fences.legacy.name,
       shardNames: new Map(fences.shards.map((s) => [s.databaseId, s.name])),
@@ -704,19 +761,13 @@ async function freezeSetOn(
       // Only the set's tenants here are waited out (syncFence says why).
       lockOnly: tenants,
     });
+    lap("sync");
     return result.lsn;
   }
-  const routes: FenceRoute[] = tenants.map((tenantKey) => ({
-    tenantKey,
-    ownerKey: shard.key,
-    ownerName: shard.name,
-    frozen: true,
-    version,
-  }));
   const result = await syncFence(shard.pool, {
     planId: fences.planId,
     databaseName: shard.name,
-    routes,
+    routes: own(version),
     version: state.mapVersion,
     lockTimeoutMs,
   });
@@ -738,16 +789,31 @@ async function drainShards(
   sequences: string[],
   options: DriveOptions,
   down: ReadonlyMap<string, string>,
+  reverseSlots: ReadonlyMap<string, ReverseSlot>,
+  fencedNoted: Promise<void> = Promise.resolve(),
 ): Promise<void> {
   const deadline = (row.freezeStartedAt?.getTime() ?? Date.now()) + row.budgetMs;
+  const set = shardsOfSet(row, fences, down);
+  // Legacy's sequences past every fenced shard's, in one pass (advanceSequencesFromAll says why
+  // not one per shard), while reverse replication drains: the fences are committed, so no row of
+  // the set takes a value on a shard from now on. Harmless if the drain falls short (a sequence is
+  // only ever raised).
+  const advanced = advanceSequencesFromAll(
+    set.map((s) => s.shard.pool),
+    fences.legacy.pool,
+    sequences,
+  );
+  advanced.catch(() => {}); // awaited below; heard now so a failure meanwhile is not unhandled
   const results = await Promise.all(
-    shardsOfSet(row, fences, down).map(async ({ shard }) => {
+    set.map(async ({ shard }) => {
       const lsn = lsns.get(shard.name) ?? 0n;
-      const reverse = await ensureReverseSlot(shard.pool, {
-        planId: row.planId,
-        shardOrdinal: fences.shards.indexOf(shard),
-        schema: fences.schema,
-      });
+      const reverse =
+        reverseSlots.get(shard.databaseId) ??
+        (await ensureReverseSlot(shard.pool, {
+          planId: row.planId,
+          shardOrdinal: fences.shards.indexOf(shard),
+          schema: fences.schema,
+        }));
       const drained = await waitForOriginProgress(
         fences.legacy.pool,
         reverseOriginName(reverse.slot, reverse.slotLsn),
@@ -758,14 +824,9 @@ async function drainShards(
     }),
   );
   const short = results.filter((r) => !r.drained.reached);
-  // Legacy's sequences past every drained shard's, in one pass (advanceSequencesFromAll says why
-  // not one per shard as each drains).
-  await advanceSequencesFromAll(
-    results.filter((r) => r.drained.reached).map((r) => r.shard.pool),
-    fences.legacy.pool,
-    sequences,
-  );
+  await fencedNoted;
   if (short.length > 0) {
+    await advanced;
     throw new GiveUp(
       `Reverse replication had not brought legacy up to the freeze position of ${short
         .map((s) => `${s.shard.name} (${formatLsn(s.drained.progress ?? 0n)} of ${formatLsn(s.lsn)})`)
@@ -774,12 +835,15 @@ async function drainShards(
         )} when the ${row.budgetMs} ms freeze budget ran out; nothing was flipped, the fences were lifted and the tenants stay on their shards. Trip again when reverse lag is lower, or with a larger budget.`,
     );
   }
-  await noteTripStep(
-    row,
-    "drained",
-    {},
-    { note: `${Date.now() - (row.freezeStartedAt?.getTime() ?? 0)} ms into the freeze` },
-  );
+  await Promise.all([
+    advanced,
+    noteTripStep(
+      row,
+      "drained",
+      {},
+      { note: `${Date.now() - (row.freezeStartedAt?.getTime() ?? 0)} ms into the freeze` },
+    ),
+  ]);
   options.log(
     `drained ${results.length} shards ${Date.now() - (row.freezeStartedAt?.getTime() ?? 0)} ms into the freeze`,
   );

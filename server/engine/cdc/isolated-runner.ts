@@ -7,26 +7,11 @@
 // cutover. A thread has its own connections (pools, Prisma client); the process only asks it to
 // start and stop runners, relays its log lines and learns how each runner ended. A thread that dies
 // ends every runner in it with that failure; the next start begins a new thread.
-import { createRequire } from "node:module";
-import path from "node:path";
-import { pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
+import { startTsThread } from "../shared/ts-thread";
 import type { CdcRunner } from "./cdc-runner";
 
 const STOP_TIMEOUT_MS = 20_000;
-
-/**
- * The thread's entry is TypeScript: it registers tsx (as the process does with --import tsx) and
- * then imports the thread module. A plain `new Worker(file.ts)` fails on Node 20: a worker resolves
- * its entry before an --import hook is in place.
- */
-function threadBootstrap(): string {
-  // The package's ESM entry (its CommonJS one imports a path that does not exist from a worker).
-  const tsxRoot = path.dirname(createRequire(import.meta.url).resolve("tsx/package.json"));
-  const tsx = pathToFileURL(path.join(tsxRoot, "dist/esm/api/index.mjs")).href;
-  const entry = new URL("./cdc-thread.ts", import.meta.url).href;
-  return `import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); })`;
-}
 
 /** What the thread runs: a plan's forward stream, or one shard's reverse stream (reverse-stream.ts). */
 export type CdcJob =
@@ -70,7 +55,9 @@ let logTo: (m: string) => void = () => {};
 function ensureThread(lane: Lane): Thread {
   const running = threads.get(lane);
   if (running) return running;
-  const worker = new Worker(threadBootstrap(), { eval: true, name: `shardshift-cdc-${lane}` });
+  const worker = startTsThread(new URL("./cdc-thread.ts", import.meta.url), {
+    name: `shardshift-cdc-${lane}`,
+  });
   const thread: Thread = { worker, proxies: new Map() };
   // The process may exit while the thread still streams (its stop() ends the runners first).
   worker.unref();

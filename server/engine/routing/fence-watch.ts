@@ -61,6 +61,9 @@ export async function fenceRound(planId: string, log: (m: string) => void): Prom
         select pg_try_advisory_xact_lock(${FENCE_WATCH_LOCK}, hashtext(${planId})) as ok`;
       if (!lock?.ok) return;
       const fences = await loadPlanFences(planId);
+      // Stray writes first: the sync lock (a transaction lock) is then held only by the sync and
+      // the commit, not by the collection too — a breaker trip that meets a round waits for it.
+      await collectStrayWrites(fences);
       const [sync] = await tx.$queryRaw<{ ok: boolean }[]>`
         select pg_try_advisory_xact_lock(${FENCE_SYNC_LOCK}, hashtext(${planId})) as ok`;
       if (sync?.ok) {
@@ -68,7 +71,6 @@ export async function fenceRound(planId: string, log: (m: string) => void): Prom
           if (outcome.error) log(`[fence] ${outcome.database}: ${outcome.error}`);
         }
       }
-      await collectStrayWrites(fences);
     },
     { timeout: 30_000, maxWait: 10_000 },
   );
