@@ -6,9 +6,12 @@
 //   1. forward replication caught up (a cutover's own readiness check), then the N tenants put on
 //      their shards by ONE audited map change with fences and reverse slots (cutover-step.ts's
 //      placeOnShardsByMap: the state N cutovers leave, without running them), reverse streams reading;
-//   2. the SDK workload (cutover.ts, 1,000 writes/s by default) writing to those tenants and as many
-//      that stay on legacy, for a second;
-//   3. the trip, through the service the UI calls (tripBreaker, scope "every tenant on a shard"),
+//   2. autovacuum waited out and a checkpoint taken (as before every lag test), then the SDK workload
+//      (its own thread, sdk-workload-thread.ts; 1,000 writes/s asked by default) writing to those
+//      tenants and as many that stay on legacy: the trip once it has run a second, and the writes
+//      acknowledged in the second before the click reported as the load the freeze met;
+//   3. the trip, through the services the UI calls: the dialog's preview (previewBreaker, read when
+//      it opens), then the confirmation (tripBreaker, scope "every tenant on a shard"),
 //      then the trip row polled until its rollback ended. "Click" is the bench's clock right before
 //      the call; the flip and the end are the trip's own timestamps (same machine, same clock);
 //   4. a second more of writes, the workload stopped and its ledger sample read back from each
@@ -18,7 +21,7 @@
 // logged as the profile of where the time goes.
 import pg from "pg";
 import { db } from "@/server/db";
-import { rearmBreaker, tripBreaker } from "@/server/services/breaker/breaker";
+import { previewBreaker, rearmBreaker, tripBreaker } from "@/server/services/breaker/breaker";
 import { type BenchCluster, LEGACY_DB, SHARD_DB } from "./cluster";
 import {
   planDatabaseUrls,
@@ -80,6 +83,8 @@ export async function runBreakerStep(ctx: {
   log: (line: string) => void;
   /** Row counts legacy vs shards (run-bench.ts's verifyCopy): problems, empty when equal. */
   verifyRows: () => Promise<string[]>;
+  /** Before each round's writes: autovacuum done, a checkpoint (run-bench.ts). */
+  settle?: () => Promise<void>;
 }): Promise<BreakerStepResult> {
   const { planId, cluster, log } = ctx;
   await pollUntil(
@@ -128,6 +133,7 @@ async function runRound(
     tenantIds: readonly string[];
     options: BenchOptions;
     log: (line: string) => void;
+    settle?: () => Promise<void>;
   },
   size: number,
   names: Record<string, string>,
@@ -154,6 +160,7 @@ async function runRound(
     planId,
     shardPools.map((pool, ordinal) => ({ pool, ordinal })),
   );
+  await ctx.settle?.();
   // 2. writes
   const workload = await startCutoverWorkload({
     planId,
@@ -172,7 +179,8 @@ async function runRound(
     const before = workload.acknowledged();
     await sleep(1_000);
     steadyRate = workload.acknowledged() - before;
-    // 3. the trip
+    // 3. the trip: the dialog's preview first (what opening it reads), then the confirmation
+    await previewBreaker({ planId, scope: { kind: "all" } });
     click = Date.now();
     const { tripId } = await tripBreaker(benchActor, {
       planId,

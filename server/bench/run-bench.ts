@@ -707,6 +707,12 @@ export async function runBench(
             options,
             log,
             verifyRows: () => verifyCopy(legacyPool, shardPools, schema),
+            // Each round starts on a settled cluster, as the lag tests do: no autovacuum of the
+            // bulk-loaded tables and no checkpoint of earlier writes inside the trip.
+            settle: async () => {
+              await quiet(cluster, log, "breaker round");
+              await checkpointAll(cluster);
+            },
           });
         });
 

@@ -9,6 +9,7 @@ import {
   type RollbackRunOptions,
   startRollbackRun,
 } from "./run-rollback";
+import { warmRollbackPath } from "./warm-up";
 
 export interface BreakerScheduler {
   tick(): Promise<void>;
@@ -53,6 +54,7 @@ export function startBreakerScheduler(options: Omit<RollbackRunOptions, "pauseAt
     return client;
   };
   refill();
+  void warmRollbackPath();
   return {
     async tick() {
       for (const [id, run] of runs) if (run.finished) runs.delete(id);

@@ -276,7 +276,7 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
     if (!syncHeld)
       options.log("a fence-watch round held the plan's fences past the wait; fencing alongside it");
     spans.mark("load");
-    const { sequences, down, reverseSlots } = await prepare(row, fences, options, spans);
+    const { sequences, down, reverseSlots, firstPass } = await prepare(row, fences, options, spans);
     spans.mark("prepare");
     await options.pause("settling");
     const frozen = await settleAndFreeze(row, fences, options, spans);
@@ -285,7 +285,7 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
     const { lsns, noted } = await fenceShards(row, fences, options, down, spans);
     spans.mark("fence");
     await options.pause("fenced", noted);
-    await drainShards(row, fences, lsns, sequences, options, down, reverseSlots, noted);
+    await drainShards(row, fences, lsns, { sequences, firstPass }, options, down, reverseSlots, noted);
     spans.mark("drain");
     const held = await judgeDownShards(row, fences, down, options);
     await options.pause("drained");
@@ -374,7 +374,12 @@ async function prepare(
   fences: PlanFences,
   options: DriveOptions,
   spans: RollbackSpans,
-): Promise<{ sequences: string[]; down: Map<string, string>; reverseSlots: Map<string, ReverseSlot> }> {
+): Promise<{
+  sequences: string[];
+  down: Map<string, string>;
+  reverseSlots: Map<string, ReverseSlot>;
+  firstPass: Promise<unknown>;
+}> {
   // The reads that need nothing else, at once: they are on the path from the click to the freeze.
   const [movement, reading, sequences] = await spans.time("reads", () =>
     Promise.all([
@@ -386,34 +391,48 @@ async function prepare(
   const owners = new Set(reading.onShards.map((t) => t.ownerId));
   const owning = fences.shards.filter((s) => owners.has(s.databaseId));
   const down = new Map<string, string>();
-  await spans.time("probe", () =>
-    Promise.all(
-      owning.map(async (shard) => {
-        const error = await unreachable(shard);
+  // Each shard's probe, its slot check after it, and the sequences' first pass all run at once: on
+  // the path from the click to the freeze, and a shard is rarely down.
+  const probes = new Map(
+    owning.map((shard) => [
+      shard.databaseId,
+      unreachable(shard).then((error) => {
         if (error) down.set(shard.databaseId, error);
+        return error === null;
       }),
-    ),
+    ]),
   );
+  const probed = spans.time("probe", () => Promise.all(probes.values()));
   // Reverse replication runs only while the movement runs or is paused. A shard that stays down
   // fails the movement (forward CDC cannot apply to it): its tenants need no drain (judgeDownShards
   // reads legacy alone), so only a set with a reachable shard needs the movement.
-  const needsDrain = owning.some((s) => !down.has(s.databaseId));
-  if (
-    movement?.status !== "running" &&
-    movement?.status !== "paused" &&
-    (needsDrain || owning.length === 0)
-  ) {
-    throw new GiveUp(
-      `The plan's data movement is ${movement?.status ?? "not started"}: reverse replication does not run, so nothing could be drained. Nothing was frozen.`,
-    );
+  if (movement?.status !== "running" && movement?.status !== "paused") {
+    await probed;
+    if (owning.length === 0 || owning.some((s) => !down.has(s.databaseId))) {
+      throw new GiveUp(
+        `The plan's data movement is ${movement?.status ?? "not started"}: reverse replication does not run, so nothing could be drained. Nothing was frozen.`,
+      );
+    }
   }
-  const up = owning.filter((s) => !down.has(s.databaseId));
   const blockers: string[] = [];
   const reverseSlots = new Map<string, ReverseSlot>();
+  // Sequences set a first time from every shard of the set, so that the pass inside the freeze
+  // (drainShards) only reads: not waited for here — it runs through the settling, the freeze and
+  // the fence, and the drain's pass waits for it. If a probe finds a shard down, the pass is made
+  // again from those that answer without waiting for the first (it may hang on the down one).
+  // Raises only: the passes cannot undo each other.
+  const firstPass = (pools: pg.Pool[]) => advanceSequencesFromAll(pools, fences.legacy.pool, sequences);
+  const optimistic = firstPass(owning.map((s) => s.pool));
+  optimistic.catch(() => {}); // awaited below when every shard answers
+  const sequencesSet = (async () => {
+    if ((await probed).every(Boolean)) return optimistic;
+    return firstPass(owning.filter((s) => !down.has(s.databaseId)).map((s) => s.pool));
+  })();
   await Promise.all([
     spans.time("slots", () =>
       Promise.all(
-        up.map(async (shard) => {
+        owning.map(async (shard) => {
+          if (!(await probes.get(shard.databaseId))) return;
           const reverse = await ensureReverseSlot(shard.pool, {
             planId: row.planId,
             shardOrdinal: fences.shards.indexOf(shard),
@@ -429,16 +448,9 @@ async function prepare(
         }),
       ),
     ),
-    // Sequences set a first time before the freeze (alongside the slots' checks): inside it only
-    // one quick pass remains.
-    spans.time("sequences", () =>
-      advanceSequencesFromAll(
-        up.map((s) => s.pool),
-        fences.legacy.pool,
-        sequences,
-      ),
-    ),
+    probed,
   ]);
+  sequencesSet.catch(() => {}); // awaited by the drain (or dropped with the run when it gives up)
   if (blockers.length > 0) throw new GiveUp(`Nothing was frozen: ${blockers.join(" ")}`);
   if (down.size > 0) {
     // A down shard's sequences cannot be read: legacy's are set past the rows it holds.
@@ -446,7 +458,7 @@ async function prepare(
     const names = fences.shards.filter((s) => down.has(s.databaseId)).map((s) => s.name);
     options.log(`${names.join(", ")} down: its tenants are frozen on the map, not fenced`);
   }
-  return { sequences, down, reverseSlots };
+  return { sequences, down, reverseSlots, firstPass: sequencesSet };
 }
 
 /**
@@ -786,7 +798,7 @@ async function drainShards(
   row: TripRow,
   fences: PlanFences,
   lsns: Map<string, bigint>,
-  sequences: string[],
+  { sequences, firstPass }: { sequences: string[]; firstPass: Promise<unknown> },
   options: DriveOptions,
   down: ReadonlyMap<string, string>,
   reverseSlots: ReadonlyMap<string, ReverseSlot>,
@@ -798,11 +810,19 @@ async function drainShards(
   // not one per shard), while reverse replication drains: the fences are committed, so no row of
   // the set takes a value on a shard from now on. Harmless if the drain falls short (a sequence is
   // only ever raised).
-  const advanced = advanceSequencesFromAll(
-    set.map((s) => s.shard.pool),
-    fences.legacy.pool,
-    sequences,
-  );
+  // After the first pass (its failure is this one's to meet: this pass alone is what the flip needs).
+  const advanced = firstPass
+    .then(
+      () => undefined,
+      () => undefined,
+    )
+    .then(() =>
+      advanceSequencesFromAll(
+        set.map((s) => s.shard.pool),
+        fences.legacy.pool,
+        sequences,
+      ),
+    );
   advanced.catch(() => {}); // awaited below; heard now so a failure meanwhile is not unhandled
   const results = await Promise.all(
     set.map(async ({ shard }) => {

@@ -6,7 +6,7 @@ import type pg from "pg";
 import type { SourceSchema } from "../analysis/introspect";
 import { enginePool } from "../sql/pools";
 import { db } from "../store/db";
-import { databaseUrl } from "../store/movement-context";
+import { registeredUrl } from "../store/movement-context";
 import {
   type FenceRoute,
   fenceRouteOf,
@@ -39,11 +39,14 @@ export async function loadPlanFences(
   planId: string,
   poolOf: (url: string) => pg.Pool = enginePool,
 ): Promise<PlanFences> {
+  // One read (the URLs' ciphertexts with the rows): the breaker loads this on the path from the
+  // click to the freeze.
+  const database = { select: { id: true, name: true, urlCiphertext: true } } as const;
   const plan = await db().plan.findUnique({
     where: { id: planId },
     select: {
-      sourceDatabase: { select: { id: true, name: true } },
-      shards: { orderBy: { ordinal: "asc" }, select: { database: { select: { id: true, name: true } } } },
+      sourceDatabase: database,
+      shards: { orderBy: { ordinal: "asc" }, select: { database } },
       movement: { select: { sourceSchema: true } },
     },
   });
@@ -53,20 +56,14 @@ export async function loadPlanFences(
       "The fences guard the plan's sharded tables, known once its data movement has started: start it (Backfill & CDC) first.",
     );
   }
-  const legacy: FencedDatabase = {
-    databaseId: plan.sourceDatabase.id,
-    name: plan.sourceDatabase.name,
-    key: LEGACY_OWNER_KEY,
-    pool: poolOf(await databaseUrl(plan.sourceDatabase.id)),
-  };
-  const shards = await Promise.all(
-    plan.shards.map(async ({ database }) => ({
-      databaseId: database.id,
-      name: database.name,
-      key: database.id,
-      pool: poolOf(await databaseUrl(database.id)),
-    })),
-  );
+  const fenced = (d: { id: string; name: string; urlCiphertext: string }, key: string): FencedDatabase => ({
+    databaseId: d.id,
+    name: d.name,
+    key,
+    pool: poolOf(registeredUrl(d.id, d.urlCiphertext)),
+  });
+  const legacy = fenced(plan.sourceDatabase, LEGACY_OWNER_KEY);
+  const shards = plan.shards.map(({ database: d }) => fenced(d, d.id));
   return {
     planId,
     schema: plan.movement.sourceSchema as unknown as SourceSchema,

@@ -32,7 +32,12 @@ export async function databaseUrl(databaseId: string): Promise<string> {
     throw new Error(
       `Database ${databaseId} is no longer registered; register it again or cancel the movement.`,
     );
-  const url = decryptSecret(row.urlCiphertext, serverEnv().SHARDSHIFT_SECRET_KEY);
+  return registeredUrl(databaseId, row.urlCiphertext);
+}
+
+/** A registered database's URL from its stored ciphertext (read along with other rows), checked as databaseUrl does. */
+export function registeredUrl(databaseId: string, urlCiphertext: string): string {
+  const url = decryptSecret(urlCiphertext, serverEnv().SHARDSHIFT_SECRET_KEY);
   // A URL stored before its parameters and host were checked must not redirect the engine either.
   const problem = connectionUrlProblem(url);
   if (problem) {

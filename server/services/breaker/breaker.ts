@@ -77,7 +77,28 @@ async function newestTrip(planId: string, store: Pick<Prisma.TransactionClient, 
   return store.breakerTrip.findFirst({ where: { planId }, orderBy: { createdAt: "desc" } });
 }
 
-async function shapeTrip(plan: PlanRow, planId: string, scope: TBreakerScope): Promise<BreakerPreview> {
+/**
+ * What a trip of `scope` would do. The plan's row (`planRead`, usually still in flight) and every
+ * other read go at once: a trip's service call is on the path from the click to the flip.
+ */
+async function shapeTrip(
+  planRead: Promise<PlanRow>,
+  planId: string,
+  scope: TBreakerScope,
+): Promise<BreakerPreview> {
+  const [plan, cohort, reading, newest, inFlight, reverseLagMs] = await Promise.all([
+    planRead,
+    scope.kind === "cohort"
+      ? db().cohort.findUnique({
+          where: { planId_ordinal: { planId, ordinal: scope.ordinal } },
+          select: { ordinal: true },
+        })
+      : null,
+    tenantsInScope(db(), planId, scope),
+    newestTrip(planId),
+    cutoversOfScope(db(), planId, scope).then((where) => db().tenantCutover.count({ where })),
+    recentLagMs(planId, REVERSE_LAG_METRIC),
+  ]);
   const shardNames = new Map(plan.shards.map((s) => [s.database.id, s.database.name]));
   const settings = plan.settings as { freezeBudgetMs?: unknown };
   const budgetMs = typeof settings.freezeBudgetMs === "number" ? settings.freezeBudgetMs : DEFAULT_BUDGET_MS;
@@ -85,23 +106,11 @@ async function shapeTrip(plan: PlanRow, planId: string, scope: TBreakerScope): P
   if (scope.kind === "shard" && !shardNames.has(scope.databaseId)) {
     blockers.push(`Database ${scope.databaseId} is not a shard of this plan: choose one of its shards.`);
   }
-  if (scope.kind === "cohort") {
-    const cohort = await db().cohort.findUnique({
-      where: { planId_ordinal: { planId, ordinal: scope.ordinal } },
-      select: { ordinal: true },
-    });
-    if (!cohort) {
-      blockers.push(
-        `The plan's ladder has no cohort ${scope.ordinal}: draw the ladder first, or pick one of its cohorts.`,
-      );
-    }
+  if (scope.kind === "cohort" && !cohort) {
+    blockers.push(
+      `The plan's ladder has no cohort ${scope.ordinal}: draw the ladder first, or pick one of its cohorts.`,
+    );
   }
-  const [reading, newest, inFlight, reverseLagMs] = await Promise.all([
-    tenantsInScope(db(), planId, scope),
-    newestTrip(planId),
-    cutoversOfScope(db(), planId, scope).then((where) => db().tenantCutover.count({ where })),
-    recentLagMs(planId, REVERSE_LAG_METRIC),
-  ]);
   const state = planBreakerState(newest);
   if (newest && breakerInFlight(state)) {
     blockers.push(
@@ -148,7 +157,7 @@ async function shapeTrip(plan: PlanRow, planId: string, scope: TBreakerScope): P
 
 /** Dry run: what a trip of this scope would do now, and what would stop it. Writes nothing. */
 export async function previewBreaker(input: TBreakerPreviewInput): Promise<BreakerPreview> {
-  return shapeTrip(await planOf(input.planId), input.planId, input.scope);
+  return shapeTrip(planOf(input.planId), input.planId, input.scope);
 }
 
 /** The audit event of a trip (by a person or a rule), in the trip's transaction. */
@@ -213,8 +222,7 @@ export async function tripBreaker(
   actor: Actor,
   input: TBreakerTripInput,
 ): Promise<{ tripId: string; tenantCount: number }> {
-  const plan = await planOf(input.planId);
-  const shape = await shapeTrip(plan, input.planId, input.scope);
+  const shape = await shapeTrip(planOf(input.planId), input.planId, input.scope);
   if (shape.blockers.length > 0) {
     const message = `Cannot trip the breaker for ${shape.scopeLabel}: ${shape.blockers.join(" ")} Nothing was changed.`;
     await auditRefusal(
