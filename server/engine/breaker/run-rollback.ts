@@ -428,6 +428,10 @@ async function prepare(
     if ((await probed).every(Boolean)) return optimistic;
     return firstPass(owning.filter((s) => !down.has(s.databaseId)).map((s) => s.pool));
   })();
+  // Heard at once: awaited by the drain (or dropped with the run when it gives up), but it may fail
+  // while the slots are still checked — or after prepare threw — and an unheard rejection ends the
+  // worker process (break-prepare.test.ts).
+  sequencesSet.catch(() => {});
   await Promise.all([
     spans.time("slots", () =>
       Promise.all(
@@ -450,7 +454,6 @@ async function prepare(
     ),
     probed,
   ]);
-  sequencesSet.catch(() => {}); // awaited by the drain (or dropped with the run when it gives up)
   if (blockers.length > 0) throw new GiveUp(`Nothing was frozen: ${blockers.join(" ")}`);
   if (down.size > 0) {
     // A down shard's sequences cannot be read: legacy's are set past the rows it holds.

@@ -1,0 +1,317 @@
+// Break pass of the rollback's prepare and freeze shortcuts (session 12's speed-ups), on one plan
+// with tenants cut over to two shards, an in-process worker and real servers.
+//
+// 1. The sequences' first pass runs in the background from prepare on. When it fails (here: shard-0's
+//    invoices sequence so close to its maximum that legacy cannot be set past it plus headroom)
+//    while the slot checks are still running (shard-0's reverse_slot table held locked by this
+//    test), its rejection must be heard: an unhandled rejection ends a worker process (and fails
+//    this run). The trip must give up clearly, every tenant still on its shard, unfrozen, and every
+//    database's fence equal to the map.
+// 2. A trip of one shard's tenants while a legacy tenant cuts over to the other shard, with inserts
+//    on the set's shard right up to the fence (direct, through the fence): once the trip has rolled
+//    back and the cutover ended, every fence equals the map (the freeze's fence writes only the
+//    shard's own tenants when it is one version behind), and legacy's sequences stand past every id
+//    the shards handed out (no insert on legacy can reuse one).
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { db } from "../../db";
+import { loadDemoDataset } from "../../demo/dataset";
+import { systemActor } from "../../services/actor";
+import { rearmBreaker, tripBreaker } from "../../services/breaker/breaker";
+import { startDataMovement } from "../../services/movement/movement";
+import { requestCutover } from "../../services/routing/cutover";
+import { closeRoutingMapNotifier } from "../../services/routing/map-notifier";
+import { useControlPlane } from "../../testing/control-plane";
+import { waitForCutoverEnd } from "../../testing/cutover-fixture";
+import { createTestDatabase, type TestDatabase } from "../../testing/databases";
+import { waitForBackfill } from "../../testing/movement-fixture";
+import { planAtTwoWayCdc } from "../../testing/plan-fixture";
+import { waitFor } from "../../testing/worker-process";
+import { startWorker, type Worker } from "../../worker";
+import { hashPlacement } from "../router/placement";
+
+const TENANTS = 10;
+
+let control: Awaited<ReturnType<typeof useControlPlane>>;
+let legacy: TestDatabase;
+let shards: TestDatabase[];
+let worker: Worker | null = null;
+let planId = "";
+let on0: string[] = [];
+let on1: string[] = [];
+let spare1: string[] = [];
+const unhandled: string[] = [];
+const onUnhandled = (reason: unknown) => {
+  unhandled.push(String((reason as Error)?.message ?? reason));
+};
+const workerLog: string[] = [];
+const actor = { ...systemActor("break-prepare", "operator@test"), role: "operator" as const };
+const admin = { ...actor, email: "admin@test", role: "admin" as const };
+
+beforeAll(async () => {
+  process.on("unhandledRejection", onUnhandled);
+  control = await useControlPlane("bpr_control");
+  legacy = await createTestDatabase("bpr_legacy");
+  shards = [await createTestDatabase("bpr_shard0"), await createTestDatabase("bpr_shard1")];
+  await loadDemoDataset(legacy.pool, { tenants: TENANTS, rows: TENANTS * 60, seed: 11 });
+}, 120_000);
+
+afterAll(async () => {
+  process.off("unhandledRejection", onUnhandled);
+  await worker?.stop();
+  await closeRoutingMapNotifier();
+  await control?.drop();
+  await legacy?.drop();
+  for (const s of shards ?? []) await s.drop();
+});
+
+function shardAt(i: number): TestDatabase {
+  const shard = shards[i];
+  if (!shard) throw new Error(`no shard ${i}`);
+  return shard;
+}
+
+async function cutOver(tenant: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const { cutoverId } = await requestCutover(actor, {
+      planId,
+      tenantKey: tenant,
+      reason: "setup",
+      budgetMs: 10_000,
+    });
+    const end = await waitForCutoverEnd(cutoverId, 60_000);
+    if (end.status === "done") return;
+    if (attempt >= 3) throw new Error(`tenant ${tenant} did not cut over: ${end.error}`);
+  }
+}
+
+async function tripEnd(tripId: string, timeoutMs = 120_000) {
+  return waitFor(
+    "the rollback to end",
+    async () => {
+      const r = await db().breakerTrip.findUniqueOrThrow({ where: { id: tripId } });
+      return r.status === "rolled_back" || r.status === "failed" ? r : null;
+    },
+    timeoutMs,
+  );
+}
+
+/** Every database's fence against the map: version, and each route's owner and frozen flag. */
+async function fenceDrift(): Promise<string[]> {
+  const map = await db().routingMap.findUniqueOrThrow({ where: { planId } });
+  const routes = await db().tenantRoute.findMany({ where: { planId } });
+  const drift: string[] = [];
+  for (const [name, pool] of [
+    ["legacy", legacy.pool],
+    ["shard-0", shards[0]?.pool],
+    ["shard-1", shards[1]?.pool],
+  ] as const) {
+    if (!pool) continue;
+    const state = await pool.query<{ v: string }>(
+      "select map_version::text as v from shardshift.fence_state",
+    );
+    if (BigInt(state.rows[0]?.v ?? "-1") !== map.version)
+      drift.push(`${name}: fence at version ${state.rows[0]?.v}, map at ${map.version}`);
+    const { rows } = await pool.query<{ tenant_key: string; owner_key: string; frozen: boolean }>(
+      "select tenant_key, owner_key, frozen from shardshift.tenant_fence",
+    );
+    const fence = new Map(rows.map((r) => [r.tenant_key, r]));
+    for (const r of routes) {
+      const f = fence.get(r.tenantKey);
+      const owner = r.ownerDatabaseId ?? "legacy";
+      if (!f || f.owner_key !== owner || f.frozen !== r.frozen)
+        drift.push(
+          `${name}: tenant ${r.tenantKey} fence ${f ? `${f.owner_key}${f.frozen ? " frozen" : ""}` : "none"}, map ${owner}${r.frozen ? " frozen" : ""}`,
+        );
+    }
+  }
+  return drift;
+}
+
+/** Until no fence drifts from the map (the finish syncs them; the fence watch after it). */
+async function fencesEqualMap(): Promise<void> {
+  let last: string[] = [];
+  await waitFor(
+    "every fence to equal the map",
+    async () => {
+      last = await fenceDrift();
+      return last.length === 0;
+    },
+    20_000,
+  ).catch((error: Error) => {
+    throw new Error(`${error.message}: ${last.join("; ")}`);
+  });
+}
+
+describe("the rollback's prepare and freeze shortcuts", () => {
+  it("a first sequences pass that fails while the slots are checked is heard: the trip gives up, nothing unhandled", {
+    timeout: 240_000,
+  }, async () => {
+    const plan = await planAtTwoWayCdc(
+      actor,
+      "break prepare",
+      legacy.url,
+      shards.map((s) => s.url),
+    );
+    planId = plan.id;
+    await db().plan.update({
+      where: { id: plan.id },
+      data: { settings: { ...(plan.settings as object), freezeBudgetMs: 10_000 } },
+    });
+    await startDataMovement(actor, { planId, reason: "go", resetShards: true });
+    worker = await startWorker(control.url, { autoTrip: false, log: (m) => workerLog.push(m) });
+    await waitForBackfill(planId, 120_000);
+    await waitFor("forward replication to report its lag", () =>
+      db().metricSample.findFirst({ where: { planId, name: "cdc.lag_ms" } }),
+    );
+    const placement = hashPlacement(2);
+    const all = Array.from({ length: TENANTS }, (_, i) => String(i + 1));
+    on0 = all.filter((t) => placement.shardFor(t) === 0).slice(0, 2);
+    const rest1 = all.filter((t) => placement.shardFor(t) === 1);
+    on1 = rest1.slice(0, 2);
+    spare1 = rest1.slice(2);
+    expect(on0.length).toBe(2);
+    expect(on1.length).toBe(2);
+    expect(spare1.length).toBeGreaterThan(0);
+    for (const t of [...on0, ...on1]) await cutOver(t);
+
+    // shard-0's invoices sequence near int8's maximum: legacy cannot be set 1,000,000 past it.
+    const seq = "public.invoices_id_seq";
+    const saved = await shardAt(0).pool.query<{ v: string }>(
+      `select coalesce(pg_sequence_last_value('${seq}'), 1)::text as v`,
+    );
+    await shardAt(0).pool.query(`select setval('${seq}', 9223372036854000000)`);
+    // The slot checks held (ensureReverseSlot reads shardshift.reverse_slot on each shard).
+    const holder = new pg.Client({ connectionString: shardAt(0).url });
+    await holder.connect();
+    await holder.query("begin");
+    await holder.query("lock table shardshift.reverse_slot in access exclusive mode");
+    const { tripId } = await tripBreaker(actor, {
+      planId,
+      scope: { kind: "tenants", tenants: [...on0, ...on1] },
+      reason: "first pass fails",
+    });
+    try {
+      await waitFor("the slot check to wait on the lock", async () => {
+        const { rows } = await shardAt(0).pool.query<{ n: number }>(
+          `select count(*)::int as n from pg_locks l join pg_class c on c.oid = l.relation
+           where c.relname = 'reverse_slot' and not l.granted`,
+        );
+        return (rows[0]?.n ?? 0) > 0;
+      });
+      // The first pass fails within moments (legacy refuses the out-of-range floor); heard or not,
+      // it is over well within this window.
+      await waitFor("an unhandled rejection", async () => unhandled.length > 0, 3_000).catch(() => null);
+    } finally {
+      await holder.query("rollback").catch(() => {});
+      await holder.end().catch(() => {});
+    }
+    const ended = await tripEnd(tripId);
+    await shardAt(0).pool.query(`select setval('${seq}', ${saved.rows[0]?.v ?? "1"})`);
+    expect(unhandled).toEqual([]);
+    expect(ended.status).toBe("failed");
+    expect(ended.flipVersion).toBeNull();
+    expect(ended.error ?? "").toMatch(/out of range|bigint/);
+    const routes = await db().tenantRoute.findMany({
+      where: { planId, tenantKey: { in: [...on0, ...on1] } },
+    });
+    for (const r of routes) {
+      expect(r.ownerDatabaseId).not.toBeNull();
+      expect(r.frozen).toBe(false);
+    }
+    await fencesEqualMap();
+  });
+
+  it("a trip of one shard while another shard's tenant cuts over, inserts up to the fence: fences equal the map, legacy's sequences past every shard id", {
+    timeout: 240_000,
+  }, async () => {
+    expect(planId).not.toBe("");
+    unhandled.length = 0; // the first test's own, if any, are its failure
+    await rearmBreaker(admin, { planId, reason: "sequence restored" });
+    const planShards = await db().plan.findUniqueOrThrow({
+      where: { id: planId },
+      select: { shards: { orderBy: { ordinal: "asc" }, select: { databaseId: true } } },
+    });
+    const shard0Id = planShards.shards[0]?.databaseId ?? "";
+    // Inserts on shard-0 for the set's tenants, straight through its fence, until it refuses them.
+    let inserting = true;
+    let inserted = 0;
+    const refusals: string[] = [];
+    const inserter = (async () => {
+      const client = new pg.Client({ connectionString: shardAt(0).url });
+      await client.connect();
+      try {
+        while (inserting) {
+          for (const t of on0) {
+            await client
+              .query(
+                `insert into invoices (tenant_id, currency_code, amount_cents, status, issued_at, due_at)
+                 values ($1, 'USD', 1, 'open', now(), now())`,
+                [t],
+              )
+              .then(
+                () => inserted++,
+                (e: Error) => refusals.push(e.message),
+              );
+          }
+        }
+      } finally {
+        await client.end();
+      }
+    })();
+    await waitFor("inserts on shard-0", async () => inserted > 20);
+    // Requested just before the trip (a request is refused while a trip is in flight): not of the
+    // scope, so it runs beside the rollback.
+    const cutover = await requestCutover(actor, {
+      planId,
+      tenantKey: spare1[0] ?? "",
+      reason: "beside the trip",
+      budgetMs: 10_000,
+    });
+    const { tripId } = await tripBreaker(actor, {
+      planId,
+      scope: { kind: "shard", databaseId: shard0Id },
+      reason: "one shard",
+    });
+    const ended = await tripEnd(tripId);
+    inserting = false;
+    await inserter;
+    const cut = await waitForCutoverEnd(cutover.cutoverId, 60_000);
+    expect(ended.status, ended.error ?? "").toBe("rolled_back");
+    expect(["done", "aborted", "failed"]).toContain(cut.status);
+    expect(refusals.length).toBeGreaterThan(0); // the fence did stop them
+    const routes = await db().tenantRoute.findMany({ where: { planId, tenantKey: { in: on0 } } });
+    for (const r of routes) {
+      expect(r.ownerDatabaseId).toBeNull();
+      expect(r.frozen).toBe(false);
+    }
+    await fencesEqualMap();
+    // Legacy's sequences past every id the shards handed out; an insert on legacy for a rolled-back
+    // tenant takes an id no shard row has.
+    for (const table of ["invoices", "events"]) {
+      const seq = `public.${table}_id_seq`;
+      const legacySeq = await legacy.pool.query<{ v: string }>(
+        `select coalesce(pg_sequence_last_value('${seq}'), 0)::text as v`,
+      );
+      for (const s of shards) {
+        const max = await s.pool.query<{ v: string }>(`select coalesce(max(id), 0)::text as v from ${table}`);
+        expect(BigInt(legacySeq.rows[0]?.v ?? "0"), `${table} on legacy vs a shard`).toBeGreaterThan(
+          BigInt(max.rows[0]?.v ?? "0"),
+        );
+      }
+    }
+    const fresh = await legacy.pool.query<{ id: string }>(
+      `insert into invoices (tenant_id, currency_code, amount_cents, status, issued_at, due_at)
+       values ($1, 'USD', 2, 'open', now(), now()) returning id::text`,
+      [on0[0]],
+    );
+    for (const s of shards) {
+      const { rows } = await s.pool.query<{ n: number }>(
+        "select count(*)::int as n from invoices where id = $1",
+        [fresh.rows[0]?.id],
+      );
+      expect(rows[0]?.n).toBe(0);
+    }
+    expect(unhandled).toEqual([]);
+  });
+});
