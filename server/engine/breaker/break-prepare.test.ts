@@ -12,12 +12,19 @@
 //    back and the cutover ended, every fence equals the map (the freeze's fence writes only the
 //    shard's own tenants when it is one version behind), and legacy's sequences stand past every id
 //    the shards handed out (no insert on legacy can reuse one).
+// 3. The fence watch now collects stray writes before it syncs. A database that does not answer
+//    (here shard-0, its fence_state held locked by this test, as a hung host would hold every read)
+//    must not keep the other databases' fences behind the map: the round's sync reached them in
+//    parallel before; collecting first (one database after the other) never got to the sync.
+// 4. The trip's service reads the plan beside the other reads: a missing plan, a database that is
+//    not a shard of it, a cohort it does not have are still named as clearly.
+import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { db } from "../../db";
 import { loadDemoDataset } from "../../demo/dataset";
 import { systemActor } from "../../services/actor";
-import { rearmBreaker, tripBreaker } from "../../services/breaker/breaker";
+import { previewBreaker, rearmBreaker, tripBreaker } from "../../services/breaker/breaker";
 import { startDataMovement } from "../../services/movement/movement";
 import { requestCutover } from "../../services/routing/cutover";
 import { closeRoutingMapNotifier } from "../../services/routing/map-notifier";
@@ -313,5 +320,69 @@ describe("the rollback's prepare and freeze shortcuts", () => {
       expect(rows[0]?.n).toBe(0);
     }
     expect(unhandled).toEqual([]);
+  });
+
+  it("a database that does not answer leaves the others' fences to the watch's sync", {
+    timeout: 120_000,
+  }, async () => {
+    expect(planId).not.toBe("");
+    unhandled.length = 0;
+    const holder = new pg.Client({ connectionString: shardAt(0).url });
+    await holder.connect();
+    holder.on("error", () => {});
+    try {
+      await holder.query("begin");
+      await holder.query("lock table shardshift.fence_state in access exclusive mode");
+      // A map change only the fence watch brings to the fences (a route rewritten as it is).
+      const [bumped] = await db().$queryRawUnsafe<{ v: bigint }[]>(
+        `with m as (update routing_map set version = version + 1 where plan_id = $1::uuid returning version)
+         update tenant_route set version = (select version from m) where plan_id = $1::uuid and tenant_key = $2
+         returning version as v`,
+        planId,
+        on1[0],
+      );
+      const version = bumped?.v ?? 0n;
+      expect(version).toBeGreaterThan(0n);
+      const versionOf = async (pool: pg.Pool) =>
+        BigInt(
+          (await pool.query<{ v: string }>("select map_version::text as v from shardshift.fence_state"))
+            .rows[0]?.v ?? "0",
+        );
+      await waitFor(
+        "legacy's and shard-1's fences to reach the map while shard-0 does not answer",
+        async () =>
+          (await versionOf(legacy.pool)) >= version && (await versionOf(shardAt(1).pool)) >= version,
+        15_000,
+      );
+    } finally {
+      await holder.query("rollback").catch(() => {});
+      await holder.end().catch(() => {});
+    }
+    await fencesEqualMap();
+    expect(unhandled).toEqual([]);
+  });
+
+  it("the trip's service still names a missing plan, a foreign shard and a missing cohort", async () => {
+    expect(planId).not.toBe("");
+    await expect(previewBreaker({ planId: randomUUID(), scope: { kind: "all" } })).rejects.toThrow(
+      /This plan does not exist/,
+    );
+    await expect(
+      tripBreaker(actor, {
+        planId: randomUUID(),
+        scope: { kind: "shard", databaseId: randomUUID() },
+        reason: "no plan",
+      }),
+    ).rejects.toThrow(/This plan does not exist/);
+    await expect(
+      previewBreaker({ planId: randomUUID(), scope: { kind: "cohort", ordinal: 3, andLater: true } }),
+    ).rejects.toThrow(/This plan does not exist/);
+    const foreign = await previewBreaker({ planId, scope: { kind: "shard", databaseId: randomUUID() } });
+    expect(foreign.blockers.join(" ")).toContain("is not a shard of this plan");
+    const cohort = await previewBreaker({ planId, scope: { kind: "cohort", ordinal: 99, andLater: false } });
+    expect(cohort.blockers.join(" ")).toContain("no cohort 99");
+    await expect(
+      tripBreaker(actor, { planId, scope: { kind: "cohort", ordinal: 99, andLater: false }, reason: "none" }),
+    ).rejects.toThrow(/no cohort 99/);
   });
 });
