@@ -16,6 +16,11 @@
 //    (here shard-0, its fence_state held locked by this test, as a hung host would hold every read)
 //    must not keep the other databases' fences behind the map: the round's sync reached them in
 //    parallel before; collecting first (one database after the other) never got to the sync.
+// 5. A trip of both shards' tenants with shard-0 down (its database accepts no connection) and its
+//    writes not confirmed on legacy: its tenants are HELD, frozen on the map at the freeze's version
+//    for as long as nobody re-arms. The freeze's fence on shard-1 (one version behind) wrote only
+//    shard-1's own tenants, and the flip (which leaves held tenants out) never rewrote the others:
+//    shard-1's fence must still equal the map (every other database's is synced from it).
 // 4. The trip's service reads the plan beside the other reads: a missing plan, a database that is
 //    not a shard of it, a cohort it does not have are still named as clearly.
 import { randomUUID } from "node:crypto";
@@ -35,6 +40,7 @@ import { waitForBackfill } from "../../testing/movement-fixture";
 import { planAtTwoWayCdc } from "../../testing/plan-fixture";
 import { waitFor } from "../../testing/worker-process";
 import { startWorker, type Worker } from "../../worker";
+import { flushLsnMetric, reverseConfirmedMetric } from "../gates/shard-probe";
 import { hashPlacement } from "../router/placement";
 
 const TENANTS = 10;
@@ -104,7 +110,7 @@ async function tripEnd(tripId: string, timeoutMs = 120_000) {
 }
 
 /** Every database's fence against the map: version, and each route's owner and frozen flag. */
-async function fenceDrift(): Promise<string[]> {
+async function fenceDrift(skip: readonly string[] = []): Promise<string[]> {
   const map = await db().routingMap.findUniqueOrThrow({ where: { planId } });
   const routes = await db().tenantRoute.findMany({ where: { planId } });
   const drift: string[] = [];
@@ -113,7 +119,7 @@ async function fenceDrift(): Promise<string[]> {
     ["shard-0", shards[0]?.pool],
     ["shard-1", shards[1]?.pool],
   ] as const) {
-    if (!pool) continue;
+    if (!pool || skip.includes(name)) continue;
     const state = await pool.query<{ v: string }>(
       "select map_version::text as v from shardshift.fence_state",
     );
@@ -136,12 +142,12 @@ async function fenceDrift(): Promise<string[]> {
 }
 
 /** Until no fence drifts from the map (the finish syncs them; the fence watch after it). */
-async function fencesEqualMap(): Promise<void> {
+async function fencesEqualMap(skip: readonly string[] = []): Promise<void> {
   let last: string[] = [];
   await waitFor(
     "every fence to equal the map",
     async () => {
-      last = await fenceDrift();
+      last = await fenceDrift(skip);
       return last.length === 0;
     },
     20_000,
@@ -384,5 +390,46 @@ describe("the rollback's prepare and freeze shortcuts", () => {
     await expect(
       tripBreaker(actor, { planId, scope: { kind: "cohort", ordinal: 99, andLater: false }, reason: "none" }),
     ).rejects.toThrow(/no cohort 99/);
+  });
+
+  it("a held trip leaves every answering fence equal to the map", { timeout: 120_000 }, async () => {
+    expect(planId).not.toBe("");
+    unhandled.length = 0;
+    await rearmBreaker(admin, { planId, reason: "again" });
+    for (const t of on0) await cutOver(t); // rolled back by the second test
+    const { ordinal, databaseId } = await db().planShard.findFirstOrThrow({
+      where: { planId, ordinal: 0 },
+      select: { ordinal: true, databaseId: true },
+    });
+    const owned = await db().tenantRoute.findMany({ where: { planId, ownerDatabaseId: { not: null } } });
+    expect(owned.some((r) => r.ownerDatabaseId === databaseId)).toBe(true);
+    expect(owned.some((r) => r.ownerDatabaseId !== databaseId)).toBe(true);
+    await fencesEqualMap();
+    // Its last probe: flushed far past what legacy is known to hold (the newest samples).
+    const at = new Date(Date.now() + 3_600_000);
+    await db().metricSample.createMany({
+      data: [
+        { planId, name: flushLsnMetric(ordinal), value: 4_000_000_000, at },
+        { planId, name: reverseConfirmedMetric(ordinal), value: 1, at },
+      ],
+    });
+    const name = shardAt(0).name;
+    const allow = (on: boolean) =>
+      `alter database ${name} allow_connections ${on};` +
+      (on ? "" : ` select pg_terminate_backend(pid) from pg_stat_activity where datname = '${name}';`);
+    await legacy.pool.query(allow(false));
+    try {
+      const { tripId } = await tripBreaker(actor, { planId, scope: { kind: "all" }, reason: "shard-0 down" });
+      const ended = await tripEnd(tripId);
+      expect(ended.status, ended.error ?? "").toBe("failed");
+      expect(ended.error ?? "").toContain("held");
+      const held = await db().tenantRoute.findMany({ where: { planId, ownerDatabaseId: databaseId } });
+      expect(held.length).toBeGreaterThan(0);
+      for (const r of held) expect(r.frozen).toBe(true);
+      await fencesEqualMap(["shard-0"]);
+    } finally {
+      await legacy.pool.query(allow(true));
+    }
+    expect(unhandled).toEqual([]);
   });
 });
