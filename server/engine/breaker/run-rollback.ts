@@ -430,6 +430,10 @@ async function prepare(
     if ((await probed).every(Boolean)) return optimistic;
     return firstPass(owning.filter((s) => !down.has(s.databaseId)).map((s) => s.pool));
   })();
+  // Heard at once: awaited by the drain (or dropped with the run when it gives up), but it may fail
+  // while the slots are still checked — or after prepare threw — and an unheard rejection ends the
+  // worker process (break-prepare.test.ts).
+  sequencesSet.catch(() => {});
   await Promise.all([
     spans.time("slots", () =>
       Promise.all(
@@ -452,7 +456,6 @@ async function prepare(
     ),
     probed,
   ]);
-  sequencesSet.catch(() => {}); // awaited by the drain (or dropped with the run when it gives up)
   if (blockers.length > 0) throw new GiveUp(`Nothing was frozen: ${blockers.join(" ")}`);
   if (down.size > 0) {
     // A down shard's sequences cannot be read: legacy's are set past the rows it holds.
@@ -669,6 +672,7 @@ async function fenceShards(
           fences,
           shard,
           tenants,
+          row.tenants,
           version,
           Math.max(50, remaining(row)),
           (name, ms) => spans?.add(`${shard.name} ${name}`, ms),
@@ -717,6 +721,7 @@ async function freezeSetOn(
   fences: PlanFences,
   shard: FencedDatabase,
   tenants: string[],
+  set: readonly { tenantKey: string; ownerId: string }[],
   version: number,
   lockTimeoutMs: number,
   span: (name: string, ms: number) => void = () => {},
@@ -731,11 +736,12 @@ async function freezeSetOn(
   lap("state");
   if (!state || state.planId !== fences.planId) throw new Error("no fence of this plan is installed there");
   // The common case: the fence holds every version but the freeze's. The freeze's change is known
-  // here — the set frozen where it is, one version — so the map need not be read, and only this
-  // shard's tenants of the set are written: a tenant another database owns is refused here before
-  // and after the freeze alike, and the flip's version (which names every tenant of the set)
-  // brings its row up to date when the fences are synced after the flip. Half the rows of a
-  // two-shard rollback and no control-plane round trip, inside the freeze.
+  // here — the whole set frozen where it is, one version — so the map need not be read (no
+  // control-plane round trip inside the freeze). The whole change is written, not only this
+  // shard's tenants: a held trip's tenants (their shard down) stay frozen at this version on the
+  // map, no later version names them, and a fence at this version must hold them as the map does
+  // (break-prepare.test.ts). Only this shard's own tenants are waited out (lockOnly): another
+  // database's are refused here before and after alike.
   const own = (at: number): FenceRoute[] =>
     tenants.map((tenantKey) => ({
       tenantKey,
@@ -745,12 +751,20 @@ async function freezeSetOn(
       version: at,
     }));
   if (state.mapVersion === version - 1) {
+    const names = new Map(fences.shards.map((s) => [s.databaseId, s.name]));
     const result = await syncFence(shard.pool, {
       planId: fences.planId,
       databaseName: shard.name,
-      routes: own(version),
+      routes: set.map((t) => ({
+        tenantKey: t.tenantKey,
+        ownerKey: t.ownerId,
+        ownerName: names.get(t.ownerId) ?? t.ownerId,
+        frozen: true,
+        version,
+      })),
       version,
       lockTimeoutMs,
+      lockOnly: tenants,
     });
     lap("sync");
     return result.lsn;
