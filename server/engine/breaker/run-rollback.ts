@@ -272,6 +272,9 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
   // run prepares and freezes (it used to hold the run up to 250 ms here, under load).
   const holding = spans.time("hold", () => holdFenceSync(options.control, row.planId));
   holding.catch(() => {}); // awaited before the fence, or in `finally`
+  // The fence step's own record, written while the drain waits: a failure after it waits for it
+  // before reading the trip back (the undo must not write the steps over it).
+  let fencedNoted: Promise<void> = Promise.resolve();
   try {
     const fences = await spans.time("fences", () => loadPlanFences(row.planId));
     spans.mark("load");
@@ -284,6 +287,7 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
     if (!(await holding))
       options.log("a fence-watch round held the plan's fences past the wait; fencing alongside it");
     const { lsns, noted } = await fenceShards(row, fences, options, down, spans);
+    fencedNoted = noted;
     spans.mark("fence");
     await options.pause("fenced", noted);
     await drainShards(row, fences, lsns, { sequences, firstPass }, options, down, reverseSlots, noted);
@@ -303,6 +307,8 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
       );
       throw error;
     }
+    // The undo goes through the lock's session too: the fence-sync lock's request ends first.
+    await Promise.all([fencedNoted.catch(() => {}), holding.catch(() => false)]);
     const stored = await readTrip(row.id);
     if (stored) Object.assign(row, stored);
     if (row.flipVersion !== null) throw error; // past the commit point: the next tick finishes it

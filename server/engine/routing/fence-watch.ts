@@ -5,7 +5,7 @@
 // leaves the fences alone while a cutover or a rollback of the plan is in flight (FENCE_SYNC_LOCK).
 import type pg from "pg";
 import { db } from "../store/db";
-import { collectStrayWrites, loadPlanFences, type PlanFences, syncPlanFences } from "./plan-fences";
+import { collectStrayWrites, loadPlanFences, syncPlanFences } from "./plan-fences";
 
 const FENCE_WATCH_LOCK = 7_363_700;
 
@@ -54,24 +54,6 @@ export interface FenceWatch {
   stop(): Promise<void>;
 }
 
-/** How long a round waits for its stray-write collection before it syncs the fences anyway. */
-const STRAY_COLLECT_WAIT_MS = 1_000;
-
-async function collectBriefly(fences: PlanFences, log: (m: string) => void): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const collected = collectStrayWrites(fences).then(
-    () => undefined,
-    (e: Error) => log(`[fence] plan ${fences.planId}: stray writes not collected: ${e.message}`),
-  );
-  await Promise.race([
-    collected,
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, STRAY_COLLECT_WAIT_MS);
-    }),
-  ]);
-  clearTimeout(timer);
-}
-
 export async function fenceRound(planId: string, log: (m: string) => void): Promise<void> {
   await db().$transaction(
     async (tx) => {
@@ -79,13 +61,6 @@ export async function fenceRound(planId: string, log: (m: string) => void): Prom
         select pg_try_advisory_xact_lock(${FENCE_WATCH_LOCK}, hashtext(${planId})) as ok`;
       if (!lock?.ok) return;
       const fences = await loadPlanFences(planId);
-      // Stray writes first: the sync lock (a transaction lock) is then held only by the sync and
-      // the commit, not by the collection too — a breaker trip that meets a round waits for it.
-      // But not for longer than STRAY_COLLECT_WAIT_MS: the collection reads one database after the
-      // other, and one that does not answer (a hung host) held the round before its sync, so no
-      // fence of the plan was brought up to the map; the sync reaches the others in parallel
-      // (break-prepare.test.ts). A collection still running goes on beside it (idempotent).
-      await collectBriefly(fences, log);
       const [sync] = await tx.$queryRaw<{ ok: boolean }[]>`
         select pg_try_advisory_xact_lock(${FENCE_SYNC_LOCK}, hashtext(${planId})) as ok`;
       if (sync?.ok) {
@@ -93,6 +68,7 @@ export async function fenceRound(planId: string, log: (m: string) => void): Prom
           if (outcome.error) log(`[fence] ${outcome.database}: ${outcome.error}`);
         }
       }
+      await collectStrayWrites(fences);
     },
     { timeout: 30_000, maxWait: 10_000 },
   );
