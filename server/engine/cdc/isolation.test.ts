@@ -50,8 +50,10 @@ describe("CDC isolated from the worker's event loop", () => {
     await writer.connect();
     await writer.query("insert into items values (1, 2, 'during the block')");
     await writer.end();
-    // Block this process's main event loop (where the supervisor, pg-boss and parity run) for 4 s.
-    const blockedUntil = Date.now() + 4_000;
+    // Block this process's main event loop (where the supervisor, pg-boss and parity run) for 10 s:
+    // long enough that a whole run's load on 2 cores (this loop holds one) cannot delay the thread
+    // past it — with 4 s, one whole-suite run saw the change land 0.8 s after the block.
+    const blockedUntil = Date.now() + 10_000;
     while (Date.now() < blockedUntil) {
       /* busy: nothing on this event loop runs */
     }
