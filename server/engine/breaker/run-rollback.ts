@@ -42,7 +42,7 @@ import { lagBlocker } from "../cutover/precheck";
 import { advanceSequencesFromAll, advanceSequencesPastRows, shardedSequences } from "../cutover/sequences";
 import { lastKnownPosition, SHARD_PROBE_TIMEOUT_MS } from "../gates/shard-probe";
 import { type RoutingAuditDraft, VERSION_TOKEN } from "../routing/atomic-change";
-import { type FenceRoute, fenceRouteOf, readFenceState, syncFence } from "../routing/fence";
+import { fenceRouteOf, readFenceState, syncFence } from "../routing/fence";
 import { holdFenceSync, releaseFenceSync } from "../routing/fence-watch";
 import { type FencedDatabase, loadPlanFences, type PlanFences, syncPlanFences } from "../routing/plan-fences";
 import { type RoutingAuditWriter, type TenantRouteState, writeRoutingChange } from "../routing/routing-map";
@@ -424,18 +424,17 @@ async function prepare(
   }
   const blockers: string[] = [];
   const reverseSlots = new Map<string, ReverseSlot>();
-  // Sequences set a first time from every shard of the set, so that the pass inside the freeze
-  // (drainShards) only reads: not waited for here — it runs through the settling, the freeze and
-  // the fence, and the drain's pass waits for it. If a probe finds a shard down, the pass is made
-  // again from those that answer without waiting for the first (it may hang on the down one).
-  // Raises only: the passes cannot undo each other.
-  const firstPass = (pools: pg.Pool[]) => advanceSequencesFromAll(pools, fences.legacy.pool, sequences);
-  const optimistic = firstPass(owning.map((s) => s.pool));
-  optimistic.catch(() => {}); // awaited below when every shard answers
-  const sequencesSet = (async () => {
-    if ((await probed).every(Boolean)) return optimistic;
-    return firstPass(owning.filter((s) => !down.has(s.databaseId)).map((s) => s.pool));
-  })();
+  // Sequences set a first time from every shard of the set that answers, so that the pass inside
+  // the freeze (drainShards) only reads: not waited for here — it runs through the settling, the
+  // freeze and the fence, and the drain's pass waits for it. Raises only: the passes cannot undo
+  // each other.
+  const sequencesSet = probed.then(() =>
+    advanceSequencesFromAll(
+      owning.filter((s) => !down.has(s.databaseId)).map((s) => s.pool),
+      fences.legacy.pool,
+      sequences,
+    ),
+  );
   // Heard at once: awaited by the drain (or dropped with the run when it gives up), but it may fail
   // while the slots are still checked — or after prepare threw — and an unheard rejection ends the
   // worker process (break-prepare.test.ts).
@@ -748,26 +747,17 @@ async function freezeSetOn(
   // map, no later version names them, and a fence at this version must hold them as the map does
   // (break-prepare.test.ts). Only this shard's own tenants are waited out (lockOnly): another
   // database's are refused here before and after alike.
-  const own = (at: number): FenceRoute[] =>
-    tenants.map((tenantKey) => ({
-      tenantKey,
-      ownerKey: shard.key,
-      ownerName: shard.name,
-      frozen: true,
-      version: at,
-    }));
+  const names = {
+    legacyName: fences.legacy.name,
+    shardNames: new Map(fences.shards.map((s) => [s.databaseId, s.name])),
+  };
   if (state.mapVersion === version - 1) {
-    const names = new Map(fences.shards.map((s) => [s.databaseId, s.name]));
     const result = await syncFence(shard.pool, {
       planId: fences.planId,
       databaseName: shard.name,
-      routes: set.map((t) => ({
-        tenantKey: t.tenantKey,
-        ownerKey: t.ownerId,
-        ownerName: names.get(t.ownerId) ?? t.ownerId,
-        frozen: true,
-        version,
-      })),
+      routes: set.map((t) =>
+        fenceRouteOf({ tenantKey: t.tenantKey, ownerDatabaseId: t.ownerId, frozen: true, version }, names),
+      ),
       version,
       lockTimeoutMs,
       lockOnly: tenants,
@@ -782,10 +772,6 @@ async function freezeSetOn(
                                                 'frozen', frozen, 'version', version))
               from tenant_route where plan_id = ${fences.planId}::uuid and version > ${state.mapVersion}) as routes`;
     lap(`routes ${read?.routes?.length ?? 0}`);
-    const names = {
-      legacyName: fences.legacy.name,
-      shardNames: new Map(fences.shards.map((s) => [s.databaseId, s.name])),
-    };
     const result = await syncFence(shard.pool, {
       planId: fences.planId,
       databaseName: shard.name,
@@ -801,7 +787,13 @@ async function freezeSetOn(
   const result = await syncFence(shard.pool, {
     planId: fences.planId,
     databaseName: shard.name,
-    routes: own(version),
+    routes: tenants.map((tenantKey) => ({
+      tenantKey,
+      ownerKey: shard.key,
+      ownerName: shard.name,
+      frozen: true,
+      version,
+    })),
     version: state.mapVersion,
     lockTimeoutMs,
   });
@@ -834,10 +826,7 @@ async function drainShards(
   // only ever raised).
   // After the first pass (its failure is this one's to meet: this pass alone is what the flip needs).
   const advanced = firstPass
-    .then(
-      () => undefined,
-      () => undefined,
-    )
+    .catch(() => {})
     .then(() =>
       advanceSequencesFromAll(
         set.map((s) => s.shard.pool),
