@@ -15,6 +15,7 @@ import {
   type CutoverBatch,
   describeBatch,
   describeBreakdown,
+  describeSlowest,
   measureReverseLag,
   planDatabaseUrls,
   type ReverseLagMeasurement,
@@ -208,6 +209,7 @@ async function cutOverUnderWorkload(
     forward = await runCutoverBatch(planId, moved, "to-shard", log, batchDeadlineMs(moved.length));
     log(`    ${describeBatch(forward)}`);
     log(`    to-shard steps p50/p99 ms (done attempts): ${describeBreakdown(forward)}`);
+    for (const line of describeSlowest(forward)) log(`      slowest: ${line}`);
     const owners = forward.owners;
     const backTenants = [...owners.keys()].slice(0, options.cutoverBack);
     if (backTenants.length > 0) {

@@ -98,6 +98,8 @@ export interface CutoverBatch {
   owners: Map<string, string | null>;
   /** Each step's duration over the done attempts (their last step's `timings`, run-cutover.ts), by step. */
   breakdown: { step: string; summary: LagSummary }[];
+  /** The slowest freezes of done attempts, with their own step timings (where a tail comes from). */
+  slowest: { tenantKey: string; freezeMs: number; timings: Record<string, number> }[];
 }
 
 /** Steps in the order they run; the freeze figures (ms since writes stopped) last. */
@@ -122,8 +124,7 @@ const STEP_ORDER = [
 function stepBreakdown(rows: readonly { steps: unknown }[]): { step: string; summary: LagSummary }[] {
   const byStep = new Map<string, number[]>();
   for (const row of rows) {
-    const steps = Array.isArray(row.steps) ? (row.steps as { timings?: Record<string, number> }[]) : [];
-    const timings = [...steps].reverse().find((s) => s.timings)?.timings;
+    const timings = timingsOf(row);
     if (!timings) continue;
     for (const [step, ms] of Object.entries(timings)) byStep.set(step, [...(byStep.get(step) ?? []), ms]);
   }
@@ -131,6 +132,48 @@ function stepBreakdown(rows: readonly { steps: unknown }[]): { step: string; sum
   return [...byStep]
     .sort(([a], [b]) => rank(a) - rank(b))
     .map(([step, values]) => ({ step, summary: summarizeLags(values) }));
+}
+
+function timingsOf(row: { steps: unknown }): Record<string, number> | undefined {
+  const steps = Array.isArray(row.steps) ? (row.steps as { timings?: Record<string, number> }[]) : [];
+  return [...steps].reverse().find((s) => s.timings)?.timings;
+}
+
+function slowestFreezes(
+  rows: readonly {
+    tenantKey: string;
+    steps: unknown;
+    freezeStartedAt: Date | null;
+    freezeEndedAt: Date | null;
+  }[],
+  count: number,
+): CutoverBatch["slowest"] {
+  return rows
+    .flatMap((r) =>
+      r.freezeStartedAt && r.freezeEndedAt
+        ? [
+            {
+              tenantKey: r.tenantKey,
+              freezeMs: r.freezeEndedAt.getTime() - r.freezeStartedAt.getTime(),
+              timings: timingsOf(r) ?? {},
+            },
+          ]
+        : [],
+    )
+    .sort((a, b) => b.freezeMs - a.freezeMs)
+    .slice(0, count);
+}
+
+/** The slowest freezes, one line each: the tenant, its freeze and its steps (ms). */
+export function describeSlowest(batch: CutoverBatch): string[] {
+  const order = (step: string) => (STEP_ORDER.includes(step) ? STEP_ORDER.indexOf(step) : STEP_ORDER.length);
+  return batch.slowest.map(
+    (s) =>
+      `${s.tenantKey}: freeze ${s.freezeMs} ms — ${Object.entries(s.timings)
+        .sort(([a], [b]) => order(a) - order(b))
+        .map(([step, ms]) => `${step} ${Math.round(ms)}`)
+        .join(", ")}`,
+  );
 }
 
 /** One line: each step's p50/p99 in ms. */
@@ -393,6 +436,7 @@ export async function runCutoverBatch(
     donePerSecond: done.length / seconds,
     owners: new Map(done.map((r) => [r.tenantKey, r.toDatabaseId])),
     breakdown: stepBreakdown(done),
+    slowest: slowestFreezes(done, 5),
   };
 }
 

@@ -34,7 +34,7 @@ import { formatLsn } from "../cdc/slot";
 import { readOriginProgress } from "../cdc/target-applier";
 import {
   ensureReverseSlot,
-  reverseLagMs,
+  reverseLagOnceStreaming,
   reverseOriginName,
   waitForOriginProgress,
 } from "../cutover/cdc-links";
@@ -321,24 +321,6 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
     await holding.catch(() => false);
     await releaseFenceSync(options.control, row.planId);
     options.log(`${row.tenants.length} tenants, ${spans}`);
-  }
-}
-
-/**
- * How long the rollback waits, before anything is frozen, for a shard's reverse stream to be
- * reading its slot. A worker that just took the trip over (its predecessor killed) starts the
- * reverse streams on its first ticks; judging the slot at once read "not running" and gave the
- * trip up (breaker-crash.test.ts, on a fresh clone).
- */
-const REVERSE_STREAM_WAIT_MS = 30_000;
-
-/** The reverse lag once the slot has a reader, or null if none came within REVERSE_STREAM_WAIT_MS. */
-async function reverseLagOnceStreaming(shard: pg.Pool, slot: string): Promise<number | null> {
-  const deadline = Date.now() + REVERSE_STREAM_WAIT_MS;
-  for (;;) {
-    const lag = await reverseLagMs(shard, slot);
-    if (lag !== null || Date.now() >= deadline) return lag;
-    await new Promise((resolve) => setTimeout(resolve, 250));
   }
 }
 

@@ -63,3 +63,26 @@ export async function reverseLagMs(shard: pg.Pool, slot: string): Promise<number
   if (!row?.active) return null;
   return row.lag_ms ?? 0;
 }
+
+/**
+ * How long a cutover or a trip waits, before anything is frozen, for a shard's reverse stream to be
+ * reading its slot. The stream starts on the worker's next tick after the slot is made (a tenant's
+ * first cutover to the shard) or after a worker took over (its predecessor killed): judging the
+ * slot at once read "not running" and gave a trip up (breaker-crash.test.ts, on a fresh clone), and
+ * a cutover that froze before it started paid the stream's start-up inside its freeze.
+ */
+export const REVERSE_STREAM_WAIT_MS = 30_000;
+
+/** The reverse lag once the slot has a reader, or null if none came within `waitMs`. */
+export async function reverseLagOnceStreaming(
+  shard: pg.Pool,
+  slot: string,
+  waitMs = REVERSE_STREAM_WAIT_MS,
+): Promise<number | null> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const lag = await reverseLagMs(shard, slot);
+    if (lag !== null || Date.now() >= deadline) return lag;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}

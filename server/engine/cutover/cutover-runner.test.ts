@@ -134,6 +134,16 @@ describe("cutover runner", () => {
       const done = await cutoverEnded(there.cutoverId);
       expect(done.error).toBeNull();
       expect(done.status).toBe("done");
+      // The shard's reverse stream (its slot made by this first cutover) was reading before the
+      // freeze began: its start-up is not paid inside the freeze.
+      const { rows: readers } = await shard.pool.query<{ since: Date }>(
+        `select r.backend_start as since from pg_replication_slots s
+         join pg_stat_replication r on r.pid = s.active_pid where s.slot_name = $1`,
+        [reverseSlotName(plan.id, shardOrdinal)],
+      );
+      const frozeAt = (await db().tenantCutover.findUniqueOrThrow({ where: { id: there.cutoverId } }))
+        .freezeStartedAt;
+      expect(readers[0]?.since.getTime()).toBeLessThan(frozeAt?.getTime() ?? 0);
       await expect(
         requestCutover(actor, { planId: plan.id, tenantKey: tenant, reason: "again", direction: "to-shard" }),
       ).rejects.toThrow(/already on shard/);
