@@ -39,7 +39,12 @@ import {
   waitForOriginProgress,
 } from "../cutover/cdc-links";
 import { lagBlocker } from "../cutover/precheck";
-import { advanceSequencesFromAll, advanceSequencesPastRows, shardedSequences } from "../cutover/sequences";
+import {
+  advanceSequencesFromAll,
+  advanceSequencesPastRows,
+  SEQUENCE_LEAD,
+  shardedSequences,
+} from "../cutover/sequences";
 import { lastKnownPosition, SHARD_PROBE_TIMEOUT_MS } from "../gates/shard-probe";
 import { type RoutingAuditDraft, VERSION_TOKEN } from "../routing/atomic-change";
 import { fenceRouteOf, readFenceState, syncFence } from "../routing/fence";
@@ -415,6 +420,7 @@ async function prepare(
       owning.filter((s) => !down.has(s.databaseId)).map((s) => s.pool),
       fences.legacy.pool,
       sequences,
+      SEQUENCE_LEAD,
     ),
   );
   // Heard at once: awaited by the drain (or dropped with the run when it gives up), but it may fail

@@ -60,7 +60,7 @@ import {
   readCutover,
 } from "./cutover-store";
 import { feedingStream, lagBlocker, recentLagMs } from "./precheck";
-import { advanceSequences, shardedSequences } from "./sequences";
+import { advanceSequences, SEQUENCE_LEAD, shardedSequences } from "./sequences";
 
 /** Advisory lock class (two-int form) of an attempt: held by the session of the worker driving it. */
 export const CUTOVER_LOCK_CLASS = 7_363_800;
@@ -486,7 +486,7 @@ async function precheck(ctx: Context, options: DriveOptions): Promise<void> {
   const lag = row.direction === "to-shard" ? forwardLag : reverseLag;
   // Sequences found, and set a first time, before the freeze: inside it only one quick pass remains.
   ctx.sequences = await shardedSequences(ctx.from.pool, ctx.schema.tables);
-  await advanceSequences(ctx.from.pool, ctx.to.pool, ctx.sequences);
+  await advanceSequences(ctx.from.pool, ctx.to.pool, ctx.sequences, SEQUENCE_LEAD);
   const blocker =
     lagBlocker(row.direction, lag, row.budgetMs) ??
     (reverseLag === null

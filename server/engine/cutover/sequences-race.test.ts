@@ -8,7 +8,7 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
-import { advanceSequences, advanceSequencesFromAll, SEQUENCE_HEADROOM } from "./sequences";
+import { advanceSequences, advanceSequencesFromAll, SEQUENCE_HEADROOM, SEQUENCE_LEAD } from "./sequences";
 
 let target: TestDatabase;
 let lowOwner: TestDatabase;
@@ -64,6 +64,42 @@ describe("carrying sequences to a new owner", () => {
     expect(inserted).toBeGreaterThan(500);
     expect(steps).toBeGreaterThan(100);
     expect([...new Set(errors)]).toEqual([]);
+  }, 30_000);
+
+  it("the pass inside a freeze writes nothing and waits for no other setter after the pass before it", async () => {
+    // The pre-freeze pass (with its lead), then the old owner moves on as other tenants insert there.
+    const owner = await createTestDatabase("seqrace_owner");
+    try {
+      await owner.pool.query(DDL);
+      await owner.pool.query("select setval($1, 7000000)", [SEQ]);
+      await advanceSequences(owner.pool, target.pool, [SEQ], SEQUENCE_LEAD);
+      await owner.pool.query("select setval($1, 7000500)", [SEQ]);
+      const before = await target.pool.query<{ v: string }>(
+        "select last_value::text as v from events_id_seq",
+      );
+      // Another cutover's setter holds this sequence's lock (SEQUENCE_LOCK_CLASS) meanwhile.
+      const other = new pg.Client({ connectionString: target.url });
+      await other.connect();
+      try {
+        await other.query("begin");
+        await other.query("select pg_advisory_xact_lock(7363401, hashtext($1))", [SEQ]);
+        const pass = advanceSequences(owner.pool, target.pool, [SEQ]);
+        const outcome = await Promise.race([
+          pass.then(() => "done"),
+          new Promise((resolve) => setTimeout(() => resolve("waited on the other setter"), 2_000)),
+        ]);
+        await other.query("commit");
+        await pass;
+        expect(outcome).toBe("done");
+      } finally {
+        await other.end();
+      }
+      const after = await target.pool.query<{ v: string }>("select last_value::text as v from events_id_seq");
+      expect(after.rows[0]?.v).toBe(before.rows[0]?.v);
+      expect(BigInt(after.rows[0]?.v ?? "0")).toBeGreaterThanOrEqual(7_000_500n + SEQUENCE_HEADROOM);
+    } finally {
+      await owner.drop();
+    }
   }, 30_000);
 
   it("ends past the highest old owner's value when two setters race", async () => {
