@@ -31,6 +31,7 @@ import type { SourceSchema } from "../analysis/introspect";
 import { reverseSlotName } from "../cdc/reverse-slot";
 import { parseLsn, readSlotStatus } from "../cdc/slot";
 import { hashPlacement } from "../router/placement";
+import { FREEZES_AT_ONCE } from "./cutover-scheduler";
 
 const TENANTS = Number(process.env.SHARDSHIFT_LEDGER_TENANTS ?? 130);
 const CUTOVERS = Number(process.env.SHARDSHIFT_LEDGER_CUTOVERS ?? 100);
@@ -206,6 +207,29 @@ describe("cutover ledger", () => {
     );
     expect(stats.unexpected).toEqual([]);
     expect(outcomes.filter((o) => o.status !== "done")).toEqual([]);
+    // The worker's freezes take turns (cutover-scheduler.ts): never more of them at once than it allows.
+    const windows = await db().tenantCutover.findMany({
+      where: {
+        planId: plan.id,
+        status: "done",
+        freezeStartedAt: { not: null },
+        freezeEndedAt: { not: null },
+      },
+      select: { freezeStartedAt: true, freezeEndedAt: true },
+    });
+    const edges = windows
+      .flatMap((w) => [
+        { at: (w.freezeStartedAt as Date).getTime(), step: 1 },
+        { at: (w.freezeEndedAt as Date).getTime(), step: -1 },
+      ])
+      .sort((a, b) => a.at - b.at || a.step - b.step);
+    let atOnce = 0;
+    let mostAtOnce = 0;
+    for (const edge of edges) {
+      atOnce += edge.step;
+      mostAtOnce = Math.max(mostAtOnce, atOnce);
+    }
+    expect(mostAtOnce).toBeLessThanOrEqual(FREEZES_AT_ONCE);
 
     // Every tenant where the runs left it: the first BACK on legacy, the rest of them on their shard.
     const routes = await db().tenantRoute.findMany({ where: { planId: plan.id } });

@@ -3,6 +3,7 @@
 // here, oldest first, at most `maxConcurrent` at a time. Several workers may run this at once: an
 // attempt's advisory lock (run-cutover.ts) lets exactly one drive it; the others skip it.
 import os from "node:os";
+import { createGate } from "../shared/gate";
 import { db } from "../store/db";
 import { CUTOVER_LOCK_CLASS, type CutoverRun, type CutoverRunOptions, startCutoverRun } from "./run-cutover";
 
@@ -19,11 +20,20 @@ export function workerName(): string {
   return `${os.hostname()}:${process.pid}`;
 }
 
+/**
+ * Attempts of one worker inside their freeze at once. The eight attempts run their pre-checks side
+ * by side, but their freezes queue on the same locks — the map's row (each map change holds it
+ * until its commit is flushed), each database's fence_state row, the sequences' — and the same two
+ * cores: eight freezes at once made each one's tail several times its median.
+ */
+export const FREEZES_AT_ONCE = Number(process.env.SHARDSHIFT_CUTOVER_FREEZES_AT_ONCE ?? 2);
+
 export function startCutoverScheduler(
   options: Omit<CutoverRunOptions, "worker" | "pauseAt"> & { maxConcurrent?: number; worker?: string },
 ): CutoverScheduler {
   const runs = new Map<string, CutoverRun>();
   const maxConcurrent = options.maxConcurrent ?? 8;
+  const freezeGate = options.freezeGate ?? createGate(Math.max(1, FREEZES_AT_ONCE));
   const worker = options.worker ?? workerName();
   const pauseAt = process.env.SHARDSHIFT_CUTOVER_PAUSE_AT || null;
   let stopped = false;
@@ -47,7 +57,7 @@ export function startCutoverScheduler(
       for (const { id } of free) {
         if (runs.size >= maxConcurrent || stopped) break;
         if (runs.has(id)) continue;
-        runs.set(id, startCutoverRun(id, { ...options, worker, pauseAt }));
+        runs.set(id, startCutoverRun(id, { ...options, worker, pauseAt, freezeGate }));
       }
     },
     running: () => runs.size,

@@ -41,6 +41,7 @@ import {
   type TenantRouteState,
   writeRoutingChange,
 } from "../routing/routing-map";
+import type { Gate } from "../shared/gate";
 import { cutoverPool } from "../sql/pools";
 import { type CutoverEvent, cutoverInFlight, nextCutoverStatus, recoveryFor } from "../state/cutover";
 import { db } from "../store/db";
@@ -82,6 +83,11 @@ export interface CutoverRunOptions {
    * every attempt, or "<status>:<tenant>,…" for those tenants' attempts only.
    */
   pauseAt?: string | null;
+  /**
+   * Bounds how many attempts of this worker are inside their freeze at once (the scheduler's
+   * gate, cutover-scheduler.ts says why); without it, no bound.
+   */
+  freezeGate?: Gate;
 }
 
 export interface CutoverRun {
@@ -411,9 +417,17 @@ async function runFresh(row: CutoverRow, options: DriveOptions): Promise<void> {
     await options.pause("prechecking");
     const ctx = await loadContext(row);
     await timed(options.timings, "precheck", () => precheck(ctx, options));
-    await fence(ctx, options);
-    await options.pause("fencing");
-    await drainAndFlip(ctx, options);
+    // From the map's freeze to the flip: nothing frozen while it waits for its turn.
+    const release = options.freezeGate
+      ? await timed(options.timings, "gate", () => (options.freezeGate as Gate).acquire())
+      : () => {};
+    try {
+      await fence(ctx, options);
+      await options.pause("fencing");
+      await drainAndFlip(ctx, options);
+    } finally {
+      release();
+    }
     await options.pause("flipped");
     await finish(ctx, options, null);
   } catch (error) {
