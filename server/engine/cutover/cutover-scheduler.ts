@@ -26,14 +26,26 @@ export function workerName(): string {
  * until its commit is flushed), each database's fence_state row, the sequences' — and the same two
  * cores: eight freezes at once made each one's tail several times its median.
  */
-export const FREEZES_AT_ONCE = Number(process.env.SHARDSHIFT_CUTOVER_FREEZES_AT_ONCE ?? 2);
+export const FREEZES_AT_ONCE = freezesAtOnce(process.env.SHARDSHIFT_CUTOVER_FREEZES_AT_ONCE);
+
+/** SHARDSHIFT_CUTOVER_FREEZES_AT_ONCE, checked: a typo must stop the worker, not unbound the gate. */
+export function freezesAtOnce(raw: string | undefined): number {
+  if (raw === undefined || raw.trim() === "") return 2;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 64) {
+    throw new Error(
+      `SHARDSHIFT_CUTOVER_FREEZES_AT_ONCE must be a whole number from 1 to 64 (got "${raw}"); unset it for the default, 2.`,
+    );
+  }
+  return n;
+}
 
 export function startCutoverScheduler(
   options: Omit<CutoverRunOptions, "worker" | "pauseAt"> & { maxConcurrent?: number; worker?: string },
 ): CutoverScheduler {
   const runs = new Map<string, CutoverRun>();
   const maxConcurrent = options.maxConcurrent ?? 8;
-  const freezeGate = options.freezeGate ?? createGate(Math.max(1, FREEZES_AT_ONCE));
+  const freezeGate = options.freezeGate ?? createGate(FREEZES_AT_ONCE);
   const worker = options.worker ?? workerName();
   const pauseAt = process.env.SHARDSHIFT_CUTOVER_PAUSE_AT || null;
   let stopped = false;
