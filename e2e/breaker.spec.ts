@@ -5,14 +5,12 @@
 // disabled with the role needed, and the API refuses the viewer's trip (FORBIDDEN). An admin
 // re-arms at the end, so no later spec starts tripped.
 import { expect, type Page, test } from "@playwright/test";
-import { cancelMovement, controlPlanePool, planAtTwoWayCdc, signIn, trpc } from "./helpers";
+import { cancelMovement, controlPlanePool, planAtTwoWayCdc, screenshot, signIn, trpc } from "./helpers";
 
-const SHOTS = "/tmp";
 const BUDGET_MS = 10_000;
 const TENANTS = ["11", "12", "13"];
 
-const shot = (page: Page, name: string) =>
-  page.screenshot({ path: `${SHOTS}/h-bui-${name}.png`, fullPage: true });
+const shot = (page: Page, name: string) => screenshot(page, `breaker-${name}`);
 
 /** Copies the plan's data and waits until the backfill is done and forward CDC measures its lag. */
 async function movingPlan(page: Page, name: string) {

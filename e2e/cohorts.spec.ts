@@ -3,7 +3,7 @@
 // promotes the first cohort with a reason, and sees its tenants reach the shards in the page's
 // live per-tenant table.
 import { expect, test } from "@playwright/test";
-import { cancelMovement, controlPlanePool, planAtTwoWayCdc, signIn, trpc } from "./helpers";
+import { cancelMovement, controlPlanePool, planAtTwoWayCdc, screenshot, signIn, trpc } from "./helpers";
 
 test("an operator draws the ladder, sees a gate block, dry-runs and promotes the first cohort", async ({
   page,
@@ -103,14 +103,14 @@ test("an operator draws the ladder, sees a gate block, dry-runs and promotes the
     await expect(page.getByTestId("placement-onShards")).toContainText(
       new RegExp(`^On shards${planned}\\s*tenants`),
     );
-    await page.screenshot({ path: "/tmp/h-ladder-cohorts.png", fullPage: true });
+    await screenshot(page, "cohorts-promoted");
     await page.goto(`/plans/${plan.id}`);
     await expect(page.getByTestId("placement-onShards")).toContainText(
       new RegExp(`^On shards${planned}\\s*tenants`),
     );
     await expect(page.getByTestId("placement-row").first()).toBeVisible();
     await expect(page.getByTestId("evidence-bit_by_bit_routing")).toContainText(`${planned} of `);
-    await page.screenshot({ path: "/tmp/h-ladder-overview.png", fullPage: true });
+    await screenshot(page, "cohorts-overview-promoted");
   } finally {
     await pool.end();
     await cancelMovement(page, plan.id);

@@ -2,19 +2,13 @@
 // dialog shows the dry run first (what will happen, lag, expected freeze, no blockers), takes a
 // reason, follows the attempt live to "done"; the page then shows the new owner and the attempt
 // in the Cutovers table. A viewer sees the button disabled with the reason.
-import fs from "node:fs";
-import path from "node:path";
 import { expect, type Page, test } from "@playwright/test";
-import { cancelMovement, planAtTwoWayCdc, signIn, trpc } from "./helpers";
+import { cancelMovement, planAtTwoWayCdc, screenshot, signIn, trpc } from "./helpers";
 
-const SHOTS = process.env.H_UI_SHOTS ?? "/tmp/h-ui-shots";
 const TENANT = "42";
 const BUDGET_MS = 10_000;
 
-async function shot(page: Page, name: string) {
-  fs.mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
-}
+const shot = (page: Page, name: string) => screenshot(page, `cutover-${name}`);
 
 /** Copies the plan's data and waits until the backfill is done and forward CDC measures its lag. */
 async function movingPlan(page: Page, name: string) {
