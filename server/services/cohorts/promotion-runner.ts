@@ -124,9 +124,13 @@ async function requestTenant(row: PromotionRow, tenantKey: string, log: (m: stri
   };
   const key = { promotionId_tenantKey: { promotionId: row.id, tenantKey } };
   try {
+    // To its shard, always: a request without a direction goes the way the tenant is not, and a
+    // tenant already on its shard (its attempt finished before a SIGKILL let this row say so, or a
+    // person moved it) would be sent back to legacy in the promotion's name. Refused instead: done.
     const { cutoverId } = await requestCutover(actor, {
       planId: row.planId,
       tenantKey,
+      direction: "to-shard",
       reason: `Promotion of cohort ${row.ordinal}: ${row.reason}`,
     });
     await db().promotionTenant.update({
