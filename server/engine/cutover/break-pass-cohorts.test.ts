@@ -2,7 +2,9 @@
 // (the promotion's driver, the cutover runner's gate). Each test names the defect it found.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { db } from "../../db";
+import { AppError } from "../../errors";
 import { type Actor, systemActor } from "../../services/actor";
+import { retryTenant } from "../../services/cohorts/promotion";
 import { startPromotionWatch } from "../../services/cohorts/promotion-runner";
 import { registerDatabase } from "../../services/databases/databases";
 import { createPlan } from "../../services/plans/plans";
@@ -120,5 +122,39 @@ describe("a promotion's tenant already on its shard", () => {
       where: { promotionId_tenantKey: { promotionId, tenantKey: "61" } },
     });
     expect(tenant.status).toBe("done");
+  });
+});
+
+describe("a retry that reopens a promotion the gates stopped", () => {
+  // Defect found: retrying ONE aborted tenant of a promotion that had stopped with tenants never
+  // asked for (a gate failed, or an operator stopped it) reopened the whole promotion, and its
+  // driver stops on a failing gate only: with a gate that cannot see (inconclusive: here no lag
+  // was ever measured) every pending tenant of the cohort was cut over — what promote() refuses
+  // unless an admin overrides it with a reason, done by an operator with no override at all.
+  it("is refused while a gate does not pass, its pending tenants left unasked", {
+    timeout: 60_000,
+  }, async () => {
+    const { promotionId } = await runningPromotion(["71", "72", "73"]);
+    await db().promotion.update({
+      where: { id: promotionId },
+      data: { status: "failed", stoppedBy: "gate", endedAt: new Date(), tenantsAborted: 1 },
+    });
+    await db().promotionTenant.update({
+      where: { promotionId_tenantKey: { promotionId, tenantKey: "71" } },
+      data: { status: "aborted", error: "The freeze budget ran out" },
+    });
+    const outcome = await retryTenant(operator, { promotionId, tenantKey: "71", reason: "again" }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(outcome).toBeInstanceOf(AppError);
+    expect((outcome as AppError).message).toMatch(/Forward lag .* is inconclusive/);
+    const row = await db().promotion.findUniqueOrThrow({ where: { id: promotionId } });
+    expect(row.status).toBe("failed");
+    const tenants = await db().promotionTenant.findMany({
+      where: { promotionId },
+      orderBy: { position: "asc" },
+    });
+    expect(tenants.map((t) => t.status)).toEqual(["aborted", "pending", "pending"]);
   });
 });
