@@ -11,6 +11,7 @@ import { createPlan } from "../../services/plans/plans";
 import { useControlPlane } from "../../testing/control-plane";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
 import { waitFor } from "../../testing/worker-process";
+import { advanceSequences, SEQUENCE_HEADROOM } from "./sequences";
 
 let control: Awaited<ReturnType<typeof useControlPlane>>;
 let legacy: TestDatabase;
@@ -156,5 +157,38 @@ describe("a retry that reopens a promotion the gates stopped", () => {
       orderBy: { position: "asc" },
     });
     expect(tenants.map((t) => t.status)).toEqual(["aborted", "pending", "pending"]);
+  });
+});
+
+describe("a sequence whose next value has not been taken yet (is_called false)", () => {
+  // Defect found: the sequence step read each sequence with pg_sequence_last_value, which is NULL
+  // while the sequence's next value has not been handed out — after `setval(s, n, false)` (the
+  // usual "next id = max + 1" reset after an import), ALTER SEQUENCE … RESTART, TRUNCATE …
+  // RESTART IDENTITY — and read NULL as 0. On the old owner that put the new owner's floor at the
+  // headroom alone, below ids the tenant already has (its next inserts there collide with its own
+  // rows); on the new owner it read a sequence standing at millions as 0 and set it back down to
+  // the floor ("never lowered" broken: the ids between are handed out again).
+  const SEQ = "public.bp_items_id_seq";
+  beforeAll(async () => {
+    for (const pool of [legacy.pool, shard.pool])
+      await pool.query(
+        "create table if not exists bp_items (tenant_id bigint, id bigserial, primary key (tenant_id, id))",
+      );
+  });
+
+  it("the old owner's pending next value counts: the new owner starts past it", async () => {
+    await legacy.pool.query("select setval($1, 5000000, false)", [SEQ]);
+    await shard.pool.query("select setval($1, 1, false)", [SEQ]);
+    await advanceSequences(legacy.pool, shard.pool, [SEQ]);
+    const { rows } = await shard.pool.query<{ v: string }>("select nextval($1)::text as v", [SEQ]);
+    expect(BigInt(rows[0]?.v ?? "0")).toBeGreaterThanOrEqual(5_000_000n + SEQUENCE_HEADROOM);
+  });
+
+  it("the new owner's pending next value is never lowered", async () => {
+    await legacy.pool.query("select setval($1, 10, true)", [SEQ]);
+    await shard.pool.query("select setval($1, 9000000, false)", [SEQ]);
+    await advanceSequences(legacy.pool, shard.pool, [SEQ]);
+    const { rows } = await shard.pool.query<{ v: string }>("select nextval($1)::text as v", [SEQ]);
+    expect(BigInt(rows[0]?.v ?? "0")).toBeGreaterThanOrEqual(9_000_000n);
   });
 });
