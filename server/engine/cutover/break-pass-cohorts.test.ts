@@ -1,16 +1,30 @@
 // Break pass on cohort promotions and the per-tenant cutover's freeze gate, on a real control plane
 // (the promotion's driver, the cutover runner's gate). Each test names the defect it found.
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { db } from "../../db";
+import { loadDemoDataset } from "../../demo/dataset";
 import { AppError } from "../../errors";
 import { type Actor, systemActor } from "../../services/actor";
 import { retryTenant } from "../../services/cohorts/promotion";
 import { startPromotionWatch } from "../../services/cohorts/promotion-runner";
 import { registerDatabase } from "../../services/databases/databases";
+import { startDataMovement } from "../../services/movement/movement";
 import { createPlan } from "../../services/plans/plans";
+import { previewCutover, requestCutover } from "../../services/routing/cutover";
+import { closeRoutingMapNotifier } from "../../services/routing/map-notifier";
+import { installFences } from "../../services/routing/routing";
 import { useControlPlane } from "../../testing/control-plane";
+import { waitForCutoverEnd } from "../../testing/cutover-fixture";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
+import { waitForBackfill } from "../../testing/movement-fixture";
+import { planAtTwoWayCdc } from "../../testing/plan-fixture";
 import { waitFor } from "../../testing/worker-process";
+import { startWorker, type Worker } from "../../worker";
+import type { SourceSchema } from "../analysis/introspect";
+import { ensureReverseSlot } from "../cdc/reverse-slot";
+import { hashPlacement } from "../router/placement";
+import { FENCE_SCHEMA } from "../routing/fence-sql";
 import { advanceSequences, SEQUENCE_HEADROOM } from "./sequences";
 
 let control: Awaited<ReturnType<typeof useControlPlane>>;
@@ -190,5 +204,100 @@ describe("a sequence whose next value has not been taken yet (is_called false)",
     await advanceSequences(legacy.pool, shard.pool, [SEQ]);
     const { rows } = await shard.pool.query<{ v: string }>("select nextval($1)::text as v", [SEQ]);
     expect(BigInt(rows[0]?.v ?? "0")).toBeGreaterThanOrEqual(9_000_000n);
+  });
+});
+
+describe("a new owner that stops answering inside the freeze", () => {
+  // Defect found: inside the freeze (the worker's freeze gate held) the runner read the new owner's
+  // fence state, set its sequences and polled its drain with no bound: a new owner that stopped
+  // answering (here: its fence_state table locked by another session; in production a hung or
+  // partitioned shard, whose socket answers nothing for as long as TCP keeps it) held the attempt
+  // there for as long as that lasted — the tenant frozen past its budget, writes held, and the gate
+  // slot taken, so FREEZES_AT_ONCE such attempts starved every other cutover of the worker.
+  // The freeze's work on the new owner now ends at the budget's deadline: the attempt aborts and
+  // writes resume on the old owner.
+  const TENANT = "5";
+  const BUDGET_MS = 3_000;
+  let legacy2: TestDatabase;
+  let shards2: TestDatabase[];
+  let worker: Worker | null = null;
+  beforeAll(async () => {
+    legacy2 = await createTestDatabase("bpc_legacy2");
+    shards2 = [await createTestDatabase("bpc_shard20"), await createTestDatabase("bpc_shard21")];
+    await loadDemoDataset(legacy2.pool, { tenants: 12, rows: 2_000, seed: 3 });
+  }, 120_000);
+  afterAll(async () => {
+    await worker?.stop();
+    await closeRoutingMapNotifier();
+    await legacy2?.drop();
+    for (const s of shards2 ?? []) await s.drop();
+  });
+
+  it("aborts at the budget, the tenant unfrozen, instead of holding the freeze", {
+    timeout: 180_000,
+  }, async () => {
+    const plan = await planAtTwoWayCdc(
+      operator,
+      "break-pass hung new owner",
+      legacy2.url,
+      shards2.map((s) => s.url),
+    );
+    await startDataMovement(operator, { planId: plan.id, reason: "go", resetShards: true });
+    worker = await startWorker(control.url, {
+      log: (m) => {
+        if (process.env.BREAK_TEST_LOG && m.includes("[cutover"))
+          console.log(`${new Date().toISOString()} ${m}`);
+      },
+    });
+    await waitForBackfill(plan.id, 90_000);
+    const ordinal = hashPlacement(2).shardFor(TENANT);
+    const newOwner = shards2[ordinal] as TestDatabase;
+    const movement = await db().dataMovement.findUniqueOrThrow({ where: { planId: plan.id } });
+    await waitFor(
+      "no blocker",
+      async () => (await previewCutover({ planId: plan.id, tenantKey: TENANT })).blockers.length === 0,
+      60_000,
+    );
+    await installFences(operator, { planId: plan.id, reason: "fences first" });
+    await ensureReverseSlot(newOwner.pool, {
+      planId: plan.id,
+      shardOrdinal: ordinal,
+      schema: movement.sourceSchema as unknown as SourceSchema,
+    });
+    // The new owner's fence state cannot be read: nothing before the freeze reads it.
+    const locker = new pg.Client({ connectionString: newOwner.url });
+    await locker.connect();
+    try {
+      await locker.query("begin");
+      await locker.query(`lock table ${FENCE_SCHEMA}.fence_state in access exclusive mode`);
+      const { cutoverId } = await requestCutover(operator, {
+        planId: plan.id,
+        tenantKey: TENANT,
+        reason: "new owner hangs",
+        budgetMs: BUDGET_MS,
+      });
+      // The freeze ends within the budget (plus the abort's map change): the map no longer holds
+      // the tenant's writes, its old owner still owns it. (The attempt itself may stay "aborting"
+      // until the new owner answers its fence sync: that is outside the freeze and the gate.)
+      const released = await waitFor(
+        "the tenant's freeze to end",
+        async () => {
+          const row = await db().tenantCutover.findUniqueOrThrow({ where: { id: cutoverId } });
+          const route = await db().tenantRoute.findUnique({
+            where: { planId_tenantKey: { planId: plan.id, tenantKey: TENANT } },
+          });
+          return row.freezeStartedAt && route && !route.frozen ? { row, route, at: Date.now() } : null;
+        },
+        45_000,
+      );
+      expect(["aborting", "aborted"]).toContain(released.row.status);
+      expect(released.route.ownerDatabaseId).toBeNull();
+      expect(released.at - (released.row.freezeStartedAt as Date).getTime()).toBeLessThan(BUDGET_MS + 10_000);
+      await locker.query("rollback");
+      expect((await waitForCutoverEnd(cutoverId, 60_000)).status).toBe("aborted");
+    } finally {
+      await locker.query("rollback").catch(() => {});
+      await locker.end().catch(() => {});
+    }
   });
 });
