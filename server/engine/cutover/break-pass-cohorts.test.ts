@@ -47,6 +47,12 @@ afterAll(async () => {
 
 let databases: { source: string; target: string } | null = null;
 
+/** Frees the names planAtTwoWayCdc registers (this file's plans share one control plane). */
+async function freeDatabaseNames() {
+  for (const d of await db().database.findMany({ select: { id: true, name: true } }))
+    await db().database.update({ where: { id: d.id }, data: { name: `${d.name}-${d.id.slice(0, 8)}` } });
+}
+
 /** A plan (data movement running) whose one-step ladder holds `keys`, and a running promotion of it. */
 async function runningPromotion(keys: string[], concurrency = 1) {
   databases ??= {
@@ -224,6 +230,7 @@ describe("a new owner that stops answering inside the freeze", () => {
   beforeAll(async () => {
     legacy2 = await createTestDatabase("bpc_legacy2");
     shards2 = [await createTestDatabase("bpc_shard20"), await createTestDatabase("bpc_shard21")];
+    await freeDatabaseNames();
     await loadDemoDataset(legacy2.pool, { tenants: 12, rows: 2_000, seed: 3 });
   }, 120_000);
   afterAll(async () => {
