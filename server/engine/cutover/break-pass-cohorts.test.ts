@@ -213,6 +213,62 @@ describe("a sequence whose next value has not been taken yet (is_called false)",
   });
 });
 
+describe("a trip between the promote and the driver's claim", () => {
+  // Defect found: a trip stops a promotion past an overridden breaker gate only when it was made
+  // after the promotion STARTED (its driver's claim): a trip between the admin's promote (the gates
+  // they overrode judged then) and the claim — a second or so, or as long as no worker ran — was
+  // neither covered by the override nor seen as new, so the driver went on asking for cutovers with
+  // the breaker rolled back and not re-armed (refused while the rollback ran: every tenant burnt to
+  // "aborted" and the promotion "done"; accepted once it had rolled back, with no automatic trip
+  // to protect them).
+  it("stops the promotion before its first wave", { timeout: 60_000 }, async () => {
+    const keys = ["81", "82", "83"];
+    const { planId, promotionId } = await runningPromotion(keys);
+    // As promote() leaves it (an admin overrode the breaker gate: an old trip), not yet claimed.
+    await db().promotion.update({
+      where: { id: promotionId },
+      data: {
+        status: "requested",
+        startedAt: null,
+        overriddenGates: ["breaker"],
+        createdAt: new Date(Date.now() - 2_000),
+      },
+    });
+    await db().breakerTrip.create({
+      data: {
+        planId,
+        status: "rolled_back",
+        scope: { kind: "all" },
+        trigger: "forward-lag",
+        requestedByEmail: "rule:forward-lag@shardshift",
+        reason: "forward-lag: over its limit",
+      },
+    });
+    const watch = startPromotionWatch({ controlPlaneUrl: control.url, log: () => {}, intervalMs: 200 });
+    try {
+      await waitFor(
+        "the promotion to end",
+        async () =>
+          ["done", "stopped", "failed"].includes(
+            (await db().promotion.findUniqueOrThrow({ where: { id: promotionId } })).status,
+          ),
+        30_000,
+      );
+    } finally {
+      await watch.stop();
+    }
+    const row = await db().promotion.findUniqueOrThrow({ where: { id: promotionId } });
+    expect([row.status, row.stoppedBy]).toEqual(["failed", "gate"]);
+    expect((row.stopJudgement as { id?: string } | null)?.id).toBe("breaker");
+    const tenants = await db().promotionTenant.findMany({
+      where: { promotionId },
+      orderBy: { position: "asc" },
+    });
+    expect(tenants.map((t) => t.status)).toEqual(keys.map(() => "pending"));
+    expect(await db().tenantCutover.count({ where: { planId } })).toBe(0);
+  });
+});
+
 describe("a new owner that stops answering inside the freeze", () => {
   // Defect found: inside the freeze (the worker's freeze gate held) the runner read the new owner's
   // fence state, set its sequences and polled its drain with no bound: a new owner that stopped

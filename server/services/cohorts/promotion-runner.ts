@@ -50,6 +50,7 @@ interface PromotionRow {
   overriddenGates: unknown;
   stoppedBy: string | null;
   worker: string | null;
+  createdAt: Date;
   startedAt: Date | null;
   tenantsDone: number;
   tenantsAborted: number;
@@ -176,7 +177,7 @@ async function requestTenant(row: PromotionRow, tenantKey: string, log: (m: stri
 }
 
 /**
- * A trip made since the promotion started that still stands (the breaker not re-armed), as the
+ * A trip made since the promotion was asked for that still stands (the breaker not re-armed), as the
  * breaker gate's failing judgement. Checked before every wave, and never overridden: an admin's
  * override covers what the gates showed when they promoted, not a trip that came after, and
  * between two gate judgements (up to GATE_EVERY_MS) the driver would otherwise go on asking —
@@ -190,8 +191,10 @@ async function tripSinceStart(row: PromotionRow): Promise<(Judgement & { href: s
     orderBy: { createdAt: "desc" },
     select: { status: true, trigger: true, requestedByEmail: true, createdAt: true },
   });
-  if (!trip || planBreakerState(trip) === "armed" || trip.createdAt < row.startedAt) return null;
-  const evidence = { chart: "cohorts" as const, from: row.startedAt, to: new Date() };
+  // Since the promote (when the gates an admin overrode were judged), not the driver's claim: a
+  // trip in between was neither what the override covered nor seen as new.
+  if (!trip || planBreakerState(trip) === "armed" || trip.createdAt < row.createdAt) return null;
+  const evidence = { chart: "cohorts" as const, from: row.createdAt, to: new Date() };
   return {
     id: "breaker",
     title: "No breaker trip",
@@ -199,7 +202,7 @@ async function tripSinceStart(row: PromotionRow): Promise<(Judgement & { href: s
     value: 1,
     threshold: 0,
     unit: "trips",
-    reason: `The breaker tripped at ${trip.createdAt.toISOString()} (${trip.trigger === "manual" ? `by ${trip.requestedByEmail}` : `rule ${trip.trigger}`}) while this promotion ran, and is ${trip.status}: re-arm it once the cause is fixed, then retry the promotion's tenants.`,
+    reason: `The breaker tripped at ${trip.createdAt.toISOString()} (${trip.trigger === "manual" ? `by ${trip.requestedByEmail}` : `rule ${trip.trigger}`}) after this promotion was asked for, and is ${trip.status}: re-arm it once the cause is fixed, then retry the promotion's tenants.`,
     evidence,
     href: evidenceHref(row.planId, evidence),
   };
