@@ -6,6 +6,7 @@ import { db } from "../../db";
 import { loadDemoDataset } from "../../demo/dataset";
 import { AppError } from "../../errors";
 import { type Actor, systemActor } from "../../services/actor";
+import { moveTenant } from "../../services/cohorts/cohorts";
 import { retryTenant } from "../../services/cohorts/promotion";
 import { startPromotionWatch } from "../../services/cohorts/promotion-runner";
 import { registerDatabase } from "../../services/databases/databases";
@@ -266,6 +267,43 @@ describe("a trip between the promote and the driver's claim", () => {
     });
     expect(tenants.map((t) => t.status)).toEqual(keys.map(() => "pending"));
     expect(await db().tenantCutover.count({ where: { planId } })).toBe(0);
+  });
+});
+
+describe("a tenant moved out of the cohort while its promotion runs", () => {
+  // Defect found: moving a tenant out of the cohort being promoted — held on legacy (in no cohort),
+  // or to a later cohort — was accepted while the tenant was still pending on that promotion's work
+  // list, and the driver went on and cut it over anyway: the operator's audited hold undone by the
+  // promotion without a word.
+  it("is not cut over, and the promotion says why", { timeout: 60_000 }, async () => {
+    const { planId, promotionId } = await runningPromotion(["91"]);
+    await db().tenantCensus.create({
+      data: { planId, tableName: "public.tenants", tenantKey: "91", position: 0, rows: 1n, rowsBefore: 0n },
+    });
+    await db().promotion.update({ where: { id: promotionId }, data: { status: "paused" } });
+    await moveTenant(operator, { planId, tenantKey: "91", ordinal: null, reason: "do not move: audit" });
+    await db().promotion.update({ where: { id: promotionId }, data: { status: "running" } });
+    const watch = startPromotionWatch({ controlPlaneUrl: control.url, log: () => {}, intervalMs: 200 });
+    try {
+      await waitFor(
+        "the driver to settle tenant 91",
+        async () =>
+          (
+            await db().promotionTenant.findUniqueOrThrow({
+              where: { promotionId_tenantKey: { promotionId, tenantKey: "91" } },
+            })
+          ).status !== "pending",
+        30_000,
+      );
+    } finally {
+      await watch.stop();
+    }
+    expect(await db().tenantCutover.count({ where: { planId, tenantKey: "91" } })).toBe(0);
+    const tenant = await db().promotionTenant.findUniqueOrThrow({
+      where: { promotionId_tenantKey: { promotionId, tenantKey: "91" } },
+    });
+    expect(tenant.status).toBe("aborted");
+    expect(tenant.error).toMatch(/no longer in cohort 1/);
   });
 });
 

@@ -115,8 +115,31 @@ async function counts(promotionId: string) {
   };
 }
 
+/**
+ * Why the tenant is no longer in the cohort being promoted (an operator held it on legacy, or moved
+ * it to a later cohort, after the promote), or null while it is. A tenant with no member row is a
+ * census newcomer, in the last cohort: a candidate only when that was promoted, so still in.
+ */
+async function leftTheCohort(row: PromotionRow, tenantKey: string): Promise<string | null> {
+  const member = await db().cohortMember.findUnique({
+    where: { planId_tenantKey: { planId: row.planId, tenantKey } },
+    select: { ordinal: true, assignedByEmail: true },
+  });
+  if (!member || (member.ordinal !== null && member.ordinal <= row.ordinal)) return null;
+  return `Tenant ${tenantKey} is no longer in cohort ${row.ordinal}: ${member.assignedByEmail} ${member.ordinal === null ? "held it on legacy (in no cohort)" : `moved it to cohort ${member.ordinal}`} after the promotion was asked for, so it was not cut over.`;
+}
+
 /** Asks for one tenant's cutover; adopts an attempt already in flight (a request before a crash). */
 async function requestTenant(row: PromotionRow, tenantKey: string, log: (m: string) => void) {
+  const left = await leftTheCohort(row, tenantKey);
+  if (left) {
+    log(`[promotion ${row.id}] ${left}`);
+    await db().promotionTenant.update({
+      where: { promotionId_tenantKey: { promotionId: row.id, tenantKey } },
+      data: { status: "aborted", error: left, updatedAt: new Date() },
+    });
+    return;
+  }
   const actor: Actor = {
     id: row.requestedById,
     email: row.requestedByEmail,
