@@ -412,6 +412,33 @@ function remaining(row: CutoverRow): number {
 
 class Abort extends Error {}
 
+/**
+ * `work`'s outcome, or `late()`'s once `deadline` (epoch ms) passed first. The work is not
+ * cancelled: its query ends whenever its server answers; what it does then is harmless (a sequence
+ * is only ever raised, a read is dropped) and a failure then is not unhandled.
+ */
+async function byDeadline<T>(work: Promise<T>, deadline: number, late: () => T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<T>((resolve, reject) => {
+    timer = setTimeout(
+      () => {
+        try {
+          resolve(late());
+        } catch (error) {
+          reject(error);
+        }
+      },
+      Math.max(0, deadline - Date.now()),
+    );
+  });
+  work.catch(() => {});
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function runFresh(row: CutoverRow, options: DriveOptions): Promise<void> {
   try {
     await options.pause("prechecking");
@@ -671,11 +698,29 @@ async function drainAndFlip(ctx: Context, options: DriveOptions): Promise<void> 
   // fence took its lock, so O's values read from now on are past all of them (never lowered on N,
   // so setting them even for a drain that then misses the budget changes nothing).
   // N's fence version is read here too, so opening N after the flip is one round trip.
+  // Each of them ends at the deadline, answered or not: a database that stops answering (a hung or
+  // partitioned server: its socket says nothing for as long as TCP keeps it) must not hold the
+  // tenant frozen past its budget, nor this worker's freeze gate while it lasts.
   const [, drained, bumps, newOwnerFence] = await Promise.all([
     timed(options.timings, "markDraining", () => markQuiesced(ctx, options)),
-    timed(options.timings, "drain", () => waitForOriginProgress(ctx.to.pool, origin, freezeLsn, deadline)),
-    timed(options.timings, "sequences", () => advanceSequences(ctx.from.pool, ctx.to.pool, ctx.sequences)),
-    readFenceState(ctx.to.pool).catch(() => null),
+    timed(options.timings, "drain", () =>
+      byDeadline(waitForOriginProgress(ctx.to.pool, origin, freezeLsn, deadline), deadline, () => ({
+        reached: false,
+        progress: null,
+      })),
+    ),
+    timed(options.timings, "sequences", () =>
+      byDeadline(advanceSequences(ctx.from.pool, ctx.to.pool, ctx.sequences), deadline, () => {
+        throw new Abort(
+          `The sequences of ${ctx.to.name} were not set when the ${row.budgetMs} ms freeze budget ran out (a database did not answer); the cutover was aborted and writes resumed on ${ctx.from.name}.`,
+        );
+      }),
+    ),
+    byDeadline(
+      readFenceState(ctx.to.pool).catch(() => null),
+      deadline,
+      () => null,
+    ),
   ]);
   ctx.newOwnerFence = newOwnerFence;
   if (!drained.reached) {

@@ -53,6 +53,23 @@ export async function shardedSequences(
  */
 const RACE_MARGIN = 1_000n;
 
+/** A name as pg_get_serial_sequence writes it: one or two identifiers, each plain or double-quoted. */
+const SEQUENCE_NAME =
+  /^(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)(?:\.(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*))?$/;
+
+/**
+ * SQL for a sequence's last value, read from the sequence itself. Not pg_sequence_last_value: that
+ * is NULL while the sequence's next value has not been handed out (is_called false: after
+ * `setval(s, n, false)`, ALTER SEQUENCE … RESTART, TRUNCATE … RESTART IDENTITY), and NULL read as 0
+ * put a new owner's floor below ids its tenant already had, and set a target standing at millions
+ * back down to the floor. last_value is then the next value itself: one more than was handed out,
+ * which only errs high (a floor one higher; a target left where it is).
+ */
+function lastValueSql(seq: string): string {
+  if (!SEQUENCE_NAME.test(seq)) throw new Error(`Not a sequence name: ${seq}`);
+  return `(select last_value from ${seq})`;
+}
+
 /** The class of the advisory locks that serialize this module's setters of one sequence. */
 const SEQUENCE_LOCK_CLASS = 7_363_401;
 
@@ -72,19 +89,22 @@ async function raiseSequences(
   floors: ReadonlyMap<string, bigint>,
 ): Promise<Map<string, bigint>> {
   if (floors.size === 0) return new Map();
-  const pairs = [...floors].map(([seq, floor]) => `(${pg.escapeLiteral(seq)}, ${floor.toString()}::bigint)`);
-  const list = `(values ${pairs.join(", ")}) as s(seq, floor)`;
+  // Each sequence's last value is read where the list is used: in each statement, anew.
+  const rows = [...floors].map(
+    ([seq, floor]) => `(${pg.escapeLiteral(seq)}, ${floor.toString()}::bigint, ${lastValueSql(seq)})`,
+  );
+  const list = `(values ${rows.join(", ")}) as s(seq, floor, last)`;
   // One simple-protocol query, two statements, one implicit transaction: the locks (sorted, so two
   // setters never wait on each other in a cycle) are held until the sequences are set. Only the
   // sequences below their floor are locked: a sequence never goes down (nextval, and this module
   // only raises), so one read at or past its floor stays there, and the second statement leaves it.
   const results = (await to.query(
     `select pg_advisory_xact_lock(${SEQUENCE_LOCK_CLASS}, hashtext(s.seq)) from ${list}
-     where coalesce(pg_sequence_last_value(s.seq::regclass), 0) < s.floor order by hashtext(s.seq);
+     where s.last < s.floor order by hashtext(s.seq);
      select x.seq, (case when x.last < x.floor
                       then setval(x.seq::regclass, greatest(x.floor, x.last + ${RACE_MARGIN} * x.cache), true)
                       else x.last end)::text as v
-     from (select s.seq, s.floor, coalesce(pg_sequence_last_value(s.seq::regclass), 0) as last,
+     from (select s.seq, s.floor, s.last,
                   (select greatest(q.seqcache, 1) from pg_sequence q where q.seqrelid = s.seq::regclass) as cache
            from ${list} offset 0) x`,
   )) as unknown as pg.QueryResult<{ seq: string; v: string }>[];
@@ -92,11 +112,12 @@ async function raiseSequences(
   return new Map(set.map((r) => [r.seq, BigInt(r.v)]));
 }
 
-/** Each sequence's last value on `pool` (0 when it was never called), in one round trip. */
+/** Each sequence's last value on `pool` (its next value while none was handed out), in one round trip. */
 async function readSequences(pool: pg.Pool, sequences: readonly string[]): Promise<Map<string, bigint>> {
   const { rows } = await pool.query<{ seq: string; v: string | null }>(
-    "select s as seq, pg_sequence_last_value(s::regclass)::text as v from unnest($1::text[]) s",
-    [sequences],
+    `select s.seq, s.v::text as v from (values ${sequences
+      .map((seq) => `(${pg.escapeLiteral(seq)}, ${lastValueSql(seq)})`)
+      .join(", ")}) as s(seq, v)`,
   );
   return new Map(rows.map((r) => [r.seq, BigInt(r.v ?? "0")]));
 }

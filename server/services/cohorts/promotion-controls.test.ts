@@ -122,9 +122,18 @@ describe("promotion controls", () => {
         async () => (await statusOf(promotionId)) === "stopped",
         30_000,
       );
-      // A retry reopens it with the tenant pending; the gates cannot see (no lag, no fences) but none
-      // fails, so the driver asks; with no data movement the request is refused: the tenants are
-      // aborted with the request's reason, and the promotion is done.
+      // A retry that would reopen it with tenant 3 never asked is judged as a promote is: refused
+      // while the gates cannot see (no lag, no fences)...
+      await expect(retryTenant(operator, { ...ask, tenantKey: "2" })).rejects.toThrow(
+        /would reopen cohort 1's promotion .* is inconclusive/,
+      );
+      // ...unless an admin promoted past those gates (audited at the promote). Then it reopens with
+      // the tenant pending, none fails, so the driver asks; with no data movement the request is
+      // refused: the tenants are aborted with the request's reason, and the promotion is done.
+      await db().promotion.update({
+        where: { id: promotionId },
+        data: { overriddenGates: ["forward-lag", "reverse-lag", "parity", "stray-writes"] },
+      });
       expect((await retryTenant(operator, { ...ask, tenantKey: "2" })).status).toBe("running");
       await waitFor(
         "the reopened promotion to end",

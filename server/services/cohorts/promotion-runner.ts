@@ -50,6 +50,7 @@ interface PromotionRow {
   overriddenGates: unknown;
   stoppedBy: string | null;
   worker: string | null;
+  createdAt: Date;
   startedAt: Date | null;
   tenantsDone: number;
   tenantsAborted: number;
@@ -114,8 +115,31 @@ async function counts(promotionId: string) {
   };
 }
 
+/**
+ * Why the tenant is no longer in the cohort being promoted (an operator held it on legacy, or moved
+ * it to a later cohort, after the promote), or null while it is. A tenant with no member row is a
+ * census newcomer, in the last cohort: a candidate only when that was promoted, so still in.
+ */
+async function leftTheCohort(row: PromotionRow, tenantKey: string): Promise<string | null> {
+  const member = await db().cohortMember.findUnique({
+    where: { planId_tenantKey: { planId: row.planId, tenantKey } },
+    select: { ordinal: true, assignedByEmail: true },
+  });
+  if (!member || (member.ordinal !== null && member.ordinal <= row.ordinal)) return null;
+  return `Tenant ${tenantKey} is no longer in cohort ${row.ordinal}: ${member.assignedByEmail} ${member.ordinal === null ? "held it on legacy (in no cohort)" : `moved it to cohort ${member.ordinal}`} after the promotion was asked for, so it was not cut over.`;
+}
+
 /** Asks for one tenant's cutover; adopts an attempt already in flight (a request before a crash). */
 async function requestTenant(row: PromotionRow, tenantKey: string, log: (m: string) => void) {
+  const left = await leftTheCohort(row, tenantKey);
+  if (left) {
+    log(`[promotion ${row.id}] ${left}`);
+    await db().promotionTenant.update({
+      where: { promotionId_tenantKey: { promotionId: row.id, tenantKey } },
+      data: { status: "aborted", error: left, updatedAt: new Date() },
+    });
+    return;
+  }
   const actor: Actor = {
     id: row.requestedById,
     email: row.requestedByEmail,
@@ -124,9 +148,13 @@ async function requestTenant(row: PromotionRow, tenantKey: string, log: (m: stri
   };
   const key = { promotionId_tenantKey: { promotionId: row.id, tenantKey } };
   try {
+    // To its shard, always: a request without a direction goes the way the tenant is not, and a
+    // tenant already on its shard (its attempt finished before a SIGKILL let this row say so, or a
+    // person moved it) would be sent back to legacy in the promotion's name. Refused instead: done.
     const { cutoverId } = await requestCutover(actor, {
       planId: row.planId,
       tenantKey,
+      direction: "to-shard",
       reason: `Promotion of cohort ${row.ordinal}: ${row.reason}`,
     });
     await db().promotionTenant.update({
@@ -172,7 +200,7 @@ async function requestTenant(row: PromotionRow, tenantKey: string, log: (m: stri
 }
 
 /**
- * A trip made since the promotion started that still stands (the breaker not re-armed), as the
+ * A trip made since the promotion was asked for that still stands (the breaker not re-armed), as the
  * breaker gate's failing judgement. Checked before every wave, and never overridden: an admin's
  * override covers what the gates showed when they promoted, not a trip that came after, and
  * between two gate judgements (up to GATE_EVERY_MS) the driver would otherwise go on asking —
@@ -186,8 +214,10 @@ async function tripSinceStart(row: PromotionRow): Promise<(Judgement & { href: s
     orderBy: { createdAt: "desc" },
     select: { status: true, trigger: true, requestedByEmail: true, createdAt: true },
   });
-  if (!trip || planBreakerState(trip) === "armed" || trip.createdAt < row.startedAt) return null;
-  const evidence = { chart: "cohorts" as const, from: row.startedAt, to: new Date() };
+  // Since the promote (when the gates an admin overrode were judged), not the driver's claim: a
+  // trip in between was neither what the override covered nor seen as new.
+  if (!trip || planBreakerState(trip) === "armed" || trip.createdAt < row.createdAt) return null;
+  const evidence = { chart: "cohorts" as const, from: row.createdAt, to: new Date() };
   return {
     id: "breaker",
     title: "No breaker trip",
@@ -195,7 +225,7 @@ async function tripSinceStart(row: PromotionRow): Promise<(Judgement & { href: s
     value: 1,
     threshold: 0,
     unit: "trips",
-    reason: `The breaker tripped at ${trip.createdAt.toISOString()} (${trip.trigger === "manual" ? `by ${trip.requestedByEmail}` : `rule ${trip.trigger}`}) while this promotion ran, and is ${trip.status}: re-arm it once the cause is fixed, then retry the promotion's tenants.`,
+    reason: `The breaker tripped at ${trip.createdAt.toISOString()} (${trip.trigger === "manual" ? `by ${trip.requestedByEmail}` : `rule ${trip.trigger}`}) after this promotion was asked for, and is ${trip.status}: re-arm it once the cause is fixed, then retry the promotion's tenants.`,
     evidence,
     href: evidenceHref(row.planId, evidence),
   };

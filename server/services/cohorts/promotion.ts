@@ -374,8 +374,9 @@ export const stopPromotion = (actor: Actor, input: TPromotionControlInput) =>
  * an ended promotion reopens (running) to cut it over, judging the gates again first.
  */
 export async function retryTenant(actor: Actor, input: TRetryTenantInput) {
+  const judged = await reopeningGates(input);
   try {
-    return await retryTenantTx(actor, input);
+    return await retryTenantTx(actor, input, judged);
   } catch (error) {
     // Another promotion of the plan committed after this one looked for it: the index refused the
     // reopening (nothing was written).
@@ -393,7 +394,37 @@ export async function retryTenant(actor: Actor, input: TRetryTenantInput) {
   }
 }
 
-async function retryTenantTx(actor: Actor, input: TRetryTenantInput) {
+/**
+ * A retry that reopens an ended promotion with tenants it never asked for (a gate stopped it, or an
+ * operator did) resumes the whole cohort, not one tenant — and the driver stops only on a gate that
+ * FAILS. So it is judged as promote() is: refused while a gate the promotion's admin did not
+ * override does not pass (fails or cannot see). Returns the status the judgement was made for
+ * (null: none needed), which the transaction checks it still finds.
+ */
+async function reopeningGates(input: TRetryTenantInput): Promise<PromotionStatus | null> {
+  const promotion = await db().promotion.findUnique({
+    where: { id: input.promotionId },
+    select: { planId: true, ordinal: true, status: true, overriddenGates: true },
+  });
+  if (!promotion || !PROMOTION_ENDED.includes(promotion.status as PromotionStatus)) return null;
+  const others = await db().promotionTenant.count({
+    where: { promotionId: input.promotionId, status: "pending", tenantKey: { not: input.tenantKey } },
+  });
+  if (others === 0) return null;
+  const overridden = Array.isArray(promotion.overriddenGates) ? promotion.overriddenGates : [];
+  const gates = await evaluateCohortGates(promotion.planId, promotion.ordinal);
+  const notPassing = gates.gates.filter((g) => g.verdict !== "pass" && !overridden.includes(g.id));
+  if (notPassing.length > 0) {
+    throw new AppError(
+      "PRECONDITION_FAILED",
+      `Retrying tenant "${input.tenantKey}" would reopen cohort ${promotion.ordinal}'s promotion and ask for its ${others} tenant${others === 1 ? "" : "s"} not asked yet, but ${notPassing.map(gateLine).join(" ")} ` +
+        "Wait for the gates to pass, or promote the cohort again (an admin may override with a reason).",
+    );
+  }
+  return promotion.status as PromotionStatus;
+}
+
+async function retryTenantTx(actor: Actor, input: TRetryTenantInput, judgedAt: PromotionStatus | null) {
   return db().$transaction(async (tx) => {
     const row = await lockPromotion(tx, input.promotionId);
     const tenant = await tx.promotionTenant.findUnique({
@@ -432,6 +463,14 @@ async function retryTenantTx(actor: Actor, input: TRetryTenantInput) {
       }
     }
     let status = row.status;
+    if (PROMOTION_ENDED.includes(row.status) && judgedAt === null) {
+      const others = await tx.promotionTenant.count({
+        where: { promotionId: input.promotionId, status: "pending", tenantKey: { not: input.tenantKey } },
+      });
+      // It ended after the gates were (not) judged for it: judged again, from the start.
+      if (others > 0)
+        throw new AppError("CONFLICT", "The promotion ended meanwhile: retry the tenant again.");
+    }
     if (PROMOTION_ENDED.includes(row.status)) {
       const other = await tx.promotion.findFirst({
         where: {
