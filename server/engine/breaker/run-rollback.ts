@@ -630,6 +630,10 @@ async function settleAndFreeze(
   }
 }
 
+/** A fence transaction chosen as a deadlock's victim (40P01) is tried again, at most this many times in all. */
+const FENCE_DEADLOCK_ATTEMPTS = 5;
+const DEADLOCK_SQLSTATE = "40P01";
+
 /** The set's shards (but those in `skip`: down): each with its tenants of the set. */
 function shardsOfSet(
   row: TripRow,
@@ -661,17 +665,36 @@ async function fenceShards(
     shardsOfSet(row, fences, down).map(async ({ shard, tenants }) => {
       try {
         const from = performance.now();
-        const lsn = await freezeSetOn(
-          fences,
-          shard,
-          tenants,
-          row.tenants,
-          version,
-          Math.max(50, remaining(row)),
-          (name, ms) => spans?.add(`${shard.name} ${name}`, ms),
-        );
-        spans?.add(`fence ${shard.name}`, performance.now() - from);
-        return { shard, lsn };
+        // An application transaction that writes several tenants of the set on this shard holds
+        // one tenant's shared lock while it waits for another's, which the fence may already hold
+        // exclusively: PostgreSQL ends the cycle by aborting one of them (40P01), often the fence,
+        // which waited first. Nothing of it was written: it is tried again within the budget (the
+        // writer goes on meanwhile and its commit is below the next attempt's position).
+        for (let attempt = 1; ; attempt++) {
+          try {
+            const lsn = await freezeSetOn(
+              fences,
+              shard,
+              tenants,
+              row.tenants,
+              version,
+              Math.max(50, remaining(row)),
+              (name, ms) => spans?.add(`${shard.name} ${name}`, ms),
+            );
+            spans?.add(`fence ${shard.name}`, performance.now() - from);
+            return { shard, lsn };
+          } catch (error) {
+            if (
+              sqlStateOf(error) !== DEADLOCK_SQLSTATE ||
+              attempt >= FENCE_DEADLOCK_ATTEMPTS ||
+              remaining(row) <= 50
+            )
+              throw error;
+            options.log(
+              `fence on ${shard.name}: deadlock with a writer of the set (attempt ${attempt}), trying again`,
+            );
+          }
+        }
       } catch (error) {
         return { shard, error: (error as Error).message };
       }
