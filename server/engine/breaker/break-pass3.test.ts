@@ -32,6 +32,8 @@ import { waitForBackfill } from "../../testing/movement-fixture";
 import { planAtTwoWayCdc } from "../../testing/plan-fixture";
 import { waitFor } from "../../testing/worker-process";
 import { startWorker, type Worker } from "../../worker";
+import { introspectSource } from "../analysis/introspect";
+import { fullPass } from "../parity/chunk-hash";
 import { hashPlacement } from "../router/placement";
 import { FENCE_LOCK_CLASS } from "../routing/fence-sql";
 
@@ -241,5 +243,58 @@ describe("break pass 3 of the rollback breaker", () => {
     for (const id of ids) expect(await hasInvoice(legacy.pool, id), `invoice ${id} on legacy`).toBe(true);
     await fencesEqualMap();
     expect(unhandled).toEqual([]);
+  });
+
+  it("a parity pass whose legacy session the server ends: no unheard error, the pass fails, the next runs", {
+    timeout: 60_000,
+  }, async () => {
+    const uncaught: string[] = [];
+    const onUncaught = (error: Error) => uncaught.push(error.message);
+    process.on("uncaughtException", onUncaught);
+    const pool = new pg.Pool({ connectionString: legacy.url, application_name: "bp3-parity", max: 2 });
+    let client: pg.Client | null = null;
+    pool.on("connect", (c) => {
+      client = c as unknown as pg.Client;
+    });
+    try {
+      const schemaClient = new pg.Client({ connectionString: legacy.url });
+      await schemaClient.connect();
+      const schema = await introspectSource(schemaClient, "tenant_id").finally(() => schemaClient.end());
+      let killed = false;
+      const pass = fullPass(
+        pool,
+        shards.map((s) => s.pool),
+        hashPlacement(2),
+        schema,
+        undefined,
+        async () => {
+          if (killed) return;
+          killed = true;
+          await legacy.pool.query(
+            "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'bp3-parity'",
+          );
+          await waitFor(
+            "the parity session's socket to close",
+            async () =>
+              (client as unknown as { connection?: { stream?: { destroyed?: boolean } } } | null)?.connection
+                ?.stream?.destroyed === true,
+            10_000,
+          );
+        },
+        1,
+      );
+      await expect(pass).rejects.toThrow();
+      expect(uncaught).toEqual([]);
+      const again = await fullPass(
+        pool,
+        shards.map((s) => s.pool),
+        hashPlacement(2),
+        schema,
+      );
+      expect(again.legacyRows).toBeGreaterThan(0);
+    } finally {
+      process.off("uncaughtException", onUncaught);
+      await pool.end().catch(() => {});
+    }
   });
 });
