@@ -33,11 +33,14 @@ import { planAtTwoWayCdc } from "../../testing/plan-fixture";
 import { waitFor } from "../../testing/worker-process";
 import { startWorker, type Worker } from "../../worker";
 import { introspectSource } from "../analysis/introspect";
+import { reverseSlotName } from "../cdc/reverse-slot";
+import { parseLsn } from "../cdc/slot";
 import { fullPass } from "../parity/chunk-hash";
 import { hashPlacement } from "../router/placement";
 import { FENCE_LOCK_CLASS } from "../routing/fence-sql";
 
 const TENANTS = 16;
+const REVERSE_SLOT_LOCK_CLASS = 7_363_601;
 
 let control: Awaited<ReturnType<typeof useControlPlane>>;
 let legacy: TestDatabase;
@@ -83,6 +86,21 @@ async function tripEnd(tripId: string, timeoutMs = 120_000) {
     },
     timeoutMs,
   );
+}
+
+async function shardIds(): Promise<string[]> {
+  const rows = await db().planShard.findMany({ where: { planId }, orderBy: { ordinal: "asc" } });
+  return rows.map((r) => r.databaseId);
+}
+
+/** The pool of the database the map names as the tenant's owner now. */
+async function ownerPool(tenant: string): Promise<pg.Pool> {
+  const route = await db().tenantRoute.findUniqueOrThrow({
+    where: { planId_tenantKey: { planId, tenantKey: tenant } },
+  });
+  if (route.ownerDatabaseId === null) return legacy.pool;
+  const index = (await shardIds()).indexOf(route.ownerDatabaseId);
+  return shardAt(index).pool;
 }
 
 async function insertInvoice(
@@ -149,6 +167,65 @@ async function fencesEqualMap(skip: readonly string[] = []): Promise<void> {
   ).catch((error: Error) => {
     throw new Error(`${error.message}: ${last.join("; ")}`);
   });
+}
+
+/**
+ * Drops shard `i`'s reverse slot (its stream's walsender ended first) and lets the worker's
+ * stream make it again — with an invoice of `tenant` written on the shard in between (the slot's
+ * creation is held back by its lock meanwhile). Returns the invoice's id and the new slot's
+ * consistent point.
+ */
+async function recreateSlotAroundWrite(i: number, tenant: string): Promise<{ id: string; slotLsn: bigint }> {
+  const shard = shardAt(i);
+  const slot = reverseSlotName(planId, i);
+  const before = await shard.pool.query<{ lsn: string }>(
+    "select slot_lsn::text as lsn from shardshift.reverse_slot where slot_name = $1",
+    [slot],
+  );
+  const oldLsn = parseLsn(before.rows[0]?.lsn ?? "0/0");
+  const holder = new pg.Client({ connectionString: shard.url });
+  holder.on("error", () => {});
+  await holder.connect();
+  let id = "";
+  try {
+    await holder.query("select pg_advisory_lock($1, hashtext($2))", [REVERSE_SLOT_LOCK_CLASS, slot]);
+    await waitFor(
+      "the reverse slot to be dropped",
+      async () => {
+        await shard.pool.query(
+          "select pg_terminate_backend(active_pid) from pg_replication_slots where slot_name = $1 and active_pid is not null",
+          [slot],
+        );
+        return shard.pool.query("select pg_drop_replication_slot($1)", [slot]).then(
+          () => true,
+          () => false,
+        );
+      },
+      20_000,
+    );
+    id = await insertInvoice(shard.pool, tenant, 424_242);
+  } finally {
+    await holder
+      .query("select pg_advisory_unlock($1, hashtext($2))", [REVERSE_SLOT_LOCK_CLASS, slot])
+      .catch(() => {});
+    await holder.end().catch(() => {});
+  }
+  const slotLsn = await waitFor(
+    "the reverse slot made again and streamed from",
+    async () => {
+      const { rows } = await shard.pool.query<{ lsn: string; active: boolean }>(
+        `select r.slot_lsn::text as lsn, s.active from shardshift.reverse_slot r
+         join pg_replication_slots s on s.slot_name = r.slot_name where r.slot_name = $1`,
+        [slot],
+      );
+      const row = rows[0];
+      if (!row?.active) return null;
+      const lsn = parseLsn(row.lsn);
+      return lsn > oldLsn ? lsn : null;
+    },
+    60_000,
+  );
+  return { id, slotLsn };
 }
 
 beforeAll(async () => {
@@ -241,6 +318,33 @@ describe("break pass 3 of the rollback breaker", () => {
     const ended = await tripEnd(tripId);
     expect(ended.status, ended.error ?? "").toBe("rolled_back");
     for (const id of ids) expect(await hasInvoice(legacy.pool, id), `invoice ${id} on legacy`).toBe(true);
+    await fencesEqualMap();
+    expect(unhandled).toEqual([]);
+  });
+
+  it("a reverse slot made again after a write it never streamed: the trip does not flip that shard's tenants", {
+    timeout: 180_000,
+  }, async () => {
+    unhandled.length = 0;
+    const tenant = gapSet0[0] ?? "";
+    const { id } = await recreateSlotAroundWrite(0, tenant);
+    const { tripId } = await tripBreaker(actor, {
+      planId,
+      scope: { kind: "tenants", tenants: gapSet0 },
+      reason: "slot made again",
+    });
+    const ended = await tripEnd(tripId);
+    // The acknowledged write is where the map says the tenant is.
+    expect(await hasInvoice(await ownerPool(tenant), id), "the write between the slots on its owner").toBe(
+      true,
+    );
+    expect(ended.status).toBe("failed");
+    expect(ended.error ?? "").toMatch(/made again/);
+    const routes = await db().tenantRoute.findMany({ where: { planId, tenantKey: { in: gapSet0 } } });
+    for (const r of routes) {
+      expect(r.ownerDatabaseId).toBe((await shardIds())[0]);
+      expect(r.frozen).toBe(false);
+    }
     await fencesEqualMap();
     expect(unhandled).toEqual([]);
   });
