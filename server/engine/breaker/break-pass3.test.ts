@@ -34,7 +34,8 @@ import { waitFor } from "../../testing/worker-process";
 import { startWorker, type Worker } from "../../worker";
 import { introspectSource } from "../analysis/introspect";
 import { reverseSlotName } from "../cdc/reverse-slot";
-import { parseLsn } from "../cdc/slot";
+import { parseLsn, readSlotStatus } from "../cdc/slot";
+import { flushLsnMetric, reverseConfirmedMetric, reverseSlotLsnMetric } from "../gates/shard-probe";
 import { fullPass } from "../parity/chunk-hash";
 import { hashPlacement } from "../router/placement";
 import { FENCE_LOCK_CLASS } from "../routing/fence-sql";
@@ -346,6 +347,56 @@ describe("break pass 3 of the rollback breaker", () => {
       expect(r.frozen).toBe(false);
     }
     await fencesEqualMap();
+    expect(unhandled).toEqual([]);
+  });
+
+  it("a down shard whose reverse slot was made again: its tenants are held, not flipped on the new slot's proof", {
+    timeout: 180_000,
+  }, async () => {
+    unhandled.length = 0;
+    const tenant = gapSet1[0] ?? "";
+    const { id, slotLsn } = await recreateSlotAroundWrite(1, tenant);
+    const slot = reverseSlotName(planId, 1);
+    // The new stream confirmed what it read: a probe then saw confirmed at or past flushed.
+    const confirmed = await waitFor("the new slot to confirm a position", async () => {
+      const status = await readSlotStatus(shardAt(1).pool, slot);
+      return status?.confirmedFlushLsn && status.confirmedFlushLsn >= slotLsn
+        ? status.confirmedFlushLsn
+        : null;
+    });
+    const at = new Date(Date.now() + 3_600_000);
+    await db().metricSample.createMany({
+      data: [
+        { planId, name: flushLsnMetric(1), value: Number(confirmed), at },
+        { planId, name: reverseConfirmedMetric(1), value: Number(confirmed), at },
+        { planId, name: reverseSlotLsnMetric(1), value: Number(slotLsn), at },
+      ],
+    });
+    const name = shardAt(1).name;
+    await legacy.pool.query(
+      `alter database ${name} allow_connections false; select pg_terminate_backend(pid) from pg_stat_activity where datname = '${name}'`,
+    );
+    try {
+      const { tripId } = await tripBreaker(actor, {
+        planId,
+        scope: { kind: "tenants", tenants: gapSet1 },
+        reason: "shard-1 down",
+      });
+      const ended = await tripEnd(tripId);
+      const routes = await db().tenantRoute.findMany({ where: { planId, tenantKey: { in: gapSet1 } } });
+      for (const r of routes) {
+        expect(r.ownerDatabaseId, `${r.tenantKey} not flipped onto a legacy without the write`).toBe(
+          (await shardIds())[1],
+        );
+        expect(r.frozen).toBe(true);
+      }
+      expect(ended.status).toBe("failed");
+      expect(ended.error ?? "").toMatch(/held/);
+      expect(ended.error ?? "").toMatch(/made again/);
+    } finally {
+      await legacy.pool.query(`alter database ${name} allow_connections true`);
+    }
+    expect(await hasInvoice(await ownerPool(tenant), id)).toBe(true);
     expect(unhandled).toEqual([]);
   });
 

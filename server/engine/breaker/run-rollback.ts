@@ -936,16 +936,6 @@ export async function legacyReverseOrigins(legacy: pg.Pool, slot: string): Promi
 }
 
 /**
- * Legacy's durable progress of a shard's reverse stream, read on legacy alone (the shard is down, so
- * the slot's consistent point that names the origin cannot be read there): the origin of the
- * shard's newest reverse slot (the highest consistent point; positions of one server compare).
- * Null when legacy has none (nothing was ever applied from it).
- */
-export async function legacyReverseProgress(legacy: pg.Pool, slot: string): Promise<bigint | null> {
-  return (await legacyReverseOrigins(legacy, slot)).at(-1)?.progress ?? null;
-}
-
-/**
  * Why legacy may lack writes a shard took, although the stream of its slot (consistent point
  * `slotLsn`) is drained: the slot was dropped and made again (ensureReverseSlot makes a missing slot
  * silently), a new slot streams only what commits after its consistent point, and legacy's origin of
@@ -982,17 +972,36 @@ async function judgeDownShards(
     const tenants = row.tenants.filter((t) => t.ownerId === shard.databaseId).map((t) => t.tenantKey);
     if (tenants.length === 0) continue;
     const ordinal = fences.shards.indexOf(shard);
-    const [last, progress, stillDown] = await Promise.all([
+    const [last, origins, stillDown] = await Promise.all([
       lastKnownPosition(row.planId, ordinal),
-      legacyReverseProgress(fences.legacy.pool, reverseSlotName(row.planId, ordinal)).catch(() => null),
+      legacyReverseOrigins(fences.legacy.pool, reverseSlotName(row.planId, ordinal)).catch(() => null),
       unreachable(shard),
     ]);
+    const progress = origins?.at(-1)?.progress ?? null;
     if (stillDown === null) {
       // It answers again: the premise of flipping without a fence ("its owner cannot be written")
       // no longer holds. It was never fenced nor drained, and routers that have not read the map
       // yet may write there until the fence watch reaches it; the positions of its last probe say
       // nothing of those writes. Held: re-arming rolls them back normally (fence, drain, flip).
       const reason = `${tenants.length} tenants held: ${shard.name} did not answer when the rollback was prepared (${down.get(shard.databaseId)}) but answers again, unfenced and not drained, so writes it took since cannot be confirmed on legacy. They stay frozen on ${shard.name}: re-arm to finish their rollback.`;
+      notes.push(reason);
+      for (const t of tenants) held.set(t, reason);
+      continue;
+    }
+    // The proof's slot: the one the last probe read its confirmed position from, or legacy's
+    // newest. An earlier slot's origin that stops short of it is a gap no position can cover.
+    const proofSlot = [last?.reverseSlotLsn ?? null, origins?.at(-1)?.slotLsn ?? null].reduce<bigint | null>(
+      (m, v) => (v === null ? m : m === null || v > m ? v : m),
+      null,
+    );
+    const gap =
+      origins === null
+        ? `legacy's replication origins of ${shard.name} could not be read`
+        : proofSlot === null
+          ? null
+          : reverseSlotGap(origins, proofSlot, shard.name);
+    if (gap) {
+      const reason = `${tenants.length} tenants held: ${shard.name} is down (${down.get(shard.databaseId)}) and ${gap} They stay frozen on ${shard.name}.`;
       notes.push(reason);
       for (const t of tenants) held.set(t, reason);
       continue;
