@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { db } from "../../db";
 import { loadDemoDataset } from "../../demo/dataset";
 import { systemActor } from "../../services/actor";
-import { tripBreaker } from "../../services/breaker/breaker";
+import { rearmBreaker, tripBreaker } from "../../services/breaker/breaker";
 import { startDataMovement } from "../../services/movement/movement";
 import { requestCutover } from "../../services/routing/cutover";
 import { closeRoutingMapNotifier } from "../../services/routing/map-notifier";
@@ -57,6 +57,7 @@ const onUnhandled = (reason: unknown) => {
 };
 const workerLog: string[] = [];
 const actor = { ...systemActor("break-pass3", "operator@test"), role: "operator" as const };
+const admin = { ...actor, email: "admin@test", role: "admin" as const };
 
 function shardAt(i: number): TestDatabase {
   const shard = shards[i];
@@ -397,6 +398,33 @@ describe("break pass 3 of the rollback breaker", () => {
       await legacy.pool.query(`alter database ${name} allow_connections true`);
     }
     expect(await hasInvoice(await ownerPool(tenant), id)).toBe(true);
+    expect(unhandled).toEqual([]);
+  });
+
+  it("re-arming a held trip whose finishing trip gives up before its freeze: the held tenants are not left frozen", {
+    timeout: 180_000,
+  }, async () => {
+    unhandled.length = 0;
+    const held = await db().tenantRoute.findMany({ where: { planId, tenantKey: { in: gapSet1 } } });
+    expect(held.every((r) => r.frozen)).toBe(true); // the previous test's held trip
+    await waitFor("shard-1 to answer", () =>
+      shardAt(1)
+        .pool.query("select 1")
+        .then(
+          () => true,
+          () => false,
+        ),
+    );
+    const { heldTripId } = await rearmBreaker(admin, { planId, reason: "shard-1 back" });
+    expect(heldTripId).not.toBeNull();
+    const ended = await tripEnd(heldTripId ?? "");
+    expect(ended.status).toBe("failed"); // the gap of the previous test: nothing flips
+    const routes = await db().tenantRoute.findMany({ where: { planId, tenantKey: { in: gapSet1 } } });
+    for (const r of routes) {
+      expect(r.ownerDatabaseId).toBe((await shardIds())[1]);
+      expect(r.frozen, `${r.tenantKey} still frozen after the finishing trip gave up`).toBe(false);
+    }
+    await fencesEqualMap();
     expect(unhandled).toEqual([]);
   });
 

@@ -56,7 +56,7 @@ import { breakerRecoveryFor, MAX_BREAKER_ATTEMPTS } from "../state/breaker";
 import { db } from "../store/db";
 import { databaseUrl, recordEngineEvent } from "../store/movement-context";
 import { RollbackSpans } from "./rollback-spans";
-import { cutoversOfScope, tenantsInScope } from "./scope";
+import { CUTOVER_IN_FLIGHT, cutoversOfScope, tenantsInScope } from "./scope";
 import {
   type Expected,
   ROUTE_MOVED_SQLSTATE,
@@ -237,9 +237,11 @@ async function driveTrip(tripId: string, options: DriveOptions): Promise<void> {
     // How long the trip waited for a worker (its row's creation → read here): on the click→flip path.
     options.log(`picked up ${Date.now() - row.createdAt.getTime()} ms after the trip`);
     if (row.attempts >= MAX_BREAKER_ATTEMPTS) {
-      await giveUp(
+      // Through undo: tenants an earlier trip held that this one was to finish are released there.
+      await undo(
         row,
         options,
+        "gave-up",
         `${row.attempts} attempts did not finish the rollback (last: ${row.error ?? "unknown"}); the tenants stay on their shards. Trip again once the cause is fixed.`,
       );
       return;
@@ -1205,35 +1207,64 @@ async function undo(
   message: string,
 ): Promise<void> {
   const outcomes = { ...row.outcomes };
-  if (row.tenants.length > 0) {
+  // A trip that gives up for good also releases what it was emitted to finish: tenants an earlier
+  // trip HELD (frozen on their shard, re-arming emits a trip of them) that this one never froze
+  // itself — it gave up before its freeze (the movement stopped, a lag or slot blocker). Nothing
+  // else unfreezes them: no later trip names them, and a re-arm of this one (no held outcome)
+  // emits nothing, so they stayed frozen for good. Unfrozen on their shard, the owner, which holds
+  // every write of theirs (break-pass3.test.ts).
+  const stranded = event === "gave-up" ? await heldByEarlierTrips(row) : [];
+  if (row.tenants.length > 0 || stranded.length > 0) {
     const fences = await loadPlanFences(row.planId);
     const names = new Map(fences.shards.map((s) => [s.databaseId, s.name]));
-    const elsewhere = await db().$transaction(async (tx) => {
+    const { elsewhere, released } = await db().$transaction(async (tx) => {
       // Unfrozen where they are, never moved: before the flip the trip changed no owner, so a
       // tenant owned by another database now was moved by someone else (an operator's change) and
       // is left as they left it — moving it back would hand it over without a drain.
-      const routes = await lockedRoutes(
-        tx,
-        row.planId,
-        row.tenants.map((t) => t.tenantKey),
-      );
+      const routes = await lockedRoutes(tx, row.planId, [
+        ...row.tenants.map((t) => t.tenantKey),
+        ...stranded,
+      ]);
       const mine = row.tenants.filter((t) => (routes.get(t.tenantKey)?.ownerId ?? null) === t.ownerId);
-      await writeRoutingChange(
-        tx,
-        {
-          planId: row.planId,
-          changes: mine.map((t) => ({ tenantKey: t.tenantKey, frozen: false })),
-          actor: SYSTEM,
-          reason: `breaker rollback of ${row.tenants.length} tenants undone before the flip: unfreeze on their shards`,
-        },
-        options.audit,
+      // Held ones still frozen on a shard, none a cutover's (its own freeze).
+      const busy = new Set(
+        stranded.length === 0
+          ? []
+          : (
+              await tx.tenantCutover.findMany({
+                where: { planId: row.planId, tenantKey: { in: stranded }, status: { in: CUTOVER_IN_FLIGHT } },
+                select: { tenantKey: true },
+              })
+            ).map((c) => c.tenantKey),
       );
-      return row.tenants.filter((t) => !mine.includes(t)).map((t) => t.tenantKey);
+      const released = stranded
+        .filter((t) => !busy.has(t))
+        .flatMap((t) => {
+          const route = routes.get(t);
+          return route?.frozen && route.ownerId !== null ? [{ tenantKey: t, ownerId: route.ownerId }] : [];
+        });
+      if (mine.length > 0 || released.length > 0 || row.tenants.length > 0) {
+        await writeRoutingChange(
+          tx,
+          {
+            planId: row.planId,
+            changes: [...mine, ...released].map((t) => ({ tenantKey: t.tenantKey, frozen: false })),
+            actor: SYSTEM,
+            reason: `breaker rollback of ${row.tenants.length + released.length} tenants undone before the flip: unfreeze on their shards`,
+          },
+          options.audit,
+        );
+      }
+      return { elsewhere: row.tenants.filter((t) => !mine.includes(t)).map((t) => t.tenantKey), released };
     }, TX);
     if (elsewhere.length > 0)
       options.log(`undo: ${elsewhere.join(", ")} moved by someone else since the freeze, left as they are`);
+    if (released.length > 0)
+      options.log(
+        `undo: ${released.map((t) => t.tenantKey).join(", ")} held by an earlier trip, unfrozen on their shards`,
+      );
     await syncEveryFence(fences, options);
-    for (const t of row.tenants)
+    for (const t of [...row.tenants, ...released])
       outcomes[t.tenantKey] = {
         from: names.get(t.ownerId) ?? t.ownerId,
         outcome: "left_on_shard",
@@ -1261,6 +1292,28 @@ async function undo(
     await giveUp(row, options, message, { outcomes, freezeEndedAt });
   }
   options.log(`${event}: ${message}`);
+}
+
+/**
+ * The tenants named by this trip (a re-arm's trip of held tenants names them) that it did not freeze
+ * itself and that an earlier trip of the plan held; undo() unfreezes those still frozen on a shard.
+ */
+async function heldByEarlierTrips(row: TripRow): Promise<string[]> {
+  if (row.scope.kind !== "tenants") return [];
+  const frozenByMe = new Set(row.tenants.map((t) => t.tenantKey));
+  const named = [...new Set(row.scope.tenants)].filter((t) => !frozenByMe.has(t));
+  if (named.length === 0) return [];
+  const earlier = await db().breakerTrip.findMany({
+    where: { planId: row.planId, id: { not: row.id }, createdAt: { lte: row.createdAt } },
+    select: { outcomes: true },
+  });
+  const held = new Set<string>();
+  for (const trip of earlier)
+    for (const [tenant, outcome] of Object.entries(
+      (trip.outcomes ?? {}) as unknown as Record<string, TenantOutcome>,
+    ))
+      if (outcome?.outcome === "held") held.add(tenant);
+  return named.filter((t) => held.has(t));
 }
 
 async function giveUp(
