@@ -16,6 +16,8 @@
 // 5. A parity pass whose legacy session is ended by the server (pg_terminate_backend) while it is
 //    idle between two queries: no unheard 'error' (it ends a worker process); the pass fails, the
 //    next one runs.
+// 6. The same for a parity repair: its legacy side idles in its transaction (the row's share lock)
+//    while the shard's side waits for the row; the server ends the legacy session then.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { db } from "../../db";
@@ -37,8 +39,10 @@ import { reverseSlotName } from "../cdc/reverse-slot";
 import { parseLsn, readSlotStatus } from "../cdc/slot";
 import { flushLsnMetric, reverseConfirmedMetric, reverseSlotLsnMetric } from "../gates/shard-probe";
 import { fullPass } from "../parity/chunk-hash";
+import { repairRow } from "../parity/repair";
 import { hashPlacement } from "../router/placement";
 import { FENCE_LOCK_CLASS } from "../routing/fence-sql";
+import { planTable } from "../shared/table-plan";
 
 const TENANTS = 16;
 const REVERSE_SLOT_LOCK_CLASS = 7_363_601;
@@ -477,6 +481,75 @@ describe("break pass 3 of the rollback breaker", () => {
       expect(again.legacyRows).toBeGreaterThan(0);
     } finally {
       process.off("uncaughtException", onUncaught);
+      await pool.end().catch(() => {});
+    }
+  });
+
+  it("a parity repair whose legacy session the server ends while the shard's side waits: no unheard error", {
+    timeout: 60_000,
+  }, async () => {
+    const uncaught: string[] = [];
+    const onUncaught = (error: Error) => uncaught.push(error.message);
+    process.on("uncaughtException", onUncaught);
+    const pool = new pg.Pool({ connectionString: legacy.url, application_name: "bp3-repair", max: 2 });
+    let client: pg.Client | null = null;
+    pool.on("connect", (c) => {
+      client = c as unknown as pg.Client;
+    });
+    const placement = hashPlacement(2);
+    // A tenant legacy owns (never cut over), and one of its invoices, on its shard by forward CDC.
+    const tenant = Array.from({ length: TENANTS }, (_, i) => String(i + 1)).find(
+      (t) => ![...deadlockSet, ...gapSet0, ...gapSet1].includes(t),
+    ) as string;
+    const ordinal = placement.shardFor(tenant);
+    const { rows } = await legacy.pool.query<{ id: string }>(
+      "select id::text as id from invoices where tenant_id = $1 order by id limit 1",
+      [tenant],
+    );
+    const id = rows[0]?.id ?? "";
+    await waitFor("the invoice on its shard", async () => hasInvoice(shardAt(ordinal).pool, id));
+    const schemaClient = new pg.Client({ connectionString: legacy.url });
+    await schemaClient.connect();
+    const schema = await introspectSource(schemaClient, "tenant_id").finally(() => schemaClient.end());
+    const table = schema.tables.find((t) => t.name === "invoices");
+    if (!table) throw new Error("no invoices table");
+    const blocker = new pg.Client({ connectionString: shardAt(ordinal).url });
+    blocker.on("error", () => {});
+    await blocker.connect();
+    try {
+      await blocker.query("begin");
+      await blocker.query("select 1 from invoices where id = $1 for update", [id]);
+      const repair = repairRow(
+        pool,
+        shards.map((s) => s.pool),
+        placement,
+        planTable(table, "tenant_id"),
+        ordinal,
+        [tenant, id],
+      );
+      repair.catch(() => {});
+      await waitFor("the repair's shard side to wait for the row", async () => {
+        const { rows: waiting } = await shardAt(ordinal).pool.query<{ n: number }>(
+          "select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+        );
+        return (waiting[0]?.n ?? 0) > 0;
+      });
+      await legacy.pool.query(
+        "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'bp3-repair'",
+      );
+      await waitFor(
+        "the repair's legacy socket to close",
+        async () =>
+          (client as unknown as { connection?: { stream?: { destroyed?: boolean } } } | null)?.connection
+            ?.stream?.destroyed === true,
+        10_000,
+      );
+      await blocker.query("rollback");
+      await expect(repair).rejects.toThrow();
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.off("uncaughtException", onUncaught);
+      await blocker.end().catch(() => {});
       await pool.end().catch(() => {});
     }
   });
