@@ -9,6 +9,7 @@
 //    write in between: legacy's origin of the old slot stops below the new slot's consistent point,
 //    the new slot streams only after it, so that write never reaches legacy. The trip must not flip
 //    shard-0's tenants onto a legacy that lacks it.
+//    A single tenant's cutover back to legacy from that shard drains the same way: refused too.
 // 4. The same on shard-1, which is then down: the proof of its last probe (the new slot's confirmed
 //    position at or past its flushed one) says nothing of the gap. Its tenants must be held.
 // 2. Re-arming that held trip emits a trip of the held tenants; shard-1 answers again but the
@@ -352,6 +353,33 @@ describe("break pass 3 of the rollback breaker", () => {
       expect(r.frozen).toBe(false);
     }
     await fencesEqualMap();
+    expect(unhandled).toEqual([]);
+  });
+
+  it("after that, a tenant's cutover back to legacy from the same shard is refused before its freeze", {
+    timeout: 120_000,
+  }, async () => {
+    unhandled.length = 0;
+    const tenant = gapSet0[0] ?? "";
+    // The previous test's write between shard-0's slots, not on legacy.
+    const { rows } = await shardAt(0).pool.query<{ id: string }>(
+      "select id::text as id from invoices where tenant_id = $1 and amount_cents = 424242",
+      [tenant],
+    );
+    const id = rows[0]?.id ?? "";
+    expect(id).not.toBe("");
+    const { cutoverId } = await requestCutover(actor, {
+      planId,
+      tenantKey: tenant,
+      reason: "back",
+      budgetMs: 10_000,
+    });
+    const end = await waitForCutoverEnd(cutoverId, 60_000);
+    expect(await hasInvoice(await ownerPool(tenant), id), "the write between the slots on its owner").toBe(
+      true,
+    );
+    expect(end.status).not.toBe("done");
+    expect(end.error ?? "").toMatch(/made again/);
     expect(unhandled).toEqual([]);
   });
 
