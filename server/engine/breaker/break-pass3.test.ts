@@ -17,17 +17,22 @@
 // 5. A parity pass whose legacy session is ended by the server (pg_terminate_backend) while it is
 //    idle between two queries: no unheard 'error' (it ends a worker process); the pass fails, the
 //    next one runs.
+// 7. A run whose lock session is cut off without its client hearing it (a proxy drops it) while
+//    its fence waits: the worker takes the trip over; the stale run's give-up must not undo the
+//    worker's freeze nor end its attempt as failed.
 // 6. The same for a parity repair: its legacy side idles in its transaction (the row's share lock)
 //    while the shard's side waits for the row; the server ends the legacy session then.
+import net from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { db } from "../../db";
 import { loadDemoDataset } from "../../demo/dataset";
 import { systemActor } from "../../services/actor";
-import { rearmBreaker, tripBreaker } from "../../services/breaker/breaker";
+import { auditBreakerEventsAs, auditTripAs, rearmBreaker, tripBreaker } from "../../services/breaker/breaker";
 import { startDataMovement } from "../../services/movement/movement";
 import { requestCutover } from "../../services/routing/cutover";
 import { closeRoutingMapNotifier } from "../../services/routing/map-notifier";
+import { auditRoutingChangesAs, draftRoutingAuditAs } from "../../services/routing/routing";
 import { useControlPlane } from "../../testing/control-plane";
 import { waitForCutoverEnd } from "../../testing/cutover-fixture";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
@@ -38,12 +43,15 @@ import { startWorker, type Worker } from "../../worker";
 import { introspectSource } from "../analysis/introspect";
 import { reverseSlotName } from "../cdc/reverse-slot";
 import { parseLsn, readSlotStatus } from "../cdc/slot";
+import { legacyReverseOrigins } from "../cutover/cdc-links";
 import { flushLsnMetric, reverseConfirmedMetric, reverseSlotLsnMetric } from "../gates/shard-probe";
 import { fullPass } from "../parity/chunk-hash";
 import { repairRow } from "../parity/repair";
 import { hashPlacement } from "../router/placement";
 import { FENCE_LOCK_CLASS } from "../routing/fence-sql";
 import { planTable } from "../shared/table-plan";
+import { emitTrip } from "./emit-trip";
+import { BREAKER_LOCK_CLASS, startRollbackRun } from "./run-rollback";
 
 const TENANTS = 16;
 const REVERSE_SLOT_LOCK_CLASS = 7_363_601;
@@ -580,5 +588,111 @@ describe("break pass 3 of the rollback breaker", () => {
       await blocker.end().catch(() => {});
       await pool.end().catch(() => {});
     }
+  });
+
+  it("a run cut off from its lock without hearing it does not give up the trip another worker took over", {
+    timeout: 180_000,
+  }, async () => {
+    unhandled.length = 0;
+    // shard-0's stale origin (test 3) dropped on legacy, as its message says once legacy is whole.
+    const slot = reverseSlotName(planId, 0);
+    for (const o of (await legacyReverseOrigins(legacy.pool, slot)).slice(0, -1))
+      await legacy.pool.query("select pg_replication_origin_drop($1)", [o.name]);
+    for (const t of deadlockSet) {
+      const route = await db().tenantRoute.findUnique({
+        where: { planId_tenantKey: { planId, tenantKey: t } },
+      });
+      if (!route?.ownerDatabaseId) await cutOver(t); // rolled back by test 1
+    }
+    // The stale run's lock session goes through a proxy that can cut it off silently: the server
+    // ends the session (the lock is free), the run's client hears nothing.
+    const target = new URL(control.url);
+    const pairs: { down: net.Socket; up: net.Socket }[] = [];
+    const proxy = net.createServer((down) => {
+      const up = net.connect(Number(target.port || 5432), target.hostname);
+      down.on("error", () => {});
+      up.on("error", () => {});
+      down.pipe(up);
+      up.pipe(down);
+      pairs.push({ down, up });
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const via = new URL(control.url);
+    via.hostname = "127.0.0.1";
+    via.port = String((proxy.address() as net.AddressInfo).port);
+    const lock = new pg.Client({ connectionString: via.toString(), application_name: "bp3-stale" });
+    lock.on("error", () => {});
+    await lock.connect();
+    // A writer of the set on shard-0: both runs' fences wait for it.
+    const writer = new pg.Client({ connectionString: shardAt(0).url });
+    writer.on("error", () => {});
+    await writer.connect();
+    await writer.query("begin");
+    await insertInvoice(writer, deadlockSet[0] ?? "", 333);
+    const staleLog: string[] = [];
+    let run: ReturnType<typeof startRollbackRun> | null = null;
+    try {
+      // The trip, its lock taken by the stale run's session before the worker can see it.
+      const tripId = await db().$transaction(async (tx) => {
+        const { tripId: id } = await emitTrip(
+          tx,
+          {
+            planId,
+            scope: { kind: "tenants", tenants: deadlockSet },
+            trigger: "manual",
+            actor,
+            reason: "stale run",
+            budgetMs: 6_000,
+            tenantCount: deadlockSet.length,
+          },
+          auditTripAs(actor),
+        );
+        await lock.query("select pg_advisory_lock($1, hashtext($2))", [BREAKER_LOCK_CLASS, id]);
+        return id;
+      });
+      const engine = systemActor("bp3-stale", "engine@shardshift");
+      run = startRollbackRun(tripId, {
+        worker: "stale",
+        controlPlaneUrl: control.url,
+        audit: auditRoutingChangesAs(engine),
+        breakerAudit: auditBreakerEventsAs(engine),
+        auditDraft: draftRoutingAuditAs(engine),
+        connection: lock,
+        log: (m) => {
+          staleLog.push(m);
+          if (/\] froze \d+ tenants/.test(m)) {
+            for (const { down, up } of pairs) {
+              down.unpipe(up);
+              up.unpipe(down);
+              up.destroy();
+            }
+          }
+        },
+      });
+      // Its fence gives up at its budget; then the writer ends and the worker's attempt can fence.
+      await waitFor(
+        "the stale run to stop",
+        async () => staleLog.some((l) => /left for recovery|gave-up:/.test(l)),
+        60_000,
+      );
+      await writer.query("commit");
+      const ended = await tripEnd(tripId);
+      expect(ended.status, `${ended.error ?? ""} | ${staleLog.join(" | ")}`).toBe("rolled_back");
+      expect(ended.attempts).toBe(2);
+      const routes = await db().tenantRoute.findMany({ where: { planId, tenantKey: { in: deadlockSet } } });
+      for (const r of routes)
+        expect({ owner: r.ownerDatabaseId, frozen: r.frozen }).toEqual({ owner: null, frozen: false });
+      await fencesEqualMap();
+    } finally {
+      await writer.query("rollback").catch(() => {});
+      await writer.end().catch(() => {});
+      for (const { down, up } of pairs) {
+        down.destroy();
+        up.destroy();
+      }
+      proxy.close();
+      await run?.stop().catch(() => {});
+    }
+    expect(unhandled).toEqual([]);
   });
 });

@@ -315,6 +315,16 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
       );
       throw error;
     }
+    // A session cut off without a word (a proxy or the network dropped it: the server ended it and
+    // freed the lock, this client heard nothing) leaves lockLost() null while another worker may
+    // drive the trip already: the undo would unfreeze ITS freeze and end ITS attempt as failed
+    // (break-pass3.test.ts). Asked of the control plane, not of that session.
+    if (!(await holdsTripLock(options.control, row.id).catch(() => false))) {
+      options.log(
+        `${(error as Error).message.slice(0, 200)} — and the trip's lock is no longer held by this run's session: left for recovery`,
+      );
+      throw new TripStateConflict(`the trip's lock is no longer held by this run's session`);
+    }
     // The undo goes through the lock's session too: the fence-sync lock's request ends first.
     await Promise.all([fencedNoted.catch(() => {}), holding.catch(() => false)]);
     const stored = await readTrip(row.id);
@@ -330,6 +340,18 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
     await releaseFenceSync(options.control, row.planId);
     options.log(`${row.tenants.length} tenants, ${spans}`);
   }
+}
+
+/** Whether the session of `control` holds the trip's lock now, read on another connection. */
+async function holdsTripLock(control: pg.Client, tripId: string): Promise<boolean> {
+  const pid = (control as unknown as { processID: number | null }).processID ?? 0;
+  const [row] = await db().$queryRaw<{ held: boolean }[]>`
+    select exists (select 1 from pg_locks l
+                   where l.pid = ${pid}::int and l.locktype = 'advisory'
+                     and l.classid = ${BREAKER_LOCK_CLASS}::oid
+                     and l.objid = (hashtext(${tripId}::text)::bigint & 4294967295)::oid
+                     and l.objsubid = 2 and l.granted) as held`;
+  return row?.held ?? false;
 }
 
 /**
