@@ -972,7 +972,7 @@ async function judgeDownShards(
     );
     const gap =
       origins === null
-        ? `legacy's replication origins of ${shard.name} could not be read`
+        ? `legacy's replication origins of ${shard.name} could not be read.`
         : proofSlot === null
           ? null
           : reverseSlotGap(origins, proofSlot, shard.name);
