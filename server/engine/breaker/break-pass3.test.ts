@@ -1,5 +1,6 @@
 // Break pass 3 of the rollback breaker, on one plan with tenants cut over to two shards, an
-// in-process worker and real servers (the earlier pass's fixes were lost: each is reproduced here).
+// in-process worker and real servers (the earlier pass's fixes were lost: each is reproduced here). Numbered as the defects were
+// found (the brief's 1–5, then 6 and 7 by this pass); the tests run in file order.
 //
 // 1. A multi-tenant writer on shard-0 holds one tenant of the set (its shared fence lock) and then
 //    writes another while the freeze's fence waits for the first: a deadlock (40P01), the fence its
@@ -17,11 +18,11 @@
 // 5. A parity pass whose legacy session is ended by the server (pg_terminate_backend) while it is
 //    idle between two queries: no unheard 'error' (it ends a worker process); the pass fails, the
 //    next one runs.
+// 6. The same for a parity repair: its legacy side idles in its transaction (the row's share lock)
+//    while the shard's side waits for the row; the server ends the legacy session then.
 // 7. A run whose lock session is cut off without its client hearing it (a proxy drops it) while
 //    its fence waits: the worker takes the trip over; the stale run's give-up must not undo the
 //    worker's freeze nor end its attempt as failed.
-// 6. The same for a parity repair: its legacy side idles in its transaction (the row's share lock)
-//    while the shard's side waits for the row; the server ends the legacy session then.
 import net from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
