@@ -1,6 +1,7 @@
 // Break pass 3 of the rollback breaker, on one plan with tenants cut over to two shards, an
-// in-process worker and real servers (the earlier pass's fixes were lost: each is reproduced here). Numbered as the defects were
-// found (the brief's 1–5, then 6 and 7 by this pass); the tests run in file order.
+// in-process worker and real servers (the earlier pass's fixes were lost: each is reproduced
+// here). Numbered as the defects were found (the brief's 1–5, then 6 and 7 by this pass); the
+// tests run in file order.
 //
 // 1. A multi-tenant writer on shard-0 holds one tenant of the set (its shared fence lock) and then
 //    writes another while the freeze's fence waits for the first: a deadlock (40P01), the fence its
