@@ -31,11 +31,12 @@ import pg from "pg";
 import type { Prisma } from "../../generated/prisma/client";
 import { type ReverseSlot, reverseSlotName } from "../cdc/reverse-slot";
 import { formatLsn } from "../cdc/slot";
-import { readOriginProgress } from "../cdc/target-applier";
 import {
   ensureReverseSlot,
+  legacyReverseOrigins,
   reverseLagOnceStreaming,
   reverseOriginName,
+  reverseSlotGap,
   waitForOriginProgress,
 } from "../cutover/cdc-links";
 import { lagBlocker } from "../cutover/precheck";
@@ -56,7 +57,7 @@ import { breakerRecoveryFor, MAX_BREAKER_ATTEMPTS } from "../state/breaker";
 import { db } from "../store/db";
 import { databaseUrl, recordEngineEvent } from "../store/movement-context";
 import { RollbackSpans } from "./rollback-spans";
-import { cutoversOfScope, tenantsInScope } from "./scope";
+import { CUTOVER_IN_FLIGHT, cutoversOfScope, tenantsInScope } from "./scope";
 import {
   type Expected,
   ROUTE_MOVED_SQLSTATE,
@@ -237,9 +238,11 @@ async function driveTrip(tripId: string, options: DriveOptions): Promise<void> {
     // How long the trip waited for a worker (its row's creation → read here): on the click→flip path.
     options.log(`picked up ${Date.now() - row.createdAt.getTime()} ms after the trip`);
     if (row.attempts >= MAX_BREAKER_ATTEMPTS) {
-      await giveUp(
+      // Through undo: tenants an earlier trip held that this one was to finish are released there.
+      await undo(
         row,
         options,
+        "gave-up",
         `${row.attempts} attempts did not finish the rollback (last: ${row.error ?? "unknown"}); the tenants stay on their shards. Trip again once the cause is fixed.`,
       );
       return;
@@ -312,6 +315,16 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
       );
       throw error;
     }
+    // A session cut off without a word (a proxy or the network dropped it: the server ended it and
+    // freed the lock, this client heard nothing) leaves lockLost() null while another worker may
+    // drive the trip already: the undo would unfreeze ITS freeze and end ITS attempt as failed
+    // (break-pass3.test.ts). Asked of the control plane, not of that session.
+    if (!(await holdsTripLock(options.control, row.id).catch(() => false))) {
+      options.log(
+        `${(error as Error).message.slice(0, 200)} — and the trip's lock is no longer held by this run's session: left for recovery`,
+      );
+      throw new TripStateConflict(`the trip's lock is no longer held by this run's session`);
+    }
     // The undo goes through the lock's session too: the fence-sync lock's request ends first.
     await Promise.all([fencedNoted.catch(() => {}), holding.catch(() => false)]);
     const stored = await readTrip(row.id);
@@ -327,6 +340,18 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
     await releaseFenceSync(options.control, row.planId);
     options.log(`${row.tenants.length} tenants, ${spans}`);
   }
+}
+
+/** Whether the session of `control` holds the trip's lock now, read on another connection. */
+async function holdsTripLock(control: pg.Client, tripId: string): Promise<boolean> {
+  const pid = (control as unknown as { processID: number | null }).processID ?? 0;
+  const [row] = await db().$queryRaw<{ held: boolean }[]>`
+    select exists (select 1 from pg_locks l
+                   where l.pid = ${pid}::int and l.locktype = 'advisory'
+                     and l.classid = ${BREAKER_LOCK_CLASS}::oid
+                     and l.objid = (hashtext(${tripId}::text)::bigint & 4294967295)::oid
+                     and l.objsubid = 2 and l.granted) as held`;
+  return row?.held ?? false;
 }
 
 /**
@@ -438,6 +463,12 @@ async function prepare(
             schema: fences.schema,
           });
           reverseSlots.set(shard.databaseId, reverse);
+          const gap = reverseSlotGap(
+            await legacyReverseOrigins(fences.legacy.pool, reverse.slot),
+            reverse.slotLsn,
+            shard.name,
+          );
+          if (gap) blockers.push(gap);
           const blocker = lagBlocker(
             "to-legacy",
             await reverseLagOnceStreaming(shard.pool, reverse.slot),
@@ -630,6 +661,10 @@ async function settleAndFreeze(
   }
 }
 
+/** A fence transaction chosen as a deadlock's victim (40P01) is tried again, at most this many times in all. */
+const FENCE_DEADLOCK_ATTEMPTS = 5;
+const DEADLOCK_SQLSTATE = "40P01";
+
 /** The set's shards (but those in `skip`: down): each with its tenants of the set. */
 function shardsOfSet(
   row: TripRow,
@@ -661,17 +696,36 @@ async function fenceShards(
     shardsOfSet(row, fences, down).map(async ({ shard, tenants }) => {
       try {
         const from = performance.now();
-        const lsn = await freezeSetOn(
-          fences,
-          shard,
-          tenants,
-          row.tenants,
-          version,
-          Math.max(50, remaining(row)),
-          (name, ms) => spans?.add(`${shard.name} ${name}`, ms),
-        );
-        spans?.add(`fence ${shard.name}`, performance.now() - from);
-        return { shard, lsn };
+        // An application transaction that writes several tenants of the set on this shard holds
+        // one tenant's shared lock while it waits for another's, which the fence may already hold
+        // exclusively: PostgreSQL ends the cycle by aborting one of them (40P01), often the fence,
+        // which waited first. Nothing of it was written: it is tried again within the budget (the
+        // writer goes on meanwhile and its commit is below the next attempt's position).
+        for (let attempt = 1; ; attempt++) {
+          try {
+            const lsn = await freezeSetOn(
+              fences,
+              shard,
+              tenants,
+              row.tenants,
+              version,
+              Math.max(50, remaining(row)),
+              (name, ms) => spans?.add(`${shard.name} ${name}`, ms),
+            );
+            spans?.add(`fence ${shard.name}`, performance.now() - from);
+            return { shard, lsn };
+          } catch (error) {
+            if (
+              sqlStateOf(error) !== DEADLOCK_SQLSTATE ||
+              attempt >= FENCE_DEADLOCK_ATTEMPTS ||
+              remaining(row) <= 50
+            )
+              throw error;
+            options.log(
+              `fence on ${shard.name}: deadlock with a writer of the set (attempt ${attempt}), trying again`,
+            );
+          }
+        }
       } catch (error) {
         return { shard, error: (error as Error).message };
       }
@@ -876,28 +930,6 @@ async function drainShards(
 }
 
 /**
- * Legacy's durable progress of a shard's reverse stream, read on legacy alone (the shard is down, so
- * the slot's consistent point that names the origin cannot be read there): the origin of the
- * shard's newest reverse slot (the highest consistent point; positions of one server compare).
- * Null when legacy has none (nothing was ever applied from it).
- */
-export async function legacyReverseProgress(legacy: pg.Pool, slot: string): Promise<bigint | null> {
-  const prefix = `shardshift_${slot}_`;
-  const { rows } = await legacy.query<{ roname: string }>(
-    "select roname from pg_replication_origin where starts_with(roname, $1) and roname like '%\\_t0'",
-    [prefix],
-  );
-  let newest: { name: string; slotLsn: bigint } | null = null;
-  for (const { roname } of rows) {
-    const hex = roname.slice(prefix.length, -"_t0".length);
-    if (!/^[0-9a-f]+$/i.test(hex)) continue;
-    const slotLsn = BigInt(`0x${hex}`);
-    if (!newest || slotLsn > newest.slotLsn) newest = { name: roname, slotLsn };
-  }
-  return newest ? readOriginProgress(legacy, newest.name) : null;
-}
-
-/**
  * For each DOWN shard of the set: whether legacy is known to hold every write the shard
  * acknowledged — its reverse progress on legacy (durable), or the slot's confirmed position at the
  * shard's last answered probe, at or past the flushed position that probe recorded. Returns the
@@ -916,17 +948,36 @@ async function judgeDownShards(
     const tenants = row.tenants.filter((t) => t.ownerId === shard.databaseId).map((t) => t.tenantKey);
     if (tenants.length === 0) continue;
     const ordinal = fences.shards.indexOf(shard);
-    const [last, progress, stillDown] = await Promise.all([
+    const [last, origins, stillDown] = await Promise.all([
       lastKnownPosition(row.planId, ordinal),
-      legacyReverseProgress(fences.legacy.pool, reverseSlotName(row.planId, ordinal)).catch(() => null),
+      legacyReverseOrigins(fences.legacy.pool, reverseSlotName(row.planId, ordinal)).catch(() => null),
       unreachable(shard),
     ]);
+    const progress = origins?.at(-1)?.progress ?? null;
     if (stillDown === null) {
       // It answers again: the premise of flipping without a fence ("its owner cannot be written")
       // no longer holds. It was never fenced nor drained, and routers that have not read the map
       // yet may write there until the fence watch reaches it; the positions of its last probe say
       // nothing of those writes. Held: re-arming rolls them back normally (fence, drain, flip).
       const reason = `${tenants.length} tenants held: ${shard.name} did not answer when the rollback was prepared (${down.get(shard.databaseId)}) but answers again, unfenced and not drained, so writes it took since cannot be confirmed on legacy. They stay frozen on ${shard.name}: re-arm to finish their rollback.`;
+      notes.push(reason);
+      for (const t of tenants) held.set(t, reason);
+      continue;
+    }
+    // The proof's slot: the one the last probe read its confirmed position from, or legacy's
+    // newest. An earlier slot's origin that stops short of it is a gap no position can cover.
+    const proofSlot = [last?.reverseSlotLsn ?? null, origins?.at(-1)?.slotLsn ?? null].reduce<bigint | null>(
+      (m, v) => (v === null ? m : m === null || v > m ? v : m),
+      null,
+    );
+    const gap =
+      origins === null
+        ? `legacy's replication origins of ${shard.name} could not be read.`
+        : proofSlot === null
+          ? null
+          : reverseSlotGap(origins, proofSlot, shard.name);
+    if (gap) {
+      const reason = `${tenants.length} tenants held: ${shard.name} is down (${down.get(shard.databaseId)}) and ${gap} They stay frozen on ${shard.name}.`;
       notes.push(reason);
       for (const t of tenants) held.set(t, reason);
       continue;
@@ -1130,35 +1181,64 @@ async function undo(
   message: string,
 ): Promise<void> {
   const outcomes = { ...row.outcomes };
-  if (row.tenants.length > 0) {
+  // A trip that gives up for good also releases what it was emitted to finish: tenants an earlier
+  // trip HELD (frozen on their shard, re-arming emits a trip of them) that this one never froze
+  // itself — it gave up before its freeze (the movement stopped, a lag or slot blocker). Nothing
+  // else unfreezes them: no later trip names them, and a re-arm of this one (no held outcome)
+  // emits nothing, so they stayed frozen for good. Unfrozen on their shard, the owner, which holds
+  // every write of theirs (break-pass3.test.ts).
+  const stranded = event === "gave-up" ? await heldByEarlierTrips(row) : [];
+  if (row.tenants.length > 0 || stranded.length > 0) {
     const fences = await loadPlanFences(row.planId);
     const names = new Map(fences.shards.map((s) => [s.databaseId, s.name]));
-    const elsewhere = await db().$transaction(async (tx) => {
+    const { elsewhere, released } = await db().$transaction(async (tx) => {
       // Unfrozen where they are, never moved: before the flip the trip changed no owner, so a
       // tenant owned by another database now was moved by someone else (an operator's change) and
       // is left as they left it — moving it back would hand it over without a drain.
-      const routes = await lockedRoutes(
-        tx,
-        row.planId,
-        row.tenants.map((t) => t.tenantKey),
-      );
+      const routes = await lockedRoutes(tx, row.planId, [
+        ...row.tenants.map((t) => t.tenantKey),
+        ...stranded,
+      ]);
       const mine = row.tenants.filter((t) => (routes.get(t.tenantKey)?.ownerId ?? null) === t.ownerId);
-      await writeRoutingChange(
-        tx,
-        {
-          planId: row.planId,
-          changes: mine.map((t) => ({ tenantKey: t.tenantKey, frozen: false })),
-          actor: SYSTEM,
-          reason: `breaker rollback of ${row.tenants.length} tenants undone before the flip: unfreeze on their shards`,
-        },
-        options.audit,
+      // Held ones still frozen on a shard, none a cutover's (its own freeze).
+      const busy = new Set(
+        stranded.length === 0
+          ? []
+          : (
+              await tx.tenantCutover.findMany({
+                where: { planId: row.planId, tenantKey: { in: stranded }, status: { in: CUTOVER_IN_FLIGHT } },
+                select: { tenantKey: true },
+              })
+            ).map((c) => c.tenantKey),
       );
-      return row.tenants.filter((t) => !mine.includes(t)).map((t) => t.tenantKey);
+      const released = stranded
+        .filter((t) => !busy.has(t))
+        .flatMap((t) => {
+          const route = routes.get(t);
+          return route?.frozen && route.ownerId !== null ? [{ tenantKey: t, ownerId: route.ownerId }] : [];
+        });
+      if (mine.length > 0 || released.length > 0 || row.tenants.length > 0) {
+        await writeRoutingChange(
+          tx,
+          {
+            planId: row.planId,
+            changes: [...mine, ...released].map((t) => ({ tenantKey: t.tenantKey, frozen: false })),
+            actor: SYSTEM,
+            reason: `breaker rollback of ${row.tenants.length + released.length} tenants undone before the flip: unfreeze on their shards`,
+          },
+          options.audit,
+        );
+      }
+      return { elsewhere: row.tenants.filter((t) => !mine.includes(t)).map((t) => t.tenantKey), released };
     }, TX);
     if (elsewhere.length > 0)
       options.log(`undo: ${elsewhere.join(", ")} moved by someone else since the freeze, left as they are`);
+    if (released.length > 0)
+      options.log(
+        `undo: ${released.map((t) => t.tenantKey).join(", ")} held by an earlier trip, unfrozen on their shards`,
+      );
     await syncEveryFence(fences, options);
-    for (const t of row.tenants)
+    for (const t of [...row.tenants, ...released])
       outcomes[t.tenantKey] = {
         from: names.get(t.ownerId) ?? t.ownerId,
         outcome: "left_on_shard",
@@ -1186,6 +1266,28 @@ async function undo(
     await giveUp(row, options, message, { outcomes, freezeEndedAt });
   }
   options.log(`${event}: ${message}`);
+}
+
+/**
+ * The tenants named by this trip (a re-arm's trip of held tenants names them) that it did not freeze
+ * itself and that an earlier trip of the plan held; undo() unfreezes those still frozen on a shard.
+ */
+async function heldByEarlierTrips(row: TripRow): Promise<string[]> {
+  if (row.scope.kind !== "tenants") return [];
+  const frozenByMe = new Set(row.tenants.map((t) => t.tenantKey));
+  const named = [...new Set(row.scope.tenants)].filter((t) => !frozenByMe.has(t));
+  if (named.length === 0) return [];
+  const earlier = await db().breakerTrip.findMany({
+    where: { planId: row.planId, id: { not: row.id }, createdAt: { lte: row.createdAt } },
+    select: { outcomes: true },
+  });
+  const held = new Set<string>();
+  for (const trip of earlier)
+    for (const [tenant, outcome] of Object.entries(
+      (trip.outcomes ?? {}) as unknown as Record<string, TenantOutcome>,
+    ))
+      if (outcome?.outcome === "held") held.add(tenant);
+  return named.filter((t) => held.has(t));
 }
 
 async function giveUp(

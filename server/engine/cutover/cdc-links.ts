@@ -9,7 +9,8 @@ import {
   type ReverseSlot,
   reverseSlotName,
 } from "../cdc/reverse-slot";
-import { parseLsn } from "../cdc/slot";
+import { formatLsn, parseLsn } from "../cdc/slot";
+import { readOriginProgress } from "../cdc/target-applier";
 import { FENCE_SCHEMA } from "../routing/fence-sql";
 
 export { reverseOriginName, waitForOriginProgress } from "../cdc/drain";
@@ -85,4 +86,53 @@ export async function reverseLagOnceStreaming(
     if (lag !== null || Date.now() >= deadline) return lag;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/** One of legacy's origins of a shard's reverse slot name: the slot's consistent point, its durable progress. */
+export interface ReverseOrigin {
+  name: string;
+  slotLsn: bigint;
+  progress: bigint;
+}
+
+/**
+ * Legacy's origins of a shard's reverse slot name, read on legacy alone: one per slot of that name
+ * it ever applied from (the origin is named after the slot's consistent point, so a slot dropped
+ * and made again gets a new one), with its durable progress.
+ */
+export async function legacyReverseOrigins(legacy: pg.Pool, slot: string): Promise<ReverseOrigin[]> {
+  const prefix = `shardshift_${slot}_`;
+  const { rows } = await legacy.query<{ roname: string }>(
+    "select roname from pg_replication_origin where starts_with(roname, $1) and roname like '%\\_t0'",
+    [prefix],
+  );
+  const origins: ReverseOrigin[] = [];
+  for (const { roname } of rows) {
+    const hex = roname.slice(prefix.length, -"_t0".length);
+    if (!/^[0-9a-f]+$/i.test(hex)) continue;
+    origins.push({
+      name: roname,
+      slotLsn: BigInt(`0x${hex}`),
+      progress: await readOriginProgress(legacy, roname),
+    });
+  }
+  return origins.sort((a, b) => (a.slotLsn < b.slotLsn ? -1 : a.slotLsn > b.slotLsn ? 1 : 0));
+}
+
+/**
+ * Why legacy may lack writes a shard took, although the stream of its slot (consistent point
+ * `slotLsn`) is drained: the slot was dropped and made again (ensureReverseSlot makes a missing slot
+ * silently), a new slot streams only what commits after its consistent point, and legacy's origin of
+ * the EARLIER slot stops below it — whatever the shard committed in between never reached legacy.
+ * Null when no earlier slot's origin stops short of it. Legacy's origins of a slot are dropped with
+ * it when the movement ends (dropSlotOrigins), so only a slot made again leaves one behind.
+ */
+export function reverseSlotGap(
+  origins: readonly ReverseOrigin[],
+  slotLsn: bigint,
+  shardName: string,
+): string | null {
+  const short = origins.filter((o) => o.slotLsn < slotLsn && o.progress < slotLsn).at(-1);
+  if (!short) return null;
+  return `${shardName}'s reverse slot was made again (its consistent point ${formatLsn(slotLsn)}), but legacy's replication of the earlier slot stops at ${formatLsn(short.progress)} (origin ${short.name}): writes ${shardName} committed in between were never streamed to legacy, so its tenants cannot be flipped onto it. Check them with a parity pass and repair legacy, then drop that origin on legacy (select pg_replication_origin_drop('${short.name}')).`;
 }

@@ -48,9 +48,11 @@ import { db } from "../store/db";
 import { recordEngineEvent } from "../store/movement-context";
 import {
   ensureReverseSlot,
+  legacyReverseOrigins,
   REVERSE_STREAM_WAIT_MS,
   reverseLagOnceStreaming,
   reverseOriginName,
+  reverseSlotGap,
   waitForOriginProgress,
 } from "./cdc-links";
 import {
@@ -528,7 +530,16 @@ async function precheck(ctx: Context, options: DriveOptions): Promise<void> {
   // Sequences found, and set a first time, before the freeze: inside it only one quick pass remains.
   ctx.sequences = await shardedSequences(ctx.from.pool, ctx.schema.tables);
   await advanceSequences(ctx.from.pool, ctx.to.pool, ctx.sequences, SEQUENCE_LEAD);
+  // Back to legacy: a reverse slot made again (ensureReverseSlot does so silently) streams only
+  // what commits after its consistent point; when legacy's origin of the earlier slot stops below
+  // it, the shard's writes in between never reached legacy, and this drain (on the new origin)
+  // could not show it (break-pass3.test.ts).
+  const gap =
+    row.direction === "to-legacy"
+      ? reverseSlotGap(await legacyReverseOrigins(ctx.to.pool, reverse.slot), reverse.slotLsn, ctx.shard.name)
+      : null;
   const blocker =
+    (gap ? `${gap} Nothing was frozen.` : null) ??
     lagBlocker(row.direction, lag, row.budgetMs) ??
     (reverseLag === null
       ? `Reverse replication (${ctx.shard.name} → legacy) is not reading its slot ${reverse.slot} after ${REVERSE_STREAM_WAIT_MS / 1000} s: the tenant could not go back to legacy after the flip, so nothing was frozen. Check that the data movement runs and the worker's log, then try again.`

@@ -32,8 +32,19 @@ export function reverseConfirmedMetric(ordinal: number): string {
   return `shard.reverse_confirmed_lsn.${ordinal}`;
 }
 
+/**
+ * The consistent point of the reverse slot whose confirmed position the same probe read: which
+ * slot the proof comes from (a slot dropped and made again starts a new origin on legacy, and its
+ * confirmed position says nothing of the writes before it: judgeDownShards in run-rollback.ts).
+ */
+export function reverseSlotLsnMetric(ordinal: number): string {
+  return `shard.reverse_slot_lsn.${ordinal}`;
+}
+
 const PROBE_SQL = `select pg_current_wal_flush_lsn()::text as flush,
-  (select confirmed_flush_lsn::text from pg_replication_slots where slot_name = $1) as confirmed`;
+  (select confirmed_flush_lsn::text from pg_replication_slots where slot_name = $1) as confirmed,
+  to_regclass('shardshift.reverse_slot') is not null as recorded`;
+const SLOT_LSN_SQL = "select slot_lsn::text as slot_lsn from shardshift.reverse_slot where slot_name = $1";
 
 export interface ShardProbeResult {
   ordinal: number;
@@ -41,6 +52,8 @@ export interface ShardProbeResult {
   error: string | null;
   flushLsn: bigint | null;
   reverseConfirmedLsn: bigint | null;
+  /** The consistent point of the slot that confirmed it (null: not recorded there). */
+  reverseSlotLsn: bigint | null;
 }
 
 export async function probeShards(
@@ -57,10 +70,16 @@ export async function probeShards(
           async (c) => {
             // The connect has its timeout; the query gets one too (a hung server accepts and never answers).
             await c.query(`set statement_timeout = ${Math.max(100, Math.round(timeoutMs))}`);
-            const { rows } = await c.query<{ flush: string; confirmed: string | null }>(PROBE_SQL, [
-              reverseSlotName(planId, s.ordinal),
-            ]);
-            return rows[0];
+            const slot = reverseSlotName(planId, s.ordinal);
+            const { rows } = await c.query<{ flush: string; confirmed: string | null; recorded: boolean }>(
+              PROBE_SQL,
+              [slot],
+            );
+            const slotLsn =
+              rows[0]?.confirmed && rows[0].recorded
+                ? (await c.query<{ slot_lsn: string }>(SLOT_LSN_SQL, [slot])).rows[0]?.slot_lsn
+                : undefined;
+            return rows[0] ? { ...rows[0], slotLsn } : undefined;
           },
           { timeoutMs, applicationName: "shardshift-probe" },
         );
@@ -70,6 +89,7 @@ export async function probeShards(
           error: null,
           flushLsn: row ? parseLsn(row.flush) : null,
           reverseConfirmedLsn: row?.confirmed ? parseLsn(row.confirmed) : null,
+          reverseSlotLsn: row?.slotLsn ? parseLsn(row.slotLsn) : null,
         };
       } catch (error) {
         return {
@@ -78,6 +98,7 @@ export async function probeShards(
           error: (error as Error).message,
           flushLsn: null,
           reverseConfirmedLsn: null,
+          reverseSlotLsn: null,
         };
       }
     }),
@@ -92,6 +113,9 @@ export async function probeShards(
       ...(r.reverseConfirmedLsn === null
         ? []
         : [{ planId, name: reverseConfirmedMetric(r.ordinal), value: Number(r.reverseConfirmedLsn), at }]),
+      ...(r.reverseSlotLsn === null
+        ? []
+        : [{ planId, name: reverseSlotLsnMetric(r.ordinal), value: Number(r.reverseSlotLsn), at }]),
     ]),
   });
   return results;
@@ -101,20 +125,27 @@ export async function probeShards(
 export async function lastKnownPosition(
   planId: string,
   ordinal: number,
-): Promise<{ at: Date; flushLsn: bigint; reverseConfirmedLsn: bigint | null } | null> {
+): Promise<{
+  at: Date;
+  flushLsn: bigint;
+  reverseConfirmedLsn: bigint | null;
+  reverseSlotLsn: bigint | null;
+} | null> {
   const flush = await db().metricSample.findFirst({
     where: { planId, name: flushLsnMetric(ordinal) },
     orderBy: { at: "desc" },
     select: { at: true, value: true },
   });
   if (!flush) return null;
-  const confirmed = await db().metricSample.findFirst({
-    where: { planId, name: reverseConfirmedMetric(ordinal), at: flush.at },
-    select: { value: true },
-  });
+  const [confirmed, slot] = await Promise.all(
+    [reverseConfirmedMetric(ordinal), reverseSlotLsnMetric(ordinal)].map((name) =>
+      db().metricSample.findFirst({ where: { planId, name, at: flush.at }, select: { value: true } }),
+    ),
+  );
   return {
     at: flush.at,
     flushLsn: BigInt(Math.round(flush.value)),
     reverseConfirmedLsn: confirmed ? BigInt(Math.round(confirmed.value)) : null,
+    reverseSlotLsn: slot ? BigInt(Math.round(slot.value)) : null,
   };
 }

@@ -37,10 +37,31 @@ export async function repairRow(
   const where = pk.map((c, i) => `${quoteIdent(c)} = $${i + 1}::${typeOf.get(c) ?? "text"}`).join(" and ");
   // The key is in plan.keyColumns order (shard key first); the statements want primary-key order.
   const pkValues = pk.map((c) => key[plan.keyColumns.indexOf(c)] ?? null);
-  const source = await owner.connect();
   const target = shards[shardOrdinal];
   if (!target) throw new Error(`No shard ${shardOrdinal} in this plan.`);
-  const shard = await target.connect();
+  const source = await owner.connect();
+  // Each side sits idle in its transaction while the other works (the owner's row lock is held
+  // until the shard commits): a checked-out client has no 'error' listener, and a session the
+  // server ends meanwhile emitted an unheard 'error' that ends the worker process. Heard: the next
+  // statement on it fails, the repair fails cleanly, and the connection is destroyed.
+  const lost = new Map<pg.PoolClient, Error>();
+  const hear = (client: pg.PoolClient) => {
+    const listener = (error: Error) => {
+      if (!lost.has(client)) lost.set(client, error);
+    };
+    client.on("error", listener);
+    return () => client.off("error", listener);
+  };
+  const unhearSource = hear(source);
+  let shard: pg.PoolClient;
+  try {
+    shard = await target.connect();
+  } catch (error) {
+    unhearSource();
+    source.release(lost.get(source));
+    throw error;
+  }
+  const unhearShard = hear(shard);
   try {
     await source.query(`begin; ${setLocalRenderingSql()}`);
     const cols = applier.columns
@@ -76,7 +97,9 @@ export async function repairRow(
     await source.query("rollback").catch(() => {});
     throw error;
   } finally {
-    shard.release();
-    source.release();
+    unhearShard();
+    unhearSource();
+    shard.release(lost.get(shard));
+    source.release(lost.get(source));
   }
 }

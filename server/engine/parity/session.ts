@@ -56,6 +56,16 @@ export async function withParitySession<T>(
 ): Promise<T> {
   const client = await pool.connect();
   let broken: Error | undefined;
+  // A checked-out client has no 'error' listener of the pool's: a session the server ends while
+  // it is idle here (pg_terminate_backend, a restart, between two of a pass's queries — legacy's
+  // waits for the shards' scans and the throttle) emitted an unheard 'error', which ends the
+  // worker process. Heard here: the pass's next query on it fails and the pass fails cleanly; the
+  // connection is destroyed, not given back.
+  let lost: Error | undefined;
+  const onLost = (error: Error) => {
+    lost ??= error;
+  };
+  client.on("error", onLost);
   try {
     await client.query(setStatement());
     return await fn(client as pg.PoolClient & ParityClient);
@@ -64,11 +74,14 @@ export async function withParitySession<T>(
     await client.query("rollback").catch(() => {});
     throw error;
   } finally {
-    broken = await client.query(resetStatement()).then(
-      () => undefined,
-      (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
-    );
-    client.release(broken);
+    broken =
+      lost ??
+      (await client.query(resetStatement()).then(
+        () => undefined,
+        (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
+      ));
+    client.off("error", onLost);
+    client.release(broken ?? lost);
   }
 }
 
