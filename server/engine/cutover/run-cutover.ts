@@ -48,6 +48,7 @@ import { db } from "../store/db";
 import { recordEngineEvent } from "../store/movement-context";
 import {
   ensureReverseSlot,
+  findReverseSlot,
   REVERSE_STREAM_WAIT_MS,
   reverseLagOnceStreaming,
   reverseOriginName,
@@ -503,14 +504,33 @@ async function precheck(ctx: Context, options: DriveOptions): Promise<void> {
     where: { planId: row.planId },
     select: { fenceInstalledAt: true },
   });
-  if (!map?.fenceInstalledAt) await installFencesOnce(ctx, options);
+  const all = ctx.fences.all.map((d) => d.name).join(", ");
+  if (!map?.fenceInstalledAt)
+    await answered(
+      ctx,
+      installFencesOnce(ctx, options),
+      PRECHECK_INSTALL_MS,
+      `one of ${all}`,
+      "installing the plan's fences",
+    );
   // The reverse stream's slot must exist before the shard owns the tenant: every write there from
   // the flip on is in its WAL after the slot's consistent point, so reverse CDC carries it back.
-  const reverse = await ensureReverseSlot(ctx.shard.pool, {
-    planId: row.planId,
-    shardOrdinal: ctx.shardOrdinal,
-    schema: ctx.schema,
-  });
+  const slotInput = { planId: row.planId, shardOrdinal: ctx.shardOrdinal, schema: ctx.schema };
+  const reverse =
+    (await answered(
+      ctx,
+      findReverseSlot(ctx.shard.pool, slotInput),
+      PRECHECK_ANSWER_MS,
+      ctx.shard.name,
+      "reading its reverse slot",
+    )) ??
+    (await answered(
+      ctx,
+      ensureReverseSlot(ctx.shard.pool, slotInput),
+      PRECHECK_SLOT_CREATE_MS,
+      ctx.shard.name,
+      "creating its reverse slot",
+    ));
   // Found now, not inside the freeze: the drain only polls it.
   ctx.origin =
     row.direction === "to-shard"
@@ -522,12 +542,30 @@ async function precheck(ctx: Context, options: DriveOptions): Promise<void> {
   // the five slowest freezes of 500 cutovers (bench: 2,000+ ms pre-checks, 450–660 ms freezes).
   const [forwardLag, reverseLag] = await Promise.all([
     row.direction === "to-shard" ? recentLagMs(row.planId, feedingStream(row.direction).metric) : null,
-    reverseLagOnceStreaming(ctx.shard.pool, reverse.slot),
+    answered(
+      ctx,
+      reverseLagOnceStreaming(ctx.shard.pool, reverse.slot),
+      REVERSE_STREAM_WAIT_MS + PRECHECK_ANSWER_MS,
+      ctx.shard.name,
+      "reading its reverse stream's lag",
+    ),
   ]);
   const lag = row.direction === "to-shard" ? forwardLag : reverseLag;
   // Sequences found, and set a first time, before the freeze: inside it only one quick pass remains.
-  ctx.sequences = await shardedSequences(ctx.from.pool, ctx.schema.tables);
-  await advanceSequences(ctx.from.pool, ctx.to.pool, ctx.sequences, SEQUENCE_LEAD);
+  ctx.sequences = await answered(
+    ctx,
+    shardedSequences(ctx.from.pool, ctx.schema.tables),
+    PRECHECK_ANSWER_MS,
+    ctx.from.name,
+    "listing the sharded tables' sequences",
+  );
+  await answered(
+    ctx,
+    advanceSequences(ctx.from.pool, ctx.to.pool, ctx.sequences, SEQUENCE_LEAD),
+    PRECHECK_ANSWER_MS,
+    `${ctx.to.name} (or ${ctx.from.name}, whose values it reads)`,
+    `setting ${ctx.to.name}'s sequences`,
+  );
   const blocker =
     lagBlocker(row.direction, lag, row.budgetMs) ??
     (reverseLag === null
@@ -541,6 +579,36 @@ async function precheck(ctx: Context, options: DriveOptions): Promise<void> {
 }
 
 class PrecheckFailed extends Error {}
+
+/**
+ * How long one call of the pre-check to a plan database may go unanswered (ms). Nothing is frozen
+ * yet, so there is no budget to keep, but an attempt waiting on a database that does not answer (a
+ * hung or partitioned server, whose socket says nothing for as long as TCP keeps it; a session
+ * holding a lock the call needs) holds one of the worker's scheduler slots and a promotion waiting
+ * for its end, for as long as that lasts. Each call is a catalog read or a setval that a healthy
+ * server answers in milliseconds; 10 s covers a loaded one and the wait for one of the cutover
+ * pool's connections when many attempts run at once, and still ends a hung one soon.
+ */
+export const PRECHECK_ANSWER_MS = 10_000;
+/**
+ * A reverse slot's creation (a tenant's first cutover to the shard) and the fences' install wait for
+ * the transactions running there (the slot's consistent point, the triggers' table locks): longer.
+ */
+const PRECHECK_SLOT_CREATE_MS = 60_000;
+const PRECHECK_INSTALL_MS = 60_000;
+
+/**
+ * `work`, or an abort that names who did not answer once `ms` passed first. The late call is not
+ * cancelled (a hung server answers no cancel either): a read is dropped, a slot or a fence made late
+ * is what the next attempt would make, a sequence is only ever raised.
+ */
+function answered<T>(ctx: Context, work: Promise<T>, ms: number, who: string, what: string): Promise<T> {
+  return byDeadline(work, Date.now() + ms, () => {
+    throw new Abort(
+      `The pre-check got no answer from ${who} within ${ms / 1000} s (${what}); nothing was frozen and tenant ${ctx.row.tenantKey} stays on ${ctx.from.name}. Check that ${who} answers (up, reachable, no session there holding a lock the cutover needs: pg_locks), then request the cutover again.`,
+    );
+  });
+}
 
 const FENCE_INSTALL_LOCK = 7_363_801;
 
