@@ -25,6 +25,7 @@ import { startWorker, type Worker } from "../../worker";
 import type { SourceSchema } from "../analysis/introspect";
 import { ensureReverseSlot } from "../cdc/reverse-slot";
 import { hashPlacement } from "../router/placement";
+import { readFenceState } from "../routing/fence";
 import { FENCE_SCHEMA } from "../routing/fence-sql";
 import { advanceSequences, SEQUENCE_HEADROOM } from "./sequences";
 
@@ -316,10 +317,11 @@ describe("a new owner that stops answering", () => {
   // slot taken, so FREEZES_AT_ONCE such attempts starved every other cutover of the worker.
   // The freeze's work on the new owner now ends at the budget's deadline: the attempt aborts and
   // writes resume on the old owner.
-  // Defect found next (same hang, before the freeze): the pre-check's calls to the plan's
+  // Defects found next (same hang, before and after the freeze): the pre-check's calls to the plan's
   // databases had no bound either (the attempt stayed "prechecking" as long as the new owner did
-  // not answer: a scheduler slot taken, a promotion waiting for it never finishing): each call is
-  // bounded now, and the attempt aborts saying which database did not answer.
+  // not answer: a scheduler slot taken, a promotion waiting for it never finishing), and the abort's
+  // fence sync waited on the new owner (the attempt stayed "aborting" ~56 s after it had unfrozen
+  // the tenant). Both are bounded now; the fence watch brings the late fence in line once it answers.
   const BUDGET_MS = 3_000;
   let legacy2: TestDatabase;
   let shards2: TestDatabase[];
@@ -423,7 +425,7 @@ describe("a new owner that stops answering", () => {
     }
   });
 
-  it("aborts at the budget, the tenant unfrozen, instead of holding the freeze", {
+  it("aborts at the budget, the tenant unfrozen, and ends without waiting for it", {
     timeout: 60_000,
   }, async () => {
     const TENANT = "5";
@@ -455,8 +457,26 @@ describe("a new owner that stops answering", () => {
       expect(["aborting", "aborted"]).toContain(released.row.status);
       expect(released.route.ownerDatabaseId).toBeNull();
       expect(released.at - (released.row.freezeStartedAt as Date).getTime()).toBeLessThan(BUDGET_MS + 10_000);
+      // The attempt ends while the new owner still does not answer: its fence sync is bounded.
+      const ended = await waitForCutoverEnd(cutoverId, 15_000);
+      expect(ended.status).toBe("aborted");
+      // The old owner's fence, which answers, no longer holds the tenant's writes.
+      const legacyFence = await readFenceState(legacy2.pool);
+      const map = await db().routingMap.findUniqueOrThrow({ where: { planId } });
+      expect(legacyFence?.mapVersion).toBe(Number(map.version));
+      // Once the new owner answers, the fence watch brings its fence up to the map.
       await hung.release();
-      expect((await waitForCutoverEnd(cutoverId, 60_000)).status).toBe("aborted");
+      await waitFor(
+        "the new owner's fence to reach the map",
+        async () => {
+          const [fence, current] = await Promise.all([
+            readFenceState(hung.newOwner.pool),
+            db().routingMap.findUniqueOrThrow({ where: { planId } }),
+          ]);
+          return fence && fence.mapVersion === Number(current.version) ? fence : null;
+        },
+        20_000,
+      );
     } finally {
       await hung.release();
     }

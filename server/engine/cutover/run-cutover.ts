@@ -972,18 +972,33 @@ function shardIdsOf(ctx: Context): string[] {
   return ctx.fences.shards.map((s) => s.databaseId);
 }
 
-/** Brings every fence up to the map, a few tries each; one left behind is the fence watch's to finish. */
-async function syncEveryFence(fences: PlanFences, options: DriveOptions): Promise<void> {
+/**
+ * Brings every fence up to the map, a few tries each; one left behind is the fence watch's to finish.
+ * With `answerWithinMs`, a database that does not answer within it is left to the watch at once (no
+ * retry: it would only wait again).
+ */
+async function syncEveryFence(
+  fences: PlanFences,
+  options: DriveOptions,
+  answerWithinMs?: number,
+): Promise<void> {
   let targets = fences.all;
   for (let attempt = 1; attempt <= 3 && targets.length > 0; attempt++) {
-    const outcomes = await syncPlanFences(fences, { only: targets });
-    const failed = new Set(outcomes.filter((o) => o.error).map((o) => o.database));
+    const outcomes = await syncPlanFences(fences, { only: targets, answerWithinMs });
+    const failed = new Set(outcomes.filter((o) => o.error && !o.unanswered).map((o) => o.database));
     for (const outcome of outcomes) {
       if (outcome.error) options.log(`fence on ${outcome.database}: ${outcome.error}`);
     }
     targets = targets.filter((t) => failed.has(t.name));
   }
 }
+
+/**
+ * How long the abort waits for each database's fence sync (ms). A healthy fence sync of an abort is
+ * one small transaction (tens of ms; the old owner's waits for the tenant's writers, which the
+ * freeze already ended); 5 s is well past that and still a prompt end.
+ */
+const ABORT_FENCE_ANSWER_MS = 5_000;
 
 /** Before the commit point: the old owner stays the owner, the freeze lifts. */
 async function abort(row: CutoverRow, options: DriveOptions, message: string): Promise<void> {
@@ -1033,7 +1048,13 @@ async function abort(row: CutoverRow, options: DriveOptions, message: string): P
       }
     }
   });
-  await timed(options.timings, "fenceAll", () => syncEveryFence(fences, options));
+  // Bounded: the map already unfroze the tenant, and a database that does not answer (hung,
+  // partitioned, or a lock on its fence_state held) must not keep the attempt "aborting" for as long
+  // as that lasts — with its scheduler slot, and a promotion waiting for its end. Its fence stays
+  // behind the map (a stale fence refuses more, never less) and the fence watch brings it in line on
+  // its first round once it answers (this run's session, which holds the plan's fence-sync lock
+  // shared, has ended by then).
+  await timed(options.timings, "fenceAll", () => syncEveryFence(fences, options, ABORT_FENCE_ANSWER_MS));
   if (row.freezeStartedAt && freezeEndedAt)
     options.timings.freeze = freezeEndedAt.getTime() - row.freezeStartedAt.getTime();
   await advanceCutover(row, "aborted", { endedAt: new Date() }, { timings: options.timings });
