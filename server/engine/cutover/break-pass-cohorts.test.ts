@@ -25,6 +25,7 @@ import { startWorker, type Worker } from "../../worker";
 import type { SourceSchema } from "../analysis/introspect";
 import { ensureReverseSlot } from "../cdc/reverse-slot";
 import { hashPlacement } from "../router/placement";
+import { readFenceState } from "../routing/fence";
 import { FENCE_SCHEMA } from "../routing/fence-sql";
 import { advanceSequences, SEQUENCE_HEADROOM } from "./sequences";
 
@@ -307,7 +308,7 @@ describe("a tenant moved out of the cohort while its promotion runs", () => {
   });
 });
 
-describe("a new owner that stops answering inside the freeze", () => {
+describe("a new owner that stops answering", () => {
   // Defect found: inside the freeze (the worker's freeze gate held) the runner read the new owner's
   // fence state, set its sequences and polled its drain with no bound: a new owner that stopped
   // answering (here: its fence_state table locked by another session; in production a hung or
@@ -316,17 +317,45 @@ describe("a new owner that stops answering inside the freeze", () => {
   // slot taken, so FREEZES_AT_ONCE such attempts starved every other cutover of the worker.
   // The freeze's work on the new owner now ends at the budget's deadline: the attempt aborts and
   // writes resume on the old owner.
-  const TENANT = "5";
+  // Defects found next (same hang, before and after the freeze): the pre-check's calls to the plan's
+  // databases had no bound either (the attempt stayed "prechecking" as long as the new owner did
+  // not answer: a scheduler slot taken, a promotion waiting for it never finishing), and the abort's
+  // fence sync waited on the new owner (the attempt stayed "aborting" ~56 s after it had unfrozen
+  // the tenant). Both are bounded now; the fence watch brings the late fence in line once it answers.
   const BUDGET_MS = 3_000;
   let legacy2: TestDatabase;
   let shards2: TestDatabase[];
   let worker: Worker | null = null;
+  let planId = "";
   beforeAll(async () => {
     legacy2 = await createTestDatabase("bpc_legacy2");
     shards2 = [await createTestDatabase("bpc_shard20"), await createTestDatabase("bpc_shard21")];
     await freeDatabaseNames();
     await loadDemoDataset(legacy2.pool, { tenants: 12, rows: 2_000, seed: 3 });
-  }, 120_000);
+    const plan = await planAtTwoWayCdc(
+      operator,
+      "break-pass hung new owner",
+      legacy2.url,
+      shards2.map((s) => s.url),
+    );
+    planId = plan.id;
+    await startDataMovement(operator, { planId, reason: "go", resetShards: true });
+    worker = await startWorker(control.url, {
+      log: (m) => {
+        if (process.env.BREAK_TEST_LOG && (m.includes("[cutover") || m.includes("[fence")))
+          console.log(`${new Date().toISOString()} ${m}`);
+      },
+    });
+    await waitForBackfill(planId, 90_000);
+    const movement = await db().dataMovement.findUniqueOrThrow({ where: { planId } });
+    await installFences(operator, { planId, reason: "fences first" });
+    for (const [ordinal, s] of shards2.entries())
+      await ensureReverseSlot(s.pool, {
+        planId,
+        shardOrdinal: ordinal,
+        schema: movement.sourceSchema as unknown as SourceSchema,
+      });
+  }, 150_000);
   afterAll(async () => {
     await worker?.stop();
     await closeRoutingMapNotifier();
@@ -334,71 +363,122 @@ describe("a new owner that stops answering inside the freeze", () => {
     for (const s of shards2 ?? []) await s.drop();
   });
 
-  it("aborts at the budget, the tenant unfrozen, instead of holding the freeze", {
-    timeout: 180_000,
-  }, async () => {
-    const plan = await planAtTwoWayCdc(
-      operator,
-      "break-pass hung new owner",
-      legacy2.url,
-      shards2.map((s) => s.url),
-    );
-    await startDataMovement(operator, { planId: plan.id, reason: "go", resetShards: true });
-    worker = await startWorker(control.url, {
-      log: (m) => {
-        if (process.env.BREAK_TEST_LOG && m.includes("[cutover"))
-          console.log(`${new Date().toISOString()} ${m}`);
-      },
-    });
-    await waitForBackfill(plan.id, 90_000);
-    const ordinal = hashPlacement(2).shardFor(TENANT);
+  /** The tenant's new owner and a session of it, holding `lockSql` in an open transaction. */
+  async function lockOnNewOwner(tenant: string, lockSql: string) {
+    const ordinal = hashPlacement(2).shardFor(tenant);
     const newOwner = shards2[ordinal] as TestDatabase;
-    const movement = await db().dataMovement.findUniqueOrThrow({ where: { planId: plan.id } });
     await waitFor(
       "no blocker",
-      async () => (await previewCutover({ planId: plan.id, tenantKey: TENANT })).blockers.length === 0,
+      async () => (await previewCutover({ planId, tenantKey: tenant })).blockers.length === 0,
       60_000,
     );
-    await installFences(operator, { planId: plan.id, reason: "fences first" });
-    await ensureReverseSlot(newOwner.pool, {
-      planId: plan.id,
-      shardOrdinal: ordinal,
-      schema: movement.sourceSchema as unknown as SourceSchema,
-    });
-    // The new owner's fence state cannot be read: nothing before the freeze reads it.
     const locker = new pg.Client({ connectionString: newOwner.url });
     await locker.connect();
+    await locker.query("begin");
+    await locker.query(lockSql);
+    const plan = await db().plan.findUniqueOrThrow({
+      where: { id: planId },
+      select: { shards: { orderBy: { ordinal: "asc" }, select: { database: { select: { name: true } } } } },
+    });
+    const name = plan.shards[ordinal]?.database.name as string;
+    return {
+      newOwner,
+      name,
+      locker,
+      async release() {
+        await locker.query("rollback").catch(() => {});
+        await locker.end().catch(() => {});
+      },
+    };
+  }
+
+  it("the pre-check gives up on it: aborted, saying which database, nothing frozen", {
+    timeout: 60_000,
+  }, async () => {
+    const TENANT = "7";
+    // What the pre-check reads on the new owner first (its reverse slot) cannot be read.
+    const hung = await lockOnNewOwner(
+      TENANT,
+      `lock table ${FENCE_SCHEMA}.reverse_slot in access exclusive mode`,
+    );
     try {
-      await locker.query("begin");
-      await locker.query(`lock table ${FENCE_SCHEMA}.fence_state in access exclusive mode`);
       const { cutoverId } = await requestCutover(operator, {
-        planId: plan.id,
+        planId,
+        tenantKey: TENANT,
+        reason: "new owner hangs in the pre-check",
+        budgetMs: BUDGET_MS,
+      });
+      // Ends while the new owner still does not answer (without the bound: "prechecking" for as
+      // long as the lock is held, past this wait).
+      const ended = await waitForCutoverEnd(cutoverId, 30_000);
+      expect(ended.status).toBe("aborted");
+      expect(ended.freezeStartedAt).toBeNull();
+      expect(ended.error).toContain(`no answer from ${hung.name}`);
+      expect(ended.error).toMatch(/nothing was frozen.*request the cutover again/);
+      const route = await db().tenantRoute.findUnique({
+        where: { planId_tenantKey: { planId, tenantKey: TENANT } },
+      });
+      expect(route?.frozen ?? false).toBe(false);
+      expect(route?.ownerDatabaseId ?? null).toBeNull();
+    } finally {
+      await hung.release();
+    }
+  });
+
+  it("aborts at the budget, the tenant unfrozen, and ends without waiting for it", {
+    timeout: 60_000,
+  }, async () => {
+    const TENANT = "5";
+    // The new owner's fence state cannot be read: nothing before the freeze reads it.
+    const hung = await lockOnNewOwner(
+      TENANT,
+      `lock table ${FENCE_SCHEMA}.fence_state in access exclusive mode`,
+    );
+    try {
+      const { cutoverId } = await requestCutover(operator, {
+        planId,
         tenantKey: TENANT,
         reason: "new owner hangs",
         budgetMs: BUDGET_MS,
       });
       // The freeze ends within the budget (plus the abort's map change): the map no longer holds
-      // the tenant's writes, its old owner still owns it. (The attempt itself may stay "aborting"
-      // until the new owner answers its fence sync: that is outside the freeze and the gate.)
+      // the tenant's writes, its old owner still owns it.
       const released = await waitFor(
         "the tenant's freeze to end",
         async () => {
           const row = await db().tenantCutover.findUniqueOrThrow({ where: { id: cutoverId } });
           const route = await db().tenantRoute.findUnique({
-            where: { planId_tenantKey: { planId: plan.id, tenantKey: TENANT } },
+            where: { planId_tenantKey: { planId, tenantKey: TENANT } },
           });
           return row.freezeStartedAt && route && !route.frozen ? { row, route, at: Date.now() } : null;
         },
-        45_000,
+        30_000,
       );
       expect(["aborting", "aborted"]).toContain(released.row.status);
       expect(released.route.ownerDatabaseId).toBeNull();
       expect(released.at - (released.row.freezeStartedAt as Date).getTime()).toBeLessThan(BUDGET_MS + 10_000);
-      await locker.query("rollback");
-      expect((await waitForCutoverEnd(cutoverId, 60_000)).status).toBe("aborted");
+      // The attempt ends while the new owner still does not answer: its fence sync is bounded.
+      const ended = await waitForCutoverEnd(cutoverId, 15_000);
+      expect(ended.status).toBe("aborted");
+      // The old owner's fence, which answers, no longer holds the tenant's writes.
+      const legacyFence = await readFenceState(legacy2.pool);
+      const map = await db().routingMap.findUniqueOrThrow({ where: { planId } });
+      expect(legacyFence?.mapVersion).toBe(Number(map.version));
+      // Once the new owner answers, the fence watch brings its fence up to the map.
+      await hung.release();
+      await waitFor(
+        "the new owner's fence to reach the map",
+        async () => {
+          const [fence, current] = await Promise.all([
+            readFenceState(hung.newOwner.pool),
+            db().routingMap.findUniqueOrThrow({ where: { planId } }),
+          ]);
+          return fence && fence.mapVersion === Number(current.version) ? fence : null;
+        },
+        20_000,
+      );
     } finally {
-      await locker.query("rollback").catch(() => {});
-      await locker.end().catch(() => {});
+      await hung.release();
     }
   });
 });

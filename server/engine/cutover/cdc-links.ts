@@ -28,6 +28,22 @@ export async function ensureReverseSlot(
   shard: pg.Pool,
   input: { planId: string; shardOrdinal: number; schema: SourceSchema },
 ): Promise<ReverseSlot> {
+  const found = await findReverseSlot(shard, input);
+  if (found) return found;
+  const slot = reverseSlotName(input.planId, input.shardOrdinal);
+  let pending = creating.get(slot);
+  if (!pending) {
+    pending = createReverseSlot(shard, input).finally(() => creating.delete(slot));
+    creating.set(slot, pending);
+  }
+  return pending;
+}
+
+/** The shard's reverse slot when it is ready (one read, no lock), else null. */
+export async function findReverseSlot(
+  shard: pg.Pool,
+  input: { planId: string; shardOrdinal: number },
+): Promise<ReverseSlot | null> {
   const slot = reverseSlotName(input.planId, input.shardOrdinal);
   const ready = await shard
     .query<{ slot_lsn: string; publication: string }>(
@@ -39,13 +55,7 @@ export async function ensureReverseSlot(
     )
     .catch(() => ({ rows: [] as { slot_lsn: string; publication: string }[] }));
   const row = ready.rows[0];
-  if (row) return { slot, slotLsn: parseLsn(row.slot_lsn), publication: row.publication };
-  let pending = creating.get(slot);
-  if (!pending) {
-    pending = createReverseSlot(shard, input).finally(() => creating.delete(slot));
-    creating.set(slot, pending);
-  }
-  return pending;
+  return row ? { slot, slotLsn: parseLsn(row.slot_lsn), publication: row.publication } : null;
 }
 
 /**

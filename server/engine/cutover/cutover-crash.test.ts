@@ -60,8 +60,14 @@ afterAll(async () => {
  */
 async function startWorkerProcess(pauseAt: string, lines: string[]): Promise<WorkerProcess> {
   process.env.SHARDSHIFT_CUTOVER_PAUSE_AT = pauseAt;
+  // Two of the held attempts (fencing, draining) are held inside the freeze gate; the one held at
+  // flipped must pass it too. With the default two slots it waited for ever when its pre-check
+  // ended last (the test failed now and then: "Timed out ... waiting for the worker to hold every
+  // attempt at its step", the flipped one only "claimed").
+  process.env.SHARDSHIFT_CUTOVER_FREEZES_AT_ONCE = String(STEPS.length);
   const worker = spawnWorker({ onLine: (line) => lines.push(line) });
   delete process.env.SHARDSHIFT_CUTOVER_PAUSE_AT;
+  delete process.env.SHARDSHIFT_CUTOVER_FREEZES_AT_ONCE;
   workers.push(worker);
   await worker.ready;
   return worker;

@@ -48,6 +48,7 @@ import { db } from "../store/db";
 import { recordEngineEvent } from "../store/movement-context";
 import {
   ensureReverseSlot,
+  findReverseSlot,
   legacyReverseOrigins,
   REVERSE_STREAM_WAIT_MS,
   reverseLagOnceStreaming,
@@ -505,14 +506,33 @@ async function precheck(ctx: Context, options: DriveOptions): Promise<void> {
     where: { planId: row.planId },
     select: { fenceInstalledAt: true },
   });
-  if (!map?.fenceInstalledAt) await installFencesOnce(ctx, options);
+  const all = ctx.fences.all.map((d) => d.name).join(", ");
+  if (!map?.fenceInstalledAt)
+    await answered(
+      ctx,
+      installFencesOnce(ctx, options),
+      PRECHECK_INSTALL_MS,
+      `one of ${all}`,
+      "installing the plan's fences",
+    );
   // The reverse stream's slot must exist before the shard owns the tenant: every write there from
   // the flip on is in its WAL after the slot's consistent point, so reverse CDC carries it back.
-  const reverse = await ensureReverseSlot(ctx.shard.pool, {
-    planId: row.planId,
-    shardOrdinal: ctx.shardOrdinal,
-    schema: ctx.schema,
-  });
+  const slotInput = { planId: row.planId, shardOrdinal: ctx.shardOrdinal, schema: ctx.schema };
+  const reverse =
+    (await answered(
+      ctx,
+      findReverseSlot(ctx.shard.pool, slotInput),
+      PRECHECK_ANSWER_MS,
+      ctx.shard.name,
+      "reading its reverse slot",
+    )) ??
+    (await answered(
+      ctx,
+      ensureReverseSlot(ctx.shard.pool, slotInput),
+      PRECHECK_SLOT_CREATE_MS,
+      ctx.shard.name,
+      "creating its reverse slot",
+    ));
   // Found now, not inside the freeze: the drain only polls it.
   ctx.origin =
     row.direction === "to-shard"
@@ -524,19 +544,47 @@ async function precheck(ctx: Context, options: DriveOptions): Promise<void> {
   // the five slowest freezes of 500 cutovers (bench: 2,000+ ms pre-checks, 450–660 ms freezes).
   const [forwardLag, reverseLag] = await Promise.all([
     row.direction === "to-shard" ? recentLagMs(row.planId, feedingStream(row.direction).metric) : null,
-    reverseLagOnceStreaming(ctx.shard.pool, reverse.slot),
+    answered(
+      ctx,
+      reverseLagOnceStreaming(ctx.shard.pool, reverse.slot),
+      REVERSE_STREAM_WAIT_MS + PRECHECK_ANSWER_MS,
+      ctx.shard.name,
+      "reading its reverse stream's lag",
+    ),
   ]);
   const lag = row.direction === "to-shard" ? forwardLag : reverseLag;
   // Sequences found, and set a first time, before the freeze: inside it only one quick pass remains.
-  ctx.sequences = await shardedSequences(ctx.from.pool, ctx.schema.tables);
-  await advanceSequences(ctx.from.pool, ctx.to.pool, ctx.sequences, SEQUENCE_LEAD);
+  ctx.sequences = await answered(
+    ctx,
+    shardedSequences(ctx.from.pool, ctx.schema.tables),
+    PRECHECK_ANSWER_MS,
+    ctx.from.name,
+    "listing the sharded tables' sequences",
+  );
+  await answered(
+    ctx,
+    advanceSequences(ctx.from.pool, ctx.to.pool, ctx.sequences, SEQUENCE_LEAD),
+    PRECHECK_ANSWER_MS,
+    `${ctx.to.name} (or ${ctx.from.name}, whose values it reads)`,
+    `setting ${ctx.to.name}'s sequences`,
+  );
   // Back to legacy: a reverse slot made again (ensureReverseSlot does so silently) streams only
   // what commits after its consistent point; when legacy's origin of the earlier slot stops below
   // it, the shard's writes in between never reached legacy, and this drain (on the new origin)
   // could not show it (break-pass3.test.ts).
   const gap =
     row.direction === "to-legacy"
-      ? reverseSlotGap(await legacyReverseOrigins(ctx.to.pool, reverse.slot), reverse.slotLsn, ctx.shard.name)
+      ? reverseSlotGap(
+          await answered(
+            ctx,
+            legacyReverseOrigins(ctx.to.pool, reverse.slot),
+            PRECHECK_ANSWER_MS,
+            ctx.to.name,
+            "reading its replication origins",
+          ),
+          reverse.slotLsn,
+          ctx.shard.name,
+        )
       : null;
   const blocker =
     (gap ? `${gap} Nothing was frozen.` : null) ??
@@ -552,6 +600,36 @@ async function precheck(ctx: Context, options: DriveOptions): Promise<void> {
 }
 
 class PrecheckFailed extends Error {}
+
+/**
+ * How long one call of the pre-check to a plan database may go unanswered (ms). Nothing is frozen
+ * yet, so there is no budget to keep, but an attempt waiting on a database that does not answer (a
+ * hung or partitioned server, whose socket says nothing for as long as TCP keeps it; a session
+ * holding a lock the call needs) holds one of the worker's scheduler slots and a promotion waiting
+ * for its end, for as long as that lasts. Each call is a catalog read or a setval that a healthy
+ * server answers in milliseconds; 10 s covers a loaded one and the wait for one of the cutover
+ * pool's connections when many attempts run at once, and still ends a hung one soon.
+ */
+export const PRECHECK_ANSWER_MS = 10_000;
+/**
+ * A reverse slot's creation (a tenant's first cutover to the shard) and the fences' install wait for
+ * the transactions running there (the slot's consistent point, the triggers' table locks): longer.
+ */
+const PRECHECK_SLOT_CREATE_MS = 60_000;
+const PRECHECK_INSTALL_MS = 60_000;
+
+/**
+ * `work`, or an abort that names who did not answer once `ms` passed first. The late call is not
+ * cancelled (a hung server answers no cancel either): a read is dropped, a slot or a fence made late
+ * is what the next attempt would make, a sequence is only ever raised.
+ */
+function answered<T>(ctx: Context, work: Promise<T>, ms: number, who: string, what: string): Promise<T> {
+  return byDeadline(work, Date.now() + ms, () => {
+    throw new Abort(
+      `The pre-check got no answer from ${who} within ${ms / 1000} s (${what}); nothing was frozen and tenant ${ctx.row.tenantKey} stays on ${ctx.from.name}. Check that ${who} answers (up, reachable, no session there holding a lock the cutover needs: pg_locks), then request the cutover again.`,
+    );
+  });
+}
 
 const FENCE_INSTALL_LOCK = 7_363_801;
 
@@ -915,18 +993,33 @@ function shardIdsOf(ctx: Context): string[] {
   return ctx.fences.shards.map((s) => s.databaseId);
 }
 
-/** Brings every fence up to the map, a few tries each; one left behind is the fence watch's to finish. */
-async function syncEveryFence(fences: PlanFences, options: DriveOptions): Promise<void> {
+/**
+ * Brings every fence up to the map, a few tries each; one left behind is the fence watch's to finish.
+ * With `answerWithinMs`, a database that does not answer within it is left to the watch at once (no
+ * retry: it would only wait again).
+ */
+async function syncEveryFence(
+  fences: PlanFences,
+  options: DriveOptions,
+  answerWithinMs?: number,
+): Promise<void> {
   let targets = fences.all;
   for (let attempt = 1; attempt <= 3 && targets.length > 0; attempt++) {
-    const outcomes = await syncPlanFences(fences, { only: targets });
-    const failed = new Set(outcomes.filter((o) => o.error).map((o) => o.database));
+    const outcomes = await syncPlanFences(fences, { only: targets, answerWithinMs });
+    const failed = new Set(outcomes.filter((o) => o.error && !o.unanswered).map((o) => o.database));
     for (const outcome of outcomes) {
       if (outcome.error) options.log(`fence on ${outcome.database}: ${outcome.error}`);
     }
     targets = targets.filter((t) => failed.has(t.name));
   }
 }
+
+/**
+ * How long the abort waits for each database's fence sync (ms). A healthy fence sync of an abort is
+ * one small transaction (tens of ms; the old owner's waits for the tenant's writers, which the
+ * freeze already ended); 5 s is well past that and still a prompt end.
+ */
+const ABORT_FENCE_ANSWER_MS = 5_000;
 
 /** Before the commit point: the old owner stays the owner, the freeze lifts. */
 async function abort(row: CutoverRow, options: DriveOptions, message: string): Promise<void> {
@@ -976,7 +1069,13 @@ async function abort(row: CutoverRow, options: DriveOptions, message: string): P
       }
     }
   });
-  await timed(options.timings, "fenceAll", () => syncEveryFence(fences, options));
+  // Bounded: the map already unfroze the tenant, and a database that does not answer (hung,
+  // partitioned, or a lock on its fence_state held) must not keep the attempt "aborting" for as long
+  // as that lasts — with its scheduler slot, and a promotion waiting for its end. Its fence stays
+  // behind the map (a stale fence refuses more, never less) and the fence watch brings it in line on
+  // its first round once it answers (this run's session, which holds the plan's fence-sync lock
+  // shared, has ended by then).
+  await timed(options.timings, "fenceAll", () => syncEveryFence(fences, options, ABORT_FENCE_ANSWER_MS));
   if (row.freezeStartedAt && freezeEndedAt)
     options.timings.freeze = freezeEndedAt.getTime() - row.freezeStartedAt.getTime();
   await advanceCutover(row, "aborted", { endedAt: new Date() }, { timings: options.timings });

@@ -146,6 +146,8 @@ export interface FenceSyncOutcome {
   /** The freeze position of the change written there (syncFence); absent when nothing changed. */
   lsn?: bigint;
   error?: string;
+  /** The database did not answer within the caller's answerWithinMs (the sync goes on by itself). */
+  unanswered?: boolean;
 }
 
 /**
@@ -161,35 +163,59 @@ export async function syncPlanFences(
     onLocked?: () => void | Promise<void>;
     /** A mover's own tenants, the only ones waited out (syncFence's lockOnly). */
     lockOnly?: readonly string[];
+    /**
+     * How long each database has to answer (ms): past it, its outcome is an error with `unanswered`
+     * set and its sync is left to end by itself (it is not cancelled: a hung server answers nothing,
+     * a cancel included). Without it, no bound.
+     */
+    answerWithinMs?: number;
   } = {},
 ): Promise<FenceSyncOutcome[]> {
   const targets = options.only ?? fences.all;
-  return Promise.all(
-    targets.map(async (target): Promise<FenceSyncOutcome> => {
-      let from = -1;
-      try {
-        const state = await readFenceState(target.pool);
-        if (!state || state.planId !== fences.planId) {
-          return { database: target.name, from, to: from, error: "no fence of this plan is installed there" };
-        }
-        from = state.mapVersion;
-        const { version, routes } = await routesSince(fences, from);
-        if (version <= from) return { database: target.name, from, to: from };
-        const { lsn } = await syncFence(target.pool, {
-          planId: fences.planId,
-          databaseName: target.name,
-          routes,
-          version,
-          lockTimeoutMs: options.lockTimeoutMs,
-          onLocked: options.onLocked,
-          lockOnly: options.lockOnly,
-        });
-        return { database: target.name, from, to: version, lsn };
-      } catch (error) {
-        return { database: target.name, from, to: from, error: (error as Error).message };
+  const bounded = (target: FencedDatabase, work: Promise<FenceSyncOutcome>): Promise<FenceSyncOutcome> => {
+    const ms = options.answerWithinMs;
+    if (ms === undefined) return work;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<FenceSyncOutcome>((resolve) => {
+      timer = setTimeout(
+        () =>
+          resolve({
+            database: target.name,
+            from: -1,
+            to: -1,
+            error: `did not answer within ${ms / 1000} s`,
+            unanswered: true,
+          }),
+        ms,
+      );
+    });
+    return Promise.race([work, late]).finally(() => clearTimeout(timer));
+  };
+  return Promise.all(targets.map((target) => bounded(target, syncOne(target))));
+  async function syncOne(target: FencedDatabase): Promise<FenceSyncOutcome> {
+    let from = -1;
+    try {
+      const state = await readFenceState(target.pool);
+      if (!state || state.planId !== fences.planId) {
+        return { database: target.name, from, to: from, error: "no fence of this plan is installed there" };
       }
-    }),
-  );
+      from = state.mapVersion;
+      const { version, routes } = await routesSince(fences, from);
+      if (version <= from) return { database: target.name, from, to: from };
+      const { lsn } = await syncFence(target.pool, {
+        planId: fences.planId,
+        databaseName: target.name,
+        routes,
+        version,
+        lockTimeoutMs: options.lockTimeoutMs,
+        onLocked: options.onLocked,
+        lockOnly: options.lockOnly,
+      });
+      return { database: target.name, from, to: version, lsn };
+    } catch (error) {
+      return { database: target.name, from, to: from, error: (error as Error).message };
+    }
+  }
 }
 
 /** Hash → tenant key, for the tenants this plan knows of (routes, census, the fence's rows). */
