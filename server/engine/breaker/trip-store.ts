@@ -65,6 +65,21 @@ export function driveTripAs(row: TripRow, lockSessionPid: number): void {
   lockHolders.set(row, lockSessionPid);
 }
 
+/**
+ * Whether the session of backend `pid` holds trip `tripId`'s lock now, the trip's row locked
+ * first (a worker that takes the lock over writes the row only after this transaction ends).
+ */
+export async function tripLockHeld(tx: WriteStore, tripId: string, pid: number): Promise<boolean> {
+  const [held] = await tx.$queryRaw<{ held: boolean }[]>`
+    select exists (select 1 from breaker_trip where id = ${tripId}::uuid for update)
+       and exists (select 1 from pg_locks l
+                   where l.pid = ${pid}::int and l.locktype = 'advisory'
+                     and l.classid = ${BREAKER_LOCK_CLASS}::oid
+                     and l.objid = (hashtext(${tripId}::text)::bigint & 4294967295)::oid
+                     and l.objsubid = 2 and l.granted) as held`;
+  return held?.held ?? false;
+}
+
 /** The update, conditional on the run's lock session (if any) still holding the trip's lock. */
 async function writeTrip(
   row: TripRow,
@@ -74,15 +89,7 @@ async function writeTrip(
   const pid = lockHolders.get(row);
   if (pid === undefined) return (await (store ?? db()).breakerTrip.updateMany(args)).count;
   const write = async (tx: WriteStore): Promise<number> => {
-    // The trip's row first: a worker that takes the lock over writes the row after this commits.
-    const [held] = await tx.$queryRaw<{ held: boolean }[]>`
-      select exists (select 1 from breaker_trip where id = ${row.id}::uuid for update)
-         and exists (select 1 from pg_locks l
-                     where l.pid = ${pid}::int and l.locktype = 'advisory'
-                       and l.classid = ${BREAKER_LOCK_CLASS}::oid
-                       and l.objid = (hashtext(${row.id}::text)::bigint & 4294967295)::oid
-                       and l.objsubid = 2 and l.granted) as held`;
-    if (!held?.held) {
+    if (!(await tripLockHeld(tx, row.id, pid))) {
       throw new TripStateConflict(
         `Breaker trip ${row.id}: this run's session no longer holds the trip's lock (another worker may drive it). This one stops.`,
       );
