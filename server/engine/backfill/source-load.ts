@@ -14,6 +14,7 @@
 // (`invalid input syntax for type integer: "<a value from some table>"`).
 import type pg from "pg";
 import { PostgresError } from "pg-error-enum";
+import { checkOut } from "../sql/pools";
 
 /** A load query that runs too long is itself a sign of load: it is cut off, and reported. */
 const LOAD_QUERY_TIMEOUT_MS = 2_000;
@@ -100,7 +101,7 @@ export async function sourceBusyReason(pool: pg.Pool, limits: SourceLoadLimits):
     return `legacy has ${active} active connections (limit ${limits.sourceBusyConnections})`;
   }
   if (limits.sourceLoadQuery) {
-    const client = await pool.connect();
+    const client = await checkOut(pool);
     let value: number;
     try {
       value = await readLoadQuery(client, limits.sourceLoadQuery);

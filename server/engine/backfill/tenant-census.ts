@@ -9,6 +9,7 @@
 import type pg from "pg";
 import type { TableInfo } from "../analysis/introspect";
 import { quoteIdent } from "../sql/identifiers";
+import { checkOut, connectionLost } from "../sql/pools";
 import { setLocalRenderingSql } from "../sql/rendering";
 import { db } from "../store/db";
 import { loadMovementContext, recordEngineEvent } from "../store/movement-context";
@@ -54,7 +55,9 @@ export async function runTenantCensus(planId: string): Promise<void> {
   const { startedAt } = movement;
   const ctx = await loadMovementContext(planId);
   const started = performance.now();
-  const source = await ctx.source.connect();
+  // Held idle while each table's counts are written to the control plane: guarded, so a session
+  // legacy ends meanwhile fails this census (retried) instead of the worker process.
+  const source = await checkOut(ctx.source);
   let tenants = 0;
   let failed = false;
   try {
@@ -104,14 +107,16 @@ export async function runTenantCensus(planId: string): Promise<void> {
     );
   } catch (error) {
     failed = true;
+    const ended = connectionLost(source);
+    const why = ended ? `legacy ended the census's connection (${ended.message})` : (error as Error).message;
     await recordEngineEvent(
       planId,
       "warn",
       "census",
-      `Counting rows per tenant failed (retried shortly): ${(error as Error).message}`,
+      `Counting rows per tenant failed (retried shortly): ${why}`,
     ).catch(() => {});
     throw error;
   } finally {
-    source.release(failed);
+    source.release(failed || connectionLost(source) !== undefined);
   }
 }

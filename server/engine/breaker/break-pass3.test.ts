@@ -24,6 +24,10 @@
 // 7. A run whose lock session is cut off without its client hearing it (a proxy drops it) while
 //    its fence waits: the worker takes the trip over; the stale run's give-up must not undo the
 //    worker's freeze nor end its attempt as failed.
+// 8. The same cut-off run whose fence goes on after the server ended its lock session: it recorded
+//    the trip's "fenced" and "drained" steps while the worker drove the trip, then hung in its flip
+//    on the dead session. Its trip writes are now conditional on its session holding the lock
+//    (trip-store.ts): the first changes nothing and the run stops.
 import net from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -678,6 +682,128 @@ describe("break pass 3 of the rollback breaker", () => {
         60_000,
       );
       await writer.query("commit");
+      const ended = await tripEnd(tripId);
+      expect(ended.status, `${ended.error ?? ""} | ${staleLog.join(" | ")}`).toBe("rolled_back");
+      expect(ended.attempts).toBe(2);
+      const routes = await db().tenantRoute.findMany({ where: { planId, tenantKey: { in: deadlockSet } } });
+      for (const r of routes)
+        expect({ owner: r.ownerDatabaseId, frozen: r.frozen }).toEqual({ owner: null, frozen: false });
+      await fencesEqualMap();
+    } finally {
+      await writer.query("rollback").catch(() => {});
+      await writer.end().catch(() => {});
+      for (const { down, up } of pairs) {
+        down.destroy();
+        up.destroy();
+      }
+      proxy.close();
+      await run?.stop().catch(() => {});
+    }
+    expect(unhandled).toEqual([]);
+  });
+  /** Whether the stale run's lock session has ended on the control plane's server. */
+  async function staleSessionGone(): Promise<boolean> {
+    const { rows } = await control.pool.query<{ n: number }>(
+      "select count(*)::int as n from pg_stat_activity where application_name = 'bp3-stale2'",
+    );
+    return rows[0]?.n === 0;
+  }
+
+  it("a run cut off from its lock without hearing it records no step of the trip once the lock is gone", {
+    timeout: 180_000,
+  }, async () => {
+    unhandled.length = 0;
+    for (const t of deadlockSet) {
+      const route = await db().tenantRoute.findUnique({
+        where: { planId_tenantKey: { planId, tenantKey: t } },
+      });
+      if (!route?.ownerDatabaseId) await cutOver(t); // rolled back by test 1
+    }
+    // The stale run's lock session goes through a proxy that can cut it off silently: the server
+    // ends the session (the lock is free), the run's client hears nothing.
+    const target = new URL(control.url);
+    const pairs: { down: net.Socket; up: net.Socket }[] = [];
+    const proxy = net.createServer((down) => {
+      const up = net.connect(Number(target.port || 5432), target.hostname);
+      down.on("error", () => {});
+      up.on("error", () => {});
+      down.pipe(up);
+      up.pipe(down);
+      pairs.push({ down, up });
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const via = new URL(control.url);
+    via.hostname = "127.0.0.1";
+    via.port = String((proxy.address() as net.AddressInfo).port);
+    const lock = new pg.Client({ connectionString: via.toString(), application_name: "bp3-stale2" });
+    lock.on("error", () => {});
+    await lock.connect();
+    // A writer of the set on shard-0: the stale run's fence waits for it until the server has
+    // ended the stale run's lock session; then the fence goes on and the run writes its "fenced".
+    const writer = new pg.Client({ connectionString: shardAt(0).url });
+    writer.on("error", () => {});
+    await writer.connect();
+    await writer.query("begin");
+    await insertInvoice(writer, deadlockSet[0] ?? "", 333);
+    const staleLog: string[] = [];
+    let run: ReturnType<typeof startRollbackRun> | null = null;
+    try {
+      // The trip, its lock taken by the stale run's session before the worker can see it.
+      const tripId = await db().$transaction(async (tx) => {
+        const { tripId: id } = await emitTrip(
+          tx,
+          {
+            planId,
+            scope: { kind: "tenants", tenants: deadlockSet },
+            trigger: "manual",
+            actor,
+            reason: "stale run, step",
+            budgetMs: 6_000,
+            tenantCount: deadlockSet.length,
+          },
+          auditTripAs(actor),
+        );
+        await lock.query("select pg_advisory_lock($1, hashtext($2))", [BREAKER_LOCK_CLASS, id]);
+        return id;
+      });
+      const engine = systemActor("bp3-stale", "engine@shardshift");
+      run = startRollbackRun(tripId, {
+        worker: "stale2",
+        controlPlaneUrl: control.url,
+        audit: auditRoutingChangesAs(engine),
+        breakerAudit: auditBreakerEventsAs(engine),
+        auditDraft: draftRoutingAuditAs(engine),
+        connection: lock,
+        log: (m) => {
+          staleLog.push(m);
+          if (/\] froze \d+ tenants/.test(m)) {
+            for (const { down, up } of pairs) {
+              down.unpipe(up);
+              up.unpipe(down);
+              up.destroy();
+            }
+          }
+        },
+      });
+      // The server ends the stale run's session (its lock is free: the worker may take the trip
+      // over); the stale run heard nothing. Then its fence completes.
+      await waitFor(
+        "the stale run's lock session to end on the server",
+        async () => {
+          if (!staleLog.some((l) => /\] froze \d+ tenants/.test(l))) return false;
+          return staleSessionGone();
+        },
+        30_000,
+      );
+      await writer.query("commit");
+      // Its next write of the trip (the fence's step) changes nothing, and the run stops.
+      await waitFor(
+        "the stale run to stop at its next write of the trip",
+        async () => staleLog.some((l) => /no longer holds the trip's lock/.test(l)),
+        30_000,
+      ).catch((error: Error) => {
+        throw new Error(`${error.message}: ${staleLog.join(" | ")}`);
+      });
       const ended = await tripEnd(tripId);
       expect(ended.status, `${ended.error ?? ""} | ${staleLog.join(" | ")}`).toBe("rolled_back");
       expect(ended.attempts).toBe(2);

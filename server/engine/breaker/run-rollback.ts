@@ -68,6 +68,8 @@ import {
 } from "./trip-map-change";
 import {
   advanceTrip,
+  BREAKER_LOCK_CLASS,
+  driveTripAs,
   noteTripStep,
   readTrip,
   stepOf,
@@ -77,7 +79,7 @@ import {
 } from "./trip-store";
 
 /** Advisory lock class (two-int form) of a trip: held by the session of the worker driving it. */
-export const BREAKER_LOCK_CLASS = 7_363_900;
+export { BREAKER_LOCK_CLASS };
 
 /** The engine's breaker events in the audit log (the process injects a system actor's writer). */
 export type BreakerAuditWriter = (
@@ -234,6 +236,10 @@ async function lockedRoutes(
 async function driveTrip(tripId: string, options: DriveOptions): Promise<void> {
   const row = await readTrip(tripId);
   if (!row) return;
+  // Every step this run records is written only while its session still holds the trip's lock
+  // (trip-store.ts): a run cut off from it without hearing it changes nothing and stops.
+  const lockPid = (options.control as unknown as { processID: number | null }).processID;
+  if (lockPid) driveTripAs(row, lockPid);
   if (row.status === "tripped") {
     // How long the trip waited for a worker (its row's creation → read here): on the click→flip path.
     options.log(`picked up ${Date.now() - row.createdAt.getTime()} ms after the trip`);
@@ -311,7 +317,7 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
     const lost = options.lockLost();
     if (error instanceof TripStateConflict || options.stopping() || lost !== null) {
       options.log(
-        `${(error as Error).name} while rolling back${options.stopping() ? " (stopping)" : ""}${lost === null ? "" : ` (the trip's lock was lost: ${lost})`}: left for recovery`,
+        `${(error as Error).name} while rolling back${options.stopping() ? " (stopping)" : ""}${lost === null ? "" : ` (the trip's lock was lost: ${lost})`} (${(error as Error).message.slice(0, 200)}): left for recovery`,
       );
       throw error;
     }

@@ -8,7 +8,7 @@ import type { TBreakerScope } from "../../schemas/breaker";
 import { loadPlanFences } from "../routing/plan-fences";
 import { db } from "../store/db";
 import { cutoversOfScope, tenantsInScope } from "./scope";
-import { readTrip } from "./trip-store";
+import { readTrip, tripLockHeld } from "./trip-store";
 
 const NOBODY = "00000000-0000-0000-0000-000000000000";
 
@@ -27,7 +27,8 @@ export async function warmRollbackPath(): Promise<void> {
     quietly(readTrip(NOBODY)),
     quietly(loadPlanFences(NOBODY)),
     quietly(db().dataMovement.findUnique({ where: { planId: NOBODY }, select: { status: true } })),
-    // advanceTrip's and noteTripStep's writes, matching no row.
+    // advanceTrip's and noteTripStep's writes, matching no row, and their check of the lock.
+    quietly(db().$transaction((tx) => tripLockHeld(tx, NOBODY, 0))),
     quietly(
       db().breakerTrip.updateMany({
         where: { id: NOBODY, status: "tripped" },

@@ -14,6 +14,7 @@
 import type pg from "pg";
 import type { SourceSchema } from "../analysis/introspect";
 import { FENCE_SCHEMA } from "../routing/fence-sql";
+import { checkOut } from "../sql/pools";
 import {
   createPublication,
   createSlot,
@@ -71,7 +72,7 @@ export async function ensureReverseSlot(
   const tables = input.schema.tables
     .filter((t) => t.kind === "sharded")
     .map((t) => ({ schema: t.schema, table: t.name }));
-  const client = await shard.connect();
+  const client = await checkOut(shard);
   try {
     await client.query("select pg_advisory_lock($1, hashtext($2))", [REVERSE_SLOT_LOCK_CLASS, slot]);
     try {

@@ -33,6 +33,7 @@
 import pg from "pg";
 import type { TableInfo } from "../analysis/introspect";
 import { parseLsn } from "../cdc/slot";
+import { checkOut } from "../sql/pools";
 import {
   advanceFenceVersionSql,
   dropFenceSql,
@@ -78,7 +79,7 @@ export interface FenceRoute {
 type Queryable = Pick<pg.ClientBase, "query">;
 
 async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+  const client = await checkOut(pool);
   try {
     await client.query("begin");
     const result = await fn(client);

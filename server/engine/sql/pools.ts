@@ -20,6 +20,11 @@ export function enginePool(url: string, max = 6, purpose = "engine"): pg.Pool {
     });
     // A broken idle connection must not crash the worker; the next checkout gets a fresh one.
     pool.on("error", () => {});
+    // And one the server ends while it is checked out (idle between statements, or in one): every
+    // client of an engine pool hears its 'error' for its whole life, whoever checks it out.
+    pool.on("connect", (client) => {
+      guardClient(client);
+    });
     pools.set(key, pool);
   }
   return pool;
@@ -41,17 +46,34 @@ export async function closeEnginePools(): Promise<void> {
   await Promise.all(all.map((p) => p.end().catch(() => {})));
 }
 
-const guarded = new WeakSet<pg.PoolClient>();
+const guarded = new WeakSet<pg.ClientBase>();
+const lost = new WeakMap<pg.ClientBase, Error>();
 
 /**
- * A checked-out client has no pool listener: an error between queries (a server restart) would be
- * unhandled and kill the worker. Long-held clients get one listener, once; the next query on a
- * broken client fails and the caller retries with a fresh one.
+ * A checked-out client has no pool listener: a session the server ends while the client is held
+ * (pg_terminate_backend, a restart; idle between statements or inside one) emits an 'error' that,
+ * unheard, is an uncaught exception and ends the worker process. Every client held across awaits
+ * gets one listener, once, for its life; the next query on the broken client fails, the caller
+ * fails or retries with a fresh one, and the pool does not take back a client that is no longer
+ * queryable. Engine pools (enginePool) guard every client they make; other pools' clients are
+ * guarded where they are checked out.
  */
-export function guardClient<T extends pg.PoolClient>(client: T): T {
+export function guardClient<T extends pg.ClientBase>(client: T): T {
   if (!guarded.has(client)) {
-    client.on("error", () => {});
+    client.on("error", (error: Error) => {
+      if (!lost.has(client)) lost.set(client, error);
+    });
     guarded.add(client);
   }
   return client;
+}
+
+/** The error a guarded client heard when the server ended its session, if it did. */
+export function connectionLost(client: pg.ClientBase): Error | undefined {
+  return lost.get(client);
+}
+
+/** Checks a client out of `pool`, guarded (see guardClient). */
+export async function checkOut(pool: pg.Pool): Promise<pg.PoolClient> {
+  return guardClient(await pool.connect());
 }
