@@ -226,6 +226,8 @@ interface Context {
   shardOrdinal: number;
   /** The sharded tables' sequences (found before the freeze). */
   sequences: string[];
+  /** What the pre-check's pass left each sequence at on the new owner, at least (never lowered). */
+  sequencesOnNew: Map<string, bigint>;
   slotName: string;
   slotLsn: bigint;
   /** The origin on N that records how far the feeding stream applied O's WAL (found in the pre-check). */
@@ -264,6 +266,7 @@ async function loadContext(row: CutoverRow): Promise<Context> {
     shard,
     shardOrdinal: fences.shards.indexOf(shard),
     sequences: [],
+    sequencesOnNew: new Map(),
     slotName: movement.slotName,
     slotLsn: parseLsn(movement.slotLsn ?? "0/0"),
     origin: null,
@@ -561,13 +564,14 @@ async function precheck(ctx: Context, options: DriveOptions): Promise<void> {
     ctx.from.name,
     "listing the sharded tables' sequences",
   );
-  await answered(
+  const lead = await answered(
     ctx,
     advanceSequences(ctx.from.pool, ctx.to.pool, ctx.sequences, SEQUENCE_LEAD),
     PRECHECK_ANSWER_MS,
     `${ctx.to.name} (or ${ctx.from.name}, whose values it reads)`,
     `setting ${ctx.to.name}'s sequences`,
   );
+  ctx.sequencesOnNew = new Map(lead.map((b) => [b.sequence, b.newOwner]));
   // Back to legacy: a reverse slot made again (ensureReverseSlot does so silently) streams only
   // what commits after its consistent point; when legacy's origin of the earlier slot stops below
   // it, the shard's writes in between never reached legacy, and this drain (on the new origin)
@@ -799,11 +803,15 @@ async function drainAndFlip(ctx: Context, options: DriveOptions): Promise<void> 
       })),
     ),
     timed(options.timings, "sequences", () =>
-      byDeadline(advanceSequences(ctx.from.pool, ctx.to.pool, ctx.sequences), deadline, () => {
-        throw new Abort(
-          `The sequences of ${ctx.to.name} were not set when the ${row.budgetMs} ms freeze budget ran out (a database did not answer); the cutover was aborted and writes resumed on ${ctx.from.name}.`,
-        );
-      }),
+      byDeadline(
+        advanceSequences(ctx.from.pool, ctx.to.pool, ctx.sequences, 0n, ctx.sequencesOnNew),
+        deadline,
+        () => {
+          throw new Abort(
+            `The sequences of ${ctx.to.name} were not set when the ${row.budgetMs} ms freeze budget ran out (a database did not answer); the cutover was aborted and writes resumed on ${ctx.from.name}.`,
+          );
+        },
+      ),
     ),
     byDeadline(
       readFenceState(ctx.to.pool).catch(() => null),

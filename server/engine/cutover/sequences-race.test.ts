@@ -102,6 +102,24 @@ describe("carrying sequences to a new owner", () => {
     }
   }, 30_000);
 
+  it("the pass inside a freeze does not ask the new owner when the pass before it left it past the floor", async () => {
+    const lead = await advanceSequences(highOwner.pool, target.pool, [SEQ], SEQUENCE_LEAD);
+    const known = new Map(lead.map((b) => [b.sequence, b.newOwner]));
+    // A new owner that cannot be reached: asking it at all fails the pass.
+    const unreachable = new pg.Pool({ connectionString: "postgres://nobody@127.0.0.1:1/none", max: 1 });
+    unreachable.on("error", () => {});
+    try {
+      const bumps = await advanceSequences(highOwner.pool, unreachable, [SEQ], 0n, known);
+      expect(bumps).toEqual([{ sequence: SEQ, oldOwner: 5_000_000n, newOwner: known.get(SEQ) }]);
+      // Past what is known (the old owner went on inserting beyond the lead), it is asked again.
+      await expect(
+        advanceSequences(highOwner.pool, unreachable, [SEQ], 0n, new Map([[SEQ, 5_000_000n]])),
+      ).rejects.toThrow();
+    } finally {
+      await unreachable.end();
+    }
+  }, 30_000);
+
   it("ends past the highest old owner's value when two setters race", async () => {
     for (let round = 0; round < 150; round++) {
       await target.pool.query("select setval($1, 1)", [SEQ]);
