@@ -4,9 +4,9 @@ import { describe, expect, it } from "vitest";
 import { freezesAtOnce } from "./cutover-scheduler";
 
 describe("SHARDSHIFT_CUTOVER_FREEZES_AT_ONCE", () => {
-  it("defaults to 2 and takes a whole number from 1 to 64", () => {
-    expect(freezesAtOnce(undefined)).toBe(2);
-    expect(freezesAtOnce(" ")).toBe(2);
+  it("defaults to 1 and takes a whole number from 1 to 64", () => {
+    expect(freezesAtOnce(undefined)).toBe(1);
+    expect(freezesAtOnce(" ")).toBe(1);
     expect(freezesAtOnce("1")).toBe(1);
     expect(freezesAtOnce("8")).toBe(8);
   });
