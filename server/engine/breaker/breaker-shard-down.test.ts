@@ -18,6 +18,7 @@ import { createRouter, httpMapSource, type Router } from "../../../sdk";
 import { db } from "../../db";
 import { loadDemoDataset } from "../../demo/dataset";
 import { ensureDatabase } from "../../embedded/embedded-server";
+import { ZPlanSettings } from "../../schemas/plan";
 import { systemActor } from "../../services/actor";
 import { rearmBreaker } from "../../services/breaker/breaker";
 import { controlDataMovement, startDataMovement } from "../../services/movement/movement";
@@ -36,7 +37,9 @@ import { waitFor } from "../../testing/worker-process";
 import { startWorker, type Worker } from "../../worker";
 import { reverseSlotName } from "../cdc/reverse-slot";
 import { parseLsn, readSlotStatus } from "../cdc/slot";
+import { loadMeasuredFacts } from "../gates/load-facts";
 import { flushLsnMetric, probeShards } from "../gates/shard-probe";
+import { tripRules } from "../gates/trip-rules";
 import { hashPlacement } from "../router/placement";
 import { ruleActorEmail } from "./auto-trip";
 
@@ -54,7 +57,11 @@ let router: Router | null = null;
 const actor = systemActor("breaker-shard-down", "engineer@test");
 const admin = { id: "admin-1", email: "admin@test", role: "admin" as const, requestId: "bsd-admin" };
 const note = (m: string) => console.log(`${new Date().toISOString()} ${m}`);
+/** The worker's last lines, printed when a wait times out (CI keeps only what is printed). */
+const recent: string[] = [];
 const log = (m: string) => {
+  recent.push(`${new Date().toISOString()} ${m}`);
+  if (recent.length > 150) recent.shift();
   if (process.env.BREAKER_TEST_LOG) note(m);
 };
 
@@ -362,14 +369,27 @@ describe("the breaker trips by itself on a shard that is down", () => {
         count: 3,
       },
     });
+    // Up to 180 s: in a whole-suite run on 2 cores, 60 s once passed without the trip (the rule is
+    // judged every 3 s); what the rules said and the worker's last lines are printed if it times out.
     const stray = await waitFor(
       "a stray-writes trip",
       async () => {
         const t = await newestTripOf(plan.id);
         return t?.trigger === "stray-writes" ? t : null;
       },
-      60_000,
-    );
+      180_000,
+    ).catch(async (error: unknown) => {
+      const current = ZPlanSettings.parse(
+        (await db().plan.findUniqueOrThrow({ where: { id: plan.id } })).settings,
+      );
+      const facts = await loadMeasuredFacts(plan.id, current);
+      note(`rules now: ${JSON.stringify(tripRules(facts, current).map((j) => [j.id, j.verdict, j.reason]))}`);
+      note(
+        `newest trip: ${JSON.stringify(await newestTripOf(plan.id), (_, v) => (typeof v === "bigint" ? v.toString() : v))}`,
+      );
+      note(`worker's last lines:\n${recent.join("\n")}`);
+      throw error;
+    });
     expect(stray.scope).toEqual({ kind: "all" });
     const audit = await db().auditEvent.findFirstOrThrow({
       where: { planId: plan.id, action: "breaker.trip", targetId: stray.id },
