@@ -81,7 +81,7 @@ const numericFields: {
   {
     key: "parityRowsPerSecond",
     label: "Parity check rate limit (rows/s)",
-    hint: "Rows hashed per second by parity checks, so they do not starve production.",
+    hint: "Rows hashed per second by parity checks on each server (legacy and every shard), so they do not starve production.",
   },
   {
     key: "cdcLagThresholdMs",

@@ -65,7 +65,12 @@ export interface BenchOptions {
   verbose: boolean;
   /** The steps to run (null: all of them). */
   only: ReadonlySet<BenchStep> | null;
+  /** What the busy-worker lag test runs beside CDC: a diagnostic split of its load. */
+  busyLoad: BusyLoad;
 }
+
+export const BUSY_LOADS = ["both", "parity", "backfill"] as const;
+export type BusyLoad = (typeof BUSY_LOADS)[number];
 
 export const DEFAULT_BENCH_OPTIONS: BenchOptions = {
   rows: 1_000_000,
@@ -92,6 +97,7 @@ export const DEFAULT_BENCH_OPTIONS: BenchOptions = {
   out: null,
   verbose: false,
   only: null,
+  busyLoad: "both",
 };
 
 export const BENCH_USAGE = `Usage: npm run bench -- [options]
@@ -115,8 +121,9 @@ export const BENCH_USAGE = `Usage: npm run bench -- [options]
   --promotion-tenants N  tenants in the cohort the promotion step promotes (default ${DEFAULT_BENCH_OPTIONS.promotionTenants})
   --promotion-seconds N  the promotion step's deadline: stopped there, what it reached reported (default ${DEFAULT_BENCH_OPTIONS.promotionSeconds})
   --only A,B             run only these steps (${BENCH_STEPS.join(", ")}); e.g. --only parity,busy
+  --busy-load L          the busy-worker test's load: both (default), parity or backfill alone
   --out FILE             also write every figure as JSON to FILE
-  --verbose              print the PostgreSQL servers' log lines too
+  --verbose              print the PostgreSQL servers' log lines too, and each lag test per second
   --help                 show this text`;
 
 export class BenchUsageError extends Error {}
@@ -176,6 +183,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions | null 
     out: v.out ?? null,
     verbose: v.verbose ?? false,
     only: parseOnly(v.only),
+    busyLoad: parseBusyLoad(v["busy-load"]),
   };
   if (options.cutoverTenants > options.tenants) {
     throw new BenchUsageError(
@@ -195,6 +203,14 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions | null 
   if (options.throttle > 1_000_000) throw new BenchUsageError("--throttle is at most 1,000,000 rows/s.");
   if (options.portBase + 1 + options.shards > 65_535) throw new BenchUsageError("--port-base is too high.");
   return options;
+}
+
+function parseBusyLoad(text: string | undefined): BusyLoad {
+  if (text === undefined) return DEFAULT_BENCH_OPTIONS.busyLoad;
+  if (!(BUSY_LOADS as readonly string[]).includes(text)) {
+    throw new BenchUsageError(`--busy-load takes one of ${BUSY_LOADS.join(", ")}; got "${text}".`);
+  }
+  return text as BusyLoad;
 }
 
 function parseOnly(text: string | undefined): ReadonlySet<BenchStep> | null {
@@ -237,6 +253,7 @@ function parse(argv: readonly string[]) {
       "promotion-seconds": { type: "string" },
       out: { type: "string" },
       only: { type: "string" },
+      "busy-load": { type: "string" },
       verbose: { type: "boolean" },
       help: { type: "boolean" },
     },

@@ -194,6 +194,28 @@ export async function readLagTimeline(targets: readonly pg.Pool[]): Promise<numb
   return [...worst].sort((a, b) => a[0] - b[0]).map(([, lag]) => lag);
 }
 
+/** Each second of the test's lag p50 and p99 (all targets' probes together), in order. */
+export async function readLagPerSecond(targets: readonly pg.Pool[]): Promise<{ p50: number; p99: number }[]> {
+  const lags = new Map<number, number[]>();
+  for (const t of targets) {
+    const { rows } = await t.query<{ s: string; lag: number }>(
+      "select floor(extract(epoch from sent_at))::bigint::text as s, lag_ms as lag from public.bench_arrival",
+    );
+    for (const r of rows) {
+      const second = lags.get(Number(r.s)) ?? [];
+      second.push(r.lag);
+      lags.set(Number(r.s), second);
+    }
+  }
+  return [...lags]
+    .sort((a, b) => a[0] - b[0])
+    .map(([, values]) => {
+      const sorted = values.sort((a, b) => a - b);
+      const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+      return { p50: at(0.5), p99: at(0.99) };
+    });
+}
+
 /** Applied rows per second: from the first probe's commit-side timestamp to the last arrival. */
 export async function readApplyThroughput(
   targets: readonly pg.Pool[],

@@ -38,7 +38,7 @@ import { loadDemoDataset } from "@/server/demo/dataset";
 import { ensureDatabase } from "@/server/embedded/embedded-server";
 import { introspectSource, type SourceSchema } from "@/server/engine/analysis/introspect";
 import { currentWalLsn, readSlotStatus } from "@/server/engine/cdc/slot";
-import { readStageTrace } from "@/server/engine/cdc/stage-trace";
+import { readLoopDelayTrace, readStageTrace } from "@/server/engine/cdc/stage-trace";
 import { hashPlacement } from "@/server/engine/router/placement";
 import { withClient } from "@/server/engine/sql/connect";
 import { spawnWorker } from "@/server/testing/worker-process";
@@ -78,6 +78,7 @@ import {
   PROBE_TABLE_SQL,
   type ProbeDriveResult,
   readApplyThroughput,
+  readLagPerSecond,
   readLagSummary,
   readLagTimeline,
   readTenantIds,
@@ -209,6 +210,10 @@ async function measureLag(
   if (options.verbose) {
     const timeline = await readLagTimeline(targets);
     log(`    ${what}: worst lag per 250 ms (ms): ${timeline.map((v) => v.toFixed(0)).join(" ")}`);
+    const seconds = await readLagPerSecond(targets);
+    log(
+      `    ${what}: lag p50/p99 per second (ms): ${seconds.map((v) => `${v.p50.toFixed(1)}/${v.p99.toFixed(0)}`).join(" ")}`,
+    );
   }
   log(
     `    ${what}: ${paced.inserted} rows at ${paced.writesPerSecond.toFixed(0)} writes/s; lag p50 ${lag.p50.toFixed(1)} ms, p99 ${lag.p99.toFixed(1)} ms, max ${lag.max.toFixed(1)} ms`,
@@ -388,7 +393,10 @@ export async function runBench(
     // The worker's CDC writes per-transaction stage timestamps here (stage-trace.ts).
     const tracePath = path.join(os.tmpdir(), `shardshift-cdc-trace-${process.pid}.txt`);
     process.env.SHARDSHIFT_CDC_TRACE = tracePath;
-    cleanup.push("delete the CDC stage trace", async () => fs.rmSync(tracePath, { force: true }));
+    cleanup.push("delete the CDC stage trace", async () => {
+      fs.rmSync(tracePath, { force: true });
+      fs.rmSync(`${tracePath}.loop`, { force: true });
+    });
     const stagesOf = (what: string, window: { from: Date; to: Date }) => {
       const stages = readStageTrace(tracePath, window.from.getTime(), window.to.getTime());
       const toRead = summarizeLags(stages.toRead);
@@ -397,7 +405,14 @@ export async function runBench(
         `    ${what}: stages (ms, p50 / p99 / max): source commit → in our worker ${toRead.p50.toFixed(2)} / ${toRead.p99.toFixed(2)} / ${toRead.max.toFixed(1)}; ` +
           `→ apply returned ${toApplied.p50.toFixed(2)} / ${toApplied.p99.toFixed(2)} / ${toApplied.max.toFixed(1)}`,
       );
-      return { toRead, toApplied };
+      const loop = readLoopDelayTrace(tracePath, window.from.getTime(), window.to.getTime());
+      if (loop) {
+        log(
+          `    ${what}: the CDC thread: event-loop delay worst second's p99 ${loop.p99.toFixed(1)} ms, max ${loop.max.toFixed(1)} ms; ` +
+            `per second ${loop.onCpuMsPerS.toFixed(0)} ms on a core, ${loop.waitingMsPerS.toFixed(0)} ms waiting for one`,
+        );
+      }
+      return { toRead, toApplied, loop };
     };
     // The bench trips the breaker itself and puts tenants on shards by map changes that leave stray
     // writes behind: a rule tripping on its own would roll a round's tenants back before its click.
@@ -579,6 +594,7 @@ export async function runBench(
                   measuredPlanId: planId,
                   otherPlanId,
                   backfillRate,
+                  load: options.busyLoad,
                 });
               },
             );
@@ -588,6 +604,11 @@ export async function runBench(
               `    busy worker: ${summary.parityPasses} full parity pass(es) (${summary.paritySeconds.map((v) => `${v.toFixed(1)} s`).join(", ")}), ${summary.backfillRows.toLocaleString("en-US")} rows backfilled for the other plan at ${backfillRate} rows/s; ${summary.parityMismatched} table(s) with tenants that differed at the pass's scan` +
                 `${summary.backfillDoneEarly ? " (its backfill finished before the test ended)" : ""}`,
             );
+            if (options.busyLoad !== "both") {
+              report.note(
+                `--busy-load ${options.busyLoad}: the busy-worker figures had only the ${options.busyLoad === "parity" ? "full parity pass" : "other plan's backfill"} beside CDC, not both.`,
+              );
+            }
             if (summary.backfillDoneEarly) {
               report.note("The other plan's backfill finished before the busy-worker lag test ended.");
             }
@@ -652,6 +673,7 @@ export async function runBench(
                     measuredPlanId: planId,
                     otherPlanId: busy.otherPlanId,
                     backfillRate: busy.backfillRate,
+                    load: options.busyLoad,
                     again: true,
                   });
                 },

@@ -12,6 +12,7 @@ import { ensureDatabase } from "@/server/embedded/embedded-server";
 import { type ParityCheckJob, QUEUES, startQueue } from "@/server/jobs/queue";
 import { type BenchCluster, runSql } from "./cluster";
 import { backfillProgress, cancelMovement, createOtherBenchPlan, startThrottledBackfill } from "./movement";
+import type { BusyLoad } from "./options";
 import { sleep } from "./stats";
 
 export const OTHER_LEGACY_DB = "monolith_b";
@@ -67,15 +68,20 @@ export async function startWorkerLoad(options: {
   backfillRate: number;
   /** The other plan's movement ran before (an earlier load): its shards are emptied first. */
   again?: boolean;
+  /** Run only one of the two (a diagnostic: which of them stretches the lag). Default both. */
+  load?: BusyLoad;
 }): Promise<WorkerLoad> {
   const { controlUrl, measuredPlanId, otherPlanId } = options;
   const startedAt = new Date();
-  await startThrottledBackfill(otherPlanId, options.backfillRate, options.again ?? false);
+  const parts = options.load ?? "both";
+  if (parts !== "parity")
+    await startThrottledBackfill(otherPlanId, options.backfillRate, options.again ?? false);
   const boss = await startQueue(controlUrl, { supervise: false });
   const job: ParityCheckJob = { planId: measuredPlanId, kind: "full" };
-  await boss.send(QUEUES.parityCheck, job, { singletonKey: `parity-${measuredPlanId}` });
+  if (parts !== "backfill")
+    await boss.send(QUEUES.parityCheck, job, { singletonKey: `parity-${measuredPlanId}` });
   // The pass takes a moment to start: the test begins once it runs.
-  for (let waited = 0; waited < 30_000; waited += 200) {
+  for (let waited = 0; parts !== "backfill" && waited < 30_000; waited += 200) {
     const rows = await runSql<{ n: number }>(
       controlUrl,
       "select count(*)::int as n from parity_run where plan_id = $1::uuid and kind = 'full' and started_at >= $2",
@@ -96,7 +102,7 @@ export async function startWorkerLoad(options: {
         [measuredPlanId, startedAt],
       );
       await boss.stop({ graceful: false });
-      await cancelMovement(otherPlanId, "bench: interference test done");
+      if (parts !== "parity") await cancelMovement(otherPlanId, "bench: interference test done");
       return {
         parityPasses: passes.length,
         paritySeconds: passes.map((p) => p.seconds),

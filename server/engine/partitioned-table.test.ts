@@ -143,8 +143,11 @@ describe("a partitioned table on legacy", () => {
       hashPlacement(shards.length),
       { ...schema, tables: schema.tables.filter((t) => t.name === "orders") },
       undefined,
-      async (rows) => {
-        expected.push(rows);
+      {
+        maxChunkRows: null,
+        async take(side, rows) {
+          if (side === 0) expected.push(rows);
+        },
       },
       4,
     );

@@ -496,19 +496,22 @@ describe("break pass 3 of the rollback breaker", () => {
         hashPlacement(2),
         schema,
         undefined,
-        async () => {
-          if (killed) return;
-          killed = true;
-          await legacy.pool.query(
-            "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'bp3-parity'",
-          );
-          await waitFor(
-            "the parity session's socket to close",
-            async () =>
-              (client as unknown as { connection?: { stream?: { destroyed?: boolean } } } | null)?.connection
-                ?.stream?.destroyed === true,
-            10_000,
-          );
+        {
+          maxChunkRows: null,
+          async take(side) {
+            if (side !== 0 || killed) return;
+            killed = true;
+            await legacy.pool.query(
+              "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'bp3-parity'",
+            );
+            await waitFor(
+              "the parity session's socket to close",
+              async () =>
+                (client as unknown as { connection?: { stream?: { destroyed?: boolean } } } | null)
+                  ?.connection?.stream?.destroyed === true,
+              10_000,
+            );
+          },
         },
         1,
       );

@@ -8,11 +8,14 @@ import { startReverseStream } from "../cutover/reverse-stream";
 import type { CdcRunner } from "./cdc-runner";
 import { startForwardCdc } from "./forward-cdc";
 import type { CdcJob, ToThread } from "./isolated-runner";
+import { startLoopDelayTrace } from "./stage-trace";
 
 if (!parentPort) throw new Error("cdc-thread.ts runs only as a worker thread (see isolated-runner.ts)");
 const port: MessagePort = parentPort;
 
 const runners = new Map<string, CdcRunner>();
+// The bench's diagnostic (off unless SHARDSHIFT_CDC_TRACE is set): this thread's own loop delay.
+startLoopDelayTrace();
 const log = (message: string) => port.postMessage({ kind: "log", message });
 
 function run(job: CdcJob): CdcRunner {

@@ -3,6 +3,7 @@
 // SHARDSHIFT_CDC_TRACE names a file (the bench sets it for its worker); then lines
 // "<commit ms> <read ms> <applied ms>" (Unix epoch, fractional) are appended once a second.
 import fs from "node:fs";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 
 const FLUSH_EVERY_MS = 1_000;
 
@@ -61,4 +62,80 @@ export function readStageTrace(
     toApplied.push(applied - read);
   }
   return { toRead, toApplied };
+}
+
+/** This thread's time on a core and waiting in the run queue so far, ms (Linux; null elsewhere). */
+function threadSchedMs(): { onCpu: number; waiting: number } | null {
+  try {
+    const [onCpu, waiting] = fs.readFileSync("/proc/thread-self/schedstat", "utf8").split(" ").map(Number);
+    if (onCpu === undefined || waiting === undefined || Number.isNaN(waiting)) return null;
+    return { onCpu: onCpu / 1e6, waiting: waiting / 1e6 };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The CDC thread's own event-loop delay, sampled while the stage trace is on: once a second, the
+ * p99 and max delay (ms) of the last second and the thread's time on a core and waiting for one in
+ * that second, to `<trace>.loop`. A delay with the thread waiting for a core is the machine's
+ * contention; a delay with it on a core is a stall of its own (its work, or its garbage collector).
+ */
+export function startLoopDelayTrace(): (() => void) | null {
+  const file = process.env.SHARDSHIFT_CDC_TRACE;
+  if (!file) return null;
+  const histogram = monitorEventLoopDelay({ resolution: 1 });
+  histogram.enable();
+  let last = threadSchedMs();
+  const timer = setInterval(() => {
+    const now = threadSchedMs();
+    const onCpu = now && last ? now.onCpu - last.onCpu : Number.NaN;
+    const waiting = now && last ? now.waiting - last.waiting : Number.NaN;
+    last = now;
+    const ms = (ns: number) => (ns / 1e6).toFixed(3);
+    const line = `${nowEpochMs().toFixed(0)} ${ms(histogram.percentile(99))} ${ms(histogram.max)} ${onCpu.toFixed(1)} ${waiting.toFixed(1)}\n`;
+    histogram.reset();
+    fs.appendFileSync(`${file}.loop`, line);
+  }, 1_000);
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    histogram.disable();
+  };
+}
+
+export interface LoopDelaySummary {
+  /** The worst second's p99 loop delay, and the largest delay, ms. */
+  p99: number;
+  max: number;
+  /** Per second on average: the thread's time on a core, and waiting in the run queue for one, ms. */
+  onCpuMsPerS: number;
+  waitingMsPerS: number;
+}
+
+/** The loop-delay samples of [fromMs, toMs] (the slowest of the CDC threads' seconds). */
+export function readLoopDelayTrace(file: string, fromMs: number, toMs: number): LoopDelaySummary | null {
+  const path = `${file}.loop`;
+  if (!fs.existsSync(path)) return null;
+  const out: LoopDelaySummary = { p99: 0, max: 0, onCpuMsPerS: 0, waitingMsPerS: 0 };
+  let seconds = 0;
+  for (const line of fs.readFileSync(path, "utf8").split("\n")) {
+    const [at, p, m, onCpu, waiting] = line.split(" ").map(Number);
+    if (at === undefined || p === undefined || m === undefined || Number.isNaN(m)) continue;
+    if (at < fromMs || at > toMs + 1_000) continue;
+    out.p99 = Math.max(out.p99, p);
+    out.max = Math.max(out.max, m);
+    // Two CDC threads (forward, reverse) write here: the busier one's second counts.
+    if (onCpu !== undefined && waiting !== undefined && !Number.isNaN(waiting) && onCpu > 5) {
+      seconds++;
+      out.onCpuMsPerS += onCpu;
+      out.waitingMsPerS += waiting;
+    }
+  }
+  if (out.max === 0 && seconds === 0) return null;
+  if (seconds > 0) {
+    out.onCpuMsPerS /= seconds;
+    out.waitingMsPerS /= seconds;
+  }
+  return out;
 }

@@ -211,6 +211,31 @@ describe("full pass", () => {
     );
   });
 
+  it("paces every side, shards too, in chunks of at most the throttle's rows", async () => {
+    // Before, only legacy's chunks waited for tokens: the shards scanned their share flat out (a
+    // core each, on the bench's two), and chunks were 4,096 pages whatever the rate. This fails
+    // with sides [0] and chunks over the bound.
+    const asked: { side: number; rows: number }[] = [];
+    const result = await fullPass(
+      legacy.pool,
+      shards.map((s) => s.pool),
+      placement,
+      schema,
+      undefined,
+      {
+        maxChunkRows: 2_000,
+        async take(side, rows) {
+          asked.push({ side, rows });
+        },
+      },
+    );
+    expect(result.mismatchedChunks).toEqual([]);
+    expect([...new Set(asked.map((a) => a.side))].sort()).toEqual([0, 1, 2]);
+    expect(Math.max(...asked.map((a) => a.rows))).toBeLessThanOrEqual(2_000);
+    // The largest table really was cut to the bound on every side (not one chunk below it).
+    for (const side of [0, 1, 2]) expect(asked.filter((a) => a.side === side).length).toBeGreaterThan(8);
+  });
+
   it("pins rendering settings: a shard pool with other session defaults still compares clean", async () => {
     // Every setting that changes a rendering differs from legacy's on these connections.
     const odd = (url: string) =>

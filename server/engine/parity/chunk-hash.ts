@@ -650,6 +650,24 @@ interface TableScan {
 }
 
 /**
+ * How a full pass paces itself (the plan's parity rate): every side waits for its own tokens before
+ * each chunk, and no chunk is longer than a quarter second of the rate.
+ *
+ * Every side, not only legacy: after cutover the shards serve production too, and an unthrottled
+ * shard scan ran each table's share at a full core per shard while legacy's throttled scan took its
+ * time — on the bench's two cores that put CDC's lag p99 at 3.3× a quiet worker's. Bounded chunks
+ * for the same reason as the backfill's: a 256 MB chunk let through by the bucket is a second of
+ * one core flat out, then a second of nothing; a quarter second of rows at a time spreads the same
+ * work evenly, and a pause or cancel is seen as soon.
+ */
+export interface ScanThrottle {
+  /** Awaited before each chunk of `side` (0: legacy, i + 1: shard i) with the rows it expects. */
+  take(side: number, expectedRows: number): Promise<void>;
+  /** The most rows a chunk may expect (null: scanChunkPages alone decides). */
+  maxChunkRows: number | null;
+}
+
+/**
  * Hashes a whole table per tenant in physical order: consecutive ranges of pages (TID range scans,
  * as cheap as a sequential scan, whatever order the rows were written in), the sums added up per
  * tenant. Each chunk is its own statement and snapshot: a row updated mid-scan can be counted in
@@ -659,7 +677,8 @@ interface TableScan {
 async function scanTable(
   client: ParityClient,
   plan: TablePlan,
-  beforeChunk?: (expectedRows: number) => Promise<void>,
+  side: number,
+  throttle?: ScanThrottle,
   pagesPerChunk?: number,
 ): Promise<TableScan> {
   // A partitioned root stores nothing itself: a TID range on it reads that range of every leaf
@@ -673,8 +692,15 @@ async function scanTable(
     [plan.table.qualified],
   );
   const pages = Number(sizes[0]?.pages ?? 0);
-  const step = pagesPerChunk ?? scanChunkPages(pages);
   const rowsPerPage = pages > 0 ? Number(sizes[0]?.tuples ?? 0) / pages : 0;
+  const maxRows = throttle?.maxChunkRows ?? null;
+  const step = Math.max(
+    1,
+    Math.min(
+      pagesPerChunk ?? scanChunkPages(pages),
+      maxRows !== null && rowsPerPage > 0 ? Math.floor(maxRows / rowsPerPage) : Number.POSITIVE_INFINITY,
+    ),
+  );
   const shardKey = plan.keyColumns[0];
   const grouped = plan.table.kind === "sharded" && shardKey !== undefined;
   const tenant = grouped ? `x.${quoteIdent(shardKey)}::text` : "''";
@@ -683,7 +709,7 @@ async function scanTable(
   for (let first = 0; ; first += step) {
     // The last chunk is open-ended: pages added while the pass runs are read too.
     const last = first + step >= pages;
-    await beforeChunk?.(Math.max(1, Math.round(step * rowsPerPage)));
+    await throttle?.take(side, Math.max(1, Math.round(step * rowsPerPage)));
     const where = `where x.ctid >= '(${first},0)'::tid${last ? "" : ` and x.ctid < '(${first + step},0)'::tid`}`;
     const { rows } = await client.query<{ tenant: string | null; rows: string; hash: string }>(
       `select ${tenant} as tenant, count(*)::text as rows, coalesce(sum(${rowHashSql(plan)}), 0)::text as hash
@@ -714,7 +740,7 @@ async function scanTable(
 /**
  * Checks every table: legacy and every shard hash the whole table per tenant at once (scanTable),
  * then each tenant's sums are compared. One pinned session per database for the whole pass; the
- * caller's throttle runs before each of legacy's chunks. A mismatched tenant comes back as a
+ * caller's throttle paces every side's chunks (ScanThrottle). A mismatched tenant comes back as a
  * ChunkComparison over the whole key range, which locate() narrows down to rows.
  */
 export async function fullPass(
@@ -723,8 +749,8 @@ export async function fullPass(
   placement: Placement,
   schema: SourceSchema,
   onProgress?: (progress: FullPassProgress) => void,
-  /** Awaited before each legacy chunk with its expected rows: the caller's throttle (parity must not starve production). */
-  beforeChunk?: (expectedRows: number) => Promise<void>,
+  /** The caller's pace (parity must not starve production, on legacy or on a shard). */
+  throttle?: ScanThrottle,
   /** Test seam: a fixed chunk size in pages instead of scanChunkPages. */
   pagesPerChunk?: number,
 ): Promise<FullPassResult> {
@@ -741,8 +767,8 @@ export async function fullPass(
     for (const plan of plans) {
       // Every side scans the table at once; the shards, holding a share each, finish first.
       const [legacyScan, ...shardScans] = await Promise.all([
-        scanTable(legacyClient, plan, beforeChunk, pagesPerChunk),
-        ...shardClients.map((c) => scanTable(c, plan, undefined, pagesPerChunk)),
+        scanTable(legacyClient, plan, 0, throttle, pagesPerChunk),
+        ...shardClients.map((c, i) => scanTable(c, plan, i + 1, throttle, pagesPerChunk)),
       ]);
       if (!legacyScan) continue;
       const comparison = compareHashes(

@@ -26,6 +26,7 @@ import {
   fullPass,
   locate,
   type RowDifference,
+  type ScanThrottle,
   WHOLE_KEY_RANGE,
   WHOLE_RANGE,
 } from "./chunk-hash";
@@ -150,6 +151,18 @@ async function verifyMismatches(
   return out;
 }
 
+/**
+ * A full pass's pace: legacy's chunks take from the run's bucket (the re-checks share it), each
+ * shard's from a bucket of its own at the same rate, and a chunk is at most a quarter second of it.
+ */
+function scanThrottle(legacy: TokenBucket, shards: number): ScanThrottle {
+  const buckets = [legacy, ...Array.from({ length: shards }, () => new TokenBucket(legacy.ratePerSecond))];
+  return {
+    take: (side, rows) => (buckets[side] ?? legacy).take(rows),
+    maxChunkRows: Math.max(1_000, Math.floor(legacy.ratePerSecond / 4)),
+  };
+}
+
 export async function runParityCheck(
   planId: string,
   kind: ParityKind,
@@ -232,7 +245,7 @@ export async function runParityCheck(
           s.chunks = p.chunks;
           previous = { rowsVerified: p.rowsVerified, legacyRows: p.legacyRows };
         },
-        (rows) => bucket.take(rows),
+        scanThrottle(bucket, ctx.shards.length),
       );
       rowsVerified = result.rowsVerified;
       rowsTotal = result.legacyRows;
