@@ -195,7 +195,7 @@ export async function readLagTimeline(targets: readonly pg.Pool[]): Promise<numb
 }
 
 /** Each second of the test's lag p50 and p99 (all targets' probes together), in order. */
-export async function readLagPerSecond(targets: readonly pg.Pool[]): Promise<{ p50: number; p99: number }[]> {
+export async function readLagPerSecond(targets: readonly pg.Pool[]): Promise<LagSummary[]> {
   const lags = new Map<number, number[]>();
   for (const t of targets) {
     const { rows } = await t.query<{ s: string; lag: number }>(
@@ -207,13 +207,7 @@ export async function readLagPerSecond(targets: readonly pg.Pool[]): Promise<{ p
       lags.set(Number(r.s), second);
     }
   }
-  return [...lags]
-    .sort((a, b) => a[0] - b[0])
-    .map(([, values]) => {
-      const sorted = values.sort((a, b) => a - b);
-      const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
-      return { p50: at(0.5), p99: at(0.99) };
-    });
+  return [...lags].sort((a, b) => a[0] - b[0]).map(([, values]) => summarizeLags(values));
 }
 
 /** Applied rows per second: from the first probe's commit-side timestamp to the last arrival. */

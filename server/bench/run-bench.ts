@@ -405,14 +405,14 @@ export async function runBench(
         `    ${what}: stages (ms, p50 / p99 / max): source commit → in our worker ${toRead.p50.toFixed(2)} / ${toRead.p99.toFixed(2)} / ${toRead.max.toFixed(1)}; ` +
           `→ apply returned ${toApplied.p50.toFixed(2)} / ${toApplied.p99.toFixed(2)} / ${toApplied.max.toFixed(1)}`,
       );
-      const loop = readLoopDelayTrace(tracePath, window.from.getTime(), window.to.getTime());
-      if (loop) {
+      const threads = readLoopDelayTrace(tracePath, window.from.getTime(), window.to.getTime());
+      for (const [lane, loop] of threads) {
         log(
-          `    ${what}: the CDC thread: event-loop delay worst second's p99 ${loop.p99.toFixed(1)} ms, max ${loop.max.toFixed(1)} ms; ` +
+          `    ${what}: the ${lane} CDC thread: event-loop delay worst second's p99 ${loop.p99.toFixed(1)} ms, max ${loop.max.toFixed(1)} ms; ` +
             `per second ${loop.onCpuMsPerS.toFixed(0)} ms on a core, ${loop.waitingMsPerS.toFixed(0)} ms waiting for one`,
         );
       }
-      return { toRead, toApplied, loop };
+      return { toRead, toApplied };
     };
     // The bench trips the breaker itself and puts tenants on shards by map changes that leave stray
     // writes behind: a rule tripping on its own would roll a round's tenants back before its click.

@@ -3,7 +3,7 @@
 // shards' reverse streams — on an event loop of their own.
 // From the parent: ToThread ({ kind: "start", key, job } | { kind: "stop", key }). To the parent:
 // { kind: "log", message } and, once per started runner, { kind: "finished", key, failure, progressed }.
-import { type MessagePort, parentPort } from "node:worker_threads";
+import { type MessagePort, parentPort, workerData } from "node:worker_threads";
 import { startReverseStream } from "../cutover/reverse-stream";
 import type { CdcRunner } from "./cdc-runner";
 import { startForwardCdc } from "./forward-cdc";
@@ -15,7 +15,7 @@ const port: MessagePort = parentPort;
 
 const runners = new Map<string, CdcRunner>();
 // The bench's diagnostic (off unless SHARDSHIFT_CDC_TRACE is set): this thread's own loop delay.
-startLoopDelayTrace();
+startLoopDelayTrace((workerData as { lane?: string } | null)?.lane ?? "cdc");
 const log = (message: string) => port.postMessage({ kind: "log", message });
 
 function run(job: CdcJob): CdcRunner {

@@ -57,6 +57,7 @@ function ensureThread(lane: Lane): Thread {
   if (running) return running;
   const worker = startTsThread(new URL("./cdc-thread.ts", import.meta.url), {
     name: `shardshift-cdc-${lane}`,
+    workerData: { lane },
   });
   const thread: Thread = { worker, proxies: new Map() };
   // The process may exit while the thread still streams (its stop() ends the runners first).

@@ -78,30 +78,26 @@ function threadSchedMs(): { onCpu: number; waiting: number } | null {
 /**
  * The CDC thread's own event-loop delay, sampled while the stage trace is on: once a second, the
  * p99 and max delay (ms) of the last second and the thread's time on a core and waiting for one in
- * that second, to `<trace>.loop`. A delay with the thread waiting for a core is the machine's
- * contention; a delay with it on a core is a stall of its own (its work, or its garbage collector).
+ * that second, to `<trace>.loop`, named by its lane. A delay with the thread waiting for a core is
+ * the machine's contention; a delay with it on a core is a stall of its own (its work, or its
+ * garbage collector).
  */
-export function startLoopDelayTrace(): (() => void) | null {
+export function startLoopDelayTrace(lane: string): void {
   const file = process.env.SHARDSHIFT_CDC_TRACE;
-  if (!file) return null;
+  if (!file) return;
   const histogram = monitorEventLoopDelay({ resolution: 1 });
   histogram.enable();
   let last = threadSchedMs();
-  const timer = setInterval(() => {
+  setInterval(() => {
     const now = threadSchedMs();
     const onCpu = now && last ? now.onCpu - last.onCpu : Number.NaN;
     const waiting = now && last ? now.waiting - last.waiting : Number.NaN;
     last = now;
     const ms = (ns: number) => (ns / 1e6).toFixed(3);
-    const line = `${nowEpochMs().toFixed(0)} ${ms(histogram.percentile(99))} ${ms(histogram.max)} ${onCpu.toFixed(1)} ${waiting.toFixed(1)}\n`;
+    const line = `${nowEpochMs().toFixed(0)} ${lane} ${ms(histogram.percentile(99))} ${ms(histogram.max)} ${onCpu.toFixed(1)} ${waiting.toFixed(1)}\n`;
     histogram.reset();
     fs.appendFileSync(`${file}.loop`, line);
-  }, 1_000);
-  timer.unref();
-  return () => {
-    clearInterval(timer);
-    histogram.disable();
-  };
+  }, 1_000).unref();
 }
 
 export interface LoopDelaySummary {
@@ -113,29 +109,34 @@ export interface LoopDelaySummary {
   waitingMsPerS: number;
 }
 
-/** The loop-delay samples of [fromMs, toMs] (the slowest of the CDC threads' seconds). */
-export function readLoopDelayTrace(file: string, fromMs: number, toMs: number): LoopDelaySummary | null {
+/** The loop-delay samples of [fromMs, toMs], per CDC thread (lane: forward, reverse). */
+export function readLoopDelayTrace(
+  file: string,
+  fromMs: number,
+  toMs: number,
+): Map<string, LoopDelaySummary> {
   const path = `${file}.loop`;
-  if (!fs.existsSync(path)) return null;
-  const out: LoopDelaySummary = { p99: 0, max: 0, onCpuMsPerS: 0, waitingMsPerS: 0 };
-  let seconds = 0;
+  const lanes = new Map<string, LoopDelaySummary & { seconds: number }>();
+  if (!fs.existsSync(path)) return lanes;
   for (const line of fs.readFileSync(path, "utf8").split("\n")) {
-    const [at, p, m, onCpu, waiting] = line.split(" ").map(Number);
-    if (at === undefined || p === undefined || m === undefined || Number.isNaN(m)) continue;
+    const [atText, lane, ...rest] = line.split(" ");
+    const [p, m, onCpu, waiting] = rest.map(Number);
+    const at = Number(atText);
+    if (lane === undefined || p === undefined || m === undefined || Number.isNaN(m)) continue;
     if (at < fromMs || at > toMs + 1_000) continue;
+    const out = lanes.get(lane) ?? { p99: 0, max: 0, onCpuMsPerS: 0, waitingMsPerS: 0, seconds: 0 };
+    lanes.set(lane, out);
     out.p99 = Math.max(out.p99, p);
     out.max = Math.max(out.max, m);
-    // Two CDC threads (forward, reverse) write here: the busier one's second counts.
-    if (onCpu !== undefined && waiting !== undefined && !Number.isNaN(waiting) && onCpu > 5) {
-      seconds++;
+    if (onCpu !== undefined && waiting !== undefined && !Number.isNaN(waiting)) {
+      out.seconds++;
       out.onCpuMsPerS += onCpu;
       out.waitingMsPerS += waiting;
     }
   }
-  if (out.max === 0 && seconds === 0) return null;
-  if (seconds > 0) {
-    out.onCpuMsPerS /= seconds;
-    out.waitingMsPerS /= seconds;
+  for (const out of lanes.values()) {
+    out.onCpuMsPerS /= Math.max(1, out.seconds);
+    out.waitingMsPerS /= Math.max(1, out.seconds);
   }
-  return out;
+  return lanes;
 }
