@@ -683,30 +683,41 @@ async function scanTable(
 ): Promise<TableScan> {
   // A partitioned root stores nothing itself: a TID range on it reads that range of every leaf
   // partition, so the chunks walk the largest leaf's pages and expect every leaf's rows.
-  const { rows: sizes } = await client.query<{ pages: string; tuples: string }>(
+  const { rows: sizes } = await client.query<{ pages: string; tuples: string; leaves: string; most: string }>(
     `select coalesce(max(pg_relation_size(c.oid) / current_setting('block_size')::int), 0)::text as pages,
-            coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint::text as tuples
+            coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint::text as tuples,
+            count(*)::text as leaves,
+            ((current_setting('block_size')::int - 24) / 28)::text as most
        from pg_class c
       where c.relkind <> 'p'
         and (c.oid = $1::regclass or c.oid in (select relid from pg_partition_tree($1::regclass)))`,
     [plan.table.qualified],
   );
   const pages = Number(sizes[0]?.pages ?? 0);
-  const rowsPerPage = pages > 0 ? Number(sizes[0]?.tuples ?? 0) / pages : 0;
   const maxRows = throttle?.maxChunkRows ?? null;
-  const step = Math.max(
-    1,
-    Math.min(
-      pagesPerChunk ?? scanChunkPages(pages),
-      maxRows !== null && rowsPerPage > 0 ? Math.floor(maxRows / rowsPerPage) : Number.POSITIVE_INFINITY,
-    ),
-  );
+  const longest = pagesPerChunk ?? scanChunkPages(pages);
+  // Rows per page (of every leaf together): reltuples first, then what each chunk really held.
+  // reltuples is 0 or -1 on a table never analyzed or analyzed before it was filled (the shards
+  // right after a backfill): the estimate is then the most a page can hold (MaxHeapTuplesPerPage,
+  // per leaf), never "no rows" — that made one chunk of the whole table, charged a single token.
+  const estimated = pages > 0 ? Number(sizes[0]?.tuples ?? 0) / pages : 0;
+  let rowsPerPage =
+    estimated > 0 ? estimated : Math.max(1, Number(sizes[0]?.leaves ?? 1)) * Number(sizes[0]?.most ?? 291);
+  const stepFor = (perPage: number) =>
+    Math.max(
+      1,
+      Math.min(
+        longest,
+        maxRows !== null && perPage > 0 ? Math.floor(maxRows / perPage) : Number.POSITIVE_INFINITY,
+      ),
+    );
+  let step = stepFor(rowsPerPage);
   const shardKey = plan.keyColumns[0];
   const grouped = plan.table.kind === "sharded" && shardKey !== undefined;
   const tenant = grouped ? `x.${quoteIdent(shardKey)}::text` : "''";
   const sums = new Map<string, { rows: number; hash: bigint }>();
   const scan: TableScan = { hashes: new Map(), rows: 0, chunks: 0 };
-  for (let first = 0; ; first += step) {
+  for (let first = 0; ; ) {
     // The last chunk is open-ended: pages added while the pass runs are read too.
     const last = first + step >= pages;
     await throttle?.take(side, Math.max(1, Math.round(step * rowsPerPage)));
@@ -716,6 +727,7 @@ async function scanTable(
          from ${plan.table.qualified} x ${where}${grouped ? ` group by ${tenant.replace("::text", "")}` : ""}`,
     );
     scan.chunks++;
+    let chunkRows = 0;
     for (const row of rows) {
       if (row.tenant === null) {
         throw new Error(
@@ -728,8 +740,16 @@ async function scanTable(
       sum.hash += BigInt(row.hash);
       sums.set(row.tenant, sum);
       scan.rows += Number(row.rows);
+      chunkRows += Number(row.rows);
     }
     if (last) break;
+    first += step;
+    // The next chunk is sized by this one's density (pages nearby hold rows alike); after an empty
+    // chunk (dead or sparse pages) the density estimate halves, so the step doubles.
+    if (maxRows !== null) {
+      rowsPerPage = chunkRows > 0 ? chunkRows / step : rowsPerPage / 2;
+      step = stepFor(rowsPerPage);
+    }
   }
   for (const [key, sum] of sums) {
     if (sum.rows > 0) scan.hashes.set(key, { rows: sum.rows, hash: sum.hash.toString() });
