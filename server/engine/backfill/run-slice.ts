@@ -266,7 +266,7 @@ async function runLockedSlice(
       if (!stillLocked())
         throw new Error(`${task.tableName}: the task's lock connection to the control plane was lost.`);
 
-      const limit = Math.max(50, Math.min(MAX_CHUNK_ROWS, Math.floor(bucket.ratePerSecond / 4)));
+      const limit = Math.max(50, Math.min(MAX_CHUNK_ROWS, Math.floor(bucket.ratePerSecond / 20)));
       let chunk: Awaited<ReturnType<typeof writeChunk>>;
       try {
         const from = lastKey;

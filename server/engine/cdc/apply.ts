@@ -16,6 +16,7 @@ import { guardLocksSql, recordTouchedSql } from "../shared/snapshot-guard";
 import { quoteIdent } from "../sql/identifiers";
 import { setLocalRenderingSql, setSessionRenderingSql } from "../sql/rendering";
 import { originXactSetupSql } from "./apply-origin";
+import { oneMessageTransactionSql } from "./one-message-transaction";
 import { runInOneSync } from "./one-sync-transaction";
 import { type Tuple, UNCHANGED_TOAST } from "./pgoutput";
 
@@ -227,9 +228,21 @@ export async function applyToShard(
       await runInOneSync(client, statements);
       return true;
     }
+    const closing = `${originXactSetupSql(stamp.lsn, stamp.commitTimeIso)}; commit`;
+    const oneMessage = oneMessageTransactionSql(client, statements, closing);
+    if (oneMessage !== null) {
+      try {
+        await client.query(oneMessage);
+      } catch (error) {
+        // The first failed statement abandoned the rest of the message: the stamp never ran.
+        await client.query("rollback").catch(() => {});
+        throw error;
+      }
+      return true;
+    }
     const sent = [
       runInOneSync(client, [{ text: "begin", values: [] }, ...statements]),
-      client.query(`${originXactSetupSql(stamp.lsn, stamp.commitTimeIso)}; commit`),
+      client.query(closing),
     ];
     const settled = await Promise.allSettled(sent);
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");

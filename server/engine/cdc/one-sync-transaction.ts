@@ -152,3 +152,13 @@ export function runInOneSync(client: pg.ClientBase, statements: readonly SyncSta
     (client as unknown as { query(q: unknown): void }).query(query);
   });
 }
+
+/**
+ * Whether the named statement is parsed on the client's connection, known for sure (a statement
+ * whose last Parse failed or is still in flight is not).
+ */
+export function isParsedOn(client: pg.ClientBase, name: string): boolean {
+  const connection = (client as unknown as { connection?: WireConnection }).connection;
+  if (!connection || connection.parsedStatements[name] === undefined) return false;
+  return !unsure.get(connection)?.has(name);
+}

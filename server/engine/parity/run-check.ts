@@ -159,7 +159,7 @@ function scanThrottle(legacy: TokenBucket, shards: number): ScanThrottle {
   const buckets = [legacy, ...Array.from({ length: shards }, () => new TokenBucket(legacy.ratePerSecond))];
   return {
     take: (side, rows) => (buckets[side] ?? legacy).take(rows),
-    maxChunkRows: Math.max(1_000, Math.floor(legacy.ratePerSecond / 4)),
+    maxChunkRows: Math.max(500, Math.floor(legacy.ratePerSecond / 40)),
   };
 }
 
