@@ -60,6 +60,18 @@ export function originXactSetupSql(stampLsn: bigint, commitTimeIso: string): str
   return `select pg_replication_origin_xact_setup('${formatLsn(stampLsn)}', ${pg.escapeLiteral(commitTimeIso)})`;
 }
 
+/**
+ * The end of a stamped transaction, sent as ONE message: deferred constraint checks, the stamp,
+ * COMMIT. `set constraints all immediate` runs every deferred check before the stamp: a deferred
+ * constraint trigger that fires in an apply session (ENABLE ALWAYS or REPLICA) would otherwise fail
+ * at COMMIT, after the stamp, and the aborted transaction would still move the origin past a batch
+ * the target never committed (break-one-message-commit-fail.test.ts). Failing here, before the
+ * stamp, abandons the rest of the message: the stamp never runs.
+ */
+export function stampAndCommitSql(stampLsn: bigint, commitTimeIso: string): string {
+  return `set constraints all immediate; ${originXactSetupSql(stampLsn, commitTimeIso)}; commit`;
+}
+
 /** Every origin of a slot (any target) on one server, dropped when its movement ends. */
 export function dropSlotOriginsSql(slot: string): SqlStatement {
   return {

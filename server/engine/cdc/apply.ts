@@ -15,7 +15,7 @@ import type { TableInfo } from "../analysis/introspect";
 import { guardLocksSql, recordTouchedSql } from "../shared/snapshot-guard";
 import { quoteIdent } from "../sql/identifiers";
 import { setLocalRenderingSql, setSessionRenderingSql } from "../sql/rendering";
-import { originXactSetupSql } from "./apply-origin";
+import { stampAndCommitSql } from "./apply-origin";
 import { oneMessageTransactionSql } from "./one-message-transaction";
 import { runInOneSync } from "./one-sync-transaction";
 import { type Tuple, UNCHANGED_TOAST } from "./pgoutput";
@@ -228,7 +228,7 @@ export async function applyToShard(
       await runInOneSync(client, statements);
       return true;
     }
-    const closing = `${originXactSetupSql(stamp.lsn, stamp.commitTimeIso)}; commit`;
+    const closing = stampAndCommitSql(stamp.lsn, stamp.commitTimeIso);
     const oneMessage = oneMessageTransactionSql(client, statements, closing);
     if (oneMessage !== null) {
       try {
@@ -269,11 +269,7 @@ export async function applyToShard(
         ];
   if (recorded.length) opening.push(guardLocksSql(recorded.map((t) => t.relation)));
   // The stamp rides with the COMMIT in one message (see above), never before the writes.
-  const closing = inTransaction
-    ? null
-    : stamp
-      ? `${originXactSetupSql(stamp.lsn, stamp.commitTimeIso)}; commit`
-      : "commit";
+  const closing = inTransaction ? null : stamp ? stampAndCommitSql(stamp.lsn, stamp.commitTimeIso) : "commit";
   if (pipelined && !rereads) {
     // The whole transaction (or piece) in one round trip. After a failed statement the server
     // rejects the rest and turns COMMIT into ROLLBACK: the first error is the batch's outcome.

@@ -21,7 +21,7 @@ import {
   dropSlotOriginsSql,
   originProgressSql,
   originSessionSetupSql,
-  originXactSetupSql,
+  stampAndCommitSql,
 } from "./apply-origin";
 import { parseLsn } from "./slot";
 
@@ -133,7 +133,7 @@ export class TargetApplier {
   }
 
   async commitLarge(stamp: { lsn: bigint; commitTimeIso: string }): Promise<void> {
-    await this.client.query(`${originXactSetupSql(stamp.lsn, stamp.commitTimeIso)}; commit`);
+    await this.client.query(stampAndCommitSql(stamp.lsn, stamp.commitTimeIso));
     if (stamp.lsn > this.appliedUpTo) this.appliedUpTo = stamp.lsn;
   }
 
