@@ -67,7 +67,7 @@ export function oneMessageTransactionSql(
 ): string | null {
   let chars = 0;
   for (const s of statements) {
-    if (s.name !== undefined && !isParsedOn(client, s.name)) return null;
+    if (s.name !== undefined && !isParsedOn(client, s.name, s.text)) return null;
     chars += valueChars(s.values);
     if (chars > ONE_MESSAGE_MAX_VALUE_CHARS) return null;
   }

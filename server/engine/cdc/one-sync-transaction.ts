@@ -68,6 +68,17 @@ class OneSyncQuery extends PgQuery {
   }
 
   submit(connection: WireConnection): Error | null {
+    // A name the connection holds for another text would Bind (or EXECUTE, one-message-transaction.ts)
+    // that other statement with these values: refused before anything is written, as pg's own Query
+    // refuses it (break-one-message-bookkeeping.test.ts).
+    for (const s of this.statements) {
+      if (s.name === undefined) continue;
+      const previous = connection.parsedStatements[s.name] ?? connection.submittedNamedStatements[s.name];
+      if (previous !== undefined && previous !== s.text)
+        return new Error(
+          `Prepared statements must be unique - '${s.name}' was used for a different statement`,
+        );
+    }
     const doubtful = unsure.get(connection);
     connection.stream.cork?.();
     try {
@@ -154,11 +165,12 @@ export function runInOneSync(client: pg.ClientBase, statements: readonly SyncSta
 }
 
 /**
- * Whether the named statement is parsed on the client's connection, known for sure (a statement
- * whose last Parse failed or is still in flight is not).
+ * Whether the named statement is parsed on the client's connection as `text`, known for sure (a
+ * statement whose last Parse failed or is still in flight is not, nor one parsed under this name
+ * from another text: EXECUTE would run that other statement).
  */
-export function isParsedOn(client: pg.ClientBase, name: string): boolean {
+export function isParsedOn(client: pg.ClientBase, name: string, text: string): boolean {
   const connection = (client as unknown as { connection?: WireConnection }).connection;
-  if (!connection || connection.parsedStatements[name] === undefined) return false;
+  if (!connection || connection.parsedStatements[name] !== text) return false;
   return !unsure.get(connection)?.has(name);
 }
