@@ -266,6 +266,8 @@ async function runLockedSlice(
       if (!stillLocked())
         throw new Error(`${task.tableName}: the task's lock connection to the control plane was lost.`);
 
+      // A throttled copy in chunks of 1/20 s of its rate: each chunk is a burst on legacy and every
+      // shard at once, and replication beside it waits out the burst (the bench's busy worker).
       const limit = Math.max(50, Math.min(MAX_CHUNK_ROWS, Math.floor(bucket.ratePerSecond / 20)));
       let chunk: Awaited<ReturnType<typeof writeChunk>>;
       try {

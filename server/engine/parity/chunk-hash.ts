@@ -651,14 +651,16 @@ interface TableScan {
 
 /**
  * How a full pass paces itself (the plan's parity rate): every side waits for its own tokens before
- * each chunk, and no chunk is longer than a quarter second of the rate.
+ * each chunk, and no chunk is longer than 1/40 s of the rate (5,000 rows at the default 200,000/s).
  *
  * Every side, not only legacy: after cutover the shards serve production too, and an unthrottled
  * shard scan ran each table's share at a full core per shard while legacy's throttled scan took its
  * time (the bench's busy-worker pass: 12.9 s with it, 6.1 s without, on two cores). Bounded chunks
  * for the same reason as the backfill's: a 256 MB chunk let through by the bucket is a second of
- * one core flat out, then a second of nothing; a quarter second of rows at a time spreads the same
- * work evenly, and a pause or cancel is seen as soon.
+ * one core flat out, then a second of nothing; small chunks spread the same work evenly, and a pause
+ * or cancel is seen as soon. Small because every chunk runs on legacy and the shards at once: a
+ * quarter second of rows (50,000) was a burst of tens of ms holding both cores of the bench's
+ * machine, and CDC's lag p99 beside a full pass followed it (busy worker 32.1 ms; 26.5 ms at 1/40).
  */
 export interface ScanThrottle {
   /** Awaited before each chunk of `side` (0: legacy, i + 1: shard i) with the rows it expects. */

@@ -153,7 +153,8 @@ async function verifyMismatches(
 
 /**
  * A full pass's pace: legacy's chunks take from the run's bucket (the re-checks share it), each
- * shard's from a bucket of its own at the same rate, and a chunk is at most a quarter second of it.
+ * shard's from a bucket of its own at the same rate, and a chunk is at most 1/40 s of it (ScanThrottle
+ * in chunk-hash.ts says why).
  */
 function scanThrottle(legacy: TokenBucket, shards: number): ScanThrottle {
   const buckets = [legacy, ...Array.from({ length: shards }, () => new TokenBucket(legacy.ratePerSecond))];
