@@ -67,9 +67,15 @@ export function originXactSetupSql(stampLsn: bigint, commitTimeIso: string): str
  * at COMMIT, after the stamp, and the aborted transaction would still move the origin past a batch
  * the target never committed (break-one-message-commit-fail.test.ts). Failing here, before the
  * stamp, abandons the rest of the message: the stamp never runs.
+ *
+ * pg_current_xact_id() gives the transaction an xid if its statements did not: PostgreSQL writes no
+ * commit record, and records no origin progress, for a transaction without one. A batch that
+ * changed nothing on the target (a replayed DELETE of a row already gone) would leave the origin
+ * behind it, and the slot would wait for it until the next write to that target
+ * (stamp-without-writes.test.ts).
  */
 export function stampAndCommitSql(stampLsn: bigint, commitTimeIso: string): string {
-  return `set constraints all immediate; ${originXactSetupSql(stampLsn, commitTimeIso)}; commit`;
+  return `set constraints all immediate; ${originXactSetupSql(stampLsn, commitTimeIso)}, pg_current_xact_id(); commit`;
 }
 
 /** Every origin of a slot (any target) on one server, dropped when its movement ends. */
