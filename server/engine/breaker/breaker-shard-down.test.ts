@@ -348,6 +348,20 @@ describe("the breaker trips by itself on a shard that is down", () => {
     ).toEqual([]);
 
     // 3. Another rule: a stray write recorded on legacy, the breaker re-armed, threshold 0.
+    // Re-armed only once the shard-down rule passes again: shard-0 restarted seconds ago and its
+    // last probe (every 5 s) may still say it is down, and a rule judged on that trips too (first in
+    // the rules' order, so the trip would be shard-down's, not stray-writes').
+    await waitFor(
+      "the shard-down rule to pass after shard-0's restart",
+      async () => {
+        const current = ZPlanSettings.parse(
+          (await db().plan.findUniqueOrThrow({ where: { id: plan.id } })).settings,
+        );
+        const facts = await loadMeasuredFacts(plan.id, current);
+        return tripRules(facts, current).find((j) => j.id === "shard-down")?.verdict === "pass";
+      },
+      60_000,
+    );
     await rearmBreaker(admin, { planId: plan.id, reason: "all back" });
     const settings = (await db().plan.findUniqueOrThrow({ where: { id: plan.id } })).settings as object;
     await db().plan.update({
