@@ -240,17 +240,18 @@ export async function applyToShard(
       }
       return true;
     }
-    const sent = [
-      runInOneSync(client, [{ text: "begin", values: [] }, ...statements]),
-      client.query(closing),
-    ];
-    const settled = await Promise.allSettled(sent);
-    const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
-    if (failed) {
-      // A failed statement left the transaction aborted, and the stamp's select failed in it: the
-      // commit never ran.
+    // Not one message (a statement not yet prepared here, or large values): the statements under
+    // one Sync, and the stamp-and-commit only once they all succeeded. Sent together, a batch that
+    // was refused before any of it left (pg refusing the query at submit) let the stamp run alone,
+    // in an implicit transaction of its own that committed the stamp without the rows
+    // (break-one-message-bookkeeping.test.ts). One more round trip, on this path only.
+    try {
+      await runInOneSync(client, [{ text: "begin", values: [] }, ...statements]);
+      await client.query(closing);
+    } catch (error) {
+      // A failed statement left the transaction aborted (or none was begun): the stamp never ran.
       await client.query("rollback").catch(() => {});
-      throw failed.reason;
+      throw error;
     }
     return true;
   }
