@@ -15,15 +15,10 @@
 // or whose literals would make a large message, returns null: the caller takes the pipelined path,
 // which parses it, and the next batch can go in one message.
 import pg from "pg";
-import type { SyncStatement } from "./one-sync-transaction";
-import { isParsedOn } from "./one-sync-transaction";
+import { isParsedOn, prepareValue, type SyncStatement } from "./one-sync-transaction";
 
 /** Above this many characters of values, a batch goes the pipelined way (binary-safe, no escaping). */
 export const ONE_MESSAGE_MAX_VALUE_CHARS = 32 * 1024;
-
-/** pg's own value encoding (arrays to array literals), as its Query binds with. */
-const prepareValue = (pg as unknown as { utils: { prepareValue: (value: unknown) => unknown } }).utils
-  .prepareValue;
 
 /** A bound value as an SQL literal: what Bind would have sent, as text the server reads the same. */
 export function sqlLiteral(value: unknown): string {

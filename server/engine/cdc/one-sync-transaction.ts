@@ -46,8 +46,9 @@ interface WireConnection {
 const unsure = new WeakMap<object, Set<string>>();
 
 /** pg's own value encoding (arrays to array literals), as its Query binds with. */
-const prepareValue = (pg as unknown as { utils: { prepareValue: (value: unknown) => unknown } }).utils
-  .prepareValue;
+export const prepareValue: (value: unknown) => unknown = (
+  pg as unknown as { utils: { prepareValue: (value: unknown) => unknown } }
+).utils.prepareValue;
 
 /**
  * pg's Query, untyped: the pipeline accepts only its instances, and the handlers overridden below
