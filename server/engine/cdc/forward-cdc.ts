@@ -189,7 +189,7 @@ async function streamPlan(
       { reader, router, appliers, confirmer: confirmerOf },
       {
         keepGoing: () => !control.stopping && movementActive,
-        async beforeBatch() {
+        async beforeBatch(idle) {
           const now = Date.now();
           if (now - lastStatusCheck >= 1_000) {
             lastStatusCheck = now;
@@ -199,6 +199,8 @@ async function streamPlan(
           for (const table of doneTables) {
             if (droppedGuards.has(table)) continue;
             droppedGuards.add(table);
+            // On the apply sessions themselves: never inside a lane's transaction.
+            await idle();
             await Promise.all(targets.map((t) => dropTouched(t.connection, table)));
           }
         },

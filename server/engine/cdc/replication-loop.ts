@@ -5,10 +5,12 @@
 //   2. route every change to its target(s), keeping commit order within each target and leaving out
 //      what a target already holds by its origin (change-router.ts); record what the route found
 //      that reaches no target (stray writes: afterRoute) before anything can be confirmed
-//   3. apply each target's share in one target transaction stamped with the batch's last end LSN,
-//      targets in parallel (target-applier.ts); a large transaction in pieces, committed whole
-//   4. record the batch as applied: the confirmer tells the slot once every target that wrote
-//      holds it durably (confirmer.ts)
+//   3. hand each target's share to that target's apply lane (target-lanes.ts): a target applies
+//      as soon as its previous transaction committed, in one transaction stamped with the last end
+//      LSN it covers, never waiting for the other targets; a large transaction in pieces, once
+//      every lane is idle, committed whole
+//   4. record the batch with the confirmer as it is handed over, in stream order: it tells the
+//      slot once every target the batch went to holds its stamp durably (confirmer.ts)
 // A crash anywhere before 4's confirm re-delivers the batch; the origins make it skip what landed.
 // A target whose apply session ends (its server crashed: its last asynchronous commits may be gone)
 // ends the loop at once, even while it waits for the stream, so the restart replays them.
@@ -21,6 +23,7 @@ import type { Confirmer } from "./confirmer";
 import { nowEpochMs, StageTrace } from "./stage-trace";
 import type { SourceBatch, SourceTransaction, StreamReader } from "./stream-reader";
 import type { TargetAppliers } from "./target-applier";
+import { TargetLanes } from "./target-lanes";
 
 export interface ReplicationParts {
   reader: StreamReader;
@@ -32,8 +35,11 @@ export interface ReplicationParts {
 export interface ReplicationHooks {
   /** Checked before every batch: false ends the loop. */
   keepGoing(): boolean;
-  /** Runs between batches (no target transaction open). */
-  beforeBatch?(): Promise<void>;
+  /**
+   * Runs before every batch is read. Targets may still be applying earlier batches: a hook that
+   * needs the apply sessions awaits `idle` first (every lane committed, none open).
+   */
+  beforeBatch?(idle: () => Promise<void>): Promise<void>;
   /** Whether writes to a table take the backfill's guard lock (forward CDC while a table is copied). */
   guarded?(relation: string): boolean;
   /**
@@ -56,6 +62,14 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
     readLegacy: (select) => reader.readRow(select),
   };
   const trace = StageTrace.fromEnv();
+  // Each target applies as soon as its previous transaction committed (target-lanes.ts).
+  const lanes = new TargetLanes(
+    appliers,
+    options,
+    () => hooks.progressed?.(),
+    // The loop may be waiting for the stream (a quiet source): wake it to end with the failure.
+    () => void reader.stop(),
+  );
   // A target whose session is lost (its server crashed) may have lost its last asynchronous
   // commits: end now, waking a wait for the stream, so the restart replays them from the slot.
   let lost: Error | null = null;
@@ -65,20 +79,28 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
   });
   try {
     await loop();
+    await lanes.drain();
+  } catch (error) {
+    if (!lost) throw error;
   } finally {
+    // Nothing may still be inside a target transaction when the caller closes the sessions.
+    await lanes.drain().catch(() => {});
     trace?.flush();
   }
   if (lost) throw lost;
 
   async function loop() {
     while (hooks.keepGoing() && !lost) {
-      await hooks.beforeBatch?.();
+      await lanes.room();
+      await hooks.beforeBatch?.(() => lanes.drain());
       // 1.
       const batch = await reader.next();
       if (!batch) return;
       const readAt = trace ? nowEpochMs() : 0;
-      // 2. + 3. for a piece of a large transaction: into the targets' open transactions.
+      // 2. + 3. for a piece of a large transaction: into the targets' open transactions, once
+      // every lane committed what came before it.
       if (batch.piece) {
+        await lanes.drain();
         const piece = batch.piece;
         // Applied on a target iff its origin is past the commit record (stamps are end LSNs).
         const perTarget = router.route(
@@ -97,31 +119,42 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
         continue;
       }
       const last = batch.transactions.at(-1);
-      let wrote = new Map<number, bigint>();
+      let stamps = new Map<number, bigint>();
+      let committed: Promise<void> = lanes.settled();
       if (appliers.holdsLarge && last && !last.continued) {
         throw new Error("a large transaction's pieces arrived without its end");
       }
       if (last) {
         const stamp = { lsn: last.endLsn, commitTimeIso: last.commitTimeIso };
-        const perTarget = router.route(batch.transactions, appliers.appliedUpTo());
-        await hooks.afterRoute?.();
-        // A transaction that completes pieces arrives alone: it commits the open target transactions.
-        wrote = last.continued
-          ? await appliers.commitLarge(perTarget, stamp, options)
-          : await appliers.apply(perTarget, stamp, options);
+        if (last.continued) {
+          // A transaction that completes pieces arrives alone: it commits the open target transactions.
+          await lanes.drain();
+          const perTarget = router.route(batch.transactions, appliers.appliedUpTo());
+          await hooks.afterRoute?.();
+          stamps = await appliers.commitLarge(perTarget, stamp, options);
+          if (stamps.size > 0) hooks.progressed?.();
+        } else {
+          const perTarget = router.route(batch.transactions, appliers.appliedUpTo());
+          await hooks.afterRoute?.();
+          ({ stamps, committed } = lanes.enqueue(perTarget, stamp));
+        }
       }
-      if (trace && wrote.size > 0)
-        trace.record(
-          batch.transactions.map((tx) => tx.commitTimeIso),
-          readAt,
-          nowEpochMs(),
-        );
-      // Progress means a target committed something: a confirm alone does not (on a busy server the
-      // idle position moves with other databases' WAL while the same transaction keeps failing).
-      if (wrote.size > 0) hooks.progressed?.();
-      // 4.
-      confirmer.applied(batch.confirmableLsn, wrote);
-      hooks.applied?.(batch, last);
+      // 4. In stream order, as the batch is handed to the lanes: the confirmer confirms it only
+      // once every target it went to holds its stamp durably.
+      confirmer.applied(batch.confirmableLsn, stamps);
+      const wrote = stamps.size > 0;
+      committed.then(
+        () => {
+          if (trace && wrote)
+            trace.record(
+              batch.transactions.map((tx) => tx.commitTimeIso),
+              readAt,
+              nowEpochMs(),
+            );
+          hooks.applied?.(batch, last);
+        },
+        () => {}, // a lane's failure ends the loop (lanes.room / lanes.drain)
+      );
     }
   }
 }

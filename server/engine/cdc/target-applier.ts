@@ -171,6 +171,27 @@ export class TargetApplier {
 const RETRYABLE = new Set(["40P01", "40001"]);
 const MAX_ATTEMPTS = 5;
 
+/**
+ * Applies on one target, retrying its own transaction after a deadlock or serialization failure
+ * (nothing of it committed; the other targets' commits stand: their origins hold them).
+ */
+export async function applyWithRetry(
+  target: TargetApplier,
+  statements: Statement[],
+  stamp: OriginStamp,
+  options: Omit<ApplyOptions, "sessionPrepared" | "originStamp"> = {},
+): Promise<boolean> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await target.apply(statements, stamp, options);
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (attempt < MAX_ATTEMPTS && code && RETRYABLE.has(code)) continue;
+      throw error;
+    }
+  }
+}
+
 /** The source position a target's transaction is stamped with, and the source commit time. */
 export interface OriginStamp {
   lsn: bigint;
@@ -210,18 +231,9 @@ export class TargetAppliers {
     options: Omit<ApplyOptions, "sessionPrepared" | "originStamp"> = {},
   ): Promise<Map<number, bigint>> {
     const settled = await Promise.allSettled(
-      perTarget.map(async (statements, i) => {
-        const target = this.all[i] as TargetApplier;
-        for (let attempt = 1; ; attempt++) {
-          try {
-            return await target.apply(statements, stamp, options);
-          } catch (error) {
-            const code = (error as { code?: string }).code;
-            if (attempt < MAX_ATTEMPTS && code && RETRYABLE.has(code)) continue;
-            throw error;
-          }
-        }
-      }),
+      perTarget.map((statements, i) =>
+        applyWithRetry(this.all[i] as TargetApplier, statements, stamp, options),
+      ),
     );
     return this.outcome(settled, stamp.lsn);
   }
