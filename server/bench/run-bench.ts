@@ -417,7 +417,13 @@ export async function runBench(
     // The bench trips the breaker itself and puts tenants on shards by map changes that leave stray
     // writes behind: a rule tripping on its own would roll a round's tenants back before its click.
     process.env.SHARDSHIFT_AUTO_TRIP ??= "off";
-    const worker = spawnWorker({ onLine: options.verbose ? (l) => log(`    [worker] ${l}`) : undefined });
+    // A diagnostic: node flags for the worker only (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof";
+    // NODE_OPTIONS refuses --cpu-prof, and would profile the bench process too).
+    const nodeOptions = process.env.BENCH_WORKER_NODE_ARGS?.split(" ").filter(Boolean);
+    const worker = spawnWorker({
+      nodeOptions,
+      onLine: options.verbose ? (l) => log(`    [worker] ${l}`) : undefined,
+    });
     const stopWorker = once(() => worker.kill("SIGTERM"));
     await worker.ready;
     cleanup.push("stop the worker", stopWorker);
