@@ -21,6 +21,9 @@
 //   reverse CDC).
 // - The stamp travels with the COMMIT, in one message: PostgreSQL advances the origin when a
 //   stamped transaction aborts too, so a stamp without its commit could skip a batch for good.
+// - A COMMIT that fails after the stamp ran (nothing orders it away) is settled before the origin
+//   is used again: the origin moved back to where it was if that transaction aborted
+//   (origin-settlement.ts).
 import pg from "pg";
 import type { SqlStatement } from "./slot";
 import { formatLsn } from "./slot";
@@ -53,6 +56,24 @@ export function originProgressSql(origin: string): SqlStatement {
 }
 
 /**
+ * The origin's position as `originProgressSql` reads it, and who this session is (pid and start, so a
+ * later pid of another backend is never taken for it): the apply session's opening read. A stamped
+ * transaction of this session that fails at COMMIT is settled from another session, which must find
+ * this backend (origin-settlement.ts).
+ */
+export function originSessionProgressSql(origin: string): SqlStatement {
+  return {
+    text:
+      "select coalesce(pg_replication_origin_progress($1, true), '0/0')::text as lsn, pg_backend_pid() as pid, " +
+      "(select extract(epoch from backend_start)::text from pg_stat_activity where pid = pg_backend_pid()) as started",
+    values: [origin],
+  };
+}
+
+/** The stamp's column that carries the stamped transaction's xid (stamped-commit.ts watches it). */
+export const STAMP_XID_COLUMN = "shardshift_stamp_xid";
+
+/**
  * Stamps the current transaction with the source position it brings the target to. Literals, not
  * parameters: it rides in the same simple-protocol message as the COMMIT (apply.ts says why).
  */
@@ -72,10 +93,12 @@ export function originXactSetupSql(stampLsn: bigint, commitTimeIso: string): str
  * commit record, and records no origin progress, for a transaction without one. A batch that
  * changed nothing on the target (a replayed DELETE of a row already gone) would leave the origin
  * behind it, and the slot would wait for it until the next write to that target
- * (stamp-without-writes.test.ts).
+ * (stamp-without-writes.test.ts). Its value is also the stamped transaction's name: a COMMIT can
+ * still fail after the stamp (a wait in PreCommit_Notify ended by a terminate, a full NOTIFY queue),
+ * and only knowing the xid lets the origin be moved back (stamped-commit.ts, origin-settlement.ts).
  */
 export function stampAndCommitSql(stampLsn: bigint, commitTimeIso: string): string {
-  return `set constraints all immediate; ${originXactSetupSql(stampLsn, commitTimeIso)}, pg_current_xact_id(); commit`;
+  return `set constraints all immediate; ${originXactSetupSql(stampLsn, commitTimeIso)} as shardshift_stamp, pg_current_xact_id()::text as ${STAMP_XID_COLUMN}; commit`;
 }
 
 /** Every origin of a slot (any target) on one server, dropped when its movement ends. */

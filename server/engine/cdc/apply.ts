@@ -19,6 +19,7 @@ import { stampAndCommitSql } from "./apply-origin";
 import { oneMessageTransactionSql } from "./one-message-transaction";
 import { runInOneSync } from "./one-sync-transaction";
 import { type Tuple, UNCHANGED_TOAST } from "./pgoutput";
+import { newStampWatch, type StampWatch, sendStamped } from "./stamped-commit";
 
 export class CdcStopError extends Error {
   constructor(message: string) {
@@ -163,9 +164,10 @@ export interface ApplyOptions {
   sessionPrepared?: boolean;
   /**
    * The session carries a replication origin (apply-origin.ts): the transaction is stamped with
-   * the source position it brings the target to, in its commit record.
+   * the source position it brings the target to, in its commit record. `watch` learns whether the
+   * stamp ran and in which transaction (stamped-commit.ts): a COMMIT that fails after it is settled.
    */
-  originStamp?: { lsn: bigint; commitTimeIso: string };
+  originStamp?: { lsn: bigint; commitTimeIso: string; watch?: StampWatch };
   /**
    * The statements are one piece of a large transaction already begun on this connection: no
    * BEGIN or COMMIT here, and after a failure the caller rolls the whole transaction back.
@@ -196,6 +198,7 @@ export async function applyToShard(
   const guarded = options.guarded ?? (() => false);
   const pipelined = (client as pg.ClientBase & { pipeline?: boolean }).pipeline === true;
   const stamp = options.originStamp;
+  const watch = stamp?.watch ?? newStampWatch();
   const inTransaction = options.inTransaction === true;
   const recorded = statements.flatMap((s) => (s.touches && guarded(s.touches.relation) ? [s.touches] : []));
   const body = mergeRuns(statements);
@@ -212,7 +215,10 @@ export async function applyToShard(
   // (failed-apply-origin.test.ts, stamp-at-commit.test.ts). The stamp is therefore only ever sent as
   // `select pg_replication_origin_xact_setup(…); commit` in ONE simple-protocol message: the server
   // runs a message only once it has all of it, and a transaction that failed earlier fails the
-  // stamp's select, so it never carries it.
+  // stamp's select, so it never carries it. What no ordering prevents is the COMMIT itself failing
+  // after the stamp (a wait in PreCommit_Notify ended by a terminate or a cancel, a full NOTIFY
+  // queue): the stamp's row names its transaction as it runs (stamped-commit.ts), and the applier
+  // moves the origin back if that transaction aborted (origin-settlement.ts).
   //
   // The common case, on the runner's own session: BEGIN, the guard lock and every statement as one
   // message sequence under a single Sync, then the stamp-and-commit message, written together —
@@ -232,9 +238,12 @@ export async function applyToShard(
     const oneMessage = oneMessageTransactionSql(client, statements, closing);
     if (oneMessage !== null) {
       try {
-        await client.query(oneMessage);
+        await sendStamped(client, oneMessage, watch);
       } catch (error) {
-        // The first failed statement abandoned the rest of the message: the stamp never ran.
+        // The first failed statement abandoned the rest of the message: the stamp never ran —
+        // unless what failed was the COMMIT after it, which the watch saw (its xid arrived): the
+        // origin then holds this batch's stamp without its rows, and the caller settles it
+        // (TargetApplier, origin-settlement.ts).
         await client.query("rollback").catch(() => {});
         throw error;
       }
@@ -247,9 +256,10 @@ export async function applyToShard(
     // (break-one-message-bookkeeping.test.ts). One more round trip, on this path only.
     try {
       await runInOneSync(client, [{ text: "begin", values: [] }, ...statements]);
-      await client.query(closing);
+      await sendStamped(client, closing, watch);
     } catch (error) {
       // A failed statement left the transaction aborted (or none was begun): the stamp never ran.
+      // A failed COMMIT after the stamp is the watch's to report (see the one-message path).
       await client.query("rollback").catch(() => {});
       throw error;
     }
@@ -271,6 +281,7 @@ export async function applyToShard(
   if (recorded.length) opening.push(guardLocksSql(recorded.map((t) => t.relation)));
   // The stamp rides with the COMMIT in one message (see above), never before the writes.
   const closing = inTransaction ? null : stamp ? stampAndCommitSql(stamp.lsn, stamp.commitTimeIso) : "commit";
+  const close = (text: string) => (stamp ? sendStamped(client, text, watch) : client.query(text));
   if (pipelined && !rereads) {
     // The whole transaction (or piece) in one round trip. After a failed statement the server
     // rejects the rest and turns COMMIT into ROLLBACK: the first error is the batch's outcome.
@@ -284,7 +295,7 @@ export async function applyToShard(
       sent = [
         ...(opening.length ? [client.query(opening.join("; "))] : []),
         ...body.map((s) => client.query(queryConfig(s))),
-        ...(closing ? [client.query(closing)] : []),
+        ...(closing ? [close(closing)] : []),
       ];
     } finally {
       socket?.uncork();
@@ -308,7 +319,7 @@ export async function applyToShard(
         if (row) await client.query(queryConfig(s.reread.upsert(row)));
       }
     }
-    if (closing) await client.query(closing);
+    if (closing) await close(closing);
     return true;
   } catch (error) {
     if (!inTransaction) await client.query("rollback").catch(() => {});

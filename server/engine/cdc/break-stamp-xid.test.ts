@@ -144,7 +144,9 @@ describe("the stamp with its xid", () => {
       let killed = false;
       // biome-ignore lint/suspicious/noExplicitAny: test hook
       (client as any).query = async (...args: any[]) => {
-        if (!killed && typeof args[0] === "string" && args[0].startsWith("set constraints all immediate")) {
+        // The stamped message goes as a pg.Query (stamped-commit.ts watches its row): match its text.
+        const text = typeof args[0] === "string" ? args[0] : args[0]?.text;
+        if (!killed && typeof text === "string" && text.startsWith("set constraints all immediate")) {
           killed = true;
           await database.pool.query("select pg_terminate_backend($1)", [pid]);
           await new Promise((r) => setTimeout(r, 300));

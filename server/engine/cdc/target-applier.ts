@@ -11,6 +11,9 @@
 //   and the stamp is its last statement before the commit: PostgreSQL advances the origin on a
 //   stamped ROLLBACK too, so a stamp ahead of a failing write would skip that write for ever.
 // - A session that ends other than by close() is reported (onLost): the composition restarts.
+// - An apply whose COMMIT failed after its stamp ran (or whose answer was lost) ends the session
+//   and is settled before the origin is used again — moved back if that transaction aborted, since
+//   the abort advanced it (origin-settlement.ts) — and `open` settles it first if that failed.
 // - A target that is unreachable fails its open within the connect timeout, and a statement that
 //   hangs ends after the statement timeout: a hung target cannot hang the stream's stop.
 import pg from "pg";
@@ -20,10 +23,13 @@ import { type ApplyOptions, applySessionSql, applyToShard, type Statement } from
 import {
   dropSlotOriginsSql,
   originProgressSql,
+  originSessionProgressSql,
   originSessionSetupSql,
   stampAndCommitSql,
 } from "./apply-origin";
+import { recordStampedFailure, settleOrigin } from "./origin-settlement";
 import { parseLsn } from "./slot";
+import { newStampWatch, type StampWatch, sendStamped, stampMayHaveAborted } from "./stamped-commit";
 
 export interface TargetApplierOptions {
   url: string;
@@ -35,8 +41,17 @@ export interface TargetApplierOptions {
   statementTimeoutMs?: number;
 }
 
+/** Who the apply session is on its server, for settling a failed stamped COMMIT from another. */
+interface ApplySession {
+  url: string;
+  pid: number;
+  startedEpoch: string;
+  connectTimeoutMs: number;
+}
+
 export class TargetApplier {
   private closing = false;
+  private abandoned = false;
 
   private constructor(
     readonly ordinal: number,
@@ -44,10 +59,23 @@ export class TargetApplier {
     private readonly client: pg.Client,
     /** Source position this target holds (its origin's, then every committed apply's). */
     public appliedUpTo: bigint,
+    private readonly session: ApplySession,
   ) {}
 
   static async open(options: TargetApplierOptions): Promise<TargetApplier> {
     const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    // Before the origin is bound and read: a failed stamped COMMIT of an earlier session may have
+    // left it at a stamp whose rows never committed (origin-settlement.ts).
+    try {
+      await settleOrigin(options.url, options.origin);
+    } catch (error) {
+      throw new Error(
+        `an earlier apply to shard ${options.ordinal} may have aborted after stamping origin ${options.origin}, ` +
+          `and whether to move the origin back is not settled yet (${(error as Error).message}); ` +
+          "CDC retries once the shard answers",
+        { cause: error },
+      );
+    }
     const client = new pg.Client({
       connectionString: options.url,
       pipeline: true,
@@ -69,10 +97,20 @@ export class TargetApplier {
     try {
       await client.query(applySessionSql());
       await client.query(originSessionSetupSql(options.origin));
-      const progress = originProgressSql(options.origin);
-      const { rows } = await client.query<{ lsn: string }>(progress.text, progress.values);
-      debugTrace(`cdc-open t=${options.ordinal} origin=${options.origin} progress=${rows[0]?.lsn}`);
-      return new TargetApplier(options.ordinal, options.origin, client, parseLsn(rows[0]?.lsn ?? "0/0"));
+      const progress = originSessionProgressSql(options.origin);
+      const { rows } = await client.query<{ lsn: string; pid: number; started: string }>(
+        progress.text,
+        progress.values,
+      );
+      const row = rows[0];
+      if (!row) throw new Error(`no answer to the origin progress read of shard ${options.ordinal}`);
+      debugTrace(`cdc-open t=${options.ordinal} origin=${options.origin} progress=${row.lsn} pid=${row.pid}`);
+      return new TargetApplier(options.ordinal, options.origin, client, parseLsn(row.lsn), {
+        url: options.url,
+        pid: row.pid,
+        startedEpoch: row.started,
+        connectTimeoutMs,
+      });
     } catch (error) {
       await client.end().catch(() => {});
       throw error;
@@ -97,17 +135,20 @@ export class TargetApplier {
         )
         .join(" ");
     let wrote: boolean;
+    const before = this.appliedUpTo;
+    const watch = newStampWatch();
     try {
       wrote = await applyToShard(this.client, statements, {
         ...options,
         sessionPrepared: true,
-        originStamp: stamp,
+        originStamp: { lsn: stamp.lsn, commitTimeIso: stamp.commitTimeIso, watch },
       });
     } catch (error) {
       debugTrace(
         () =>
-          `cdc-fail t=${this.ordinal} stamp=${stamp.lsn.toString(16)} n=${statements.length} err=${(error as Error).message} ${traced()}`,
+          `cdc-fail t=${this.ordinal} stamp=${stamp.lsn.toString(16)} n=${statements.length} xid=${watch.xid} ${watch.outcome} err=${(error as Error).message} ${traced()}`,
       );
+      await this.settleFailedStamp(watch, stamp.lsn, before);
       throw error;
     }
     debugTrace(
@@ -133,8 +174,49 @@ export class TargetApplier {
   }
 
   async commitLarge(stamp: { lsn: bigint; commitTimeIso: string }): Promise<void> {
-    await this.client.query(stampAndCommitSql(stamp.lsn, stamp.commitTimeIso));
+    const before = this.appliedUpTo;
+    const watch = newStampWatch();
+    try {
+      await sendStamped(this.client, stampAndCommitSql(stamp.lsn, stamp.commitTimeIso), watch);
+    } catch (error) {
+      await this.settleFailedStamp(watch, stamp.lsn, before);
+      throw error;
+    }
     if (stamp.lsn > this.appliedUpTo) this.appliedUpTo = stamp.lsn;
+  }
+
+  /** False once a failed stamped COMMIT ended the session: nothing more may run on it. */
+  get usable(): boolean {
+    return !this.abandoned;
+  }
+
+  /**
+   * After a failed apply: if its stamp may have run in a transaction that aborted, the session is
+   * ended (it holds the origin, and its in-memory position is the stamp) and the origin settled
+   * from another session before this rejects, so no batch of this stream is still in that
+   * transaction when the composition moves on. A settlement that cannot finish (the target down)
+   * stays pending: the next open of this origin completes it first.
+   */
+  private async settleFailedStamp(watch: StampWatch, stamp: bigint, before: bigint): Promise<void> {
+    if (!stampMayHaveAborted(watch)) return;
+    recordStampedFailure({
+      url: this.session.url,
+      origin: this.origin,
+      backend: { pid: this.session.pid, startedEpoch: this.session.startedEpoch },
+      xid: watch.xid,
+      stamp,
+      before,
+      connectTimeoutMs: this.session.connectTimeoutMs,
+    });
+    this.abandoned = true;
+    // The failure itself reaches the composition: no onLost besides it.
+    this.closing = true;
+    (
+      this.client as unknown as { connection?: { stream?: { destroy(): void } } }
+    ).connection?.stream?.destroy();
+    await settleOrigin(this.session.url, this.origin).catch((error: unknown) =>
+      debugTrace(`cdc-settle-later t=${this.ordinal} origin=${this.origin} err=${(error as Error).message}`),
+    );
   }
 
   /** For bookkeeping on the apply session itself (the snapshot guard's clean-up). */
@@ -186,7 +268,8 @@ export async function applyWithRetry(
       return await target.apply(statements, stamp, options);
     } catch (error) {
       const code = (error as { code?: string }).code;
-      if (attempt < MAX_ATTEMPTS && code && RETRYABLE.has(code)) continue;
+      // Not on a session a failed stamped COMMIT ended (TargetApplier.usable).
+      if (attempt < MAX_ATTEMPTS && code && RETRYABLE.has(code) && target.usable) continue;
       throw error;
     }
   }
