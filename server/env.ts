@@ -39,6 +39,14 @@ const ZServerEnv = z.object({
     .max(24 * 30)
     .default(12),
   SHARDSHIFT_SESSION_IDLE_MINUTES: z.coerce.number().int().positive().optional(),
+  // Read by the CDC thread itself (engine/cdc/thread-priority.ts); checked here so a bad value
+  // stops the worker at start with this message.
+  SHARDSHIFT_CDC_NICE: z.coerce
+    .number({ message: "SHARDSHIFT_CDC_NICE must be an integer from -20 to 19 (0: the worker's priority)" })
+    .int("SHARDSHIFT_CDC_NICE must be an integer from -20 to 19 (0: the worker's priority)")
+    .min(-20, "SHARDSHIFT_CDC_NICE must be an integer from -20 to 19 (0: the worker's priority)")
+    .max(19, "SHARDSHIFT_CDC_NICE must be an integer from -20 to 19 (0: the worker's priority)")
+    .optional(),
 });
 
 export type ServerEnv = z.infer<typeof ZServerEnv>;

@@ -9,6 +9,7 @@ import type { CdcRunner } from "./cdc-runner";
 import { startForwardCdc } from "./forward-cdc";
 import type { CdcJob, ToThread } from "./isolated-runner";
 import { startLoopDelayTrace } from "./stage-trace";
+import { cdcThreadNice, describePriority, setThisThreadNice } from "./thread-priority";
 
 if (!parentPort) throw new Error("cdc-thread.ts runs only as a worker thread (see isolated-runner.ts)");
 const port: MessagePort = parentPort;
@@ -17,6 +18,13 @@ const runners = new Map<string, CdcRunner>();
 // The bench's diagnostic (off unless SHARDSHIFT_CDC_TRACE is set): this thread's own loop delay.
 startLoopDelayTrace((workerData as { lane?: string } | null)?.lane ?? "cdc");
 const log = (message: string) => port.postMessage({ kind: "log", message });
+// Replication first (thread-priority.ts). 0 asks for nothing.
+try {
+  const nice = cdcThreadNice();
+  if (nice !== 0) log(describePriority(setThisThreadNice(nice)));
+} catch (error) {
+  log(`CDC thread stays at the worker's priority: ${(error as Error).message}`);
+}
 
 function run(job: CdcJob): CdcRunner {
   if (job.direction === "forward") return startForwardCdc(job.planId, { log });
