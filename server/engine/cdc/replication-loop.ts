@@ -140,8 +140,9 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
         }
       }
       // 4. In stream order, as the batch is handed to the lanes: the confirmer confirms it only
-      // once every target it went to holds its stamp durably.
-      confirmer.applied(batch.confirmableLsn, stamps);
+      // once its transactions committed and every target it went to holds its stamp durably (an
+      // aborted stamped COMMIT leaves the origin at its stamp until it is settled back).
+      confirmer.applied(batch.confirmableLsn, stamps, committed);
       const wrote = stamps.size > 0;
       committed.then(
         () => {
