@@ -21,7 +21,7 @@ import type { ApplyOptions } from "./apply";
 import type { ChangeRouter } from "./change-router";
 import type { Confirmer } from "./confirmer";
 import { nowEpochMs, StageTrace } from "./stage-trace";
-import type { SourceBatch, SourceTransaction, StreamReader } from "./stream-reader";
+import type { StreamReader } from "./stream-reader";
 import type { TargetAppliers } from "./target-applier";
 import { TargetLanes } from "./target-lanes";
 
@@ -50,8 +50,13 @@ export interface ReplicationHooks {
   afterRoute?(): Promise<void>;
   /** A target committed something it applied. */
   progressed?(): void;
-  /** After a batch was applied (not yet confirmed): bookkeeping, off the apply path. */
-  applied?(batch: SourceBatch, last: SourceTransaction | undefined): void;
+  /**
+   * After a batch was applied (not yet confirmed): bookkeeping, off the apply path. `last` is the
+   * commit time of its last transaction (none: the batch only moved the position). Only that is
+   * kept until every target committed: a slow target may hold thousands of batches behind it, and
+   * their changes (the fast targets' shares applied long ago) must not stay in memory with them.
+   */
+  applied?(last: { commitTimeIso: string } | undefined): void;
 }
 
 /** Runs until the reader is stopped or `keepGoing` says no; throws what stopped it otherwise. */
@@ -143,16 +148,14 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
       // once its transactions committed and every target it went to holds its stamp durably (an
       // aborted stamped COMMIT leaves the origin at its stamp until it is settled back).
       confirmer.applied(batch.confirmableLsn, stamps, committed);
-      const wrote = stamps.size > 0;
+      // Only what the hooks need: not the batch, whose changes would stay reachable until its
+      // slowest target committed (break-lanes-retention.test.ts).
+      const commitTimes = trace && stamps.size > 0 ? batch.transactions.map((tx) => tx.commitTimeIso) : null;
+      const lastCommit = last ? { commitTimeIso: last.commitTimeIso } : undefined;
       committed.then(
         () => {
-          if (trace && wrote)
-            trace.record(
-              batch.transactions.map((tx) => tx.commitTimeIso),
-              readAt,
-              nowEpochMs(),
-            );
-          hooks.applied?.(batch, last);
+          if (trace && commitTimes) trace.record(commitTimes, readAt, nowEpochMs());
+          hooks.applied?.(lastCommit);
         },
         () => {}, // a lane's failure ends the loop (lanes.room / lanes.drain)
       );
