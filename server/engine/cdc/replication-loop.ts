@@ -75,6 +75,8 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
     // The loop may be waiting for the stream (a quiet source): wake it to end with the failure.
     () => void reader.stop(),
   );
+  /** Settles once the `applied` hook ran for every batch handed over so far. */
+  let inOrder: Promise<void> = Promise.resolve();
   // A target whose session is lost (its server crashed) may have lost its last asynchronous
   // commits: end now, waking a wait for the stream, so the restart replays them from the slot.
   let lost: Error | null = null;
@@ -155,10 +157,19 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
       committed.then(
         () => {
           if (trace && commitTimes) trace.record(commitTimes, readAt, nowEpochMs());
-          hooks.applied?.(lastCommit);
         },
         () => {}, // a lane's failure ends the loop (lanes.room / lanes.drain)
       );
+      // The hook in stream order: a batch is applied once it AND every batch before it committed.
+      // Fired as each batch's own targets committed, a fast target's batches ran ahead of an
+      // earlier batch a slow target held, and the lag sampled from them hid the slow target's
+      // (break-lanes-lag-sample.test.ts).
+      const previous = inOrder;
+      inOrder = committed.then(async () => {
+        await previous;
+        hooks.applied?.(lastCommit);
+      });
+      inOrder.catch(() => {}); // a lane's failure ends the loop (lanes.room / lanes.drain)
     }
   }
 }
