@@ -75,8 +75,22 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
     // The loop may be waiting for the stream (a quiet source): wake it to end with the failure.
     () => void reader.stop(),
   );
-  /** Settles once the `applied` hook ran for every batch handed over so far. */
-  let inOrder: Promise<void> = Promise.resolve();
+  // Batches handed over whose `applied` hook has not run yet, oldest first: the hook runs in stream
+  // order, once a batch and every batch before it committed (fired as each batch's own targets
+  // committed, a fast target's batches ran ahead of an earlier one a slow target held, and the lag
+  // sampled from them hid the slow target's: break-lanes-lag-sample.test.ts).
+  const unapplied: {
+    committed: Promise<void>;
+    done: boolean;
+    last: { commitTimeIso: string } | undefined;
+  }[] = [];
+  const runAppliedHooks = () => {
+    while (unapplied[0]?.done) {
+      // Shifted first: `hooks.applied?.(…)` would not evaluate its argument without a hook.
+      const { last } = unapplied.shift() as (typeof unapplied)[number];
+      hooks.applied?.(last);
+    }
+  };
   // A target whose session is lost (its server crashed) may have lost its last asynchronous
   // commits: end now, waking a wait for the stream, so the restart replays them from the slot.
   let lost: Error | null = null;
@@ -154,22 +168,16 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
       // slowest target committed (break-lanes-retention.test.ts).
       const commitTimes = trace && stamps.size > 0 ? batch.transactions.map((tx) => tx.commitTimeIso) : null;
       const lastCommit = last ? { commitTimeIso: last.commitTimeIso } : undefined;
+      const entry = { committed, done: false, last: lastCommit };
+      unapplied.push(entry);
       committed.then(
         () => {
           if (trace && commitTimes) trace.record(commitTimes, readAt, nowEpochMs());
+          entry.done = true;
+          runAppliedHooks();
         },
         () => {}, // a lane's failure ends the loop (lanes.room / lanes.drain)
       );
-      // The hook in stream order: a batch is applied once it AND every batch before it committed.
-      // Fired as each batch's own targets committed, a fast target's batches ran ahead of an
-      // earlier batch a slow target held, and the lag sampled from them hid the slow target's
-      // (break-lanes-lag-sample.test.ts).
-      const previous = inOrder;
-      inOrder = committed.then(async () => {
-        await previous;
-        hooks.applied?.(lastCommit);
-      });
-      inOrder.catch(() => {}); // a lane's failure ends the loop (lanes.room / lanes.drain)
     }
   }
 }
