@@ -31,9 +31,12 @@ export class Confirmer {
     }, options.periodMs ?? 200);
   }
 
-  /** A batch ending at source position `lsn` committed on the targets in `stamps` (empty: wrote nothing). */
-  applied(lsn: bigint, stamps: ReadonlyMap<number, bigint>): void {
-    this.durable.applied(lsn, stamps);
+  /**
+   * A batch ending at source position `lsn` goes to the targets in `stamps` (empty: wrote nothing);
+   * it is confirmed only once `committed` resolved (DurableConfirmer.applied).
+   */
+  applied(lsn: bigint, stamps: ReadonlyMap<number, bigint>, committed?: Promise<void>): void {
+    this.durable.applied(lsn, stamps, committed);
   }
 
   /** The last position confirmed to the slot. */

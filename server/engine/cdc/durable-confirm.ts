@@ -15,6 +15,12 @@
 // the stamp that target's transaction carried. A target the batch did not write to does not hold it
 // back: it has nothing pending for that range. Batches are confirmed in order, so a position is
 // confirmed only when everything before it is durable everywhere.
+//
+// A batch handed to the apply lanes is recorded before it is applied (target-lanes.ts): it counts
+// only once its transactions COMMITTED. PostgreSQL advances an origin on a stamped ABORT too, and
+// until the settlement moves it back (origin-settlement.ts) the origin sits at the failed batch's
+// stamp with none of its rows: judged by the origin alone, that batch looked durable and was
+// confirmed to the slot, past rows no target holds (break-lanes-confirm-abort.test.ts).
 export interface PendingBatch {
   /** The source position to confirm once the batch is durable (its confirmableLsn). */
   lsn: bigint;
@@ -22,8 +28,13 @@ export interface PendingBatch {
   stamps: ReadonlyMap<number, bigint>;
 }
 
+interface Pending extends PendingBatch {
+  /** Its transactions committed (a batch that failed never is: the origin may hold an abort's stamp). */
+  committed: boolean;
+}
+
 export class DurableConfirmer {
-  private readonly pending: PendingBatch[] = [];
+  private readonly pending: Pending[] = [];
   private checking: Promise<void> | null = null;
 
   constructor(
@@ -32,9 +43,20 @@ export class DurableConfirmer {
     private readonly confirm: (lsn: bigint) => void,
   ) {}
 
-  /** A batch ending at source position `lsn` committed on the targets in `stamps` (empty: wrote nothing). */
-  applied(lsn: bigint, stamps: ReadonlyMap<number, bigint> = new Map()): void {
-    this.pending.push({ lsn, stamps });
+  /**
+   * A batch ending at source position `lsn` goes to the targets in `stamps` (empty: wrote nothing).
+   * `committed`, if given, settles once its transactions committed: until it resolves the batch is
+   * not confirmed, and if it rejects, never.
+   */
+  applied(lsn: bigint, stamps: ReadonlyMap<number, bigint> = new Map(), committed?: Promise<void>): void {
+    const entry: Pending = { lsn, stamps, committed: committed === undefined };
+    this.pending.push(entry);
+    committed?.then(
+      () => {
+        entry.committed = true;
+      },
+      () => {},
+    );
   }
 
   get waiting(): number {
@@ -59,7 +81,7 @@ export class DurableConfirmer {
     let upTo: bigint | null = null;
     for (let i = 0; i < count; i++) {
       const head = this.pending[0];
-      if (!head) break;
+      if (!head?.committed) break;
       const done = [...head.stamps].every(([t, stamp]) => stamp <= (durable.get(t) ?? 0n));
       if (!done) break;
       this.pending.shift();

@@ -216,7 +216,7 @@ async function streamPlan(
           );
         },
         progressed: () => control.progressed(),
-        applied(_batch, last) {
+        applied(last) {
           const t = Date.now();
           if (t - lastLagSample >= 1_000) {
             lastLagSample = t;

@@ -21,7 +21,7 @@ import type { ApplyOptions } from "./apply";
 import type { ChangeRouter } from "./change-router";
 import type { Confirmer } from "./confirmer";
 import { nowEpochMs, StageTrace } from "./stage-trace";
-import type { SourceBatch, SourceTransaction, StreamReader } from "./stream-reader";
+import type { StreamReader } from "./stream-reader";
 import type { TargetAppliers } from "./target-applier";
 import { TargetLanes } from "./target-lanes";
 
@@ -50,8 +50,13 @@ export interface ReplicationHooks {
   afterRoute?(): Promise<void>;
   /** A target committed something it applied. */
   progressed?(): void;
-  /** After a batch was applied (not yet confirmed): bookkeeping, off the apply path. */
-  applied?(batch: SourceBatch, last: SourceTransaction | undefined): void;
+  /**
+   * After a batch was applied (not yet confirmed): bookkeeping, off the apply path. `last` is the
+   * commit time of its last transaction (none: the batch only moved the position). Only that is
+   * kept until every target committed: a slow target may hold thousands of batches behind it, and
+   * their changes (the fast targets' shares applied long ago) must not stay in memory with them.
+   */
+  applied?(last: { commitTimeIso: string } | undefined): void;
 }
 
 /** Runs until the reader is stopped or `keepGoing` says no; throws what stopped it otherwise. */
@@ -70,6 +75,22 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
     // The loop may be waiting for the stream (a quiet source): wake it to end with the failure.
     () => void reader.stop(),
   );
+  // Batches handed over whose `applied` hook has not run yet, oldest first: the hook runs in stream
+  // order, once a batch and every batch before it committed (fired as each batch's own targets
+  // committed, a fast target's batches ran ahead of an earlier one a slow target held, and the lag
+  // sampled from them hid the slow target's: break-lanes-lag-sample.test.ts).
+  const unapplied: {
+    committed: Promise<void>;
+    done: boolean;
+    last: { commitTimeIso: string } | undefined;
+  }[] = [];
+  const runAppliedHooks = () => {
+    while (unapplied[0]?.done) {
+      // Shifted first: `hooks.applied?.(…)` would not evaluate its argument without a hook.
+      const { last } = unapplied.shift() as (typeof unapplied)[number];
+      hooks.applied?.(last);
+    }
+  };
   // A target whose session is lost (its server crashed) may have lost its last asynchronous
   // commits: end now, waking a wait for the stream, so the restart replays them from the slot.
   let lost: Error | null = null;
@@ -140,18 +161,20 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
         }
       }
       // 4. In stream order, as the batch is handed to the lanes: the confirmer confirms it only
-      // once every target it went to holds its stamp durably.
-      confirmer.applied(batch.confirmableLsn, stamps);
-      const wrote = stamps.size > 0;
+      // once its transactions committed and every target it went to holds its stamp durably (an
+      // aborted stamped COMMIT leaves the origin at its stamp until it is settled back).
+      confirmer.applied(batch.confirmableLsn, stamps, committed);
+      // Only what the hooks need: not the batch, whose changes would stay reachable until its
+      // slowest target committed (break-lanes-retention.test.ts).
+      const commitTimes = trace && stamps.size > 0 ? batch.transactions.map((tx) => tx.commitTimeIso) : null;
+      const lastCommit = last ? { commitTimeIso: last.commitTimeIso } : undefined;
+      const entry = { committed, done: false, last: lastCommit };
+      unapplied.push(entry);
       committed.then(
         () => {
-          if (trace && wrote)
-            trace.record(
-              batch.transactions.map((tx) => tx.commitTimeIso),
-              readAt,
-              nowEpochMs(),
-            );
-          hooks.applied?.(batch, last);
+          if (trace && commitTimes) trace.record(commitTimes, readAt, nowEpochMs());
+          entry.done = true;
+          runAppliedHooks();
         },
         () => {}, // a lane's failure ends the loop (lanes.room / lanes.drain)
       );
