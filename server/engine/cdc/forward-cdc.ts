@@ -198,9 +198,9 @@ async function streamPlan(
           // A finished table's guard entries are no longer read by anyone: drop them, between batches.
           for (const table of doneTables) {
             if (droppedGuards.has(table)) continue;
+            // On the apply sessions themselves: never inside a lane's or a large transaction.
+            if (!(await idle())) break;
             droppedGuards.add(table);
-            // On the apply sessions themselves: never inside a lane's transaction.
-            await idle();
             await Promise.all(targets.map((t) => dropTouched(t.connection, table)));
           }
         },

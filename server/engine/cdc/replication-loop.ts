@@ -37,9 +37,10 @@ export interface ReplicationHooks {
   keepGoing(): boolean;
   /**
    * Runs before every batch is read. Targets may still be applying earlier batches: a hook that
-   * needs the apply sessions awaits `idle` first (every lane committed, none open).
+   * needs the apply sessions awaits `idle` first: true once every lane committed and none is
+   * open; false while a large transaction holds the sessions between its pieces (try later).
    */
-  beforeBatch?(idle: () => Promise<void>): Promise<void>;
+  beforeBatch?(idle: () => Promise<boolean>): Promise<void>;
   /** Whether writes to a table take the backfill's guard lock (forward CDC while a table is copied). */
   guarded?(relation: string): boolean;
   /**
@@ -58,6 +59,9 @@ export interface ReplicationHooks {
    */
   applied?(last: { commitTimeIso: string } | undefined): void;
 }
+
+/** Batches handed to the lanes and not yet committed everywhere, at most (then the loop waits). */
+export const MAX_BATCHES_IN_FLIGHT = 10_000;
 
 /** Runs until the reader is stopped or `keepGoing` says no; throws what stopped it otherwise. */
 export async function runReplication(parts: ReplicationParts, hooks: ReplicationHooks): Promise<void> {
@@ -113,7 +117,16 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
   async function loop() {
     while (hooks.keepGoing() && !lost) {
       await lanes.room();
-      await hooks.beforeBatch?.(() => lanes.drain());
+      // Bounded: a target slow to commit must not let the others run ahead without limit (each
+      // batch in flight is held by the confirmer and the in-order hooks until it committed).
+      while (unapplied.length >= MAX_BATCHES_IN_FLIGHT) {
+        await unapplied[0]?.committed.catch(() => {});
+        await lanes.room();
+      }
+      await hooks.beforeBatch?.(async () => {
+        await lanes.drain();
+        return !appliers.holdsLarge;
+      });
       // 1.
       const batch = await reader.next();
       if (!batch) return;
