@@ -31,6 +31,7 @@
 //   termination): committed and aborted cannot be told apart, and the origin is left as it is.
 import pg from "pg";
 import { debugTrace } from "../shared/debug-trace";
+import { fullXid as placeXid } from "../shared/snapshot-guard";
 import { formatLsn } from "./slot";
 
 /** An apply transaction that may have aborted after its stamp ran. */
@@ -162,14 +163,11 @@ async function endBackend(
 
 /**
  * A 32-bit xid as the xid8 it is, given a snapshot's xmax: the xid8 nearest to it (a running xid
- * may be above xmax, but never 2^31 away from it: wraparound protection).
+ * may be above xmax, but never 2^31 away from it: wraparound protection). The stream reader's
+ * placement (snapshot-guard.ts), with pg_stat_activity's text in and pg_xact_status's text out.
  */
 export function fullXid(xid: string, xmax: string): string {
-  const near = BigInt(xmax);
-  let full = (near & ~0xffff_ffffn) | BigInt(xid);
-  if (full > near + 0x8000_0000n) full -= 0x1_0000_0000n;
-  else if (full < near - 0x8000_0000n) full += 0x1_0000_0000n;
-  return full.toString();
+  return placeXid(Number(xid), BigInt(xmax)).toString();
 }
 
 async function finalStatus(client: pg.Client, xid: string, deadline: number): Promise<string | null> {
