@@ -2,6 +2,9 @@
 // scripts can import server modules without a configured environment.
 import { z } from "zod";
 
+const YIELD_LAG_MESSAGE =
+  "SHARDSHIFT_YIELD_LAG_MS must be a whole number of milliseconds from 0 to 10000 (0: background work never waits for replication)";
+
 const ZServerEnv = z.object({
   DATABASE_URL: z
     .string({
@@ -46,6 +49,13 @@ const ZServerEnv = z.object({
     .int("SHARDSHIFT_CDC_NICE must be an integer from -20 to 19 (0: the worker's priority)")
     .min(-20, "SHARDSHIFT_CDC_NICE must be an integer from -20 to 19 (0: the worker's priority)")
     .max(19, "SHARDSHIFT_CDC_NICE must be an integer from -20 to 19 (0: the worker's priority)")
+    .optional(),
+  // Read where background work yields (engine/shared/replication-pressure.ts); checked here too.
+  SHARDSHIFT_YIELD_LAG_MS: z.coerce
+    .number({ message: YIELD_LAG_MESSAGE })
+    .int(YIELD_LAG_MESSAGE)
+    .min(0, YIELD_LAG_MESSAGE)
+    .max(10_000, YIELD_LAG_MESSAGE)
     .optional(),
 });
 

@@ -19,6 +19,7 @@ import pg from "pg";
 import { serverEnv } from "../../env";
 import { ZPlanSettings } from "../../schemas/plan";
 import { debugTrace } from "../shared/debug-trace";
+import { yieldToReplication } from "../shared/replication-pressure";
 import { assertCopier, COPIER_TAKEN_OVER, claimCopier, dropTouched } from "../shared/snapshot-guard";
 import { planTable } from "../shared/table-plan";
 import { TokenBucket } from "../shared/token-bucket";
@@ -69,7 +70,10 @@ async function movementRunning(planId: string): Promise<boolean> {
  * still runs; false means it does not (paused or cancelled): stop before the next chunk.
  */
 async function throttle(bucket: TokenBucket, rows: number, planId: string): Promise<boolean> {
-  let wait = bucket.reserve(rows);
+  // Replication on this worker first: no chunk starts while it runs late, and the pace drops while
+  // it does (replication-pressure.ts).
+  const pace = await yieldToReplication();
+  let wait = bucket.reserve(Math.ceil(rows / pace));
   while (wait > 0) {
     const step = Math.min(wait, STOP_CHECK_MS);
     await new Promise((r) => setTimeout(r, step));

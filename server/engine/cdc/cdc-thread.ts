@@ -5,6 +5,7 @@
 // { kind: "log", message } and, once per started runner, { kind: "finished", key, failure, progressed }.
 import { type MessagePort, parentPort, workerData } from "node:worker_threads";
 import { startReverseStream } from "../cutover/reverse-stream";
+import { installPressureBuffer } from "../shared/replication-pressure";
 import type { CdcRunner } from "./cdc-runner";
 import { startForwardCdc } from "./forward-cdc";
 import type { CdcJob, ToThread } from "./isolated-runner";
@@ -15,8 +16,11 @@ if (!parentPort) throw new Error("cdc-thread.ts runs only as a worker thread (se
 const port: MessagePort = parentPort;
 
 const runners = new Map<string, CdcRunner>();
+const data = workerData as { lane?: string; pressure?: SharedArrayBuffer } | null;
 // The bench's diagnostic (off unless SHARDSHIFT_CDC_TRACE is set): this thread's own loop delay.
-startLoopDelayTrace((workerData as { lane?: string } | null)?.lane ?? "cdc");
+startLoopDelayTrace(data?.lane ?? "cdc");
+// How late each stream runs, read by the process's background work (replication-pressure.ts).
+if (data?.pressure) installPressureBuffer(data.pressure);
 const log = (message: string) => port.postMessage({ kind: "log", message });
 // Replication first (thread-priority.ts). 0 asks for nothing.
 try {

@@ -8,6 +8,7 @@
 // start and stop runners, relays its log lines and learns how each runner ended. A thread that dies
 // ends every runner in it with that failure; the next start begins a new thread.
 import type { Worker } from "node:worker_threads";
+import { newPressureBuffer, watchPressure } from "../shared/replication-pressure";
 import { startTsThread } from "../shared/ts-thread";
 import type { CdcRunner } from "./cdc-runner";
 
@@ -55,9 +56,13 @@ let logTo: (m: string) => void = () => {};
 function ensureThread(lane: Lane): Thread {
   const running = threads.get(lane);
   if (running) return running;
+  // The thread's streams say how late they run; this process's parity passes and backfill copies
+  // hold their next chunk while it is late (replication-pressure.ts).
+  const pressure = newPressureBuffer();
+  const unwatch = watchPressure(pressure);
   const worker = startTsThread(new URL("./cdc-thread.ts", import.meta.url), {
     name: `shardshift-cdc-${lane}`,
-    workerData: { lane },
+    workerData: { lane, pressure },
   });
   const thread: Thread = { worker, proxies: new Map() };
   // The process may exit while the thread still streams (its stop() ends the runners first).
@@ -76,6 +81,7 @@ function ensureThread(lane: Lane): Thread {
     proxy.end();
   });
   const died = (error: Error) => {
+    unwatch();
     if (threads.get(lane) === thread) threads.delete(lane);
     for (const proxy of [...thread.proxies.values()]) {
       proxy.failure ??= error;

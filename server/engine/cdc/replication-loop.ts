@@ -17,6 +17,8 @@
 //
 // What differs between directions is only which parts are composed (forward-cdc.ts,
 // reverse-cdc.ts): the source, the route, the targets, and the hooks below.
+
+import { PressureSlot } from "../shared/replication-pressure";
 import type { ApplyOptions } from "./apply";
 import type { ChangeRouter } from "./change-router";
 import type { Confirmer } from "./confirmer";
@@ -87,13 +89,20 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
     committed: Promise<void>;
     done: boolean;
     last: { commitTimeIso: string } | undefined;
+    readAtMs: number;
   }[] = [];
+  // How late this stream runs, for the background work beside it (replication-pressure.ts).
+  const pressure = PressureSlot.claim();
   const runAppliedHooks = () => {
+    let newest: { commitTimeIso: string } | undefined;
     while (unapplied[0]?.done) {
       // Shifted first: `hooks.applied?.(…)` would not evaluate its argument without a hook.
       const { last } = unapplied.shift() as (typeof unapplied)[number];
+      newest = last ?? newest;
       hooks.applied?.(last);
     }
+    if (newest) pressure.applied(Date.parse(newest.commitTimeIso));
+    pressure.held(unapplied[0]?.readAtMs ?? 0);
   };
   // A target whose session is lost (its server crashed) may have lost its last asynchronous
   // commits: end now, waking a wait for the stream, so the restart replays them from the slot.
@@ -111,6 +120,7 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
     // Nothing may still be inside a target transaction when the caller closes the sessions.
     await lanes.drain().catch(() => {});
     trace?.flush();
+    pressure.release();
   }
   if (lost) throw lost;
 
@@ -131,6 +141,7 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
       const batch = await reader.next();
       if (!batch) return;
       const readAt = trace ? nowEpochMs() : 0;
+      const readAtMs = Date.now();
       // 2. + 3. for a piece of a large transaction: into the targets' open transactions, once
       // every lane committed what came before it.
       if (batch.piece) {
@@ -181,7 +192,8 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
       // slowest target committed (break-lanes-retention.test.ts).
       const commitTimes = trace && stamps.size > 0 ? batch.transactions.map((tx) => tx.commitTimeIso) : null;
       const lastCommit = last ? { commitTimeIso: last.commitTimeIso } : undefined;
-      const entry = { committed, done: false, last: lastCommit };
+      const entry = { committed, done: false, last: lastCommit, readAtMs };
+      if (unapplied.length === 0) pressure.held(readAtMs);
       unapplied.push(entry);
       committed.then(
         () => {

@@ -14,6 +14,7 @@ import pg from "pg";
 import { ZPlanSettings } from "../../schemas/plan";
 import type { TableInfo } from "../analysis/introspect";
 import type { Placement } from "../router/placement";
+import { yieldToReplication } from "../shared/replication-pressure";
 import { planTable, type TablePlan } from "../shared/table-plan";
 import { TokenBucket } from "../shared/token-bucket";
 import { db } from "../store/db";
@@ -159,7 +160,12 @@ async function verifyMismatches(
 function scanThrottle(legacy: TokenBucket, shards: number): ScanThrottle {
   const buckets = [legacy, ...Array.from({ length: shards }, () => new TokenBucket(legacy.ratePerSecond))];
   return {
-    take: (side, rows) => (buckets[side] ?? legacy).take(rows),
+    // Replication on this worker first: no chunk starts while it runs late, and the pace drops while
+    // it does (replication-pressure.ts).
+    take: async (side, rows) => {
+      const pace = await yieldToReplication();
+      await (buckets[side] ?? legacy).take(Math.ceil(rows / pace));
+    },
     maxChunkRows: Math.max(500, Math.floor(legacy.ratePerSecond / 40)),
   };
 }

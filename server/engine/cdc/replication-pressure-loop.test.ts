@@ -1,0 +1,165 @@
+// Background work waits for a replication loop that runs late (shared/replication-pressure.ts), on
+// a real target: the loop (replication-loop.ts) reports the batch its target holds back, a chunk of
+// background work waits until that batch commits, and a loop that ended holds nothing back.
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestDatabase, type TestDatabase } from "../../testing/databases";
+import {
+  installPressureBuffer,
+  newPressureBuffer,
+  replicationLatenessMs,
+  watchPressure,
+  yieldToReplication,
+} from "../shared/replication-pressure";
+import type { Statement } from "./apply";
+import type { ChangeRouter } from "./change-router";
+import { Confirmer } from "./confirmer";
+import { runReplication } from "./replication-loop";
+import type { SourceBatch, SourceTransaction, StreamReader } from "./stream-reader";
+import { readOriginProgress, TargetApplier, TargetAppliers } from "./target-applier";
+
+let target: TestDatabase;
+
+beforeAll(async () => {
+  target = await createTestDatabase("pressure_loop");
+  await target.pool.query("create table items (id bigint primary key)");
+});
+
+afterAll(async () => {
+  await target?.drop();
+});
+
+const ins = (id: number): Statement => ({
+  name: "pressure_ins",
+  text: "insert into items (id) values ($1::bigint)",
+  values: [String(id)],
+});
+
+function tx(id: number, endLsn: bigint): SourceTransaction {
+  return {
+    xid: String(id),
+    commitLsn: endLsn - 1n,
+    endLsn,
+    commitTimeIso: new Date().toISOString(),
+    changes: [],
+    continued: false,
+  };
+}
+
+function fakeReader(): { reader: StreamReader; feed: (batch: SourceBatch) => void } {
+  const queue: SourceBatch[] = [];
+  let wake: () => void = () => {};
+  let stopped = false;
+  const reader = {
+    async next() {
+      for (;;) {
+        if (stopped) return null;
+        const batch = queue.shift();
+        if (batch) return batch;
+        await new Promise<void>((r) => {
+          wake = r;
+        });
+      }
+    },
+    async stop() {
+      stopped = true;
+      wake();
+    },
+    async readRow() {
+      return null;
+    },
+  } as unknown as StreamReader;
+  return {
+    reader,
+    feed: (batch) => {
+      queue.push(batch);
+      wake();
+    },
+  };
+}
+
+const router = {
+  route(transactions: SourceTransaction[], appliedUpTo: bigint[]) {
+    return [transactions.filter((t) => t.endLsn > (appliedUpTo[0] ?? 0n)).map((t) => ins(Number(t.xid)))];
+  },
+} as unknown as ChangeRouter;
+
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe("background work beside a replication loop", () => {
+  it("waits while the loop's target holds a batch back, and goes once it committed", async () => {
+    // This thread plays the CDC thread (it writes the slots) and the worker (it reads them).
+    const buffer = newPressureBuffer();
+    installPressureBuffer(buffer);
+    const unwatch = watchPressure(buffer);
+    const origin = "shardshift_pressure_loop_t0";
+    const applier = await TargetApplier.open({ url: target.url, ordinal: 0, origin });
+    const appliers = new TargetAppliers([applier]);
+    const admin = new pg.Client({ connectionString: target.url });
+    await admin.connect();
+    const confirmer = new Confirmer({
+      durableOf: () => readOriginProgress(admin, origin),
+      confirm: () => {},
+      periodMs: 50,
+      log: () => {},
+    });
+    const { reader, feed } = fakeReader();
+    const running = runReplication({ reader, router, appliers, confirmer }, { keepGoing: () => true });
+    running.catch(() => {});
+    const blocker = new pg.Client({ connectionString: target.url });
+    await blocker.connect();
+    try {
+      feed({ transactions: [tx(1, 0x10n)], confirmableLsn: 0x10n });
+      await until(
+        "row 1 applied",
+        async () => (await target.pool.query("select 1 from items")).rowCount === 1,
+      );
+      await until("nothing held", () => replicationLatenessMs() === 0);
+
+      // The target's table is locked: batch 2 waits in its lane.
+      await blocker.query("begin; lock table items in share mode");
+      feed({ transactions: [tx(2, 0x20n)], confirmableLsn: 0x20n });
+      await until("batch 2 held back", () => replicationLatenessMs() > 50);
+      let waited: number | null = null;
+      const started = Date.now();
+      const chunk = yieldToReplication({ limitMs: 5, maxPauseMs: 60_000 }).then(() => {
+        waited = Date.now() - started;
+      });
+      await until("the chunk to have waited 200 ms", () => Date.now() - started >= 200);
+      expect(waited).toBeNull();
+
+      await blocker.query("commit");
+      await chunk;
+      expect(waited).not.toBeNull();
+      expect((await target.pool.query("select 1 from items where id = 2")).rowCount).toBe(1);
+      expect(replicationLatenessMs()).toBeLessThanOrEqual(5);
+
+      // A loop that ended releases its slot: nothing it left behind holds background work back.
+      await blocker.query("begin; lock table items in share mode");
+      feed({ transactions: [tx(3, 0x30n)], confirmableLsn: 0x30n });
+      await until("batch 3 held back", () => replicationLatenessMs() > 50);
+      // Its apply session ends (as when its server goes away): the loop ends with that failure.
+      await blocker.query(
+        "select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+      );
+      await running.catch(() => {});
+      expect(replicationLatenessMs()).toBe(0);
+    } finally {
+      await blocker.query("rollback").catch(() => {});
+      await blocker.end();
+      await reader.stop();
+      await running.catch(() => {});
+      await confirmer.stop();
+      await appliers.close();
+      await target.pool.query("select pg_replication_origin_drop($1)", [origin]).catch(() => {});
+      await admin.end();
+      unwatch();
+    }
+  }, 60_000);
+});

@@ -1,0 +1,167 @@
+// The lateness signal and the background pace (replication-pressure.ts), without servers: what a
+// slot publishes, what the reader makes of it, and how long a chunk of background work waits.
+// replication-pressure-loop.test.ts drives the same signal from a replication loop on a real target.
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  installPressureBuffer,
+  newPressureBuffer,
+  PressureSlot,
+  replicationLatenessMs,
+  watchPressure,
+  yieldLagMs,
+  yieldToReplication,
+} from "./replication-pressure";
+
+let unwatch: () => void = () => {};
+
+function fresh(): void {
+  unwatch();
+  const buffer = newPressureBuffer();
+  installPressureBuffer(buffer);
+  unwatch = watchPressure(buffer);
+}
+
+afterEach(() => {
+  unwatch();
+  unwatch = () => {};
+});
+
+describe("the lateness signal", () => {
+  it("is each batch's delay over the least delay of the last minute, which cancels a clock offset", () => {
+    fresh();
+    const slot = PressureSlot.claim();
+    const now = 1_000_000_000_000;
+    // The source's clock runs 800 ms behind ours: every delay looks 800 ms longer.
+    slot.applied(now - 801, now);
+    expect(replicationLatenessMs(now)).toBe(0);
+    slot.applied(now + 5 - 803, now + 5);
+    expect(replicationLatenessMs(now + 5)).toBe(2);
+    slot.applied(now + 10 - 830, now + 10);
+    expect(replicationLatenessMs(now + 10)).toBe(29);
+    slot.release();
+  });
+
+  it("forgets the least delay after a minute, so a clock step does not leave every batch late", () => {
+    fresh();
+    const slot = PressureSlot.claim();
+    const t0 = 1_000_000_000_000;
+    slot.applied(t0 - 1, t0);
+    // The source's clock stepped: every delay is 50 ms longer from now on.
+    const later = t0 + 61_000;
+    slot.applied(later - 51, later);
+    expect(replicationLatenessMs(later)).toBe(0);
+    slot.release();
+  });
+
+  it("counts a reading only while fresh: a stream gone quiet raises nothing", () => {
+    fresh();
+    const slot = PressureSlot.claim();
+    const now = 1_000_000_000_000;
+    slot.applied(now - 1, now);
+    slot.applied(now - 40, now);
+    expect(replicationLatenessMs(now + 50)).toBe(39);
+    expect(replicationLatenessMs(now + 500)).toBe(0);
+    slot.release();
+  });
+
+  it("counts how long the oldest batch read has waited to commit, whatever the source's clock", () => {
+    fresh();
+    const slot = PressureSlot.claim();
+    const now = 1_000_000_000_000;
+    slot.held(now - 120);
+    expect(replicationLatenessMs(now)).toBe(120);
+    slot.held(0);
+    expect(replicationLatenessMs(now)).toBe(0);
+    slot.release();
+  });
+
+  it("takes the latest of every slot, and a released slot counts for nothing", () => {
+    fresh();
+    const a = PressureSlot.claim();
+    const b = PressureSlot.claim();
+    const now = 1_000_000_000_000;
+    a.held(now - 10);
+    b.held(now - 70);
+    expect(replicationLatenessMs(now)).toBe(70);
+    b.release();
+    expect(replicationLatenessMs(now)).toBe(10);
+    a.release();
+    expect(replicationLatenessMs(now)).toBe(0);
+  });
+
+  it("counts a thread's slots only where its buffer is watched", () => {
+    unwatch();
+    installPressureBuffer(newPressureBuffer());
+    const slot = PressureSlot.claim();
+    slot.held(Date.now() - 1_000);
+    expect(replicationLatenessMs()).toBe(0);
+    slot.release();
+  });
+});
+
+describe("yieldToReplication", () => {
+  it("does not wait while replication is on time, and waits while it is late, at most the pause", async () => {
+    fresh();
+    const slot = PressureSlot.claim();
+    expect(await yieldToReplication({ limitMs: 5 })).toBe(1);
+    slot.held(Date.now() - 1_000);
+    const started = performance.now();
+    const pace = await yieldToReplication({ limitMs: 5, maxPauseMs: 60 });
+    expect(performance.now() - started).toBeGreaterThanOrEqual(55);
+    expect(pace).toBeLessThan(1);
+    slot.release();
+  });
+
+  it("ends the wait when replication catches up", async () => {
+    fresh();
+    const slot = PressureSlot.claim();
+    slot.held(Date.now() - 1_000);
+    let done = false;
+    const waiting = yieldToReplication({ limitMs: 5, maxPauseMs: 60_000 }).then(() => {
+      done = true;
+    });
+    await new Promise((r) => setTimeout(r, 30));
+    expect(done).toBe(false);
+    slot.held(0);
+    await waiting;
+    slot.release();
+  });
+
+  it("never waits when turned off (limit 0)", async () => {
+    fresh();
+    const slot = PressureSlot.claim();
+    slot.held(Date.now() - 1_000);
+    expect(await yieldToReplication({ limitMs: 0, maxPauseMs: 60_000 })).toBe(1);
+    slot.release();
+  });
+
+  it("lowers the pace while replication is late and restores it once it is on time", async () => {
+    fresh();
+    const slot = PressureSlot.claim();
+    slot.held(Date.now() - 1_000);
+    let pace = 1;
+    for (let i = 0; i < 4; i++) {
+      pace = await yieldToReplication({ limitMs: 5, maxPauseMs: 60 });
+    }
+    expect(pace).toBeLessThanOrEqual(0.25);
+    slot.held(0);
+    const deadline = Date.now() + 5_000;
+    while (pace < 1) {
+      if (Date.now() > deadline) throw new Error(`the pace stayed at ${pace}`);
+      pace = await yieldToReplication({ limitMs: 5 });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    slot.release();
+  });
+});
+
+describe("SHARDSHIFT_YIELD_LAG_MS", () => {
+  it("defaults, accepts 0 (off) and refuses what is not a whole number of ms up to 10,000", () => {
+    expect(yieldLagMs({})).toBe(5);
+    expect(yieldLagMs({ SHARDSHIFT_YIELD_LAG_MS: "0" })).toBe(0);
+    expect(yieldLagMs({ SHARDSHIFT_YIELD_LAG_MS: " 20 " })).toBe(20);
+    for (const bad of ["-1", "2.5", "ten", "10001"]) {
+      expect(() => yieldLagMs({ SHARDSHIFT_YIELD_LAG_MS: bad })).toThrow(/SHARDSHIFT_YIELD_LAG_MS must be/);
+    }
+  });
+});

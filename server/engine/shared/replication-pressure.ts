@@ -1,0 +1,200 @@
+// Background work on a worker yields to the replication it runs beside.
+//
+// A parity chunk or a backfill chunk is a burst of work on legacy and on every shard at once. A
+// change replicated meanwhile waits for a core at each hop: legacy's WAL sender, our CDC thread, the
+// shard's backend. Raising the CDC thread's priority (cdc/thread-priority.ts) covers one hop of
+// three. So the background loops watch how late replication runs and hold their next chunk while
+// it runs late. TCP's background transports do the same (LEDBAT, RFC 6817): they measure one-way
+// delay over its base, the least seen lately, and back off when it rises.
+//
+// The signal: each replication loop holds a slot in its thread's shared buffer and writes, with no
+// message and no wait:
+//   - excess: how much longer its last applied batch took from the source's commit than the least
+//     any of its batches took in the last minute (the least cancels the source's clock offset and
+//     the path's fixed cost), and when that was measured;
+//   - held since: when our thread read the oldest batch that has not committed everywhere yet
+//     (the worker's own clock: a target that stopped answering raises this, not the excess).
+// The background loops read every slot before each chunk (yieldToReplication). A reading older than
+// FRESH_MS counts for nothing: a stream gone quiet raises nothing.
+//
+// A pause is bounded (MAX_PAUSE_MS), so background work always moves: a replication catching up a
+// backlog, or a target down, slows a backfill or a parity pass but never stops it.
+
+/** Slots per thread: replication loops in one CDC thread at once (more run without a signal). */
+const SLOTS = 64;
+const FIELDS = 3; // excess ms, measured at (epoch ms), held since (epoch ms; 0: nothing held)
+const FRESH_MS = 100;
+const BASE_WINDOW_BUCKETS = 6;
+const BASE_BUCKET_MS = 10_000;
+/** Default lateness past which background work waits (SHARDSHIFT_YIELD_LAG_MS; 0 turns it off). */
+export const DEFAULT_YIELD_LAG_MS = 5;
+/** The longest one chunk of background work waits for replication. */
+export const MAX_PAUSE_MS = 250;
+const POLL_MS = 2;
+
+/** A thread's slots, made by whoever starts the thread and handed to it (workerData). */
+export function newPressureBuffer(): SharedArrayBuffer {
+  // Only the thread the buffer is handed to claims and writes slots; others only read them.
+  return new SharedArrayBuffer(SLOTS * FIELDS * BigInt64Array.BYTES_PER_ELEMENT);
+}
+
+let threadBuffer: BigInt64Array | null = null;
+const claimed = new Set<number>();
+
+/** In a CDC thread: its slots (the replication loops it runs claim them). */
+export function installPressureBuffer(buffer: SharedArrayBuffer): void {
+  threadBuffer = new BigInt64Array(buffer);
+  claimed.clear();
+}
+
+/**
+ * One replication loop's slot: it reports each applied batch and what it holds. Without a buffer
+ * in this thread (tests that run a loop directly) it reports nowhere.
+ */
+export class PressureSlot {
+  private readonly mins = new Array<number>(BASE_WINDOW_BUCKETS).fill(Number.POSITIVE_INFINITY);
+  private bucket = 0;
+
+  private constructor(
+    private readonly view: BigInt64Array | null,
+    private readonly index: number,
+  ) {}
+
+  static claim(): PressureSlot {
+    const view = threadBuffer;
+    if (!view) return new PressureSlot(null, -1);
+    for (let i = 0; i < SLOTS; i++) {
+      if (claimed.has(i)) continue;
+      claimed.add(i);
+      return new PressureSlot(view, i);
+    }
+    return new PressureSlot(null, -1);
+  }
+
+  /** A batch whose last transaction committed on the source at `commitMs` is applied everywhere. */
+  applied(commitMs: number, now = Date.now()): void {
+    if (!this.view || !Number.isFinite(commitMs)) return;
+    const delay = now - commitMs;
+    const bucket = Math.floor(now / BASE_BUCKET_MS);
+    if (bucket !== this.bucket) {
+      const passed = Math.min(BASE_WINDOW_BUCKETS, Math.max(0, bucket - this.bucket));
+      for (let step = 1; step <= passed; step++) {
+        this.mins[(this.bucket + step) % BASE_WINDOW_BUCKETS] = Number.POSITIVE_INFINITY;
+      }
+      this.bucket = bucket;
+    }
+    const at = bucket % BASE_WINDOW_BUCKETS;
+    this.mins[at] = Math.min(this.mins[at] as number, delay);
+    const base = Math.min(...this.mins);
+    Atomics.store(this.view, this.index * FIELDS, BigInt(Math.max(0, Math.round(delay - base))));
+    Atomics.store(this.view, this.index * FIELDS + 1, BigInt(now));
+  }
+
+  /** Our thread read the oldest batch not yet committed everywhere at `sinceMs` (0: none). */
+  held(sinceMs: number): void {
+    if (!this.view) return;
+    Atomics.store(this.view, this.index * FIELDS + 2, BigInt(Math.round(sinceMs)));
+  }
+
+  release(): void {
+    if (!this.view) return;
+    for (let f = 0; f < FIELDS; f++) Atomics.store(this.view, this.index * FIELDS + f, 0n);
+    claimed.delete(this.index);
+  }
+}
+
+const watched = new Set<BigInt64Array>();
+
+/** In the process that runs the background work: read this thread's slots from now on. */
+export function watchPressure(buffer: SharedArrayBuffer): () => void {
+  const view = new BigInt64Array(buffer);
+  watched.add(view);
+  return () => watched.delete(view);
+}
+
+/** How late replication runs now, in ms past its usual: the most of every watched slot. */
+export function replicationLatenessMs(now = Date.now()): number {
+  let most = 0;
+  for (const view of watched) {
+    for (let i = 0; i < SLOTS; i++) {
+      const at = Number(Atomics.load(view, i * FIELDS + 1));
+      if (at > 0 && now - at <= FRESH_MS) most = Math.max(most, Number(Atomics.load(view, i * FIELDS)));
+      const since = Number(Atomics.load(view, i * FIELDS + 2));
+      if (since > 0) most = Math.max(most, now - since);
+    }
+  }
+  return most;
+}
+
+/** SHARDSHIFT_YIELD_LAG_MS (0–10,000 ms; 0: background work never waits), or the default. */
+export function yieldLagMs(env: Record<string, string | undefined> = process.env): number {
+  const text = env.SHARDSHIFT_YIELD_LAG_MS?.trim();
+  if (!text) return DEFAULT_YIELD_LAG_MS;
+  const ms = Number(text);
+  if (!Number.isInteger(ms) || ms < 0 || ms > 10_000) {
+    throw new Error(
+      `SHARDSHIFT_YIELD_LAG_MS must be a whole number of milliseconds from 0 to 10000 (got "${text}"); 0 lets background work run whatever replication's lag.`,
+    );
+  }
+  return ms;
+}
+
+const totals = { pauses: 0, pausedMs: 0 };
+
+/** Pauses so far in this process, and their time: what yielding cost the background work. */
+export function yieldTotals(): { pauses: number; pausedMs: number } {
+  return { ...totals };
+}
+
+let configured: number | null = null;
+
+/**
+ * The share of its rate background work takes (MIN_PACE…1), as LEDBAT paces a transfer: halved at
+ * most every CUT_MS while replication runs late, back to whole after RECOVER_MS of it on time. A
+ * pause alone ends with the burst that caused it, and the next chunk brings the next burst; a lower
+ * pace keeps the load down for as long as replication needs the cores.
+ */
+let pace = 1;
+let lastCut = 0;
+let lastTick = 0;
+const MIN_PACE = 0.1;
+const CUT_MS = 50;
+const RECOVER_MS = 1_000;
+
+function repace(late: boolean, now: number): number {
+  if (late) {
+    if (now - lastCut >= CUT_MS) {
+      pace = Math.max(MIN_PACE, pace / 2);
+      lastCut = now;
+    }
+  } else if (lastTick > 0) {
+    pace = Math.min(1, pace + (now - lastTick) / RECOVER_MS);
+  }
+  lastTick = now;
+  return pace;
+}
+
+/**
+ * Before a chunk of background work: waits while replication on this worker runs more than the
+ * limit late (at most MAX_PAUSE_MS), and returns the share of its rate the work may take now
+ * (charge `rows / pace` to its token bucket).
+ */
+export async function yieldToReplication(
+  options: { limitMs?: number; maxPauseMs?: number; signal?: AbortSignal } = {},
+): Promise<number> {
+  if (configured === null) configured = yieldLagMs();
+  const limit = options.limitMs ?? configured;
+  if (limit <= 0 || watched.size === 0) return 1;
+  const started = Date.now();
+  if (replicationLatenessMs(started) <= limit) return repace(false, started);
+  repace(true, started);
+  const until = started + (options.maxPauseMs ?? MAX_PAUSE_MS);
+  let now = started;
+  while (now < until && !options.signal?.aborted && replicationLatenessMs(now) > limit) {
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    now = Date.now();
+  }
+  totals.pauses += 1;
+  totals.pausedMs += now - started;
+  return pace;
+}
