@@ -118,7 +118,10 @@ export function replicationLatenessMs(now = Date.now()): number {
   for (const view of watched) {
     for (let i = 0; i < SLOTS; i++) {
       const at = Number(Atomics.load(view, i * FIELDS + 1));
-      if (at > 0 && now - at <= FRESH_MS) most = Math.max(most, Number(Atomics.load(view, i * FIELDS)));
+      // A reading from the future was written before the wall clock stepped back: not fresh (it
+      // held a quiet stream's last late batch up for the step's length: break-pressure-clock.test.ts).
+      if (at > 0 && Math.abs(now - at) <= FRESH_MS)
+        most = Math.max(most, Number(Atomics.load(view, i * FIELDS)));
       const since = Number(Atomics.load(view, i * FIELDS + 2));
       if (since > 0) most = Math.max(most, now - since);
     }
@@ -161,6 +164,8 @@ const MIN_PACE = 0.1;
 const CUT_MS = 50;
 const RECOVER_MS = 1_000;
 
+// `now` is performance.now(): a step of the wall clock does not move it (a span across a step came
+// out negative, and so did the pace: break-pressure-clock.test.ts).
 function repace(late: boolean, now: number): number {
   if (late) {
     if (now - lastCut >= CUT_MS) {
@@ -185,14 +190,17 @@ export async function yieldToReplication(
   if (configured === null) configured = yieldLagMs();
   const limit = options.limitMs ?? configured;
   if (limit <= 0 || watched.size === 0) return 1;
-  const started = Date.now();
-  if (replicationLatenessMs(started) <= limit) return repace(false, started);
+  // The pause and the pace are spans of time: measured on the monotonic clock, so a step of the wall
+  // clock (which the readings use, as the CDC thread wrote them) neither stretches a pause past its
+  // bound nor turns the pace negative (break-pressure-clock.test.ts).
+  const started = performance.now();
+  if (replicationLatenessMs() <= limit) return repace(false, started);
   repace(true, started);
   const until = started + (options.maxPauseMs ?? MAX_PAUSE_MS);
   let now = started;
-  while (now < until && !options.signal?.aborted && replicationLatenessMs(now) > limit) {
+  while (now < until && !options.signal?.aborted && replicationLatenessMs() > limit) {
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-    now = Date.now();
+    now = performance.now();
   }
   totals.pauses += 1;
   totals.pausedMs += now - started;
