@@ -100,13 +100,15 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
   let largeReadAtMs = 0;
   const runAppliedHooks = () => {
     let newest: { commitTimeIso: string } | undefined;
+    const now = Date.now();
     while (unapplied[0]?.done) {
       // Shifted first: `hooks.applied?.(…)` would not evaluate its argument without a hook.
-      const { last } = unapplied.shift() as (typeof unapplied)[number];
+      const { last, readAtMs } = unapplied.shift() as (typeof unapplied)[number];
       newest = last ?? newest;
+      pressure.committed(readAtMs, now);
       hooks.applied?.(last);
     }
-    if (newest) pressure.applied(Date.parse(newest.commitTimeIso));
+    if (newest) pressure.applied(Date.parse(newest.commitTimeIso), now);
     pressure.held(unapplied[0]?.readAtMs ?? largeReadAtMs);
   };
   // A target whose session is lost (its server crashed) may have lost its last asynchronous
