@@ -93,16 +93,23 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
   }[] = [];
   // How late this stream runs, for the background work beside it (replication-pressure.ts).
   const pressure = PressureSlot.claim();
+  // When the first piece of the large transaction being applied was read (0: none). Its pieces are
+  // read and not committed until the transaction that completes it commits, but never enter
+  // `unapplied`: without this, a stream minutes into a large transaction read as on time
+  // (break-pressure-large.test.ts).
+  let largeReadAtMs = 0;
   const runAppliedHooks = () => {
     let newest: { commitTimeIso: string } | undefined;
+    const now = Date.now();
     while (unapplied[0]?.done) {
       // Shifted first: `hooks.applied?.(…)` would not evaluate its argument without a hook.
-      const { last } = unapplied.shift() as (typeof unapplied)[number];
+      const { last, readAtMs } = unapplied.shift() as (typeof unapplied)[number];
       newest = last ?? newest;
+      pressure.committed(readAtMs, now);
       hooks.applied?.(last);
     }
-    if (newest) pressure.applied(Date.parse(newest.commitTimeIso));
-    pressure.held(unapplied[0]?.readAtMs ?? 0);
+    if (newest) pressure.applied(Date.parse(newest.commitTimeIso), now);
+    pressure.held(unapplied[0]?.readAtMs ?? largeReadAtMs);
   };
   // A target whose session is lost (its server crashed) may have lost its last asynchronous
   // commits: end now, waking a wait for the stream, so the restart replays them from the slot.
@@ -146,6 +153,10 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
       // every lane committed what came before it.
       if (batch.piece) {
         await lanes.drain();
+        if (largeReadAtMs === 0) {
+          largeReadAtMs = readAtMs;
+          if (unapplied.length === 0) pressure.held(readAtMs);
+        }
         const piece = batch.piece;
         // Applied on a target iff its origin is past the commit record (stamps are end LSNs).
         const perTarget = router.route(
@@ -192,8 +203,10 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
       // slowest target committed (break-lanes-retention.test.ts).
       const commitTimes = trace && stamps.size > 0 ? batch.transactions.map((tx) => tx.commitTimeIso) : null;
       const lastCommit = last ? { commitTimeIso: last.commitTimeIso } : undefined;
-      const entry = { committed, done: false, last: lastCommit, readAtMs };
-      if (unapplied.length === 0) pressure.held(readAtMs);
+      // A large transaction's completing batch holds since its first piece was read.
+      const entry = { committed, done: false, last: lastCommit, readAtMs: largeReadAtMs || readAtMs };
+      if (last?.continued) largeReadAtMs = 0;
+      if (unapplied.length === 0) pressure.held(entry.readAtMs);
       unapplied.push(entry);
       committed.then(
         () => {

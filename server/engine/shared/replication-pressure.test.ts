@@ -75,6 +75,22 @@ describe("the lateness signal", () => {
     slot.release();
   });
 
+  it("counts only the wait beyond the least time a batch takes to commit (a target 20 ms away)", () => {
+    fresh();
+    const slot = PressureSlot.claim();
+    const now = Date.now();
+    // Every batch takes at least a 20 ms round trip to its target.
+    slot.committed(now - 20, now);
+    slot.committed(now - 26, now);
+    slot.held(now - 20);
+    expect(replicationLatenessMs(now)).toBe(0);
+    slot.held(now - 45);
+    expect(replicationLatenessMs(now)).toBe(25);
+    slot.held(0);
+    expect(replicationLatenessMs(now)).toBe(0);
+    slot.release();
+  });
+
   it("takes the latest of every slot, and a released slot counts for nothing", () => {
     fresh();
     const a = PressureSlot.claim();

@@ -47,13 +47,40 @@ export function installPressureBuffer(buffer: SharedArrayBuffer): void {
   claimed.clear();
 }
 
+/** The least of the values seen in the last minute (six buckets of ten seconds). */
+class WindowMin {
+  private readonly mins = new Array<number>(BASE_WINDOW_BUCKETS).fill(Number.POSITIVE_INFINITY);
+  private bucket = 0;
+
+  add(value: number, now: number): void {
+    const bucket = Math.floor(now / BASE_BUCKET_MS);
+    if (bucket !== this.bucket) {
+      const passed = Math.min(BASE_WINDOW_BUCKETS, Math.max(0, bucket - this.bucket));
+      for (let step = 1; step <= passed; step++) {
+        this.mins[(this.bucket + step) % BASE_WINDOW_BUCKETS] = Number.POSITIVE_INFINITY;
+      }
+      this.bucket = bucket;
+    }
+    const at = bucket % BASE_WINDOW_BUCKETS;
+    this.mins[at] = Math.min(this.mins[at] as number, value);
+  }
+
+  /** The least value of the window (0 before any). */
+  get least(): number {
+    const least = Math.min(...this.mins);
+    return Number.isFinite(least) ? least : 0;
+  }
+}
+
 /**
  * One replication loop's slot: it reports each applied batch and what it holds. Without a buffer
  * in this thread (tests that run a loop directly) it reports nowhere.
  */
 export class PressureSlot {
-  private readonly mins = new Array<number>(BASE_WINDOW_BUCKETS).fill(Number.POSITIVE_INFINITY);
-  private bucket = 0;
+  private readonly delays = new WindowMin();
+  // How long a batch takes from our read to its commit at least: a target across a network takes
+  // its round trips every time, and only what a batch waits beyond them is lateness.
+  private readonly applies = new WindowMin();
 
   private constructor(
     private readonly view: BigInt64Array | null,
@@ -75,25 +102,25 @@ export class PressureSlot {
   applied(commitMs: number, now = Date.now()): void {
     if (!this.view || !Number.isFinite(commitMs)) return;
     const delay = now - commitMs;
-    const bucket = Math.floor(now / BASE_BUCKET_MS);
-    if (bucket !== this.bucket) {
-      const passed = Math.min(BASE_WINDOW_BUCKETS, Math.max(0, bucket - this.bucket));
-      for (let step = 1; step <= passed; step++) {
-        this.mins[(this.bucket + step) % BASE_WINDOW_BUCKETS] = Number.POSITIVE_INFINITY;
-      }
-      this.bucket = bucket;
-    }
-    const at = bucket % BASE_WINDOW_BUCKETS;
-    this.mins[at] = Math.min(this.mins[at] as number, delay);
-    const base = Math.min(...this.mins);
-    Atomics.store(this.view, this.index * FIELDS, BigInt(Math.max(0, Math.round(delay - base))));
+    this.delays.add(delay, now);
+    const excess = Math.max(0, Math.round(delay - this.delays.least));
+    Atomics.store(this.view, this.index * FIELDS, BigInt(excess));
     Atomics.store(this.view, this.index * FIELDS + 1, BigInt(now));
   }
 
-  /** Our thread read the oldest batch not yet committed everywhere at `sinceMs` (0: none). */
+  /** A batch our thread read at `readAtMs` committed on every target it went to. */
+  committed(readAtMs: number, now = Date.now()): void {
+    if (this.view) this.applies.add(Math.max(0, now - readAtMs), now);
+  }
+
+  /**
+   * Our thread read the oldest batch not yet committed everywhere at `sinceMs` (0: none). Stored
+   * shifted by the least time a batch takes to commit, so the reader sees only the wait beyond it.
+   */
   held(sinceMs: number): void {
     if (!this.view) return;
-    Atomics.store(this.view, this.index * FIELDS + 2, BigInt(Math.round(sinceMs)));
+    const since = sinceMs > 0 ? sinceMs + this.applies.least : 0;
+    Atomics.store(this.view, this.index * FIELDS + 2, BigInt(Math.round(since)));
   }
 
   release(): void {
@@ -118,7 +145,10 @@ export function replicationLatenessMs(now = Date.now()): number {
   for (const view of watched) {
     for (let i = 0; i < SLOTS; i++) {
       const at = Number(Atomics.load(view, i * FIELDS + 1));
-      if (at > 0 && now - at <= FRESH_MS) most = Math.max(most, Number(Atomics.load(view, i * FIELDS)));
+      // A reading from the future was written before the wall clock stepped back: not fresh (it
+      // held a quiet stream's last late batch up for the step's length: break-pressure-clock.test.ts).
+      if (at > 0 && Math.abs(now - at) <= FRESH_MS)
+        most = Math.max(most, Number(Atomics.load(view, i * FIELDS)));
       const since = Number(Atomics.load(view, i * FIELDS + 2));
       if (since > 0) most = Math.max(most, now - since);
     }
@@ -161,6 +191,8 @@ const MIN_PACE = 0.1;
 const CUT_MS = 50;
 const RECOVER_MS = 1_000;
 
+// `now` is performance.now(): a step of the wall clock does not move it (a span across a step came
+// out negative, and so did the pace: break-pressure-clock.test.ts).
 function repace(late: boolean, now: number): number {
   if (late) {
     if (now - lastCut >= CUT_MS) {
@@ -185,14 +217,17 @@ export async function yieldToReplication(
   if (configured === null) configured = yieldLagMs();
   const limit = options.limitMs ?? configured;
   if (limit <= 0 || watched.size === 0) return 1;
-  const started = Date.now();
-  if (replicationLatenessMs(started) <= limit) return repace(false, started);
+  // The pause and the pace are spans of time: measured on the monotonic clock, so a step of the wall
+  // clock (which the readings use, as the CDC thread wrote them) neither stretches a pause past its
+  // bound nor turns the pace negative (break-pressure-clock.test.ts).
+  const started = performance.now();
+  if (replicationLatenessMs() <= limit) return repace(false, started);
   repace(true, started);
   const until = started + (options.maxPauseMs ?? MAX_PAUSE_MS);
   let now = started;
-  while (now < until && !options.signal?.aborted && replicationLatenessMs(now) > limit) {
+  while (now < until && !options.signal?.aborted && replicationLatenessMs() > limit) {
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-    now = Date.now();
+    now = performance.now();
   }
   totals.pauses += 1;
   totals.pausedMs += now - started;
