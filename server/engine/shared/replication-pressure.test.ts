@@ -172,8 +172,9 @@ describe("yieldToReplication", () => {
 });
 
 describe("SHARDSHIFT_YIELD_LAG_MS", () => {
-  it("defaults, accepts 0 (off) and refuses what is not a whole number of ms up to 10,000", () => {
-    expect(yieldLagMs({})).toBe(5);
+  it("is off by default, and refuses what is not a whole number of ms up to 10,000", () => {
+    expect(yieldLagMs({})).toBe(0);
+    expect(yieldLagMs({ SHARDSHIFT_YIELD_LAG_MS: "5" })).toBe(5);
     expect(yieldLagMs({ SHARDSHIFT_YIELD_LAG_MS: "0" })).toBe(0);
     expect(yieldLagMs({ SHARDSHIFT_YIELD_LAG_MS: " 20 " })).toBe(20);
     for (const bad of ["-1", "2.5", "ten", "10001"]) {
