@@ -422,8 +422,6 @@ export async function runBench(
     const nodeOptions = process.env.BENCH_WORKER_NODE_ARGS?.split(" ").filter(Boolean);
     const worker = spawnWorker({
       nodeOptions,
-      // As deployed: not in one scheduling group with the bench's writers and probes.
-      ownSession: true,
       onLine: options.verbose ? (l) => log(`    [worker] ${l}`) : undefined,
     });
     const stopWorker = once(() => worker.kill("SIGTERM"));

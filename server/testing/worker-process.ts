@@ -16,24 +16,13 @@ export interface WorkerProcess {
 }
 
 export function spawnWorker(
-  options: {
-    onLine?: (line: string) => void;
-    nodeOptions?: string[];
-    /**
-     * In a session of its own, as a service manager starts it (systemd's services are session
-     * leaders). Linux's scheduler (with autogroup, the default on most distributions) shares the
-     * CPU between sessions first: left in ours, the worker's threads share one session's share with
-     * whatever this process runs, such as a benchmark's load generator.
-     */
-    ownSession?: boolean;
-  } = {},
+  options: { onLine?: (line: string) => void; nodeOptions?: string[] } = {},
 ): WorkerProcess {
   const args = [...(options.nodeOptions ?? []), "--import", "tsx", "server/worker.ts"];
   const child: ChildProcess = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { ...process.env },
     stdio: ["ignore", "pipe", "pipe"],
-    detached: options.ownSession ?? false,
   });
   let output = "";
   let markReady = () => {};
