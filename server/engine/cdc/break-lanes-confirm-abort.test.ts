@@ -17,12 +17,13 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureDatabase } from "../../embedded/embedded-server";
 import { type CrashableServer, startCrashableServer } from "../../testing/crashable-server";
+import { fakeReader } from "../../testing/fake-stream-reader";
 import type { Statement } from "./apply";
 import type { ChangeRouter } from "./change-router";
 import { Confirmer } from "./confirmer";
 import { settleOrigin } from "./origin-settlement";
 import { runReplication } from "./replication-loop";
-import type { SourceBatch, SourceTransaction, StreamReader } from "./stream-reader";
+import type { SourceBatch, SourceTransaction } from "./stream-reader";
 import { readOriginProgress, TargetApplier, TargetAppliers } from "./target-applier";
 
 let server: CrashableServer;
@@ -63,39 +64,6 @@ function tx(id: number, endLsn: bigint): SourceTransaction {
     commitTimeIso: new Date().toISOString(),
     changes: [],
     continued: false,
-  };
-}
-
-/** A stream of what `feed` hands it, quiet in between, until stopped. */
-function fakeReader(): { reader: StreamReader; feed: (batch: SourceBatch) => void } {
-  const queue: SourceBatch[] = [];
-  let wake: () => void = () => {};
-  let stopped = false;
-  const reader = {
-    async next() {
-      for (;;) {
-        if (stopped) return null;
-        const batch = queue.shift();
-        if (batch) return batch;
-        await new Promise<void>((r) => {
-          wake = r;
-        });
-      }
-    },
-    async stop() {
-      stopped = true;
-      wake();
-    },
-    async readRow() {
-      return null;
-    },
-  } as unknown as StreamReader;
-  return {
-    reader,
-    feed: (batch) => {
-      queue.push(batch);
-      wake();
-    },
   };
 }
 

@@ -6,6 +6,7 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
+import { fakeReader } from "../../testing/fake-stream-reader";
 import {
   installPressureBuffer,
   newPressureBuffer,
@@ -16,7 +17,7 @@ import type { Statement } from "./apply";
 import type { ChangeRouter } from "./change-router";
 import { Confirmer } from "./confirmer";
 import { runReplication } from "./replication-loop";
-import type { SourceBatch, SourceTransaction, StreamReader } from "./stream-reader";
+import type { SourceTransaction } from "./stream-reader";
 import { readOriginProgress, TargetApplier, TargetAppliers } from "./target-applier";
 
 let target: TestDatabase;
@@ -43,38 +44,6 @@ const router = {
     return [transactions.map(() => ins())];
   },
 } as unknown as ChangeRouter;
-
-function fakeReader(): { reader: StreamReader; feed: (batch: SourceBatch) => void } {
-  const queue: SourceBatch[] = [];
-  let wake: () => void = () => {};
-  let stopped = false;
-  const reader = {
-    async next() {
-      for (;;) {
-        if (stopped) return null;
-        const batch = queue.shift();
-        if (batch) return batch;
-        await new Promise<void>((r) => {
-          wake = r;
-        });
-      }
-    },
-    async stop() {
-      stopped = true;
-      wake();
-    },
-    async readRow() {
-      return null;
-    },
-  } as unknown as StreamReader;
-  return {
-    reader,
-    feed: (batch) => {
-      queue.push(batch);
-      wake();
-    },
-  };
-}
 
 async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
