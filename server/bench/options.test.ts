@@ -43,4 +43,10 @@ describe("parseBenchOptions", () => {
     expect(parseBenchOptions(["--parity-rounds", "5"])?.parityRounds).toBe(5);
     expect(() => parseBenchOptions(["--parity-rounds", "0"])).toThrow(BenchUsageError);
   });
+
+  it("takes the busy-worker test's pairs, at least one", () => {
+    expect(parseBenchOptions([])?.busyPairs).toBe(3);
+    expect(parseBenchOptions(["--busy-pairs", "1"])?.busyPairs).toBe(1);
+    expect(() => parseBenchOptions(["--busy-pairs", "0"])).toThrow(BenchUsageError);
+  });
 });

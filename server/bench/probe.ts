@@ -172,13 +172,18 @@ export async function waitForArrivals(
   }
 }
 
-export async function readLagSummary(targets: readonly pg.Pool[]): Promise<LagSummary> {
+/** Every probe's lag (ms), all targets together. */
+export async function readLags(targets: readonly pg.Pool[]): Promise<number[]> {
   const parts = await Promise.all(
     targets.map(
       async (t) => (await t.query<{ lag_ms: number }>("select lag_ms from public.bench_arrival")).rows,
     ),
   );
-  return summarizeLags(parts.flat().map((r) => r.lag_ms));
+  return parts.flat().map((r) => r.lag_ms);
+}
+
+export async function readLagSummary(targets: readonly pg.Pool[]): Promise<LagSummary> {
+  return summarizeLags(await readLags(targets));
 }
 
 /** The worst lag of each 250 ms of sending time (a diagnostic: periodic stalls show as a rhythm). */

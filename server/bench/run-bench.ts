@@ -79,7 +79,7 @@ import {
   type ProbeDriveResult,
   readApplyThroughput,
   readLagPerSecond,
-  readLagSummary,
+  readLags,
   readLagTimeline,
   readTenantIds,
   waitForArrivals,
@@ -90,7 +90,7 @@ import { prepareRawTargets, runRawCopy } from "./raw-copy";
 import { BenchReport, figure } from "./report";
 import { addRoutingFigures, measureRoutingOverhead } from "./router-sdk";
 import { type LagSummary, pollUntil, rateBetween, summarizeLags } from "./stats";
-import { prepareOtherPlan, startWorkerLoad, type WorkerLoad } from "./worker-load";
+import { prepareOtherPlan, startWorkerLoad, type WorkerLoad, type WorkerLoadSummary } from "./worker-load";
 
 const RAW_DB = "raw";
 /** Step 8's own database on the legacy server: its scratch fence must not meet the plan's fence in LEGACY_DB. */
@@ -120,6 +120,25 @@ interface BurstMeasurement {
   window: { from: Date; to: Date };
   drive: ProbeDriveResult;
   apply: { rows: number; seconds: number; rowsPerSecond: number };
+}
+
+/** One quiet/busy pair of the busy-worker test (5b). */
+interface BusyPair extends WorkerLoadSummary {
+  quiet: LagSummary;
+  lag: LagSummary;
+  paced: ProbeDriveResult;
+  window: { from: Date; to: Date };
+  /** Busy p99 over quiet p99. */
+  ratio: number;
+  stages: { toRead: LagSummary; toApplied: LagSummary };
+}
+
+/** The pair whose ratio is the median (the lower middle one of an even count). */
+function medianPair(pairs: readonly BusyPair[]): BusyPair {
+  const sorted = [...pairs].sort((a, b) => a.ratio - b.ratio);
+  const pick = sorted[Math.floor((sorted.length - 1) / 2)];
+  if (!pick) throw new Error("the busy-worker test ran no pair");
+  return pick;
 }
 
 interface CdcMeasurement {
@@ -191,7 +210,7 @@ async function measureLag(
   settle: () => Promise<void>,
   /** Runs last before the writes start (after the checkpoint): the interference test starts its load here. */
   beforeWrites: () => Promise<void> = async () => {},
-): Promise<{ lag: LagSummary; paced: ProbeDriveResult; window: { from: Date; to: Date } }> {
+): Promise<{ lag: LagSummary; lags: number[]; paced: ProbeDriveResult; window: { from: Date; to: Date } }> {
   await clearArrivals(targets);
   await settle();
   await quiet(cluster, log, what);
@@ -206,7 +225,8 @@ async function measureLag(
   });
   await waitForArrivals(targets, paced.inserted, what);
   const window = { from, to: new Date() };
-  const lag = await readLagSummary(targets);
+  const lags = await readLags(targets);
+  const lag = summarizeLags(lags);
   if (options.verbose) {
     const timeline = await readLagTimeline(targets);
     log(`    ${what}: worst lag per 250 ms (ms): ${timeline.map((v) => v.toFixed(0)).join(" ")}`);
@@ -219,7 +239,7 @@ async function measureLag(
     `    ${what}: ${paced.inserted} rows at ${paced.writesPerSecond.toFixed(0)} writes/s; lag p50 ${lag.p50.toFixed(1)} ms, p99 ${lag.p99.toFixed(1)} ms, max ${lag.max.toFixed(1)} ms`,
   );
   await clearArrivals(targets);
-  return { lag, paced, window };
+  return { lag, lags, paced, window };
 }
 
 /** The lag test then the burst test, against whatever replicates source.bench_probe into targets. */
@@ -510,7 +530,7 @@ export async function runBench(
     const ours = !(wants("cdc") || wants("busy"))
       ? null
       : await step(
-          `5/7 CDC through our movement: lag${wants("cdc") ? " and apply throughput" : " (the quiet figure for busy)"}`,
+          `5/7 CDC through our movement: lag${wants("cdc") ? " and apply throughput" : " (a warm-up for busy)"}`,
           async () => {
             for (const shard of shardPools) await shard.query(ARRIVAL_SETUP_SQL);
             const { slotName } = await movementNames(planId);
@@ -584,47 +604,87 @@ export async function runBench(
             const settle = async () => {
               await waitForParityIdle(controlUrl, planId, { appearMs: 0, timeoutMs: 60_000 });
             };
-            let load: WorkerLoad | null = null;
-            const measured = await measureLag(
-              "ours, busy worker",
-              legacyPool,
-              shardPools,
-              cluster,
-              options,
-              tenantIds,
-              log,
-              settle,
-              async () => {
-                load = await startWorkerLoad({
-                  controlUrl,
-                  measuredPlanId: planId,
-                  otherPlanId,
-                  backfillRate,
-                  load: options.busyLoad,
-                });
-              },
-            );
-            const summary = await (load as WorkerLoad | null)?.stop();
-            if (!summary) throw new Error("the worker load did not start");
-            log(
-              `    busy worker: ${summary.parityPasses} full parity pass(es) (${summary.paritySeconds.map((v) => `${v.toFixed(1)} s`).join(", ")}), ${summary.backfillRows.toLocaleString("en-US")} rows backfilled for the other plan at ${backfillRate} rows/s; ${summary.parityMismatched} table(s) with tenants that differed at the pass's scan` +
-                `${summary.backfillDoneEarly ? " (its backfill finished before the test ended)" : ""}`,
-            );
+            // Quiet and busy alternate, pairs apart: a drift of the machine over the minutes lands on
+            // both sides of a pair, and the pair with the median ratio is the one reported.
+            const pairs: BusyPair[] = [];
+            const quietLags: number[] = [];
+            const busyLags: number[] = [];
+            for (let pair = 1; pair <= options.busyPairs; pair++) {
+              const of = options.busyPairs > 1 ? ` (pair ${pair}/${options.busyPairs})` : "";
+              const quietRun = await measureLag(
+                `ours, quiet worker${of}`,
+                legacyPool,
+                shardPools,
+                cluster,
+                options,
+                tenantIds,
+                log,
+                settle,
+              );
+              let load: WorkerLoad | null = null;
+              const measured = await measureLag(
+                `ours, busy worker${of}`,
+                legacyPool,
+                shardPools,
+                cluster,
+                options,
+                tenantIds,
+                log,
+                settle,
+                async () => {
+                  load = await startWorkerLoad({
+                    controlUrl,
+                    measuredPlanId: planId,
+                    otherPlanId,
+                    backfillRate,
+                    load: options.busyLoad,
+                    again: pair > 1,
+                  });
+                },
+              );
+              const summary = await (load as WorkerLoad | null)?.stop();
+              if (!summary) throw new Error("the worker load did not start");
+              log(
+                `    busy worker${of}: ${summary.parityPasses} full parity pass(es) (${summary.paritySeconds.map((v) => `${v.toFixed(1)} s`).join(", ")}), ${summary.backfillRows.toLocaleString("en-US")} rows backfilled for the other plan at ${backfillRate} rows/s; ${summary.parityMismatched} table(s) with tenants that differed at the pass's scan` +
+                  `${summary.backfillDoneEarly ? " (its backfill finished before the test ended)" : ""}`,
+              );
+              const ratio = measured.lag.p99 / quietRun.lag.p99;
+              log(
+                `    pair ${pair}: lag p99 ${quietRun.lag.p99.toFixed(1)} ms quiet → ${measured.lag.p99.toFixed(1)} ms busy, ${ratio.toFixed(2)}×`,
+              );
+              if (summary.backfillDoneEarly) {
+                report.note(
+                  `The other plan's backfill finished before the busy-worker lag test of pair ${pair} ended.`,
+                );
+              }
+              quietLags.push(...quietRun.lags);
+              busyLags.push(...measured.lags);
+              pairs.push({
+                quiet: quietRun.lag,
+                lag: measured.lag,
+                paced: measured.paced,
+                window: measured.window,
+                ...summary,
+                ratio,
+                stages: stagesOf(`ours, busy worker${of}`, measured.window),
+              });
+            }
             if (options.busyLoad !== "both") {
               report.note(
                 `--busy-load ${options.busyLoad}: the busy-worker figures had only the ${options.busyLoad === "parity" ? "full parity pass" : "other plan's backfill"} beside CDC, not both.`,
               );
             }
-            if (summary.backfillDoneEarly) {
-              report.note("The other plan's backfill finished before the busy-worker lag test ended.");
+            const median = medianPair(pairs);
+            // The figure: every quiet probe against every busy one (a p99 over 30 s moves with any
+            // one hiccup of a second; over the pairs' 90 s much less).
+            const pooled = { quiet: summarizeLags(quietLags), busy: summarizeLags(busyLags) };
+            if (pairs.length > 1) {
+              log(
+                `    busy-worker ratios (p99 busy / quiet): ${pairs.map((p) => p.ratio.toFixed(2)).join(", ")}; median ${median.ratio.toFixed(2)}×; ` +
+                  `all pairs' probes together ${pooled.quiet.p99.toFixed(1)} → ${pooled.busy.p99.toFixed(1)} ms, ${(pooled.busy.p99 / pooled.quiet.p99).toFixed(2)}×`,
+              );
             }
-            return {
-              ...measured,
-              ...summary,
-              backfillRate,
-              otherPlanId,
-              stages: stagesOf("ours, busy worker", measured.window),
-            };
+            return { ...median, pairs, pooled, backfillRate, otherPlanId };
           },
         );
 
@@ -988,12 +1048,16 @@ export async function runBench(
       });
     }
   }
-  if (busy && ours) {
+  if (busy) {
+    const ofPairs =
+      busy.pairs.length > 1
+        ? ` (${busy.pairs.length} interleaved quiet/busy pairs of ${options.cdcSeconds} s, all their probes)`
+        : "";
     for (const [key, label] of lagRows) {
       report.add({
-        figure: figure(`cdc.busy_worker.lag.${key}_ms`, busy.lag[key], "ms", ours.lag[key]),
-        label: `CDC lag ${label} at ${options.cdcRate} writes/s, worker also running a full parity pass and another plan's backfill`,
-        baselineLabel: "quiet worker",
+        figure: figure(`cdc.busy_worker.lag.${key}_ms`, busy.pooled.busy[key], "ms", busy.pooled.quiet[key]),
+        label: `CDC lag ${label} at ${options.cdcRate} writes/s, worker also running a full parity pass and another plan's backfill${ofPairs}`,
+        baselineLabel: "quiet worker, same pairs",
         aim:
           key === "p99"
             ? { text: "ratio ≤ 1.5", check: (f) => (f.ratio ?? Number.POSITIVE_INFINITY) <= 1.5 }
@@ -1010,6 +1074,20 @@ export async function runBench(
       label: `busy-worker lag test: writes achieved (${busy.parityPasses} full parity pass of ${busy.paritySeconds.map((v) => v.toFixed(1)).join(" + ")} s, ${busy.backfillRows} rows of the other plan's backfill at ${busy.backfillRate} rows/s meanwhile)`,
       baselineLabel: "target",
     });
+    if (busy.pairs.length > 1) {
+      report.add({
+        figure: figure("cdc.busy_worker.median_pair.lag.p99_ms", busy.lag.p99, "ms", busy.quiet.p99),
+        label: `CDC lag p99, busy worker: the pair with the median ratio of ${busy.pairs.length}`,
+        baselineLabel: "quiet worker, same pair",
+      });
+      busy.pairs.forEach((pair, i) => {
+        report.add({
+          figure: figure(`cdc.busy_worker.pair_${i + 1}.lag.p99_ms`, pair.lag.p99, "ms", pair.quiet.p99),
+          label: `CDC lag p99, busy worker, pair ${i + 1} of ${busy.pairs.length}`,
+          baselineLabel: "quiet worker, same pair",
+        });
+      });
+    }
   }
   if (nativeBusy) {
     for (const [key, label] of lagRows) {
@@ -1026,7 +1104,12 @@ export async function runBench(
     }
     if (busy) {
       report.add({
-        figure: figure("cdc.busy_worker.lag.vs_native_p99_ms", busy.lag.p99, "ms", nativeBusy.busy.p99),
+        figure: figure(
+          "cdc.busy_worker.lag.vs_native_p99_ms",
+          busy.pooled.busy.p99,
+          "ms",
+          nativeBusy.busy.p99,
+        ),
         label: "CDC lag p99, busy worker (ours), against native's p99 under the same load",
         baselineLabel: "native, same load",
       });

@@ -3,6 +3,7 @@
 // replication-pressure-loop.test.ts drives the same signal from a replication loop on a real target.
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  CONTENTION_CEILING_MS,
   installPressureBuffer,
   newPressureBuffer,
   PressureSlot,
@@ -105,11 +106,30 @@ describe("the lateness signal", () => {
     expect(replicationLatenessMs(now)).toBe(0);
   });
 
+  it("counts nothing past the ceiling: a stream seconds behind has a backlog or a stuck target", () => {
+    fresh();
+    const catchingUp = PressureSlot.claim();
+    const contended = PressureSlot.claim();
+    const now = 1_000_000_000_000;
+    // A backlog: the batch applied now committed on the source 4 s ago, against 2 ms usually.
+    catchingUp.applied(now - 2 - 60_000, now - 60_000);
+    catchingUp.applied(now - 4_000, now);
+    catchingUp.held(now - 3_000);
+    expect(replicationLatenessMs(now)).toBe(0);
+    // A stream on a contended core beside it still counts.
+    contended.held(now - CONTENTION_CEILING_MS);
+    expect(replicationLatenessMs(now)).toBe(CONTENTION_CEILING_MS);
+    contended.held(now - 30);
+    expect(replicationLatenessMs(now)).toBe(30);
+    catchingUp.release();
+    contended.release();
+  });
+
   it("counts a thread's slots only where its buffer is watched", () => {
     unwatch();
     installPressureBuffer(newPressureBuffer());
     const slot = PressureSlot.claim();
-    slot.held(Date.now() - 1_000);
+    slot.held(Date.now() - 500);
     expect(replicationLatenessMs()).toBe(0);
     slot.release();
   });
@@ -120,7 +140,7 @@ describe("yieldToReplication", () => {
     fresh();
     const slot = PressureSlot.claim();
     expect(await yieldToReplication({ limitMs: 5 })).toBe(1);
-    slot.held(Date.now() - 1_000);
+    slot.held(Date.now() - 200);
     const started = performance.now();
     const pace = await yieldToReplication({ limitMs: 5, maxPauseMs: 60 });
     expect(performance.now() - started).toBeGreaterThanOrEqual(55);
@@ -131,7 +151,7 @@ describe("yieldToReplication", () => {
   it("ends the wait when replication catches up", async () => {
     fresh();
     const slot = PressureSlot.claim();
-    slot.held(Date.now() - 1_000);
+    slot.held(Date.now() - 200);
     let done = false;
     const waiting = yieldToReplication({ limitMs: 5, maxPauseMs: 60_000 }).then(() => {
       done = true;
@@ -146,7 +166,7 @@ describe("yieldToReplication", () => {
   it("never waits when turned off (limit 0)", async () => {
     fresh();
     const slot = PressureSlot.claim();
-    slot.held(Date.now() - 1_000);
+    slot.held(Date.now() - 200);
     expect(await yieldToReplication({ limitMs: 0, maxPauseMs: 60_000 })).toBe(1);
     slot.release();
   });
@@ -154,7 +174,7 @@ describe("yieldToReplication", () => {
   it("lowers the pace while replication is late and restores it once it is on time", async () => {
     fresh();
     const slot = PressureSlot.claim();
-    slot.held(Date.now() - 1_000);
+    slot.held(Date.now() - 200);
     let pace = 1;
     for (let i = 0; i < 4; i++) {
       pace = await yieldToReplication({ limitMs: 5, maxPauseMs: 60 });
@@ -172,8 +192,8 @@ describe("yieldToReplication", () => {
 });
 
 describe("SHARDSHIFT_YIELD_LAG_MS", () => {
-  it("is off by default, and refuses what is not a whole number of ms up to 10,000", () => {
-    expect(yieldLagMs({})).toBe(0);
+  it("is 5 ms by default, and refuses what is not a whole number of ms up to 10,000", () => {
+    expect(yieldLagMs({})).toBe(5);
     expect(yieldLagMs({ SHARDSHIFT_YIELD_LAG_MS: "5" })).toBe(5);
     expect(yieldLagMs({ SHARDSHIFT_YIELD_LAG_MS: "0" })).toBe(0);
     expect(yieldLagMs({ SHARDSHIFT_YIELD_LAG_MS: " 20 " })).toBe(20);
