@@ -38,10 +38,11 @@ const ins = (): Statement => ({
   values: [String(nextId++)],
 });
 
-// One row per transaction or piece routed, whatever it holds.
+// One row per transaction or piece routed, whatever it holds; transaction 200 carries nothing for
+// this target (a reverse stream reading a large backfill chunk for tenants its shard does not own).
 const router = {
   route(transactions: SourceTransaction[]) {
-    return [transactions.map(() => ins())];
+    return [transactions.filter((t) => t.xid !== "200").map(() => ins())];
   },
 } as unknown as ChangeRouter;
 
@@ -104,6 +105,65 @@ describe("a large transaction beside background work", () => {
         return (await target.pool.query("select 1 from items")).rowCount === 3;
       });
       await until("nothing held", () => replicationLatenessMs() <= 5);
+    } finally {
+      await reader.stop();
+      await running.catch(() => {});
+      await confirmer.stop();
+      await appliers.close();
+      await target.pool.query("select pg_replication_origin_drop($1)", [origin]).catch(() => {});
+      await admin.end();
+      unwatch();
+    }
+  }, 60_000);
+
+  it("holds nothing back for a large transaction whose pieces go to no target", async () => {
+    const buffer = newPressureBuffer();
+    installPressureBuffer(buffer);
+    const unwatch = watchPressure(buffer);
+    const origin = "shardshift_break_pressure_large_t1";
+    const applier = await TargetApplier.open({ url: target.url, ordinal: 0, origin });
+    const appliers = new TargetAppliers([applier]);
+    const admin = new pg.Client({ connectionString: target.url });
+    await admin.connect();
+    const confirmer = new Confirmer({
+      durableOf: () => readOriginProgress(admin, origin),
+      confirm: () => {},
+      periodMs: 50,
+      log: () => {},
+    });
+    const { reader, feed } = fakeReader();
+    let routed = 0;
+    const running = runReplication(
+      { reader, router, appliers, confirmer },
+      {
+        keepGoing: () => true,
+        afterRoute: async () => {
+          routed += 1;
+        },
+      },
+    );
+    running.catch(() => {});
+    try {
+      const readAt = Date.now();
+      feed({ transactions: [], confirmableLsn: 0n, piece: { xid: "200", commitLsn: 0x80n, changes: [] } });
+      await until("the piece routed", () => routed === 1);
+      await until("100 ms since it was read", () => Date.now() - readAt >= 100);
+      expect(replicationLatenessMs()).toBeLessThanOrEqual(5);
+      feed({
+        transactions: [
+          {
+            xid: "200",
+            commitLsn: 0x80n,
+            endLsn: 0x81n,
+            commitTimeIso: new Date().toISOString(),
+            changes: [],
+            continued: true,
+          },
+        ],
+        confirmableLsn: 0x81n,
+      });
+      await until("its end routed", () => routed === 2);
+      expect(replicationLatenessMs()).toBeLessThanOrEqual(5);
     } finally {
       await reader.stop();
       await running.catch(() => {});

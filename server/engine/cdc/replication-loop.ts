@@ -90,6 +90,8 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
     done: boolean;
     last: { commitTimeIso: string } | undefined;
     readAtMs: number;
+    /** It went to some target: a batch routed nowhere tells background work nothing. */
+    delivered: boolean;
   }[] = [];
   // How late this stream runs, for the background work beside it (replication-pressure.ts).
   const pressure = PressureSlot.claim();
@@ -103,9 +105,14 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
     const now = Date.now();
     while (unapplied[0]?.done) {
       // Shifted first: `hooks.applied?.(…)` would not evaluate its argument without a hook.
-      const { last, readAtMs } = unapplied.shift() as (typeof unapplied)[number];
-      newest = last ?? newest;
-      pressure.committed(readAtMs, now);
+      const { last, readAtMs, delivered } = unapplied.shift() as (typeof unapplied)[number];
+      // Lateness counts only what reached a target. A batch routed nowhere (a reverse stream
+      // reading a backfill's rows for tenants its shard does not own) is late by the load of that
+      // same backfill, and counting it held the backfill at a quarter of its rate (the bench).
+      if (delivered) {
+        newest = last ?? newest;
+        pressure.committed(readAtMs, now);
+      }
       hooks.applied?.(last);
     }
     if (newest) pressure.applied(Date.parse(newest.commitTimeIso), now);
@@ -153,10 +160,6 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
       // every lane committed what came before it.
       if (batch.piece) {
         await lanes.drain();
-        if (largeReadAtMs === 0) {
-          largeReadAtMs = readAtMs;
-          if (unapplied.length === 0) pressure.held(readAtMs);
-        }
         const piece = batch.piece;
         // Applied on a target iff its origin is past the commit record (stamps are end LSNs).
         const perTarget = router.route(
@@ -170,6 +173,11 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
           ],
           appliers.appliedUpTo(),
         );
+        // Held from the first piece that goes to a target (one routed nowhere holds nothing).
+        if (largeReadAtMs === 0 && perTarget.some((statements) => statements.length > 0)) {
+          largeReadAtMs = readAtMs;
+          if (unapplied.length === 0) pressure.held(readAtMs);
+        }
         await hooks.afterRoute?.();
         await appliers.applyPiece(perTarget, options);
         continue;
@@ -204,7 +212,13 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
       const commitTimes = trace && stamps.size > 0 ? batch.transactions.map((tx) => tx.commitTimeIso) : null;
       const lastCommit = last ? { commitTimeIso: last.commitTimeIso } : undefined;
       // A large transaction's completing batch holds since its first piece was read.
-      const entry = { committed, done: false, last: lastCommit, readAtMs: largeReadAtMs || readAtMs };
+      const entry = {
+        committed,
+        done: false,
+        last: lastCommit,
+        readAtMs: largeReadAtMs || readAtMs,
+        delivered: stamps.size > 0,
+      };
       if (last?.continued) largeReadAtMs = 0;
       if (unapplied.length === 0) pressure.held(entry.readAtMs);
       unapplied.push(entry);

@@ -36,20 +36,26 @@ const ins = (id: number): Statement => ({
   values: [String(id)],
 });
 
-function tx(id: number, endLsn: bigint): SourceTransaction {
+function tx(id: number, endLsn: bigint, committedMsAgo = 0): SourceTransaction {
   return {
     xid: String(id),
     commitLsn: endLsn - 1n,
     endLsn,
-    commitTimeIso: new Date().toISOString(),
+    commitTimeIso: new Date(Date.now() - committedMsAgo).toISOString(),
     changes: [],
     continued: false,
   };
 }
 
+// Transactions from xid 1000 on carry only changes this target does not take (a reverse stream
+// reading a backfill's rows for tenants the shard does not own): routed nowhere.
 const router = {
   route(transactions: SourceTransaction[], appliedUpTo: bigint[]) {
-    return [transactions.filter((t) => t.endLsn > (appliedUpTo[0] ?? 0n)).map((t) => ins(Number(t.xid)))];
+    return [
+      transactions
+        .filter((t) => t.endLsn > (appliedUpTo[0] ?? 0n) && Number(t.xid) < 1000)
+        .map((t) => ins(Number(t.xid))),
+    ];
   },
 } as unknown as ChangeRouter;
 
@@ -122,6 +128,63 @@ describe("background work beside a replication loop", () => {
     } finally {
       await blocker.query("rollback").catch(() => {});
       await blocker.end();
+      await reader.stop();
+      await running.catch(() => {});
+      await confirmer.stop();
+      await appliers.close();
+      await target.pool.query("select pg_replication_origin_drop($1)", [origin]).catch(() => {});
+      await admin.end();
+      unwatch();
+    }
+  }, 60_000);
+
+  it("counts only batches it delivered: one it routed nowhere holds nothing back, however old", async () => {
+    const buffer = newPressureBuffer();
+    installPressureBuffer(buffer);
+    const unwatch = watchPressure(buffer);
+    const origin = "shardshift_pressure_loop_t1";
+    const applier = await TargetApplier.open({ url: target.url, ordinal: 0, origin });
+    const appliers = new TargetAppliers([applier]);
+    const admin = new pg.Client({ connectionString: target.url });
+    await admin.connect();
+    const confirmer = new Confirmer({
+      durableOf: () => readOriginProgress(admin, origin),
+      confirm: () => {},
+      periodMs: 50,
+      log: () => {},
+    });
+    const { reader, feed } = fakeReader();
+    let done = 0;
+    const running = runReplication(
+      { reader, router, appliers, confirmer },
+      {
+        keepGoing: () => true,
+        applied: () => {
+          done += 1;
+        },
+      },
+    );
+    running.catch(() => {});
+    const applied = async (id: number) =>
+      (await target.pool.query("select 1 from items where id = $1", [id])).rowCount === 1;
+    try {
+      // The least delay of the minute: a batch delivered as soon as it committed.
+      feed({ transactions: [tx(11, 0x110n)], confirmableLsn: 0x110n });
+      await until("row 11 applied", () => applied(11));
+      // Batches that carry nothing for this target, committed 300 ms before we read them (the
+      // source's WAL sender and our thread busy with a backfill's rows): nothing to yield to.
+      for (let i = 0; i < 5; i++) {
+        const lsn = 0x120n + BigInt(i) * 0x10n;
+        feed({ transactions: [tx(1000 + i, lsn, 300)], confirmableLsn: lsn });
+      }
+      await until("the five batches through the loop", () => done === 6);
+      expect(replicationLatenessMs()).toBeLessThanOrEqual(5);
+      // The same delay on a batch it delivered counts.
+      feed({ transactions: [tx(13, 0x210n, 300)], confirmableLsn: 0x210n });
+      await until("row 13 through the loop", () => done === 7);
+      expect(await applied(13)).toBe(true);
+      expect(replicationLatenessMs()).toBeGreaterThan(200);
+    } finally {
       await reader.stop();
       await running.catch(() => {});
       await confirmer.stop();
