@@ -90,6 +90,8 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
     done: boolean;
     last: { commitTimeIso: string } | undefined;
     readAtMs: number;
+    /** When its last transaction committed on the source (NaN: none); see PressureSlot.held. */
+    commitMs: number;
   }[] = [];
   // How late this stream runs, for the background work beside it (replication-pressure.ts).
   const pressure = PressureSlot.claim();
@@ -109,7 +111,8 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
       hooks.applied?.(last);
     }
     if (newest) pressure.applied(Date.parse(newest.commitTimeIso), now);
-    pressure.held(unapplied[0]?.readAtMs ?? largeReadAtMs);
+    const oldest = unapplied[0];
+    pressure.held(oldest?.readAtMs ?? largeReadAtMs, oldest?.commitMs);
   };
   // A target whose session is lost (its server crashed) may have lost its last asynchronous
   // commits: end now, waking a wait for the stream, so the restart replays them from the slot.
@@ -204,9 +207,15 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
       const commitTimes = trace && stamps.size > 0 ? batch.transactions.map((tx) => tx.commitTimeIso) : null;
       const lastCommit = last ? { commitTimeIso: last.commitTimeIso } : undefined;
       // A large transaction's completing batch holds since its first piece was read.
-      const entry = { committed, done: false, last: lastCommit, readAtMs: largeReadAtMs || readAtMs };
+      const entry = {
+        committed,
+        done: false,
+        last: lastCommit,
+        readAtMs: largeReadAtMs || readAtMs,
+        commitMs: last ? Date.parse(last.commitTimeIso) : Number.NaN,
+      };
       if (last?.continued) largeReadAtMs = 0;
-      if (unapplied.length === 0) pressure.held(entry.readAtMs);
+      if (unapplied.length === 0) pressure.held(entry.readAtMs, entry.commitMs);
       unapplied.push(entry);
       committed.then(
         () => {

@@ -122,12 +122,18 @@ export class PressureSlot {
   }
 
   /**
-   * Our thread read the oldest batch not yet committed everywhere at `sinceMs` (0: none). Stored
-   * shifted by the least time a batch takes to commit, so the reader sees only the wait beyond it.
+   * Our thread read the oldest batch not yet committed everywhere at `sinceMs` (0: none); its last
+   * transaction committed on the source at `commitMs` (if known). Stored shifted by the least time a
+   * batch takes to commit, so the reader sees only the wait beyond it. A batch read more than
+   * CONTENTION_CEILING_MS after the source committed it was read from a backlog: it waits behind the
+   * backlog's own batches queued ahead of it (tens to hundreds of ms, under the ceiling), which is no
+   * contention, and holds nothing (break-yield-backlog.test.ts: background work beside a catch-up
+   * ran at 0.15 of its rate).
    */
-  held(sinceMs: number): void {
+  held(sinceMs: number, commitMs = Number.NaN): void {
     if (!this.view) return;
-    const since = sinceMs > 0 ? sinceMs + this.applies.least : 0;
+    const backlog = sinceMs > 0 && Number.isFinite(commitMs) && sinceMs - commitMs > CONTENTION_CEILING_MS;
+    const since = sinceMs > 0 && !backlog ? sinceMs + this.applies.least : 0;
     Atomics.store(this.view, this.index * FIELDS + 2, BigInt(Math.round(since)));
   }
 
