@@ -137,4 +137,76 @@ describe("background work beside a stream catching up a backlog", () => {
       unwatch();
     }
   }, 180_000);
+
+  it("still counts a stream falling further behind (the source writes faster than it applies)", async () => {
+    await target.pool.query("truncate items");
+    const buffer = newPressureBuffer();
+    installPressureBuffer(buffer);
+    const unwatch = watchPressure(buffer);
+    const origin = "shardshift_break_yield_behind";
+    const applier = await TargetApplier.open({ url: target.url, ordinal: 0, origin });
+    const appliers = new TargetAppliers([applier]);
+    const admin = new pg.Client({ connectionString: target.url });
+    await admin.connect();
+    const confirmer = new Confirmer({
+      durableOf: () => readOriginProgress(admin, origin),
+      confirm: () => {},
+      periodMs: 50,
+      log: () => {},
+    });
+    const { reader, feed } = fakeReader();
+    const running = runReplication({ reader, router, appliers, confirmer }, { keepGoing: () => true });
+    running.catch(() => {});
+    // The source commits 30,000 batches a second, live: more than the target takes (the first
+    // test's catch-up took about 3,500 a second), so the stream falls behind and keeps falling.
+    const commitOf: number[] = [0];
+    const feeder = setInterval(() => {
+      for (let k = 0; k < 300; k++) {
+        const b = commitOf.length;
+        commitOf.push(Date.now());
+        const endLsn = BigInt(b * 16);
+        feed({
+          transactions: [
+            {
+              xid: String(b),
+              commitLsn: endLsn - 1n,
+              endLsn,
+              commitTimeIso: new Date(commitOf[b] as number).toISOString(),
+              changes: [],
+              continued: false,
+            },
+          ],
+          confirmableLsn: endLsn,
+        });
+      }
+    }, 10);
+    const behindMs = async () => {
+      const max = (await target.pool.query("select max(id) as m from items")).rows[0].m;
+      const b = max === null ? 0 : Math.floor(Number(max) / ROWS_PER_BATCH);
+      return b === 0 ? 0 : Date.now() - (commitOf[b] ?? Date.now());
+    };
+    try {
+      await until("the stream 2 s behind", async () => (await behindMs()) > 2_000, 60_000);
+      const lateness: number[] = [];
+      const deadline = Date.now() + 1_000;
+      while (Date.now() < deadline) {
+        lateness.push(replicationLatenessMs());
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const behind = await behindMs();
+      const counted = lateness.filter((l) => l > 5).length / lateness.length;
+      console.log(`${behind} ms behind; lateness > 5 ms in ${(counted * 100).toFixed(0)}% of samples`);
+      expect(behind).toBeGreaterThan(2_000);
+      expect(counted).toBeGreaterThan(0.5);
+    } finally {
+      clearInterval(feeder);
+      await reader.stop();
+      await running.catch(() => {});
+      await confirmer.stop();
+      await appliers.close();
+      await target.pool.query("select pg_replication_origin_drop($1)", [origin]).catch(() => {});
+      await admin.end();
+      unwatch();
+    }
+  }, 180_000);
 });
