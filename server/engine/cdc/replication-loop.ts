@@ -92,6 +92,8 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
     readAtMs: number;
     /** It went to some target: a batch routed nowhere tells background work nothing. */
     delivered: boolean;
+    /** When its last transaction committed on the source (NaN: none); see PressureSlot.held. */
+    commitMs: number;
   }[] = [];
   // How late this stream runs, for the background work beside it (replication-pressure.ts).
   const pressure = PressureSlot.claim();
@@ -116,7 +118,8 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
       hooks.applied?.(last);
     }
     if (newest) pressure.applied(Date.parse(newest.commitTimeIso), now);
-    pressure.held(unapplied[0]?.readAtMs ?? largeReadAtMs);
+    const oldest = unapplied[0];
+    pressure.held(oldest?.readAtMs ?? largeReadAtMs, oldest?.commitMs);
   };
   // A target whose session is lost (its server crashed) may have lost its last asynchronous
   // commits: end now, waking a wait for the stream, so the restart replays them from the slot.
@@ -218,9 +221,10 @@ export async function runReplication(parts: ReplicationParts, hooks: Replication
         last: lastCommit,
         readAtMs: largeReadAtMs || readAtMs,
         delivered: stamps.size > 0,
+        commitMs: last ? Date.parse(last.commitTimeIso) : Number.NaN,
       };
       if (last?.continued) largeReadAtMs = 0;
-      if (unapplied.length === 0) pressure.held(entry.readAtMs);
+      if (unapplied.length === 0) pressure.held(entry.readAtMs, entry.commitMs);
       unapplied.push(entry);
       committed.then(
         () => {

@@ -38,6 +38,8 @@ export const DEFAULT_YIELD_LAG_MS = 5;
 export const CONTENTION_CEILING_MS = 1_000;
 /** The longest one chunk of background work waits for replication. */
 export const MAX_PAUSE_MS = 250;
+/** A stream behind the source catches up a backlog if it is less behind than this long before. */
+const TREND_MS = 1_000;
 const POLL_MS = 2;
 
 /** A thread's slots, made by whoever starts the thread and handed to it (workerData). */
@@ -89,6 +91,12 @@ export class PressureSlot {
   // How long a batch takes from our read to its commit at least: a target across a network takes
   // its round trips every time, and only what a batch waits beyond them is lateness.
   private readonly applies = new WindowMin();
+  // The oldest batch held last (held()), and how far behind the source a batch held at least
+  // TREND_MS before it was read: whether the stream catches up a backlog or falls behind.
+  private heldAt = 0;
+  private heldCommit = Number.NaN;
+  private trend: { at: number; readLag: number } | null = null;
+  private catchingUp = false;
 
   private constructor(
     private readonly view: BigInt64Array | null,
@@ -122,12 +130,37 @@ export class PressureSlot {
   }
 
   /**
-   * Our thread read the oldest batch not yet committed everywhere at `sinceMs` (0: none). Stored
-   * shifted by the least time a batch takes to commit, so the reader sees only the wait beyond it.
+   * Our thread read the oldest batch not yet committed everywhere at `sinceMs` (0: none); its last
+   * transaction committed on the source at `commitMs` (if known). Stored shifted by the least time a
+   * batch takes to commit, so the reader sees only the wait beyond it.
+   *
+   * A stream catching up a backlog holds nothing: its oldest batch waits behind the backlog's own
+   * batches queued ahead of it (tens to hundreds of ms, under the ceiling), which is no contention
+   * (break-yield-backlog.test.ts: background work beside a catch-up ran at 0.15 of its rate). It is
+   * catching up when its oldest batch was read more than CONTENTION_CEILING_MS after the source
+   * committed it, and less so than one read TREND_MS before: one falling further behind (the source
+   * writes faster than it applies, as under contention) still counts.
    */
-  held(sinceMs: number): void {
+  held(sinceMs: number, commitMs = Number.NaN): void {
     if (!this.view) return;
-    const since = sinceMs > 0 ? sinceMs + this.applies.least : 0;
+    if (
+      sinceMs > 0 &&
+      Number.isFinite(commitMs) &&
+      (sinceMs !== this.heldAt || commitMs !== this.heldCommit)
+    ) {
+      this.heldAt = sinceMs;
+      this.heldCommit = commitMs;
+      const readLag = sinceMs - commitMs;
+      // Judged against a batch read at least TREND_MS before: between two batches, the reader's
+      // waits for room in the lanes make the read lag jump up and down.
+      if (readLag <= CONTENTION_CEILING_MS) this.catchingUp = false;
+      if (!this.trend || sinceMs - this.trend.at >= TREND_MS) {
+        this.catchingUp = readLag > CONTENTION_CEILING_MS && (!this.trend || readLag < this.trend.readLag);
+        this.trend = { at: sinceMs, readLag };
+      }
+    }
+    const backlog = sinceMs > 0 && Number.isFinite(commitMs) && this.catchingUp;
+    const since = sinceMs > 0 && !backlog ? sinceMs + this.applies.least : 0;
     Atomics.store(this.view, this.index * FIELDS + 2, BigInt(Math.round(since)));
   }
 
