@@ -14,8 +14,8 @@
 // 2. The outcome read: pg_xact_status. Committed: nothing to undo, the origin is right.
 // 3. Aborted, and the origin still at exactly this stamp: moved back to where it was before the
 //    batch (pg_replication_origin_advance), and the move flushed — it is a WAL record of its own,
-//    and the abort record it undoes may already be on disk — by committing a transaction that waits
-//    for the local flush.
+//    and the abort record it undoes may already be on disk — by making it inside a transaction with
+//    an xid that waits for the local flush, and checking the flush reached it.
 //
 // Invariants:
 // - The origin is only ever moved back from this transaction's own stamp, after its abort is known:
@@ -185,26 +185,46 @@ async function finalStatus(client: pg.Client, xid: string, deadline: number): Pr
 
 async function moveBack(client: pg.Client, failure: StampedFailure, deadline: number): Promise<void> {
   for (;;) {
+    // The move is a WAL record of its own, and the abort record it undoes may already be on disk:
+    // it must be flushed before the settlement counts as done, or a crash of the target replays the
+    // abort and brings the stamp back. A transaction flushes its commit only if it wrote WAL itself
+    // (PostgreSQL's RecordTransactionCommit): the move is made inside one that has an xid and waits
+    // for its local flush (not for a standby: one may be missing). Made in a transaction of its own
+    // before, it was flushed by nothing (break-stamp-xid-commit-wait.test.ts, seen once in CI: the
+    // origin back at the aborted stamp after the crash).
+    await client.query("begin");
     try {
-      // Only from exactly this stamp: in the one statement, so nothing moves it in between.
-      const { rows } = await client.query<{ moved: boolean }>(
-        `select pg_replication_origin_advance($1, $2::pg_lsn) is not null as moved
-          where coalesce(pg_replication_origin_progress($1, false), '0/0') = $3::pg_lsn`,
+      await client.query("set local synchronous_commit = local");
+      await client.query("select pg_current_xact_id()");
+      // Only from exactly this stamp (or from where an earlier try already moved it, whose record
+      // may not have reached the disk): in the one statement, so nothing moves it in between.
+      const { rows } = await client.query<{ lsn: string }>(
+        `select pg_replication_origin_advance($1, $2::pg_lsn) is not null as moved,
+                pg_current_wal_insert_lsn()::text as lsn
+          where coalesce(pg_replication_origin_progress($1, false), '0/0') in ($3::pg_lsn, $2::pg_lsn)`,
         [failure.origin, formatLsn(failure.before), formatLsn(failure.stamp)],
       );
-      if (rows.length === 0) return;
+      await client.query("commit");
+      const moved = rows[0];
+      if (!moved) return;
+      const flushed = await client.query<{ ok: boolean }>(
+        "select pg_current_wal_flush_lsn() >= $1::pg_lsn as ok",
+        [moved.lsn],
+      );
+      if (!flushed.rows[0]?.ok) {
+        throw new Error(
+          `the origin ${failure.origin} was moved back, but the move is not on the target's disk yet; the settlement stays pending and is retried`,
+        );
+      }
       break;
     } catch (error) {
+      await client.query("rollback").catch(() => {});
       // The backend's exit releases the origin just after it leaves pg_stat_activity's view.
       const code = (error as { code?: string }).code;
       if (code !== "55006" || Date.now() > deadline) throw error;
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
   }
-  // The move is a WAL record no commit flushed: a crash of the target before the WAL writer got to
-  // it would replay the abort (if it reached the disk) and bring the stamp back. A transaction with
-  // an xid that waits for its local flush (not for a standby: one may be missing) writes it out.
-  await client.query("begin; set local synchronous_commit = local; select pg_current_xact_id(); commit");
   debugTrace(
     `cdc-settle origin=${failure.origin} moved back ${formatLsn(failure.stamp)} -> ${formatLsn(failure.before)}`,
   );
