@@ -1,24 +1,10 @@
-// Breaking replication-pressure.ts from a real replication loop: a large transaction arrives in
-// pieces of a transaction the source already committed, applied into an open target transaction
-// until the transaction that completes it arrives. Everything from its first piece on is read and
-// not committed: the stream runs late for as long as the pieces take, and background work beside
-// it must see that (it saw nothing: the pieces never entered the loop's batches in flight).
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
-import { fakeReader } from "../../testing/fake-stream-reader";
-import {
-  installPressureBuffer,
-  newPressureBuffer,
-  replicationLatenessMs,
-  watchPressure,
-} from "../shared/replication-pressure";
+import { startPressureLoop } from "../../testing/pressure-loop";
+import { replicationLatenessMs } from "../shared/replication-pressure";
 import type { Statement } from "./apply";
 import type { ChangeRouter } from "./change-router";
-import { Confirmer } from "./confirmer";
-import { runReplication } from "./replication-loop";
 import type { SourceTransaction } from "./stream-reader";
-import { readOriginProgress, TargetApplier, TargetAppliers } from "./target-applier";
 
 let target: TestDatabase;
 
@@ -56,23 +42,12 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
 
 describe("a large transaction beside background work", () => {
   it("holds background work back from its first piece until the transaction that completes it committed", async () => {
-    const buffer = newPressureBuffer();
-    installPressureBuffer(buffer);
-    const unwatch = watchPressure(buffer);
-    const origin = "shardshift_break_pressure_large_t0";
-    const applier = await TargetApplier.open({ url: target.url, ordinal: 0, origin });
-    const appliers = new TargetAppliers([applier]);
-    const admin = new pg.Client({ connectionString: target.url });
-    await admin.connect();
-    const confirmer = new Confirmer({
-      durableOf: () => readOriginProgress(admin, origin),
-      confirm: () => {},
-      periodMs: 50,
-      log: () => {},
+    const loop = await startPressureLoop({
+      url: target.url,
+      origin: "shardshift_break_pressure_large_t0",
+      router,
     });
-    const { reader, feed } = fakeReader();
-    const running = runReplication({ reader, router, appliers, confirmer }, { keepGoing: () => true });
-    running.catch(() => {});
+    const { feed } = loop;
     try {
       // The source committed the large transaction; its first piece is read and applied.
       const committedAt = new Date().toISOString();
@@ -106,43 +81,23 @@ describe("a large transaction beside background work", () => {
       });
       await until("nothing held", () => replicationLatenessMs() <= 5);
     } finally {
-      await reader.stop();
-      await running.catch(() => {});
-      await confirmer.stop();
-      await appliers.close();
-      await target.pool.query("select pg_replication_origin_drop($1)", [origin]).catch(() => {});
-      await admin.end();
-      unwatch();
+      await loop.close();
     }
   }, 60_000);
 
   it("holds nothing back for a large transaction whose pieces go to no target", async () => {
-    const buffer = newPressureBuffer();
-    installPressureBuffer(buffer);
-    const unwatch = watchPressure(buffer);
-    const origin = "shardshift_break_pressure_large_t1";
-    const applier = await TargetApplier.open({ url: target.url, ordinal: 0, origin });
-    const appliers = new TargetAppliers([applier]);
-    const admin = new pg.Client({ connectionString: target.url });
-    await admin.connect();
-    const confirmer = new Confirmer({
-      durableOf: () => readOriginProgress(admin, origin),
-      confirm: () => {},
-      periodMs: 50,
-      log: () => {},
-    });
-    const { reader, feed } = fakeReader();
     let routed = 0;
-    const running = runReplication(
-      { reader, router, appliers, confirmer },
-      {
-        keepGoing: () => true,
+    const loop = await startPressureLoop({
+      url: target.url,
+      origin: "shardshift_break_pressure_large_t1",
+      router,
+      hooks: {
         afterRoute: async () => {
           routed += 1;
         },
       },
-    );
-    running.catch(() => {});
+    });
+    const { feed } = loop;
     try {
       const readAt = Date.now();
       feed({ transactions: [], confirmableLsn: 0n, piece: { xid: "200", commitLsn: 0x80n, changes: [] } });
@@ -165,13 +120,7 @@ describe("a large transaction beside background work", () => {
       await until("its end routed", () => routed === 2);
       expect(replicationLatenessMs()).toBeLessThanOrEqual(5);
     } finally {
-      await reader.stop();
-      await running.catch(() => {});
-      await confirmer.stop();
-      await appliers.close();
-      await target.pool.query("select pg_replication_origin_drop($1)", [origin]).catch(() => {});
-      await admin.end();
-      unwatch();
+      await loop.close();
     }
   }, 60_000);
 });

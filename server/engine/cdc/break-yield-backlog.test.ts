@@ -1,26 +1,11 @@
-// A stream catching up a backlog is not contention (shared/replication-pressure.ts): background work
-// beside it must keep about its set rate. Here a real target and a real replication loop
-// (replication-loop.ts) take a backlog of batches committed on the source a minute ago, fed all at
-// once as a source that was not read for a minute hands them over, while a throttled chunk loop
-// (as a backfill's throttle() does) yields before each chunk.
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
-import { fakeReader } from "../../testing/fake-stream-reader";
-import {
-  installPressureBuffer,
-  newPressureBuffer,
-  replicationLatenessMs,
-  watchPressure,
-  yieldToReplication,
-} from "../shared/replication-pressure";
+import { startPressureLoop } from "../../testing/pressure-loop";
+import { replicationLatenessMs, yieldToReplication } from "../shared/replication-pressure";
 import { TokenBucket } from "../shared/token-bucket";
 import type { Statement } from "./apply";
 import type { ChangeRouter } from "./change-router";
-import { Confirmer } from "./confirmer";
-import { runReplication } from "./replication-loop";
 import type { SourceTransaction } from "./stream-reader";
-import { readOriginProgress, TargetApplier, TargetAppliers } from "./target-applier";
 
 let target: TestDatabase;
 
@@ -64,23 +49,12 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
 
 describe("background work beside a stream catching up a backlog", () => {
   it("keeps about its set rate", async () => {
-    const buffer = newPressureBuffer();
-    installPressureBuffer(buffer);
-    const unwatch = watchPressure(buffer);
-    const origin = "shardshift_break_yield_backlog";
-    const applier = await TargetApplier.open({ url: target.url, ordinal: 0, origin });
-    const appliers = new TargetAppliers([applier]);
-    const admin = new pg.Client({ connectionString: target.url });
-    await admin.connect();
-    const confirmer = new Confirmer({
-      durableOf: () => readOriginProgress(admin, origin),
-      confirm: () => {},
-      periodMs: 50,
-      log: () => {},
+    const loop = await startPressureLoop({
+      url: target.url,
+      origin: "shardshift_break_yield_backlog",
+      router,
     });
-    const { reader, feed } = fakeReader();
-    const running = runReplication({ reader, router, appliers, confirmer }, { keepGoing: () => true });
-    running.catch(() => {});
+    const { feed } = loop;
     try {
       // The backlog: a minute of the source's commits, waiting in the slot.
       const from = Date.now() - 60_000;
@@ -128,35 +102,18 @@ describe("background work beside a stream catching up a backlog", () => {
       expect(seconds).toBeGreaterThan(2); // long enough to tell a rate
       expect(share).toBeGreaterThan(0.8);
     } finally {
-      await reader.stop();
-      await running.catch(() => {});
-      await confirmer.stop();
-      await appliers.close();
-      await target.pool.query("select pg_replication_origin_drop($1)", [origin]).catch(() => {});
-      await admin.end();
-      unwatch();
+      await loop.close();
     }
   }, 180_000);
 
   it("still counts a stream falling further behind (the source writes faster than it applies)", async () => {
     await target.pool.query("truncate items");
-    const buffer = newPressureBuffer();
-    installPressureBuffer(buffer);
-    const unwatch = watchPressure(buffer);
-    const origin = "shardshift_break_yield_behind";
-    const applier = await TargetApplier.open({ url: target.url, ordinal: 0, origin });
-    const appliers = new TargetAppliers([applier]);
-    const admin = new pg.Client({ connectionString: target.url });
-    await admin.connect();
-    const confirmer = new Confirmer({
-      durableOf: () => readOriginProgress(admin, origin),
-      confirm: () => {},
-      periodMs: 50,
-      log: () => {},
+    const loop = await startPressureLoop({
+      url: target.url,
+      origin: "shardshift_break_yield_behind",
+      router,
     });
-    const { reader, feed } = fakeReader();
-    const running = runReplication({ reader, router, appliers, confirmer }, { keepGoing: () => true });
-    running.catch(() => {});
+    const { feed } = loop;
     // The source commits 30,000 batches a second, live: more than the target takes (the first
     // test's catch-up took about 3,500 a second), so the stream falls behind and keeps falling.
     const commitOf: number[] = [0];
@@ -200,13 +157,7 @@ describe("background work beside a stream catching up a backlog", () => {
       expect(counted).toBeGreaterThan(0.5);
     } finally {
       clearInterval(feeder);
-      await reader.stop();
-      await running.catch(() => {});
-      await confirmer.stop();
-      await appliers.close();
-      await target.pool.query("select pg_replication_origin_drop($1)", [origin]).catch(() => {});
-      await admin.end();
-      unwatch();
+      await loop.close();
     }
   }, 180_000);
 });

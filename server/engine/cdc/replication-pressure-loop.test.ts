@@ -4,20 +4,11 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
-import { fakeReader } from "../../testing/fake-stream-reader";
-import {
-  installPressureBuffer,
-  newPressureBuffer,
-  replicationLatenessMs,
-  watchPressure,
-  yieldToReplication,
-} from "../shared/replication-pressure";
+import { startPressureLoop } from "../../testing/pressure-loop";
+import { replicationLatenessMs, yieldToReplication } from "../shared/replication-pressure";
 import type { Statement } from "./apply";
 import type { ChangeRouter } from "./change-router";
-import { Confirmer } from "./confirmer";
-import { runReplication } from "./replication-loop";
 import type { SourceTransaction } from "./stream-reader";
-import { readOriginProgress, TargetApplier, TargetAppliers } from "./target-applier";
 
 let target: TestDatabase;
 
@@ -69,24 +60,8 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
 
 describe("background work beside a replication loop", () => {
   it("waits while the loop's target holds a batch back, and goes once it committed", async () => {
-    // This thread plays the CDC thread (it writes the slots) and the worker (it reads them).
-    const buffer = newPressureBuffer();
-    installPressureBuffer(buffer);
-    const unwatch = watchPressure(buffer);
-    const origin = "shardshift_pressure_loop_t0";
-    const applier = await TargetApplier.open({ url: target.url, ordinal: 0, origin });
-    const appliers = new TargetAppliers([applier]);
-    const admin = new pg.Client({ connectionString: target.url });
-    await admin.connect();
-    const confirmer = new Confirmer({
-      durableOf: () => readOriginProgress(admin, origin),
-      confirm: () => {},
-      periodMs: 50,
-      log: () => {},
-    });
-    const { reader, feed } = fakeReader();
-    const running = runReplication({ reader, router, appliers, confirmer }, { keepGoing: () => true });
-    running.catch(() => {});
+    const loop = await startPressureLoop({ url: target.url, origin: "shardshift_pressure_loop_t0", router });
+    const { feed, running } = loop;
     const blocker = new pg.Client({ connectionString: target.url });
     await blocker.connect();
     try {
@@ -128,43 +103,23 @@ describe("background work beside a replication loop", () => {
     } finally {
       await blocker.query("rollback").catch(() => {});
       await blocker.end();
-      await reader.stop();
-      await running.catch(() => {});
-      await confirmer.stop();
-      await appliers.close();
-      await target.pool.query("select pg_replication_origin_drop($1)", [origin]).catch(() => {});
-      await admin.end();
-      unwatch();
+      await loop.close();
     }
   }, 60_000);
 
   it("counts only batches it delivered: one it routed nowhere holds nothing back, however old", async () => {
-    const buffer = newPressureBuffer();
-    installPressureBuffer(buffer);
-    const unwatch = watchPressure(buffer);
-    const origin = "shardshift_pressure_loop_t1";
-    const applier = await TargetApplier.open({ url: target.url, ordinal: 0, origin });
-    const appliers = new TargetAppliers([applier]);
-    const admin = new pg.Client({ connectionString: target.url });
-    await admin.connect();
-    const confirmer = new Confirmer({
-      durableOf: () => readOriginProgress(admin, origin),
-      confirm: () => {},
-      periodMs: 50,
-      log: () => {},
-    });
-    const { reader, feed } = fakeReader();
     let done = 0;
-    const running = runReplication(
-      { reader, router, appliers, confirmer },
-      {
-        keepGoing: () => true,
+    const loop = await startPressureLoop({
+      url: target.url,
+      origin: "shardshift_pressure_loop_t1",
+      router,
+      hooks: {
         applied: () => {
           done += 1;
         },
       },
-    );
-    running.catch(() => {});
+    });
+    const { feed } = loop;
     const applied = async (id: number) =>
       (await target.pool.query("select 1 from items where id = $1", [id])).rowCount === 1;
     try {
@@ -185,13 +140,7 @@ describe("background work beside a replication loop", () => {
       expect(await applied(13)).toBe(true);
       expect(replicationLatenessMs()).toBeGreaterThan(200);
     } finally {
-      await reader.stop();
-      await running.catch(() => {});
-      await confirmer.stop();
-      await appliers.close();
-      await target.pool.query("select pg_replication_origin_drop($1)", [origin]).catch(() => {});
-      await admin.end();
-      unwatch();
+      await loop.close();
     }
   }, 60_000);
 });
