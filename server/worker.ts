@@ -9,6 +9,7 @@ import type PgBoss from "pg-boss";
 import { runBackfillSlice } from "./engine/backfill/run-slice";
 import { runTenantCensus } from "./engine/backfill/tenant-census";
 import { ruleActorEmail, startAutoTrip } from "./engine/breaker/auto-trip";
+import { warmCdcThreads } from "./engine/cdc/isolated-runner";
 import { startShardWatch } from "./engine/gates/shard-watch";
 import { runParityCheck } from "./engine/parity/run-check";
 import { startFenceWatch } from "./engine/routing/fence-watch";
@@ -42,9 +43,15 @@ export async function startWorker(
     log?: (m: string) => void;
     /** Trip the breaker by itself when a rule fires. Default: on, unless SHARDSHIFT_AUTO_TRIP=off. */
     autoTrip?: boolean;
+    /**
+     * Load the CDC threads before returning (warmCdcThreads), not on first use: what a worker that
+     * serves movements does (its entry point, the demo). Tests leave it off: most never stream back.
+     */
+    warmCdcThreads?: boolean;
   } = {},
 ): Promise<Worker> {
   const log = options.log ?? ((m: string) => console.log(m));
+  const warming = options.warmCdcThreads ? warmCdcThreads() : null;
   const boss = await startQueue(connectionString);
   await boss.work(QUEUES.heartbeat, async () => {});
   // Two slices at a time per worker: copying is I/O bound, and two cores serve two copiers well.
@@ -105,6 +112,7 @@ export async function startWorker(
     supervisor.poke();
     promotions.poke();
   });
+  await warming;
   return {
     boss,
     async stop() {
@@ -123,7 +131,7 @@ export async function startWorker(
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const url = serverEnv().DATABASE_URL;
   await migrateControlPlane(url);
-  const worker = await startWorker(url);
+  const worker = await startWorker(url, { warmCdcThreads: true });
   console.log(`Shardshift worker ${process.pid} is running. Ctrl-C stops it.`);
   let stopping = false;
   const stop = async () => {

@@ -151,7 +151,7 @@ export async function startDemo(config: DemoConfig, log: (line: string) => void)
       `    ${summary.tenants.toLocaleString()} tenants, ${summary.totalRows.toLocaleString()} rows in ${summary.tables.length} tables`,
     );
 
-    worker = await step("5/8 engine worker", () => startWorker(controlUrl));
+    worker = await step("5/8 engine worker", () => startWorker(controlUrl, { warmCdcThreads: true }));
 
     let samplePlanId: string | null = null;
     if (config.empty) {

@@ -2,7 +2,7 @@
 // the streams, appliers and confirmers of that direction this process runs — plans' forward CDC or
 // shards' reverse streams — on an event loop of their own.
 // From the parent: ToThread ({ kind: "start", key, job } | { kind: "stop", key }). To the parent:
-// { kind: "log", message } and, once per started runner, { kind: "finished", key, failure, progressed }.
+// { kind: "ready" } once its code is loaded, { kind: "log", message } and, once per started runner, { kind: "finished", key, failure, progressed }.
 import { type MessagePort, parentPort, workerData } from "node:worker_threads";
 import { startReverseStream } from "../cutover/reverse-stream";
 import { installPressureBuffer } from "../shared/replication-pressure";
@@ -60,3 +60,5 @@ port.on("message", (message: ToThread) => {
   if (message.kind === "start") start(message.key, message.job);
   else void runners.get(message.key)?.stop();
 });
+// Every module is loaded by now (static imports come first): the process may stop waiting (warmCdcThreads).
+port.postMessage({ kind: "ready" });

@@ -27,6 +27,7 @@ export function cdcJobKey(job: CdcJob): string {
 export type ToThread = { kind: "start"; key: string; job: CdcJob } | { kind: "stop"; key: string };
 
 type FromThread =
+  | { kind: "ready" }
   | { kind: "log"; message: string }
   | {
       kind: "finished";
@@ -48,6 +49,8 @@ type Lane = CdcJob["direction"];
 interface Thread {
   worker: Worker;
   proxies: Map<string, Proxy>;
+  /** Settles once the thread has loaded its code, or died first (then with the reason). */
+  ready: Promise<void>;
 }
 
 const threads = new Map<Lane, Thread>();
@@ -64,10 +67,21 @@ function ensureThread(lane: Lane): Thread {
     name: `shardshift-cdc-${lane}`,
     workerData: { lane, pressure },
   });
-  const thread: Thread = { worker, proxies: new Map() };
+  let loaded = () => {};
+  let failedToLoad: (error: Error) => void = () => {};
+  const ready = new Promise<void>((resolve, reject) => {
+    loaded = resolve;
+    failedToLoad = reject;
+  });
+  ready.catch(() => {}); // a thread that dies is reported through its runners too
+  const thread: Thread = { worker, proxies: new Map(), ready };
   // The process may exit while the thread still streams (its stop() ends the runners first).
   worker.unref();
   worker.on("message", (message: FromThread) => {
+    if (message.kind === "ready") {
+      loaded();
+      return;
+    }
     if (message.kind === "log") {
       logTo(message.message);
       return;
@@ -81,6 +95,7 @@ function ensureThread(lane: Lane): Thread {
     proxy.end();
   });
   const died = (error: Error) => {
+    failedToLoad(error);
     unwatch();
     if (threads.get(lane) === thread) threads.delete(lane);
     for (const proxy of [...thread.proxies.values()]) {
@@ -95,6 +110,17 @@ function ensureThread(lane: Lane): Thread {
   worker.on("exit", (code) => died(new Error(`the ${lane} CDC thread exited (${code})`)));
   threads.set(lane, thread);
   return thread;
+}
+
+/**
+ * Starts both directions' threads now and resolves once each has loaded its code. A thread's start
+ * is seconds of compiling on a core (its own module graph, its own Prisma client), and the forward
+ * thread then runs at a raised priority: started on first use, that landed in the middle of the
+ * first backfill (whose copy it slowed by a tenth) or the first cutover. A worker process that
+ * serves movements pays it once, at boot (worker.ts).
+ */
+export async function warmCdcThreads(): Promise<void> {
+  await Promise.all((["forward", "reverse"] as const).map((lane) => ensureThread(lane).ready));
 }
 
 /** A plan's forward CDC, in the forward thread. */
