@@ -146,7 +146,8 @@ export async function runBackfillSlice(taskId: bigint, sliceMs = 15_000): Promis
       const task = await db().backfillTask.findUnique({ where: { id: current }, select: { planId: true } });
       const others = await db().backfillTask.findMany({
         where: { planId: task?.planId, status: { in: ["pending", "running"] } },
-        orderBy: { id: "asc" },
+        // Largest first, as the supervisor queues them: two lanes then end together.
+        orderBy: [{ rowsTotal: "desc" }, { id: "asc" }],
         select: { id: true },
       });
       let next: bigint | null = null;

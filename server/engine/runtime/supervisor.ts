@@ -175,8 +175,10 @@ export function startSupervisor(
         await boss.send(QUEUES.tenantCensus, job, { singletonKey: `census-${m.planId}` });
       }
       if (m.status === "running") {
+        // Largest first: the last table copied then is a small one, not a lane copying alone.
         const tasks = await db().backfillTask.findMany({
           where: { planId: m.planId, status: { in: ["pending", "running"] } },
+          orderBy: [{ rowsTotal: "desc" }, { id: "asc" }],
           select: { id: true },
         });
         let queued = 0;
