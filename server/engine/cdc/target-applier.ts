@@ -27,6 +27,7 @@ import {
   originSessionSetupSql,
   stampAndCommitSql,
 } from "./apply-origin";
+import { ensureDrainMarkSql } from "./drain-mark";
 import { recordStampedFailure, settleOrigin } from "./origin-settlement";
 import { parseLsn } from "./slot";
 import { newStampWatch, type StampWatch, sendStamped, stampMayHaveAborted } from "./stamped-commit";
@@ -96,7 +97,9 @@ export class TargetApplier {
     }
     try {
       await client.query(applySessionSql());
-      await client.query(originSessionSetupSql(options.origin));
+      // The drain marker's table first (drain-mark.ts: a fence installed before it had none), in the
+      // same message as the origin's binding: no round trip of its own.
+      await client.query(`${ensureDrainMarkSql()}; ${originSessionSetupSql(options.origin)}`);
       const progress = originSessionProgressSql(options.origin);
       const { rows } = await client.query<{ lsn: string; pid: number; started: string }>(
         progress.text,
