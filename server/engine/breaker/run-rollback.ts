@@ -32,6 +32,7 @@ import type { Prisma } from "../../generated/prisma/client";
 import { type ReverseSlot, reverseSlotName } from "../cdc/reverse-slot";
 import { formatLsn } from "../cdc/slot";
 import {
+  drainShortfallNote,
   ensureReverseSlot,
   legacyReverseOrigins,
   reverseLagOnceStreaming,
@@ -908,7 +909,10 @@ async function drainShards(
     await advanced;
     throw new GiveUp(
       `Reverse replication had not brought legacy up to the freeze position of ${short
-        .map((s) => `${s.shard.name} (${formatLsn(s.drained.progress ?? 0n)} of ${formatLsn(s.lsn)})`)
+        .map(
+          (s) =>
+            `${s.shard.name} (${formatLsn(s.drained.progress ?? 0n)} of ${formatLsn(s.lsn)}${drainShortfallNote(s.drained, s.lsn)})`,
+        )
         .join(
           ", ",
         )} when the ${row.budgetMs} ms freeze budget ran out; nothing was flipped, the fences were lifted and the tenants stay on their shards. Trip again when reverse lag is lower, or with a larger budget.`,

@@ -38,12 +38,23 @@ export function isApplyOrigin(origin: string): boolean {
   return origin.startsWith("shardshift_");
 }
 
-/** Creates the origin unless it exists, and binds it to this session (one session per origin). */
+/**
+ * The session setting naming the origin an apply session carries: PostgreSQL has no function that
+ * says which origin a session is bound to, and the drain marker records its row under it
+ * (drain-mark.ts).
+ */
+export const APPLY_ORIGIN_SETTING = "shardshift.apply_origin";
+
+/**
+ * Creates the origin unless it exists, binds it to this session (one session per origin), and names
+ * it in APPLY_ORIGIN_SETTING for the session's statements.
+ */
 export function originSessionSetupSql(origin: string): string {
   const name = pg.escapeLiteral(origin);
   return (
     `select pg_replication_origin_create(${name}) where pg_replication_origin_oid(${name}) is null; ` +
-    `select pg_replication_origin_session_setup(${name})`
+    `select pg_replication_origin_session_setup(${name}); ` +
+    `select set_config('${APPLY_ORIGIN_SETTING}', ${name}, false)`
   );
 }
 

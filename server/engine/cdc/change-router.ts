@@ -12,7 +12,9 @@
 //   replication origin) is not sent to it again;
 // - a transaction every target holds is skipped before the route sees any of it;
 // - a transactional logical message is handed to the route at its place in the transaction; when
-//   the route asks for it, every target is stamped with the transaction (a drain marker);
+//   the route asks for it, every target that does not hold the transaction gets a drain marker
+//   (drain-mark.ts): the target transaction is stamped with it even if it carries nothing else
+//   there, and records, in a row it commits or loses with its stamp, that the target holds it;
 // - a row whose tenant or key changed is deleted where its old image was;
 // - an update without an old image of a table whose key lacks the tenant may have moved the row
 //   between tenants: it is deleted from every other target that may hold it;
@@ -24,6 +26,7 @@
 import type { SourceSchema, TableInfo } from "../analysis/introspect";
 import type { Placement } from "../router/placement";
 import { CdcStopError, type Statement, type TableApplier, tableApplier } from "./apply";
+import { drainMarker } from "./drain-mark";
 import type { Change, Relation, Tuple } from "./pgoutput";
 import { UNCHANGED_TOAST } from "./pgoutput";
 
@@ -64,17 +67,6 @@ export interface RoutedTransaction {
   /** Per target ordinal: the target already holds this transaction (its origin is at or past endLsn). */
   held: readonly boolean[];
 }
-
-/**
- * The drain marker: a target transaction that only carries the origin stamp. It needs an xid:
- * PostgreSQL writes no commit record (and so records no origin progress) for a transaction that
- * has none, and pg_current_xact_id() assigns one without writing anything.
- */
-export const DRAIN_MARKER: Readonly<Statement> = Object.freeze({
-  name: "shardshift_drain_marker",
-  text: "select pg_current_xact_id()",
-  values: [],
-});
 
 /** Forward CDC: legacy → the shards, by the plan's placement. */
 export function placementRoute(placement: Placement, version = 1): Route {
@@ -248,10 +240,12 @@ export class ChangeRouter {
           out[t]?.push(statement);
         }
       }
-      // Every target that does not hold it is stamped with this transaction, rows or not: the
-      // cutover waits for a quiet target's origin to pass the fence change (drain.ts).
+      // Every target that does not hold it is stamped with this transaction, rows or not, and
+      // records it in a row of the same target transaction: the cutover waits for a quiet target's
+      // origin to pass the fence change, and for that row, which only a commit leaves (drain.ts).
+      // A target that holds it committed its marker when it applied it.
       if (marker) {
-        for (const [t, statements] of out.entries()) if (!held[t]) statements.push({ ...DRAIN_MARKER });
+        for (const [t, statements] of out.entries()) if (!held[t]) statements.push(drainMarker(endLsn));
       }
     }
     return out;

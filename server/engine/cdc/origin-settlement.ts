@@ -22,10 +22,18 @@
 //   a commit is never undone, nor anything a later session applied.
 // - Pending settlements live in this process, per target server and origin. TargetApplier.open
 //   settles its origin's first and fails while it cannot (the target down): the composition retries.
+// - Until the settlement, the origin overstates what the target holds, and only this process knows.
+//   Nothing elsewhere takes the origin alone for "the target holds it": the confirmer counts a batch
+//   only once its transactions committed (durable-confirm.ts), and the cutover's drain — another
+//   thread or worker process — also needs the drain mark row that only a committed marker
+//   transaction leaves (drain-mark.ts, drain.ts): an aborted batch that carried the fence change
+//   never reads as drained (break-drain-aborted-stamp.test.ts).
 //
 // Residual windows (not covered):
 // - The worker process dies between the failed COMMIT and the settlement: the pending settlement
-//   dies with it, and the next process finds the origin at the stamp and skips the batch.
+//   dies with it, and the next process finds the origin at the stamp and skips the batch. A fence
+//   change inside that batch is skipped with it, so its drain never reaches (the cutover aborts at
+//   its budget) — but the batch's rows stay lost, and a later fence change drains past them.
 // - The connection dropped before the stamp's row arrived and the backend had finished by the time
 //   it was looked for (or got its xid, stamped and aborted between the read of its xid and its
 //   termination): committed and aborted cannot be told apart, and the origin is left as it is.

@@ -7,7 +7,8 @@ import type { SourceSchema, TableInfo } from "../analysis/introspect";
 import type { Placement } from "../router/placement";
 import { FENCE_MESSAGE_PREFIX, LEGACY_OWNER_KEY } from "../routing/fence-sql";
 import { CdcStopError } from "./apply";
-import { ChangeRouter, DRAIN_MARKER } from "./change-router";
+import { ChangeRouter } from "./change-router";
+import { isDrainMarker } from "./drain-mark";
 import { ForwardOwnershipRoute, ReverseOwnershipRoute } from "./ownership-route";
 import type { Change, Relation } from "./pgoutput";
 
@@ -72,8 +73,8 @@ const fence = (
     JSON.stringify({ planId, version: 2, routes: routes.map((r) => ({ frozen: false, ...r })) }),
   ),
 });
-const ids = (statements: { values: unknown[]; text: string }[]) =>
-  statements.map((s) => (s.text === DRAIN_MARKER.text ? "marker" : String(s.values[1])));
+const ids = (statements: { name?: string; values: unknown[]; text: string }[]) =>
+  statements.map((s) => (isDrainMarker(s) ? "marker" : String(s.values[1])));
 
 describe("ForwardOwnershipRoute", () => {
   const fresh = () =>

@@ -27,6 +27,7 @@ import {
   originSessionSetupSql,
   stampAndCommitSql,
 } from "./apply-origin";
+import { deleteDrainMarksSql, ensureDrainMarkSql } from "./drain-mark";
 import { recordStampedFailure, settleOrigin } from "./origin-settlement";
 import { parseLsn } from "./slot";
 import { newStampWatch, type StampWatch, sendStamped, stampMayHaveAborted } from "./stamped-commit";
@@ -96,7 +97,9 @@ export class TargetApplier {
     }
     try {
       await client.query(applySessionSql());
-      await client.query(originSessionSetupSql(options.origin));
+      // The drain marker's table first (drain-mark.ts: a fence installed before it had none), in the
+      // same message as the origin's binding: no round trip of its own.
+      await client.query(`${ensureDrainMarkSql()}; ${originSessionSetupSql(options.origin)}`);
       const progress = originSessionProgressSql(options.origin);
       const { rows } = await client.query<{ lsn: string; pid: number; started: string }>(
         progress.text,
@@ -402,8 +405,23 @@ export async function readOriginProgress(target: Pick<pg.Pool, "query">, origin:
   return parseLsn(rows[0]?.lsn ?? "0/0");
 }
 
-/** Drops every origin of `slot` on a target server (the movement ended; nothing applies any more). */
+/**
+ * Drops every origin of `slot` on a target server (the movement ended; nothing applies any more),
+ * and their drain marks in the target's database (drain-mark.ts; none there without its table).
+ */
 export async function dropSlotOrigins(target: Pick<pg.Pool, "query">, slot: string): Promise<void> {
+  const marks = deleteDrainMarksSql(slot);
+  await target
+    .query({
+      text: marks.text,
+      values: marks.values,
+      query_timeout: TARGET_QUERY_TIMEOUT_MS,
+    } as pg.QueryConfig)
+    .catch((error: unknown) => {
+      // 42P01 undefined table, 3F000 undefined schema: no marker was ever written here.
+      const code = (error as { code?: string }).code;
+      if (code !== "42P01" && code !== "3F000") throw error;
+    });
   const drop = dropSlotOriginsSql(slot);
   await target.query({
     text: drop.text,

@@ -1,5 +1,5 @@
-// What the cutover needs of replication, in one place: the drain (origin progress on the new
-// owner: cdc/drain.ts), the shard's reverse slot (cdc/reverse-slot.ts), and how far behind a
+// What the cutover needs of replication, in one place: the drain (origin progress and drain mark on
+// the new owner: cdc/drain.ts), the shard's reverse slot (cdc/reverse-slot.ts), and how far behind a
 // reverse stream is.
 import type pg from "pg";
 
@@ -13,7 +13,7 @@ import { formatLsn, parseLsn } from "../cdc/slot";
 import { readOriginProgress } from "../cdc/target-applier";
 import { FENCE_SCHEMA } from "../routing/fence-sql";
 
-export { reverseOriginName, waitForOriginProgress } from "../cdc/drain";
+export { drainShortfallNote, reverseOriginName, waitForOriginProgress } from "../cdc/drain";
 
 const creating = new Map<string, Promise<ReverseSlot>>();
 

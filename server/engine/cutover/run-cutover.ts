@@ -47,6 +47,7 @@ import { type CutoverEvent, cutoverInFlight, nextCutoverStatus, recoveryFor } fr
 import { db } from "../store/db";
 import { recordEngineEvent } from "../store/movement-context";
 import {
+  drainShortfallNote,
   ensureReverseSlot,
   findReverseSlot,
   legacyReverseOrigins,
@@ -800,6 +801,7 @@ async function drainAndFlip(ctx: Context, options: DriveOptions): Promise<void> 
       byDeadline(waitForOriginProgress(ctx.to.pool, origin, freezeLsn, deadline), deadline, () => ({
         reached: false,
         progress: null,
+        marked: null,
       })),
     ),
     timed(options.timings, "sequences", () =>
@@ -822,7 +824,7 @@ async function drainAndFlip(ctx: Context, options: DriveOptions): Promise<void> 
   ctx.newOwnerFence = newOwnerFence;
   if (!drained.reached) {
     throw new Abort(
-      `The ${feedingStream(row.direction).name} had applied ${ctx.to.name} only up to ${formatLsn(drained.progress ?? 0n)} of ${row.freezeLsn} when the ${row.budgetMs} ms freeze budget ran out; the cutover was aborted and writes resumed on ${ctx.from.name}. Try again when replication lag is lower, or with a larger budget.`,
+      `The ${feedingStream(row.direction).name} had applied ${ctx.to.name} only up to ${formatLsn(drained.progress ?? 0n)} of ${row.freezeLsn}${drainShortfallNote(drained, freezeLsn)} when the ${row.budgetMs} ms freeze budget ran out; the cutover was aborted and writes resumed on ${ctx.from.name}. Try again when replication lag is lower, or with a larger budget.`,
     );
   }
   options.log(

@@ -9,6 +9,8 @@
 //   fence_epoch        a sequence: the newest map version written here (read outside snapshots)
 //   fence_row_<col>()  the trigger function for sharded tables keyed by column <col>
 //   triggers shardshift_fence_{insert,update,delete} on every sharded table (statement-level)
+//   drain_mark         per CDC apply origin writing here, the last fence change it committed
+//                      (cdc/drain-mark.ts: what the cutover's drain reads besides the origin)
 import { quoteIdent } from "../sql/identifiers";
 
 export const FENCE_SCHEMA = "shardshift";
@@ -40,6 +42,20 @@ export function fenceFunctionName(keyColumn: string): string {
   return `${FENCE_SCHEMA}.${quoteIdent(`fence_row_${keyColumn}`)}`;
 }
 
+/**
+ * The drain marks (cdc/drain-mark.ts): one row per apply origin of a stream into this database,
+ * the end position of the last fence change its apply transactions COMMITTED here. Only the engine
+ * writes it (no grant): a row an application could write would fool the cutover's drain.
+ */
+export const DRAIN_MARK_TABLE = `${FENCE_SCHEMA}.drain_mark`;
+
+export function drainMarkTableSql(): string {
+  return `create table if not exists ${DRAIN_MARK_TABLE} (
+  origin text primary key,
+  lsn pg_lsn not null
+)`;
+}
+
 export function installFenceSchemaSql(): string {
   const ring = Array.from(
     { length: STRAY_RING_SIZE },
@@ -63,6 +79,7 @@ create table if not exists ${FENCE_SCHEMA}.tenant_fence (
   frozen boolean not null,
   map_version bigint not null
 );
+${drainMarkTableSql()};
 create sequence if not exists ${FENCE_SCHEMA}.stray_write_ticket minvalue 0 start 1;
 create sequence if not exists ${FENCE_SCHEMA}.fence_epoch minvalue 0 start 0;
 ${ring}

@@ -188,8 +188,9 @@ export interface FenceSyncResult {
    * The freeze position: the WAL insert position right after the change's logical message, read
    * while the tenants' exclusive locks were held. Every transaction that wrote those tenants
    * before the change committed below it; the change itself commits above it. A stream from this
-   * database stamps every target past it once it met the change (the drain marker), so
-   * waitForOriginProgress(target, origin, lsn) is the cutover's drain (drain.ts).
+   * database stamps every target past it once it met the change, and records it there in a row
+   * only a commit leaves (the drain marker), so waitForOriginProgress(target, origin, lsn) is the
+   * cutover's drain (drain.ts).
    */
   lsn: bigint;
 }
