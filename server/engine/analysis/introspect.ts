@@ -67,7 +67,11 @@ select c.oid, n.nspname as schema, c.relname as name, c.relreplident as repliden
             else greatest(c.reltuples, 0) end::bigint as estimated_rows
   from pg_class c join pg_namespace n on n.oid = c.relnamespace
  where c.relkind in ('r', 'p') and not c.relispartition
-   and n.nspname not in ('pg_catalog', 'information_schema', '_shardshift') and n.nspname not like 'pg\\_%'
+   -- Our own schemas are never the application's data: _shardshift (the snapshot guard) and
+   -- shardshift (the fence: fence_state, tenant_fence, drain_mark), which a database holds once a
+   -- plan installed its fence there; a later movement from it must not copy them as reference tables.
+   and n.nspname not in ('pg_catalog', 'information_schema', '_shardshift', 'shardshift')
+   and n.nspname not like 'pg\\_%'
  order by n.nspname, c.relname`;
 
 const COLUMNS_SQL = `
