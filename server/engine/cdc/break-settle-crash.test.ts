@@ -140,3 +140,69 @@ describe("a target killed right after a settlement moved the origin back", () =>
     }, 60_000);
   }
 });
+
+// A stamped COMMIT whose answer is lost (the connection cut while it waits for the NOTIFY lock) and
+// that then COMMITS on the server — the settlement could not connect until after it did. Nothing may
+// be moved back: the rows are there, and the origin must stay at their stamp.
+describe("a lost stamped COMMIT that committed after all", () => {
+  it("is not moved back by its settlement", async () => {
+    const origin = "shardshift_brk_settle_committed_t0";
+    const target = await TargetApplier.open({ url: server.url("app"), ordinal: 0, origin });
+    target.onLost(() => {});
+    const blocker = new pg.Client({ connectionString: server.url("app") });
+    blocker.on("error", () => {});
+    await blocker.connect();
+    try {
+      await target.apply([ins(9000)], stamp(0x10n));
+      await blocker.query("set synchronous_commit = on");
+      blocker.query("begin; insert into side values (1); notify items, 'blocker'; commit").catch(() => {});
+      const pid = (await target.connection.query("select pg_backend_pid() as pid")).rows[0].pid;
+      await until("the blocker to wait for its standby", () =>
+        admin("app", async (c) => {
+          const r = await c.query("select 1 from pg_stat_activity where wait_event = 'SyncRep'");
+          return (r.rowCount ?? 0) > 0;
+        }),
+      );
+      const applying = target.apply([ins(9001)], stamp(0x20n));
+      applying.catch(() => {});
+      await until("the apply's COMMIT to wait for the NOTIFY lock", () =>
+        admin("app", async (c) => {
+          const r = await c.query("select wait_event_type from pg_stat_activity where pid = $1", [pid]);
+          return r.rows[0]?.wait_event_type === "Lock";
+        }),
+      );
+      await admin("postgres", (c) => c.query("alter database app allow_connections false"));
+      (
+        target.connection as unknown as { connection: { stream: { destroy(): void } } }
+      ).connection.stream.destroy();
+      await expect(applying).rejects.toThrow(/Connection/);
+      expect(settlementPending(server.url("app"), origin)).toBe(true);
+      // The blocker goes: the apply's COMMIT goes through on the server, its client long gone.
+      await admin("postgres", async (c) => {
+        await c.query(
+          "select pg_terminate_backend(pid) from pg_stat_activity where query like 'begin; insert into side%'",
+        );
+        await until("the apply backend to finish", async () => {
+          const r = await c.query("select 1 from pg_stat_activity where pid = $1", [pid]);
+          return r.rowCount === 0;
+        });
+        await c.query("alter database app allow_connections true");
+      });
+      const next = await TargetApplier.open({ url: server.url("app"), ordinal: 0, origin });
+      try {
+        const rows = await admin(
+          "app",
+          async (c) => (await c.query("select 1 from items where id = 9001")).rowCount,
+        );
+        expect({ rows, appliedUpTo: next.appliedUpTo }).toEqual({ rows: 1, appliedUpTo: 0x20n });
+        expect(settlementPending(server.url("app"), origin)).toBe(false);
+      } finally {
+        await next.close();
+      }
+    } finally {
+      await admin("postgres", (c) => c.query("alter database app allow_connections true")).catch(() => {});
+      await blocker.end().catch(() => {});
+      await target.close();
+    }
+  }, 60_000);
+});

@@ -131,7 +131,10 @@ function ensureThread(lane: Lane): Thread {
  * first backfill (whose copy it slowed by a tenth) or the first cutover. A worker process that
  * serves movements pays it once, at boot (worker.ts).
  */
-export async function warmCdcThreads(): Promise<void> {
+export async function warmCdcThreads(options: { log?: (m: string) => void } = {}): Promise<void> {
+  // What the threads say while they load (their priority, or why they could not raise it) goes to
+  // the worker's log: before, only a runner's start set it, and a warmed thread's lines were lost.
+  if (options.log) logTo = options.log;
   await Promise.all((["forward", "reverse"] as const).map((lane) => ensureThread(lane).ready));
 }
 
