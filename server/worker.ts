@@ -51,7 +51,7 @@ export async function startWorker(
   } = {},
 ): Promise<Worker> {
   const log = options.log ?? ((m: string) => console.log(m));
-  const warming = options.warmCdcThreads ? warmCdcThreads() : null;
+  const warming = options.warmCdcThreads ? warmCdcThreads({ log }) : null;
   const boss = await startQueue(connectionString);
   await boss.work(QUEUES.heartbeat, async () => {});
   // Two slices at a time per worker: copying is I/O bound, and two cores serve two copiers well.

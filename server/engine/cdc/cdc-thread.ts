@@ -9,6 +9,7 @@ import { installPressureBuffer } from "../shared/replication-pressure";
 import type { CdcRunner } from "./cdc-runner";
 import { startForwardCdc } from "./forward-cdc";
 import type { CdcJob, ToThread } from "./isolated-runner";
+import { handOverSettlements, type StampedFailure } from "./origin-settlement";
 import { startLoopDelayTrace } from "./stage-trace";
 import { cdcThreadNice, describePriority, setThisThreadNice } from "./thread-priority";
 
@@ -16,12 +17,19 @@ if (!parentPort) throw new Error("cdc-thread.ts runs only as a worker thread (se
 const port: MessagePort = parentPort;
 
 const runners = new Map<string, CdcRunner>();
-const data = workerData as { lane?: string; pressure?: SharedArrayBuffer } | null;
+const data = workerData as {
+  lane?: string;
+  pressure?: SharedArrayBuffer;
+  settlements?: StampedFailure[];
+} | null;
 // The bench's diagnostic (off unless SHARDSHIFT_CDC_TRACE is set): this thread's own loop delay.
 startLoopDelayTrace(data?.lane ?? "cdc");
 // How late each stream runs, read by the process's background work (replication-pressure.ts).
 if (data?.pressure) installPressureBuffer(data.pressure);
 const log = (message: string) => port.postMessage({ kind: "log", message });
+// Settlements an ended thread of this lane left pending are this thread's to finish, and the
+// process keeps this thread's for the next one (origin-settlement.ts).
+handOverSettlements(data?.settlements ?? [], (message) => port.postMessage(message));
 // Replication first (thread-priority.ts). 0 asks for nothing.
 try {
   const nice = cdcThreadNice();

@@ -11,6 +11,7 @@ import type { Worker } from "node:worker_threads";
 import { newPressureBuffer, watchPressure } from "../shared/replication-pressure";
 import { startTsThread } from "../shared/ts-thread";
 import type { CdcRunner } from "./cdc-runner";
+import type { SettlementsMessage, StampedFailure } from "./origin-settlement";
 
 const STOP_TIMEOUT_MS = 20_000;
 
@@ -28,6 +29,7 @@ export type ToThread = { kind: "start"; key: string; job: CdcJob } | { kind: "st
 
 type FromThread =
   | { kind: "ready" }
+  | SettlementsMessage
   | { kind: "log"; message: string }
   | {
       kind: "finished";
@@ -54,6 +56,12 @@ interface Thread {
 }
 
 const threads = new Map<Lane, Thread>();
+/**
+ * Per lane, the stamped-failure settlements its thread last reported pending: handed to the lane's
+ * next thread, so a thread that was terminated or died does not take them with it (a new thread's
+ * open would read the origin at an aborted batch's stamp and skip it: break-settle-thread.test.ts).
+ */
+const settlements = new Map<Lane, StampedFailure[]>();
 let logTo: (m: string) => void = () => {};
 
 function ensureThread(lane: Lane): Thread {
@@ -65,7 +73,7 @@ function ensureThread(lane: Lane): Thread {
   const unwatch = watchPressure(pressure);
   const worker = startTsThread(new URL("./cdc-thread.ts", import.meta.url), {
     name: `shardshift-cdc-${lane}`,
-    workerData: { lane, pressure },
+    workerData: { lane, pressure, settlements: settlements.get(lane) ?? [] },
   });
   let loaded = () => {};
   let failedToLoad: (error: Error) => void = () => {};
@@ -84,6 +92,10 @@ function ensureThread(lane: Lane): Thread {
     }
     if (message.kind === "log") {
       logTo(message.message);
+      return;
+    }
+    if (message.kind === "settlements") {
+      if (threads.get(lane) === thread) settlements.set(lane, message.failures);
       return;
     }
     const proxy = thread.proxies.get(message.key);
@@ -119,7 +131,10 @@ function ensureThread(lane: Lane): Thread {
  * first backfill (whose copy it slowed by a tenth) or the first cutover. A worker process that
  * serves movements pays it once, at boot (worker.ts).
  */
-export async function warmCdcThreads(): Promise<void> {
+export async function warmCdcThreads(options: { log?: (m: string) => void } = {}): Promise<void> {
+  // What the threads say while they load (their priority, or why they could not raise it) goes to
+  // the worker's log: before, only a runner's start set it, and a warmed thread's lines were lost.
+  if (options.log) logTo = options.log;
   await Promise.all((["forward", "reverse"] as const).map((lane) => ensureThread(lane).ready));
 }
 

@@ -22,6 +22,10 @@
 //   a commit is never undone, nor anything a later session applied.
 // - Pending settlements live in this process, per target server and origin. TargetApplier.open
 //   settles its origin's first and fails while it cannot (the target down): the composition retries.
+//   A CDC thread reports its pending settlements to the process, which hands them to the next
+//   thread of its lane (handOverSettlements): a thread ended by isolated-runner's stop() timeout, or
+//   one that died, left them behind, and the next thread's open read the origin at the aborted stamp
+//   (break-settle-thread.test.ts).
 // - Until the settlement, the origin overstates what the target holds, and only this process knows.
 //   Nothing elsewhere takes the origin alone for "the target holds it": the confirmer counts a batch
 //   only once its transactions committed (durable-confirm.ts), and the cutover's drain — another
@@ -64,6 +68,34 @@ const POLL_MS = 50;
 
 const pending = new Map<string, { failure: StampedFailure; settling: Promise<void> | null }>();
 
+/** A thread's pending settlements, all of them, as it reports them to its process. */
+export interface SettlementsMessage {
+  kind: "settlements";
+  failures: StampedFailure[];
+}
+
+let reportPending: ((message: SettlementsMessage) => void) | null = null;
+
+function pendingChanged(): void {
+  reportPending?.({ kind: "settlements", failures: [...pending.values()].map((e) => e.failure) });
+}
+
+/**
+ * In a CDC thread, at its start: takes over what an ended thread of its lane left pending, and
+ * reports every change of this thread's pending settlements (isolated-runner.ts keeps the last).
+ */
+export function handOverSettlements(
+  inherited: readonly StampedFailure[],
+  report: (message: SettlementsMessage) => void,
+): void {
+  for (const failure of inherited) {
+    const key = keyOf(failure.url, failure.origin);
+    if (!pending.has(key)) pending.set(key, { failure, settling: null });
+  }
+  reportPending = report;
+  pendingChanged();
+}
+
 /** Origins are per server: the key drops the database (and the user) from the URL. */
 function keyOf(url: string, origin: string): string {
   let server = url;
@@ -79,6 +111,7 @@ function keyOf(url: string, origin: string): string {
 /** Records a failure to settle before its origin is used again (replaces none: see open). */
 export function recordStampedFailure(failure: StampedFailure): void {
   pending.set(keyOf(failure.url, failure.origin), { failure, settling: null });
+  pendingChanged();
 }
 
 /** Whether a settlement of this origin is still pending (tests). */
@@ -98,7 +131,10 @@ export async function settleOrigin(url: string, origin: string): Promise<void> {
     if (!entry.settling) {
       entry.settling = settle(entry.failure).then(
         () => {
-          if (pending.get(key) === entry) pending.delete(key);
+          if (pending.get(key) === entry) {
+            pending.delete(key);
+            pendingChanged();
+          }
         },
         (error: unknown) => {
           entry.settling = null;
