@@ -52,6 +52,7 @@ export async function startWorker(
 ): Promise<Worker> {
   const log = options.log ?? ((m: string) => console.log(m));
   const warming = options.warmCdcThreads ? warmCdcThreads({ log }) : null;
+  warming?.catch(() => {}); // awaited below; a start that fails before then must not leave it unhandled
   const boss = await startQueue(connectionString);
   await boss.work(QUEUES.heartbeat, async () => {});
   // Two slices at a time per worker: copying is I/O bound, and two cores serve two copiers well.
@@ -112,20 +113,24 @@ export async function startWorker(
     supervisor.poke();
     promotions.poke();
   });
-  await warming;
-  return {
-    boss,
-    async stop() {
-      await wake.stop();
-      await promotions.stop();
-      await fenceWatch.stop();
-      await shardWatch.stop();
-      await autoTrip?.stop();
-      await supervisor.stop();
-      await boss.stop({ graceful: true, timeout: 10_000 });
-      await closeEnginePools();
-    },
+  const stop = async () => {
+    await wake.stop();
+    await promotions.stop();
+    await fenceWatch.stop();
+    await shardWatch.stop();
+    await autoTrip?.stop();
+    await supervisor.stop();
+    await boss.stop({ graceful: true, timeout: 10_000 });
+    await closeEnginePools();
   };
+  try {
+    await warming;
+  } catch (error) {
+    // A CDC thread that cannot load its code cannot replicate: stop what started, and say why.
+    await stop().catch(() => {});
+    throw new Error(`The worker's CDC threads did not start: ${(error as Error).message}`);
+  }
+  return { boss, stop };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
