@@ -22,8 +22,6 @@ const data = workerData as {
   pressure?: SharedArrayBuffer;
   settlements?: StampedFailure[];
 } | null;
-// The bench's diagnostic (off unless SHARDSHIFT_CDC_TRACE is set): this thread's own loop delay.
-startLoopDelayTrace(data?.lane ?? "cdc");
 // How late each stream runs, read by the process's background work (replication-pressure.ts).
 if (data?.pressure) installPressureBuffer(data.pressure);
 const log = (message: string) => port.postMessage({ kind: "log", message });
@@ -45,6 +43,9 @@ function run(job: CdcJob): CdcRunner {
 
 function start(key: string, job: CdcJob) {
   if (runners.has(key)) return;
+  // The bench's diagnostic (off unless SHARDSHIFT_CDC_TRACE is set): this thread's own loop delay,
+  // from its first stream on: a thread warmed at boot and idle wakes for nothing.
+  startLoopDelayTrace(data?.lane ?? "cdc");
   const runner = run(job);
   runners.set(key, runner);
   void runner.ended.then(() => {
