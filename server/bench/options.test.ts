@@ -45,7 +45,7 @@ describe("parseBenchOptions", () => {
   });
 
   it("takes the busy-worker test's pairs, at least one", () => {
-    expect(parseBenchOptions([])?.busyPairs).toBe(3);
+    expect(parseBenchOptions([])?.busyPairs).toBe(5);
     expect(parseBenchOptions(["--busy-pairs", "1"])?.busyPairs).toBe(1);
     expect(() => parseBenchOptions(["--busy-pairs", "0"])).toThrow(BenchUsageError);
   });

@@ -103,7 +103,7 @@ export const DEFAULT_BENCH_OPTIONS: BenchOptions = {
   verbose: false,
   only: null,
   busyLoad: "both",
-  busyPairs: 3,
+  busyPairs: 5,
 };
 
 export const BENCH_USAGE = `Usage: npm run bench -- [options]

@@ -192,8 +192,8 @@ describe("yieldToReplication", () => {
 });
 
 describe("SHARDSHIFT_YIELD_LAG_MS", () => {
-  it("is 5 ms by default, and refuses what is not a whole number of ms up to 10,000", () => {
-    expect(yieldLagMs({})).toBe(5);
+  it("is 3 ms by default, and refuses what is not a whole number of ms up to 10,000", () => {
+    expect(yieldLagMs({})).toBe(3);
     expect(yieldLagMs({ SHARDSHIFT_YIELD_LAG_MS: "5" })).toBe(5);
     expect(yieldLagMs({ SHARDSHIFT_YIELD_LAG_MS: "0" })).toBe(0);
     expect(yieldLagMs({ SHARDSHIFT_YIELD_LAG_MS: " 20 " })).toBe(20);
