@@ -32,8 +32,9 @@ const BASE_BUCKET_MS = 10_000;
 /**
  * Background work waits while replication runs more than this late (SHARDSHIFT_YIELD_LAG_MS; 0 turns
  * the yield off). At 5 ms the bench's busy worker's lag p99 fell by a quarter to a third, but its
- * 30 s pairs still went 1.18–1.98× quiet from run to run; at 3 ms five pairs went 1.37–1.46×, and
- * the parity pass and the other plan's backfill beside them took about 1.6× as long.
+ * 30 s pairs went 1.11–2.77× quiet over three runs (pooled 1.73, 1.66, 1.39); at 3 ms two runs of
+ * five pairs pooled 1.42 and 1.36 (pairs 1.09–1.79), and the parity pass and the other plan's
+ * backfill beside them took about 1.6–2× as long.
  */
 export const DEFAULT_YIELD_LAG_MS = 3;
 /** Lateness past this is a backlog or a stuck target, not contention: it counts for nothing. */
