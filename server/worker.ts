@@ -6,7 +6,7 @@
 
 import { pathToFileURL } from "node:url";
 import type PgBoss from "pg-boss";
-import { runBackfillSlice } from "./engine/backfill/run-slice";
+import { runBackfillSlice, settleVacuums } from "./engine/backfill/run-slice";
 import { runTenantCensus } from "./engine/backfill/tenant-census";
 import { ruleActorEmail, startAutoTrip } from "./engine/breaker/auto-trip";
 import { warmCdcThreads } from "./engine/cdc/isolated-runner";
@@ -121,6 +121,7 @@ export async function startWorker(
     await autoTrip?.stop();
     await supervisor.stop();
     await boss.stop({ graceful: true, timeout: 10_000 });
+    await settleVacuums(); // on the engine's pools, closed next
     await closeEnginePools();
   };
   try {

@@ -164,9 +164,21 @@ export async function runBackfillSlice(taskId: bigint, sliceMs = 15_000): Promis
     return outcome;
   } finally {
     await lock.end().catch(() => {});
-    // After the task locks are gone: a vacuum is not copying, and must not hold up a pause.
-    for (const { planId, table } of copied) await vacuumCopiedTable(planId, table);
+    // After the task locks are gone: a vacuum is not copying, and must not hold up a pause. Nor a
+    // lane: awaited here it held the slice's queue slot, and the plan's last small tables waited
+    // about a second for a lane while the big ones were vacuumed (the bench, session 22).
+    for (const { planId, table } of copied) {
+      vacuums = vacuums.then(() => vacuumCopiedTable(planId, table));
+    }
   }
+}
+
+/** This process's vacuums of copied tables, one at a time beside the copy (they never reject). */
+let vacuums: Promise<void> = Promise.resolve();
+
+/** Resolves once every vacuum queued so far has run: a worker stopping waits for them. */
+export function settleVacuums(): Promise<void> {
+  return vacuums;
 }
 
 /** Statistics and the visibility map now, before the shards serve traffic (vacuum-copied.ts). */

@@ -11,7 +11,7 @@ import { useControlPlane } from "../../testing/control-plane";
 import { createTestDatabase, type TestDatabase } from "../../testing/databases";
 import { startMovementOn } from "../../testing/movement-fixture";
 import { waitFor } from "../../testing/worker-process";
-import { runBackfillSlice } from "./run-slice";
+import { runBackfillSlice, settleVacuums } from "./run-slice";
 
 let control: Awaited<ReturnType<typeof useControlPlane>>;
 let legacy: TestDatabase;
@@ -58,14 +58,36 @@ describe("the end of a table's backfill", () => {
     );
     await setBackfillRate(actor, { planId, rowsPerSecond: 50_000, reason: "copy fast" });
     const task = await db().backfillTask.findFirstOrThrow({ where: { planId } });
-    await waitFor(
-      "the table's backfill to be done",
-      async () => {
-        await runBackfillSlice(task.id, 5_000);
-        return (await db().backfillTask.findUniqueOrThrow({ where: { id: task.id } })).status === "done";
-      },
-      60_000,
-    );
+    // A session on shard 0 holds the one lock VACUUM needs that the copy does not (SHARE UPDATE
+    // EXCLUSIVE; the copy's row writes take ROW EXCLUSIVE): the vacuum waits, and the slice must
+    // not. It once awaited its tables' vacuums, holding its lane while the plan's other tables waited.
+    const [first] = shards;
+    if (!first) throw new Error("no shard");
+    const holder = await first.pool.connect();
+    try {
+      await holder.query("begin");
+      await holder.query("lock table items in share update exclusive mode");
+      await waitFor(
+        "the table's backfill to be done",
+        async () => {
+          let timer: NodeJS.Timeout | undefined;
+          const heldUp = new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error("the slice did not return while its table's vacuum waited")),
+              30_000,
+            );
+          });
+          await Promise.race([runBackfillSlice(task.id, 5_000), heldUp]).finally(() => clearTimeout(timer));
+          return (await db().backfillTask.findUniqueOrThrow({ where: { id: task.id } })).status === "done";
+        },
+        60_000,
+      );
+      expect(await manualStats(first.pool)).toMatchObject({ vacuumed: false });
+    } finally {
+      await holder.query("rollback").catch(() => {});
+      holder.release();
+    }
+    await settleVacuums();
 
     for (const s of shards) {
       // Vacuum reports its statistics at once, but poll: the stats snapshot is per transaction.

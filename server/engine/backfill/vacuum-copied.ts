@@ -8,7 +8,8 @@
 // Invariants:
 // - Outside any transaction (VACUUM cannot run in one), on the worker's shard pools, after the
 //   table is marked done and the slice released the task's lock (a vacuum is not a copier: a pause
-//   must not wait for it): CDC no longer takes the table's guard lock, and VACUUM's lock (SHARE
+//   must not wait for it, nor the plan's next table: the slice returns and its worker's vacuums run
+//   one at a time beside the copy, settled before the worker stops): CDC no longer takes the table's guard lock, and VACUUM's lock (SHARE
 //   UPDATE EXCLUSIVE) does not conflict with CDC's row writes, so CDC is never blocked. TRUNCATE
 //   false: giving empty tail pages back needs a (brief) ACCESS EXCLUSIVE lock, which would.
 // - Best effort: a failure is returned (the caller records it as a warning), never thrown — the
