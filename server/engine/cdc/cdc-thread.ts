@@ -10,7 +10,7 @@ import type { CdcRunner } from "./cdc-runner";
 import { startForwardCdc } from "./forward-cdc";
 import type { CdcJob, ToThread } from "./isolated-runner";
 import { handOverSettlements, type StampedFailure } from "./origin-settlement";
-import { startLoopDelayTrace } from "./stage-trace";
+import { startLoopDelayTrace, stopLoopDelayTrace } from "./stage-trace";
 import { cdcThreadNice, describePriority, setThisThreadNice } from "./thread-priority";
 
 if (!parentPort) throw new Error("cdc-thread.ts runs only as a worker thread (see isolated-runner.ts)");
@@ -44,12 +44,13 @@ function run(job: CdcJob): CdcRunner {
 function start(key: string, job: CdcJob) {
   if (runners.has(key)) return;
   // The bench's diagnostic (off unless SHARDSHIFT_CDC_TRACE is set): this thread's own loop delay,
-  // from its first stream on: a thread warmed at boot and idle wakes for nothing.
+  // while it runs a stream: a thread warmed at boot, or whose streams all ended, wakes for nothing.
   startLoopDelayTrace(data?.lane ?? "cdc");
   const runner = run(job);
   runners.set(key, runner);
   void runner.ended.then(() => {
     runners.delete(key);
+    if (runners.size === 0) stopLoopDelayTrace();
     const failure = runner.failure as { message?: unknown; code?: unknown } | null;
     port.postMessage({
       kind: "finished",

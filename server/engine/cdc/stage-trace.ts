@@ -75,25 +75,27 @@ function threadSchedMs(): { onCpu: number; waiting: number } | null {
   }
 }
 
-let loopTraced = false;
+let loopTrace: { histogram: ReturnType<typeof monitorEventLoopDelay>; timer: NodeJS.Timeout } | null = null;
 
 /**
  * The CDC thread's own event-loop delay, sampled while the stage trace is on: once a second, the
  * p99 and max delay (ms) of the last second and the thread's time on a core and waiting for one in
  * that second, to `<trace>.loop`, named by its lane. A delay with the thread waiting for a core is
  * the machine's contention; a delay with it on a core is a stall of its own (its work, or its
- * garbage collector). Started once per thread, with its first stream.
+ * garbage collector). Runs while the thread runs a stream: started with its first
+ * (startLoopDelayTrace, again while it runs is a no-op) and stopped once its last ended
+ * (stopLoopDelayTrace): a thread warmed at boot, or whose streams all ended, is idle and wakes for
+ * nothing (left running, an idle thread woke 190 times a second: break-trace-idle.test.ts).
  */
 export function startLoopDelayTrace(lane: string): void {
   const file = process.env.SHARDSHIFT_CDC_TRACE;
-  if (!file || loopTraced) return;
-  loopTraced = true;
+  if (!file || loopTrace) return;
   // Sampled every 5 ms: at 1 ms the sampler's own wake-ups took 25 ms a second of a core in an idle
   // thread at the CDC's raised priority, on the cores the measured lag shares.
   const histogram = monitorEventLoopDelay({ resolution: 5 });
   histogram.enable();
   let last = threadSchedMs();
-  setInterval(() => {
+  const timer = setInterval(() => {
     const now = threadSchedMs();
     const onCpu = now && last ? now.onCpu - last.onCpu : Number.NaN;
     const waiting = now && last ? now.waiting - last.waiting : Number.NaN;
@@ -103,6 +105,15 @@ export function startLoopDelayTrace(lane: string): void {
     histogram.reset();
     fs.appendFileSync(`${file}.loop`, line);
   }, 1_000).unref();
+  loopTrace = { histogram, timer };
+}
+
+/** The thread's last stream ended: the sampler stops until the next stream starts it. */
+export function stopLoopDelayTrace(): void {
+  if (!loopTrace) return;
+  clearInterval(loopTrace.timer);
+  loopTrace.histogram.disable();
+  loopTrace = null;
 }
 
 export interface LoopDelaySummary {

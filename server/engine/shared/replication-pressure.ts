@@ -11,7 +11,8 @@
 // message and no wait:
 //   - excess: how much longer its last applied batch took from the source's commit than the least
 //     any of its batches took in the last minute (the least cancels the source's clock offset and
-//     the path's fixed cost), and when that was measured;
+//     the path's fixed cost, and is carried forward by a skew between the clocks: WindowMin), and
+//     when that was measured;
 //   - held since: when our thread read the oldest batch that has not committed everywhere yet
 //     (the worker's own clock: a target that stopped answering raises this, not the excess).
 // The background loops read every slot before each chunk (yieldToReplication). A reading older than
@@ -29,6 +30,8 @@ const FIELDS = 3; // excess ms, measured at (epoch ms), held since (epoch ms; 0:
 const FRESH_MS = 100;
 const BASE_WINDOW_BUCKETS = 6;
 const BASE_BUCKET_MS = 10_000;
+/** The most clock skew the least delay is carried forward by (ms per ms: 500 ppm, NTP's slew). */
+const MAX_SKEW = 500e-6;
 /**
  * Background work waits while replication runs more than this late (SHARDSHIFT_YIELD_LAG_MS; 0 turns
  * the yield off). At 5 ms the bench's busy worker's lag p99 fell by a quarter to a third, but its
@@ -60,10 +63,23 @@ export function installPressureBuffer(buffer: SharedArrayBuffer): void {
   claimed.clear();
 }
 
-/** The least of the values seen in the last minute (six buckets of ten seconds). */
+/**
+ * The least of the values seen in the last minute (six buckets of ten seconds).
+ *
+ * With `skew` (a delay between two clocks: the source's commit, our apply), each bucket's least is
+ * carried forward to `now` at the rate the buckets' least values all rise by: a source clock that
+ * runs slow against ours makes every delay grow by that rate, and a least up to a minute old then
+ * read as lateness with no contention at all (100 ppm: 5–6 ms, every reading, for as long as the
+ * skew lasted: break-pressure-skew.test.ts). Only a rise that every pair of consecutive full buckets
+ * agrees on counts, up to MAX_SKEW: contention raises some buckets' least and not others'.
+ */
 class WindowMin {
   private readonly mins = new Array<number>(BASE_WINDOW_BUCKETS).fill(Number.POSITIVE_INFINITY);
+  /** When each bucket's least was seen. */
+  private readonly ats = new Array<number>(BASE_WINDOW_BUCKETS).fill(0);
   private bucket = 0;
+
+  constructor(private readonly skew = false) {}
 
   add(value: number, now: number): void {
     const bucket = Math.floor(now / BASE_BUCKET_MS);
@@ -75,12 +91,36 @@ class WindowMin {
       this.bucket = bucket;
     }
     const at = bucket % BASE_WINDOW_BUCKETS;
-    this.mins[at] = Math.min(this.mins[at] as number, value);
+    if (value < (this.mins[at] as number)) {
+      this.mins[at] = value;
+      this.ats[at] = now;
+    }
   }
 
-  /** The least value of the window (0 before any). */
-  get least(): number {
-    const least = Math.min(...this.mins);
+  /** The least value of the window (0 before any), carried forward to `now` (see `skew`). */
+  least(now: number): number {
+    const slot = (age: number) =>
+      (((this.bucket - age) % BASE_WINDOW_BUCKETS) + BASE_WINDOW_BUCKETS) % BASE_WINDOW_BUCKETS;
+    let rate = 0;
+    if (this.skew) {
+      // The rise per ms every pair of consecutive full buckets shows (at least two pairs).
+      let pairs = 0;
+      let agreed = Number.POSITIVE_INFINITY;
+      for (let age = BASE_WINDOW_BUCKETS - 1; age >= 2; age--) {
+        const older = this.mins[slot(age)] as number;
+        const newer = this.mins[slot(age - 1)] as number;
+        if (!Number.isFinite(older) || !Number.isFinite(newer)) continue;
+        pairs++;
+        agreed = Math.min(agreed, (newer - older) / BASE_BUCKET_MS);
+      }
+      if (pairs >= 2) rate = Math.min(MAX_SKEW, Math.max(0, agreed));
+    }
+    let least = Number.POSITIVE_INFINITY;
+    for (let age = 0; age < BASE_WINDOW_BUCKETS; age++) {
+      const min = this.mins[slot(age)] as number;
+      if (Number.isFinite(min))
+        least = Math.min(least, min + rate * Math.max(0, now - (this.ats[slot(age)] as number)));
+    }
     return Number.isFinite(least) ? least : 0;
   }
 }
@@ -90,7 +130,7 @@ class WindowMin {
  * in this thread (tests that run a loop directly) it reports nowhere.
  */
 export class PressureSlot {
-  private readonly delays = new WindowMin();
+  private readonly delays = new WindowMin(true);
   // How long a batch takes from our read to its commit at least: a target across a network takes
   // its round trips every time, and only what a batch waits beyond them is lateness.
   private readonly applies = new WindowMin();
@@ -122,7 +162,7 @@ export class PressureSlot {
     if (!this.view || !Number.isFinite(commitMs)) return;
     const delay = now - commitMs;
     this.delays.add(delay, now);
-    const excess = Math.max(0, Math.round(delay - this.delays.least));
+    const excess = Math.max(0, Math.round(delay - this.delays.least(now)));
     Atomics.store(this.view, this.index * FIELDS, BigInt(excess));
     Atomics.store(this.view, this.index * FIELDS + 1, BigInt(now));
   }
@@ -163,7 +203,7 @@ export class PressureSlot {
       }
     }
     const backlog = sinceMs > 0 && Number.isFinite(commitMs) && this.catchingUp;
-    const since = sinceMs > 0 && !backlog ? sinceMs + this.applies.least : 0;
+    const since = sinceMs > 0 && !backlog ? sinceMs + this.applies.least(Date.now()) : 0;
     Atomics.store(this.view, this.index * FIELDS + 2, BigInt(Math.round(since)));
   }
 
