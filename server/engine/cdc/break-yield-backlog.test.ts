@@ -151,7 +151,7 @@ describe("background work beside a stream catching up a backlog", () => {
     try {
       await until("the stream 2 s behind", async () => (await behindMs()) > 2_000, 60_000);
       const lateness: number[] = [];
-      const deadline = Date.now() + 1_000;
+      const deadline = Date.now() + 2_000;
       while (Date.now() < deadline) {
         lateness.push(replicationLatenessMs());
         await new Promise((r) => setTimeout(r, 20));
@@ -160,7 +160,10 @@ describe("background work beside a stream catching up a backlog", () => {
       const counted = lateness.filter((l) => l > 5).length / lateness.length;
       console.log(`${behind} ms behind; lateness > 5 ms in ${(counted * 100).toFixed(0)}% of samples`);
       expect(behind).toBeGreaterThan(2_000);
-      expect(counted).toBeGreaterThan(0.5);
+      // How often it counts depends on how long each apply holds a batch (held since), which the
+      // machine's load sets: 38–100% of samples over runs, never 0 with the source paced by the
+      // clock. The catch-up above counts in none: that contrast is what this asserts.
+      expect(counted).toBeGreaterThan(0.1);
     } finally {
       clearInterval(feeder);
       await loop.close();
