@@ -28,12 +28,17 @@ afterEach(() => {
   unwatch = () => {};
 });
 
+/** A slot in a fresh buffer that the background side reads (unwatched after each case). */
+function watchedSlot(): PressureSlot {
+  const buffer = newPressureBuffer();
+  installPressureBuffer(buffer);
+  unwatch = watchPressure(buffer);
+  return PressureSlot.claim();
+}
+
 describe("a source clock running slow against ours, with no contention at all", () => {
   it("does not read as late (100 ppm, five minutes of batches every 10 ms)", () => {
-    const buffer = newPressureBuffer();
-    installPressureBuffer(buffer);
-    unwatch = watchPressure(buffer);
-    const slot = PressureSlot.claim();
+    const slot = watchedSlot();
     const t0 = 1_000_000_000_000;
     const skew = 100e-6;
     let late = 0;
@@ -58,10 +63,7 @@ describe("a source clock running slow against ours, with no contention at all", 
   });
 
   it("still counts contention that follows a quiet spell, or comes and goes (no skew)", () => {
-    const buffer = newPressureBuffer();
-    installPressureBuffer(buffer);
-    unwatch = watchPressure(buffer);
-    const slot = PressureSlot.claim();
+    const slot = watchedSlot();
     const t0 = 1_000_000_000_000;
     // 40 s on time, then 40 s of every batch 20 ms late, then 10 s on time and 10 s late again.
     const extra = (at: number) => (at < 40_000 ? 0 : at < 80_000 ? 20 : at < 90_000 ? 0 : 20);
