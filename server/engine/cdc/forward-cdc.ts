@@ -40,7 +40,7 @@ import { applyOriginName, isApplyOrigin } from "./apply-origin";
 import { type CdcRunner, type RunnerControl, startRunner } from "./cdc-runner";
 import { ChangeRouter } from "./change-router";
 import { Confirmer } from "./confirmer";
-import { idleLagMs } from "./idle-lag";
+import { IdleLag } from "./idle-lag";
 import { ForwardOwnershipRoute, readFenceOwnership } from "./ownership-route";
 import { runReplication } from "./replication-loop";
 import { ReplicationStreamError } from "./replication-stream";
@@ -183,6 +183,7 @@ async function streamPlan(
     let lastStatusCheck = Date.now();
     let lastLagSample = 0;
     let lastBytesSample = 0;
+    const idleLag = new IdleLag();
     let lastConfirmWrite = 0;
     let lastTouchedFlush = 0;
     await runReplication(
@@ -225,10 +226,10 @@ async function streamPlan(
               housekeeping(() => insertMetric(store, planId, "cdc.lag_ms", lagMs));
             } else {
               // Nothing applied (an idle tick, or the server moving past WAL with nothing for us):
-              // 0 only when the stream has received everything legacy wrote.
+              // judged from WAL positions (idle-lag.ts).
               const received = reader.receivedLsn;
               housekeeping(async () => {
-                const lagMs = await idleLagMs(ctx.source, received);
+                const lagMs = await idleLag.sample(ctx.source, received, t);
                 if (lagMs !== null) await insertMetric(store, planId, "cdc.lag_ms", lagMs);
               });
             }

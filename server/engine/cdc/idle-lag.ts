@@ -1,11 +1,9 @@
 // The lag of a stream that has nothing to apply (issue 12: a quiet legacy). Lag samples are written
 // when batches are applied, so a source without writes produced none, and after a while the
 // cutover's pre-check read "no recent sample" as "the stream is not running" and refused. On each
-// idle tick of the stream (its reader's idle timeout) this decides, from positions rather than the
-// clock, whether the stream is caught up: it is when it has received the source's WAL up to the
-// source's current insert position. Then its lag is 0. Otherwise nothing is claimed (null): either
-// changes are on their way and the next applied batch samples their lag, or the stream is stuck and
-// the samples stop, which is what the pre-check must see.
+// idle tick of the stream (its reader's idle timeout, or a keepalive's empty batch) this judges the
+// lag from WAL positions: 0 when the stream has received the source's WAL up to its current insert
+// position, else how long ago the source's WAL reached what the stream received (IdleLag).
 import type pg from "pg";
 import { parseLsn } from "./slot";
 
@@ -27,9 +25,51 @@ export function caughtUp(received: bigint, insert: bigint): boolean {
   );
 }
 
-/** 0 when the stream that received up to `received` is caught up with `source`, else null (see above). */
-export async function idleLagMs(source: Pick<pg.Pool, "query">, received: bigint): Promise<number | null> {
-  const { rows } = await source.query<{ lsn: string }>("select pg_current_wal_insert_lsn()::text as lsn");
-  const insert = parseLsn(rows[0]?.lsn ?? "0/0");
-  return caughtUp(received, insert) ? 0 : null;
+/** Readings of the source's insert position kept (one an idle tick: ten minutes of a stream behind). */
+const MARKS_KEPT = 600;
+
+/**
+ * A stream's lag on its idle ticks. Caught up: 0. Otherwise, when the source's WAL reached what the
+ * stream has received: between two earlier readings of the source's insert position, in proportion
+ * to the bytes (WAL is written at about a steady rate over a second); the lag is how long before the
+ * stream received it that was. On a legacy server whose other databases write all the time the
+ * insert position is always past what the stream received, and "caught up" alone never held: no
+ * sample, and every cutover's pre-check refused (breaker-races.test.ts, on the shared test server).
+ * A stream that receives nothing gets no sample (null): stuck is what the pre-check must see.
+ */
+export class IdleLag {
+  private readonly marks: { lsn: bigint; at: number }[] = [];
+
+  /** Reads the source's insert position now, and judges the stream that had received `received` at `receivedAt`. */
+  async sample(source: Pick<pg.Pool, "query">, received: bigint, receivedAt: number): Promise<number | null> {
+    // Taken before the query: everything written before `at` is at or below the position read.
+    const at = Date.now();
+    const { rows } = await source.query<{ lsn: string }>("select pg_current_wal_insert_lsn()::text as lsn");
+    return this.judge(received, receivedAt, parseLsn(rows[0]?.lsn ?? "0/0"), at);
+  }
+
+  /** Pure but for the readings it keeps: the source's insert position was `insert` at `at`. */
+  judge(received: bigint, receivedAt: number, insert: bigint, at: number): number | null {
+    const marks = this.marks;
+    const last = marks[marks.length - 1];
+    if (!last || insert > last.lsn) marks.push({ lsn: insert, at });
+    if (marks.length > MARKS_KEPT) marks.splice(0, marks.length - MARKS_KEPT);
+    if (caughtUp(received, insert)) return 0;
+    // The newest reading at or below what the stream received, and the one after it.
+    let below = -1;
+    for (let i = marks.length - 1; i >= 0; i--) {
+      if ((marks[i] as { lsn: bigint }).lsn <= received) {
+        below = i;
+        break;
+      }
+    }
+    if (below < 0) return null;
+    marks.splice(0, below); // the stream only moves on: older readings are of no more use
+    const from = marks[0] as { lsn: bigint; at: number };
+    const to = marks[1];
+    if (!to) return null;
+    const share = Number(received - from.lsn) / Number(to.lsn - from.lsn);
+    const reachedAt = from.at + share * (to.at - from.at);
+    return Math.max(0, Math.round(receivedAt - reachedAt));
+  }
 }

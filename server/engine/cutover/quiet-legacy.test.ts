@@ -31,6 +31,7 @@ let legacyServer: CrashableServer;
 let legacy: { url: string; pool: pg.Pool };
 let shards: TestDatabase[];
 let worker: Worker | null = null;
+let planId = "";
 const actor = systemActor("quiet-legacy-test", "engineer@test");
 const savedWindow = process.env.SHARDSHIFT_LAG_SAMPLE_MAX_AGE_MS;
 
@@ -124,5 +125,49 @@ describe("cutover on a quiet legacy", () => {
     expect((await verifyAuditChain(db())).ok).toBe(true);
     const events = await db().auditEvent.count({ where: { planId: plan.id, action: "routing.change" } });
     expect(events).toBeGreaterThanOrEqual(2);
+    planId = plan.id;
+  });
+
+  it("still measures the lag while another database on legacy's server writes all the time", {
+    timeout: 120_000,
+  }, async () => {
+    // Legacy's insert position now moves on without pause, so the stream never holds it, and "caught
+    // up" alone gave no sample at all: the pre-check refused every cutover (it lost breaker-races
+    // on the shared test server in a full run). Its lag is judged from when the WAL it received was
+    // written (cdc/idle-lag.ts).
+    const admin = new pg.Client({ connectionString: legacyServer.url("postgres") });
+    await admin.connect();
+    await admin.query("create database neighbour");
+    await admin.end();
+    const neighbour = new pg.Client({ connectionString: legacyServer.url("neighbour") });
+    await neighbour.connect();
+    await neighbour.query("create table beats (at timestamptz)");
+    let writing = true;
+    const writer = (async () => {
+      while (writing) await neighbour.query("insert into beats values (now())");
+    })();
+    try {
+      const busyFrom = Date.now();
+      await waitFor(
+        "the neighbour to have written for twice the lag window",
+        async () => Date.now() - busyFrom > 2 * WINDOW_MS,
+        30_000,
+      );
+      const preview = await waitFor(
+        "the pre-check to find a recent lag sample",
+        async () => {
+          const p = await previewCutover({ planId, tenantKey: "5" });
+          return p.blockers.length === 0 ? p : null;
+        },
+        10_000,
+      );
+      console.log(`quiet-legacy beside a busy neighbour: forward lag ${preview.forwardLagMs} ms`);
+      expect(preview.forwardLagMs).not.toBeNull();
+      expect(preview.forwardLagMs as number).toBeLessThan(1_000);
+    } finally {
+      writing = false;
+      await writer;
+      await neighbour.end();
+    }
   });
 });

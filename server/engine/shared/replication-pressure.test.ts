@@ -125,6 +125,34 @@ describe("the lateness signal", () => {
     contended.release();
   });
 
+  it("tells a stream catching up a backlog from one falling further behind, a second apart", () => {
+    // Both streams read each batch seconds after the source committed it. The one whose read lag
+    // shrinks catches up a backlog and counts nothing; the one whose read lag grows falls behind
+    // (the source writes faster than it applies, as under contention) and counts what its oldest
+    // batch waits. Driven by timestamps, not a live loop: on two shared cores a live source paced
+    // this in 1.7–100% of samples (the old real-loop case in break-yield-backlog.test.ts).
+    fresh();
+    const catchingUp = PressureSlot.claim();
+    const fallingBehind = PressureSlot.claim();
+    const start = 1_000_000_000_000;
+    const seen = { catchingUp: [] as number[], fallingBehind: [] as number[] };
+    for (let i = 0; i <= 15; i++) {
+      const readAt = start + i * 200;
+      catchingUp.held(readAt, readAt - (6_000 - i * 300));
+      const now = readAt + 30; // each batch has waited 30 ms for its commit when read off
+      seen.catchingUp.push(replicationLatenessMs(now));
+      catchingUp.held(0);
+      fallingBehind.held(readAt, readAt - (1_500 + i * 300));
+      seen.fallingBehind.push(replicationLatenessMs(now));
+      fallingBehind.held(0);
+    }
+    expect(seen.catchingUp).toEqual(seen.catchingUp.map(() => 0));
+    // Judged once a batch read a second before is there to compare with (the 6th, 1,000 ms on).
+    expect(seen.fallingBehind.slice(5)).toEqual(seen.fallingBehind.slice(5).map(() => 30));
+    catchingUp.release();
+    fallingBehind.release();
+  });
+
   it("counts a thread's slots only where its buffer is watched", () => {
     unwatch();
     installPressureBuffer(newPressureBuffer());
