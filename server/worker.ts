@@ -6,7 +6,7 @@
 
 import { pathToFileURL } from "node:url";
 import type PgBoss from "pg-boss";
-import { runBackfillSlice, settleVacuums } from "./engine/backfill/run-slice";
+import { resumeVacuums, runBackfillSlice, stopVacuums } from "./engine/backfill/run-slice";
 import { runTenantCensus } from "./engine/backfill/tenant-census";
 import { ruleActorEmail, startAutoTrip } from "./engine/breaker/auto-trip";
 import { warmCdcThreads } from "./engine/cdc/isolated-runner";
@@ -32,6 +32,9 @@ import { startPromotionWatch } from "./services/cohorts/promotion-runner";
 import { auditRoutingChangesAs, draftRoutingAuditAs } from "./services/routing/routing";
 import { migrateControlPlane } from "./store/migrate";
 
+/** How long a stopping worker lets its copied tables' vacuums run before cancelling them. */
+const VACUUMS_STOP_GRACE_MS = 5_000;
+
 export interface Worker {
   boss: PgBoss;
   stop(): Promise<void>;
@@ -51,6 +54,7 @@ export async function startWorker(
   } = {},
 ): Promise<Worker> {
   const log = options.log ?? ((m: string) => console.log(m));
+  resumeVacuums(); // a worker stopped earlier in this process stopped them
   const warming = options.warmCdcThreads ? warmCdcThreads({ log }) : null;
   warming?.catch(() => {}); // awaited below; a start that fails before then must not leave it unhandled
   const boss = await startQueue(connectionString);
@@ -121,7 +125,8 @@ export async function startWorker(
     await autoTrip?.stop();
     await supervisor.stop();
     await boss.stop({ graceful: true, timeout: 10_000 });
-    await settleVacuums(); // on the engine's pools, closed next
+    // On the engine's pools, closed next; bounded: a vacuum may wait for a lock on a shard for ever.
+    await stopVacuums(VACUUMS_STOP_GRACE_MS);
     await closeEnginePools();
   };
   try {

@@ -168,24 +168,51 @@ export async function runBackfillSlice(taskId: bigint, sliceMs = 15_000): Promis
     // lane: awaited here it held the slice's queue slot, and the plan's last small tables waited
     // about a second for a lane while the big ones were vacuumed (the bench, session 22).
     for (const { planId, table } of copied) {
-      vacuums = vacuums.then(() => vacuumCopiedTable(planId, table));
+      const stop = vacuumsStop.signal;
+      vacuums = vacuums.then(() => vacuumCopiedTable(planId, table, stop));
     }
   }
 }
 
 /** This process's vacuums of copied tables, one at a time beside the copy (they never reject). */
 let vacuums: Promise<void> = Promise.resolve();
+/** Aborted by stopVacuums: what still runs is cancelled, what is queued is skipped. */
+let vacuumsStop = new AbortController();
 
-/** Resolves once every vacuum queued so far has run: a worker stopping waits for them. */
+/** Resolves once every vacuum queued so far has run. */
 export function settleVacuums(): Promise<void> {
   return vacuums;
 }
 
-/** Statistics and the visibility map now, before the shards serve traffic (vacuum-copied.ts). */
-async function vacuumCopiedTable(planId: string, table: string): Promise<void> {
+/**
+ * A worker stopping: waits up to `graceMs` for the vacuums queued so far, then cancels the one
+ * running and skips the rest (each recorded as a warning; autovacuum does the work later). Without
+ * a bound the stop waited as long as a vacuum waited for a lock on a shard: for ever, if its holder
+ * never let go (break-vacuum-stop.test.ts). Vacuums queued after it (a slice that outlived the
+ * queue's stop) are skipped too: the engine's pools they would run on are closed next.
+ */
+export async function stopVacuums(graceMs: number): Promise<void> {
+  const stop = vacuumsStop;
+  const timer = setTimeout(() => stop.abort(), graceMs);
   try {
+    await vacuums;
+  } finally {
+    clearTimeout(timer);
+    stop.abort();
+  }
+}
+
+/** A worker starting in this process: its copied tables are vacuumed again (after stopVacuums). */
+export function resumeVacuums(): void {
+  if (vacuumsStop.signal.aborted) vacuumsStop = new AbortController();
+}
+
+/** Statistics and the visibility map now, before the shards serve traffic (vacuum-copied.ts). */
+async function vacuumCopiedTable(planId: string, table: string, stop: AbortSignal): Promise<void> {
+  try {
+    if (stop.aborted) throw new Error("the worker stopped before it ran");
     const ctx = await loadMovementContext(planId);
-    for (const failure of await vacuumAnalyzeOnShards(ctx.shards, table)) {
+    for (const failure of await vacuumAnalyzeOnShards(ctx.shards, table, stop)) {
       await recordEngineEvent(
         planId,
         "warn",
@@ -199,7 +226,8 @@ async function vacuumCopiedTable(planId: string, table: string): Promise<void> {
       planId,
       "warn",
       "backfill",
-      `${table} was copied, but its VACUUM (ANALYZE) on the shards could not run: ${(error as Error).message}.`,
+      `${table} was copied, but its VACUUM (ANALYZE) on the shards could not run: ${(error as Error).message}. ` +
+        "The copy is complete; autovacuum will do it later, or run VACUUM (ANALYZE) on that table on the shards now.",
     ).catch(() => {});
   }
 }
