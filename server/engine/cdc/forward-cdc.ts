@@ -228,8 +228,9 @@ async function streamPlan(
               // Nothing applied (an idle tick, or the server moving past WAL with nothing for us):
               // judged from WAL positions (idle-lag.ts).
               const received = reader.receivedLsn;
+              const receivedAt = performance.now();
               housekeeping(async () => {
-                const lagMs = await idleLag.sample(ctx.source, received, t);
+                const lagMs = await idleLag.sample(ctx.source, received, receivedAt);
                 if (lagMs !== null) await insertMetric(store, planId, "cdc.lag_ms", lagMs);
               });
             }

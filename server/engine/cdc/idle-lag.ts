@@ -40,10 +40,15 @@ const MARKS_KEPT = 600;
 export class IdleLag {
   private readonly marks: { lsn: bigint; at: number }[] = [];
 
-  /** Reads the source's insert position now, and judges the stream that had received `received` at `receivedAt`. */
+  /**
+   * Reads the source's insert position now, and judges the stream that had received `received` at
+   * `receivedAt` (performance.now(): spans on the monotonic clock, so a step of the wall clock
+   * neither hides a stuck stream's lag nor invents one; stepped back an hour, a stream 5 s behind
+   * read as 0 on the wall clock).
+   */
   async sample(source: Pick<pg.Pool, "query">, received: bigint, receivedAt: number): Promise<number | null> {
     // Taken before the query: everything written before `at` is at or below the position read.
-    const at = Date.now();
+    const at = performance.now();
     const { rows } = await source.query<{ lsn: string }>("select pg_current_wal_insert_lsn()::text as lsn");
     return this.judge(received, receivedAt, parseLsn(rows[0]?.lsn ?? "0/0"), at);
   }

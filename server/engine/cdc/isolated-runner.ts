@@ -12,6 +12,7 @@ import { newPressureBuffer, watchPressure } from "../shared/replication-pressure
 import { startTsThread } from "../shared/ts-thread";
 import type { CdcRunner } from "./cdc-runner";
 import type { SettlementsMessage, StampedFailure } from "./origin-settlement";
+import { scavengeOnCallingThread } from "./scavenge-alone";
 
 const STOP_TIMEOUT_MS = 20_000;
 
@@ -71,6 +72,7 @@ function ensureThread(lane: Lane): Thread {
   // hold their next chunk while it is late (replication-pressure.ts).
   const pressure = newPressureBuffer();
   const unwatch = watchPressure(pressure);
+  scavengeOnCallingThread();
   const worker = startTsThread(new URL("./cdc-thread.ts", import.meta.url), {
     name: `shardshift-cdc-${lane}`,
     workerData: { lane, pressure, settlements: settlements.get(lane) ?? [] },
