@@ -55,6 +55,7 @@ import { fullPass } from "../parity/chunk-hash";
 import { repairRow } from "../parity/repair";
 import { hashPlacement } from "../router/placement";
 import { FENCE_LOCK_CLASS } from "../routing/fence-sql";
+import { FENCE_SYNC_LOCK } from "../routing/fence-watch";
 import { planTable } from "../shared/table-plan";
 import { emitTrip } from "./emit-trip";
 import { BREAKER_LOCK_CLASS, startRollbackRun } from "./run-rollback";
@@ -638,6 +639,12 @@ describe("break pass 3 of the rollback breaker", () => {
     await writer.connect();
     await writer.query("begin");
     await insertInvoice(writer, deadlockSet[0] ?? "", 333);
+    // A fence-watch round holding the plan's fences (the sync lock) through the stale run's freeze:
+    // the run still asks for them on its lock session when that session is cut off, and the ask
+    // never came back — the run hung there for ever (the full suite, on a loaded machine, where a
+    // watch round ran long; here made certain).
+    const watchRound = await control.pool.connect();
+    await watchRound.query("select pg_advisory_lock($1, hashtext($2))", [FENCE_SYNC_LOCK, planId]);
     const staleLog: string[] = [];
     let run: ReturnType<typeof startRollbackRun> | null = null;
     try {
@@ -683,7 +690,10 @@ describe("break pass 3 of the rollback breaker", () => {
         "the stale run to stop",
         async () => staleLog.some((l) => /left for recovery|gave-up:/.test(l)),
         60_000,
-      );
+      ).catch((error: Error) => {
+        throw new Error(`${error.message}; its log: ${staleLog.join(" | ")}`);
+      });
+      await watchRound.query("select pg_advisory_unlock_all()");
       await writer.query("commit");
       const ended = await tripEnd(tripId);
       expect(ended.status, `${ended.error ?? ""} | ${staleLog.join(" | ")}`).toBe("rolled_back");
@@ -695,6 +705,8 @@ describe("break pass 3 of the rollback breaker", () => {
     } finally {
       await writer.query("rollback").catch(() => {});
       await writer.end().catch(() => {});
+      await watchRound.query("select pg_advisory_unlock_all()").catch(() => {});
+      watchRound.release();
       for (const { down, up } of pairs) {
         down.destroy();
         up.destroy();

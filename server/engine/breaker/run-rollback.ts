@@ -50,7 +50,7 @@ import {
 import { lastKnownPosition, SHARD_PROBE_TIMEOUT_MS } from "../gates/shard-probe";
 import { type RoutingAuditDraft, VERSION_TOKEN } from "../routing/atomic-change";
 import { fenceRouteOf, readFenceState, syncFence } from "../routing/fence";
-import { holdFenceSync, releaseFenceSync } from "../routing/fence-watch";
+import { FENCE_SYNC_WAIT_MS, holdFenceSync, releaseFenceSync } from "../routing/fence-watch";
 import { type FencedDatabase, loadPlanFences, type PlanFences, syncPlanFences } from "../routing/plan-fences";
 import { type RoutingAuditWriter, type TenantRouteState, writeRoutingChange } from "../routing/routing-map";
 import { withClient } from "../sql/connect";
@@ -217,6 +217,8 @@ class GiveUp extends Error {}
 
 const SYSTEM = { id: null, email: "system" };
 const TX = { timeout: 30_000, maxWait: 10_000 };
+/** How long a statement on the lock's session may take to answer before the run stops waiting for it. */
+const HOLD_ANSWER_MS = 2_000;
 
 /**
  * The routes of `tenants` with the map row locked (the lock writeRoutingChange takes next, in the
@@ -285,7 +287,16 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
   // The fence watch leaves the plan's fences to this run until it ends (fence-watch.ts says why).
   // Asked for now, waited for only before the fence step: a watch round in progress ends while the
   // run prepares and freezes (it used to hold the run up to 250 ms here, under load).
-  const holding = spans.time("hold", () => holdFenceSync(options.control, row.planId));
+  const asked = spans.time("hold", () => holdFenceSync(options.control, row.planId));
+  asked.catch(() => {});
+  // Bounded: the ask runs on the lock's session, and a session cut off without a word (the server
+  // ended it, this client heard nothing) never answers it. Unbounded, the run hung there for ever
+  // and never saw that it had lost the trip's lock (break-pass3.test.ts: a watch round holding the
+  // fences through the cut). Past the bound it goes on as if not held: fencing alongside the round.
+  const holding = Promise.race([
+    asked,
+    new Promise<boolean>((resolve) => setTimeout(resolve, FENCE_SYNC_WAIT_MS + HOLD_ANSWER_MS, false).unref()),
+  ]);
   holding.catch(() => {}); // awaited before the fence, or in `finally`
   // The fence step's own record, written while the drain waits: a failure after it waits for it
   // before reading the trip back (the undo must not write the steps over it).
@@ -344,7 +355,11 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
     await undo(row, options, "gave-up", message);
   } finally {
     await holding.catch(() => false);
-    await releaseFenceSync(options.control, row.planId);
+    // On the same session: bounded too (a session cut off never answers; it is ended after the run).
+    await Promise.race([
+      releaseFenceSync(options.control, row.planId),
+      new Promise((resolve) => setTimeout(resolve, HOLD_ANSWER_MS).unref()),
+    ]);
     options.log(`${row.tenants.length} tenants, ${spans}`);
   }
 }

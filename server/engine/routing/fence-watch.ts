@@ -20,10 +20,10 @@ const FENCE_WATCH_LOCK = 7_363_700;
  * (a database that was down) it brings on the first round after the movers are done: a stale fence
  * refuses more, never less (only an owner accepts writes, and owners change only through movers).
  */
-const FENCE_SYNC_LOCK = 7_363_701;
+export const FENCE_SYNC_LOCK = 7_363_701;
 
 /** How long a mover waits for a watch round in progress before it goes on without the lock. */
-const FENCE_SYNC_WAIT_MS = 2_000;
+export const FENCE_SYNC_WAIT_MS = 2_000;
 
 /**
  * Takes the plan's fence-sync lock shared on `session` (held until released or the session ends).
