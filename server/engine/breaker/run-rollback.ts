@@ -295,7 +295,9 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
   // fences through the cut). Past the bound it goes on as if not held: fencing alongside the round.
   const holding = Promise.race([
     asked,
-    new Promise<boolean>((resolve) => setTimeout(resolve, FENCE_SYNC_WAIT_MS + HOLD_ANSWER_MS, false).unref()),
+    new Promise<boolean>((resolve) =>
+      setTimeout(resolve, FENCE_SYNC_WAIT_MS + HOLD_ANSWER_MS, false).unref(),
+    ),
   ]);
   holding.catch(() => {}); // awaited before the fence, or in `finally`
   // The fence step's own record, written while the drain waits: a failure after it waits for it
