@@ -9,9 +9,10 @@
 // - Outside any transaction (VACUUM cannot run in one), on the worker's shard pools, after the
 //   table is marked done and the slice released the task's lock (a vacuum is not a copier: a pause
 //   must not wait for it, nor the plan's next table: the slice returns and its worker's vacuums run
-//   one at a time beside the copy, settled before the worker stops, for a few seconds at most): CDC no longer takes the table's guard lock, and VACUUM's lock (SHARE
-//   UPDATE EXCLUSIVE) does not conflict with CDC's row writes, so CDC is never blocked. TRUNCATE
-//   false: giving empty tail pages back needs a (brief) ACCESS EXCLUSIVE lock, which would.
+//   one at a time beside the copy, settled before the worker stops, for a few seconds at most):
+//   CDC no longer takes the table's guard lock, and VACUUM's lock (SHARE UPDATE EXCLUSIVE) does
+//   not conflict with CDC's row writes, so CDC is never blocked. TRUNCATE false: giving empty tail
+//   pages back needs a (brief) ACCESS EXCLUSIVE lock, which would.
 // - Best effort: a failure is returned (the caller records it as a warning), never thrown — the
 //   copy is complete and correct without it; autovacuum does the same work later.
 import type pg from "pg";

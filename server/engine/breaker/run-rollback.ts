@@ -220,6 +220,19 @@ const TX = { timeout: 30_000, maxWait: 10_000 };
 /** How long a statement on the lock's session may take to answer before the run stops waiting for it. */
 const HOLD_ANSWER_MS = 2_000;
 
+/** `work`'s value, or `otherwise` once `ms` passed without it (a session cut off never answers). */
+async function answeredWithin<T>(work: Promise<T>, ms: number, otherwise: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<T>((resolve) => {
+    timer = setTimeout(resolve, ms, otherwise);
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * The routes of `tenants` with the map row locked (the lock writeRoutingChange takes next, in the
  * same transaction: nothing moves them between this read and its write).
@@ -293,12 +306,7 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
   // ended it, this client heard nothing) never answers it. Unbounded, the run hung there for ever
   // and never saw that it had lost the trip's lock (break-pass3.test.ts: a watch round holding the
   // fences through the cut). Past the bound it goes on as if not held: fencing alongside the round.
-  const holding = Promise.race([
-    asked,
-    new Promise<boolean>((resolve) =>
-      setTimeout(resolve, FENCE_SYNC_WAIT_MS + HOLD_ANSWER_MS, false).unref(),
-    ),
-  ]);
+  const holding = answeredWithin(asked, FENCE_SYNC_WAIT_MS + HOLD_ANSWER_MS, false);
   holding.catch(() => {}); // awaited before the fence, or in `finally`
   // The fence step's own record, written while the drain waits: a failure after it waits for it
   // before reading the trip back (the undo must not write the steps over it).
@@ -358,10 +366,7 @@ async function runFresh(row: TripRow, options: DriveOptions): Promise<void> {
   } finally {
     await holding.catch(() => false);
     // On the same session: bounded too (a session cut off never answers; it is ended after the run).
-    await Promise.race([
-      releaseFenceSync(options.control, row.planId),
-      new Promise((resolve) => setTimeout(resolve, HOLD_ANSWER_MS).unref()),
-    ]);
+    await answeredWithin(releaseFenceSync(options.control, row.planId), HOLD_ANSWER_MS, undefined);
     options.log(`${row.tenants.length} tenants, ${spans}`);
   }
 }
